@@ -1,0 +1,293 @@
+/*
+ * hostmem: the Win32 VirtualAlloc family with the contract of the .NET
+ * hosting interface IHostMemoryManager, on Linux.
+ *
+ * Every call is thread-safe, returns an HRESULT and never crashes the host
+ * on bad input: a failed call changes nothing.  The error codes and the
+ * condition behind each are listed at the end of this file.
+ */
+#ifndef HOSTMEM_HOSTMEM_H
+#define HOSTMEM_HOSTMEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#if defined(HOSTMEM_STATIC_DEFINE) || !defined(__GNUC__)
+#define HOSTMEM_API
+#else
+#define HOSTMEM_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Win32 types (coexist with the Windows SDK / MinGW headers) ------- */
+#ifndef _HRESULT_DEFINED
+#define _HRESULT_DEFINED
+typedef int32_t HRESULT;
+#endif
+#ifndef _DWORD_DEFINED
+#define _DWORD_DEFINED
+typedef uint32_t DWORD;
+#endif
+#if !defined(_BASETSD_H_) && !defined(_BASETSD_H) && !defined(_SIZE_T_DEFINED_WIN32) && !defined(HOSTMEM_SIZE_T_DEFINED)
+#define HOSTMEM_SIZE_T_DEFINED
+typedef size_t SIZE_T;
+#endif
+
+#ifndef SUCCEEDED
+#define SUCCEEDED(hr) (((HRESULT)(hr)) >= 0)
+#endif
+#ifndef FAILED
+#define FAILED(hr) (((HRESULT)(hr)) < 0)
+#endif
+#ifndef HRESULT_FROM_WIN32
+#define HRESULT_FROM_WIN32(x) \
+    ((HRESULT)(x) <= 0 ? ((HRESULT)(x)) : ((HRESULT)(((x) & 0x0000FFFF) | (7 << 16) | 0x80000000)))
+#endif
+
+/* ---- allocation and free types (CONTRACT A1) -------------------------- */
+#ifndef MEM_COMMIT
+#define MEM_COMMIT 0x00001000
+#endif
+#ifndef MEM_RESERVE
+#define MEM_RESERVE 0x00002000
+#endif
+#ifndef MEM_DECOMMIT
+#define MEM_DECOMMIT 0x00004000
+#endif
+#ifndef MEM_RELEASE
+#define MEM_RELEASE 0x00008000
+#endif
+#ifndef MEM_FREE
+#define MEM_FREE 0x00010000
+#endif
+#ifndef MEM_PRIVATE
+#define MEM_PRIVATE 0x00020000
+#endif
+#ifndef MEM_MAPPED
+#define MEM_MAPPED 0x00040000
+#endif
+#ifndef MEM_RESET
+#define MEM_RESET 0x00080000
+#endif
+#ifndef MEM_TOP_DOWN
+#define MEM_TOP_DOWN 0x00100000
+#endif
+#ifndef MEM_WRITE_WATCH
+#define MEM_WRITE_WATCH 0x00200000
+#endif
+#ifndef MEM_RESET_UNDO
+#define MEM_RESET_UNDO 0x01000000
+#endif
+#ifndef MEM_IMAGE
+#define MEM_IMAGE 0x01000000
+#endif
+#ifndef MEM_LARGE_PAGES
+#define MEM_LARGE_PAGES 0x20000000
+#endif
+
+/* ---- page protections ------------------------------------------------- */
+#ifndef PAGE_NOACCESS
+#define PAGE_NOACCESS 0x01
+#endif
+#ifndef PAGE_READONLY
+#define PAGE_READONLY 0x02
+#endif
+#ifndef PAGE_READWRITE
+#define PAGE_READWRITE 0x04
+#endif
+#ifndef PAGE_WRITECOPY
+#define PAGE_WRITECOPY 0x08
+#endif
+#ifndef PAGE_EXECUTE
+#define PAGE_EXECUTE 0x10
+#endif
+#ifndef PAGE_EXECUTE_READ
+#define PAGE_EXECUTE_READ 0x20
+#endif
+#ifndef PAGE_EXECUTE_READWRITE
+#define PAGE_EXECUTE_READWRITE 0x40
+#endif
+#ifndef PAGE_EXECUTE_WRITECOPY
+#define PAGE_EXECUTE_WRITECOPY 0x80
+#endif
+#ifndef PAGE_GUARD
+#define PAGE_GUARD 0x100
+#endif
+#ifndef PAGE_NOCACHE
+#define PAGE_NOCACHE 0x200
+#endif
+#ifndef PAGE_WRITECOMBINE
+#define PAGE_WRITECOMBINE 0x400
+#endif
+
+/* ---- HRESULTs (CONTRACT A2) ------------------------------------------- */
+#ifndef S_OK
+#define S_OK ((HRESULT)0)
+#endif
+#ifndef E_NOTIMPL
+#define E_NOTIMPL ((HRESULT)0x80004001)
+#endif
+#ifndef E_POINTER
+#define E_POINTER ((HRESULT)0x80004003)
+#endif
+#ifndef E_FAIL
+#define E_FAIL ((HRESULT)0x80004005)
+#endif
+#ifndef E_ACCESSDENIED
+#define E_ACCESSDENIED ((HRESULT)0x80070005)
+#endif
+#ifndef E_OUTOFMEMORY
+#define E_OUTOFMEMORY ((HRESULT)0x8007000E)
+#endif
+#ifndef E_INVALIDARG
+#define E_INVALIDARG ((HRESULT)0x80070057)
+#endif
+#ifndef HOST_E_INVALIDOPERATION
+#define HOST_E_INVALIDOPERATION ((HRESULT)0x80131022)
+#endif
+#ifndef HOST_E_CLRNOTAVAILABLE
+#define HOST_E_CLRNOTAVAILABLE ((HRESULT)0x80131023)
+#endif
+#ifndef HOST_E_TIMEOUT
+#define HOST_E_TIMEOUT ((HRESULT)0x80131024)
+#endif
+#ifndef HOST_E_NOT_OWNER
+#define HOST_E_NOT_OWNER ((HRESULT)0x80131025)
+#endif
+#ifndef HOST_E_ABANDONED
+#define HOST_E_ABANDONED ((HRESULT)0x80131026)
+#endif
+/* ERROR_INVALID_ADDRESS (487) and ERROR_BAD_LENGTH (24) as HRESULTs. */
+#define HOSTMEM_E_INVALID_ADDRESS ((HRESULT)0x800701E7)
+#define HOSTMEM_E_BAD_LENGTH ((HRESULT)0x80070018)
+
+/* ---- hosting enums ---------------------------------------------------- */
+#ifndef HOSTMEM_NO_HOSTING_ENUMS
+typedef enum {
+    eTaskCritical = 0,
+    eAppDomainCritical = 1,
+    eProcessCritical = 2
+} EMemoryCriticalLevel;
+
+typedef enum {
+    eMemoryAvailableLow = 1,
+    eMemoryAvailableNeutral = 2,
+    eMemoryAvailableHigh = 3
+} EMemoryAvailable;
+#endif
+
+#if !defined(_WINNT_) && !defined(_WINNT_H) && !defined(HOSTMEM_MBI_DEFINED)
+#define HOSTMEM_MBI_DEFINED
+typedef struct _MEMORY_BASIC_INFORMATION {
+    void *BaseAddress;
+    void *AllocationBase;
+    DWORD AllocationProtect;
+    SIZE_T RegionSize;
+    DWORD State;
+    DWORD Protect;
+    DWORD Type;
+} MEMORY_BASIC_INFORMATION, *PMEMORY_BASIC_INFORMATION;
+#endif
+
+/* ---- configuration and statistics ------------------------------------- */
+typedef struct hostmem_config {
+    SIZE_T commit_limit;            /* bytes; 0 = no limit of our own (default 0)          */
+    SIZE_T address_space_limit;     /* reserved + external bytes; 0 = none (default 0)     */
+    DWORD task_percent;             /* eTaskCritical ceiling, % of a limit (default 90)     */
+    DWORD appdomain_percent;        /* eAppDomainCritical ceiling (default 97)              */
+    DWORD low_memory_percent;       /* state Low at or above this % of commit_limit (90)    */
+    DWORD high_memory_percent;      /* state High below this % of commit_limit (60)         */
+    DWORD process_critical_wait_ms; /* eProcessCritical waits this long for frees (0)       */
+    DWORD lock_timeout_ms;          /* HOST_E_TIMEOUT after this wait; 0 = forever (0)      */
+    bool deny_write_execute;        /* PAGE_EXECUTE_READWRITE -> E_ACCESSDENIED (false)     */
+} hostmem_config;
+
+typedef struct hostmem_stats {
+    SIZE_T reserved_bytes;       /* sum of region sizes, page-rounded, as query reports them */
+    SIZE_T committed_bytes;      /* commit charge: committed pages * page size               */
+    SIZE_T peak_committed_bytes; /* highest committed_bytes since create                     */
+    SIZE_T region_count;         /* live reservations                                        */
+    SIZE_T external_bytes;       /* address space reported by acquired_virtual_address_space */
+    SIZE_T peak_reserved_bytes;  /* highest reserved_bytes since create                      */
+    SIZE_T page_size;            /* the OS page size P                                       */
+    SIZE_T granularity;          /* allocation granularity G (65536)                         */
+    SIZE_T metadata_bytes;       /* bytes of bookkeeping the manager holds                   */
+} hostmem_stats;
+
+typedef struct hostmem_manager hostmem_manager;
+typedef void (*hostmem_notification_fn)(void *context, EMemoryAvailable state);
+
+/* ---- the manager (CONTRACT A3) ---------------------------------------- */
+HOSTMEM_API void hostmem_config_init(hostmem_config *config);
+HOSTMEM_API HRESULT hostmem_create(const hostmem_config *config, hostmem_manager **out);
+HOSTMEM_API void hostmem_shutdown(hostmem_manager *m);
+HOSTMEM_API void hostmem_destroy(hostmem_manager *m);
+
+HOSTMEM_API HRESULT hostmem_virtual_alloc(hostmem_manager *m, void *address, SIZE_T size,
+                                          DWORD allocation_type, DWORD protect,
+                                          EMemoryCriticalLevel level, void **out_mem);
+HOSTMEM_API HRESULT hostmem_virtual_free(hostmem_manager *m, void *address, SIZE_T size,
+                                         DWORD free_type);
+HOSTMEM_API HRESULT hostmem_virtual_query(hostmem_manager *m, const void *address, void *buffer,
+                                          SIZE_T length, SIZE_T *out_written);
+HOSTMEM_API HRESULT hostmem_virtual_protect(hostmem_manager *m, void *address, SIZE_T size,
+                                            DWORD new_protect, DWORD *old_protect);
+HOSTMEM_API HRESULT hostmem_get_memory_load(hostmem_manager *m, DWORD *memory_load,
+                                            SIZE_T *available_bytes);
+/* One callback per manager: registering again replaces it.  It hears the current state at once. */
+HOSTMEM_API HRESULT hostmem_register_memory_notification_callback(
+    hostmem_manager *m, void (*on_notification)(void *context, EMemoryAvailable state),
+    void *context);
+HOSTMEM_API HRESULT hostmem_needs_virtual_address_space(hostmem_manager *m, void *start,
+                                                        SIZE_T size);
+HOSTMEM_API HRESULT hostmem_acquired_virtual_address_space(hostmem_manager *m, void *start,
+                                                           SIZE_T size);
+HOSTMEM_API HRESULT hostmem_released_virtual_address_space(hostmem_manager *m, void *start);
+HOSTMEM_API HRESULT hostmem_get_stats(hostmem_manager *m, hostmem_stats *out);
+
+/* The symbolic name of an HRESULT ("E_OUTOFMEMORY"), "UNKNOWN" outside the table. */
+HOSTMEM_API const char *hostmem_hresult_name(HRESULT hr);
+
+/*
+ * Error codes and their conditions
+ * --------------------------------
+ * S_OK                      success.
+ * E_POINTER                 NULL manager, NULL out_mem / buffer / out_written / old_protect /
+ *                           memory_load / available_bytes / out, NULL callback.
+ * E_INVALIDARG              bad allocation or free type, bad protection (CONTRACT S1, S2,
+ *                           S7), size 0 where a size is needed, a range that wraps or ends
+ *                           beyond the user address space, a decommit range past the region
+ *                           end, MEM_RELEASE with a size, a query address above user space.
+ * E_ACCESSDENIED            PAGE_EXECUTE_READWRITE while deny_write_execute is set.
+ * E_NOTIMPL                 MEM_WRITE_WATCH with MEM_RESERVE.
+ * E_OUTOFMEMORY             the OS refused memory or address space (ENOMEM, EAGAIN), a
+ *                           critical-level ceiling denied the request, the size cannot be
+ *                           reserved, MEM_RESET_UNDO found a page whose data may be gone,
+ *                           needs_virtual_address_space would exceed the limit, bookkeeping
+ *                           could not be allocated.
+ * HOSTMEM_E_INVALID_ADDRESS the range is not inside one reservation of this manager, overlaps
+ *                           an existing mapping (reserve), covers uncommitted pages (protect),
+ *                           release at an address that is not a region base, decommit with
+ *                           size 0 away from the region's base page.
+ * HOSTMEM_E_BAD_LENGTH      query buffer shorter than MEMORY_BASIC_INFORMATION.
+ * HOST_E_INVALIDOPERATION   decommit or release of an address inside no region of this
+ *                           manager; releasing external address space never acquired;
+ *                           acquiring a start that is already acquired.
+ * HOST_E_CLRNOTAVAILABLE    the manager was shut down, or is unavailable after E_FAIL.
+ * HOST_E_ABANDONED          the call was waiting (for memory or a lock) when shutdown came.
+ * HOST_E_TIMEOUT            lock_timeout_ms passed while waiting for the manager.
+ * E_FAIL                    the OS refused to restore state during a rollback; the manager is
+ *                           unavailable from then on (every later call: HOST_E_CLRNOTAVAILABLE).
+ * HOST_E_NOT_OWNER          never returned: hostmem has no lock-ownership API, and a region of
+ *                           another manager is "inside no region of this manager"
+ *                           (HOST_E_INVALIDOPERATION).
+ */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* HOSTMEM_HOSTMEM_H */

@@ -1,0 +1,118 @@
+/*
+ * internal.h: the map of the code.  Every cross-file declaration, grouped by
+ * the file that defines it, bottom-up along the allocation path:
+ *
+ *   hostmem.h (contract) -> manager.c (entry points: validate, lock, delegate,
+ *   trace, return an HRESULT) -> policy.c (charge, ceilings, memory state) ->
+ *   arena.c (address space held for small regions) -> region_map.c (address ->
+ *   region) -> page_runs.c (page state as runs) -> protect.c (PAGE_* rules) ->
+ *   os.h / os_linux.c (the kernel) ; hresult.c (code tables) ; trace.h (events).
+ */
+#ifndef HOSTMEM_INTERNAL_H
+#define HOSTMEM_INTERNAL_H
+
+#include "codes.h"
+#include "os.h"
+#include "trace.h"
+#include "types.h"
+
+#define HOSTMEM_HIDDEN __attribute__((visibility("hidden")))
+
+/* ---- hresult.c ------------------------------------------------------------ */
+const char *hostmem__reason_name(enum hostmem__reason reason);
+const char *hostmem__op_name(enum hostmem__op op);
+/* The HRESULT for an errno an OS primitive returned. */
+HRESULT hostmem__hr_from_errno(int err);
+
+/* ---- protect.c ------------------------------------------------------------ */
+/* CONTRACT S2: S_OK, E_INVALIDARG or E_ACCESSDENIED (with the reason). */
+HRESULT hostmem__protect_check(DWORD protect, bool deny_write_execute, enum hostmem__reason *why);
+/* The access a valid PAGE_* value grants (GUARD: none). */
+unsigned hostmem__protect_access(DWORD protect);
+/* The PAGE_* value describing a foreign mapping's access. */
+DWORD hostmem__protect_from_access(unsigned access, bool private_file);
+
+/* ---- page_runs.c ---------------------------------------------------------- */
+/* One run covering the region in `state`.  0 or ENOMEM. */
+int hostmem__runs_init(hostmem__runs *runs, uint32_t state);
+void hostmem__runs_free(hostmem__runs *runs);
+/* Make room for `extra` more runs; the only step of an update that can fail. */
+int hostmem__runs_reserve(hostmem__runs *runs, uint32_t extra);
+/* Apply `op` to pages [first, first + count) of a region of `npages` pages.
+ * Needs room for 2 more runs (hostmem__runs_reserve).  Keeps runs canonical
+ * (no two neighbours share a state). */
+void hostmem__runs_apply(hostmem__runs *runs, size_t npages, size_t first, size_t count,
+                         enum hostmem__page_op op, uint32_t state);
+/* Index of the run holding `page`. */
+uint32_t hostmem__runs_find(const hostmem__runs *runs, size_t page);
+/* Run i: first page, page count, state. */
+void hostmem__runs_get(const hostmem__runs *runs, size_t npages, uint32_t i, size_t *out_first,
+                       size_t *out_count, uint32_t *out_state);
+uint32_t hostmem__runs_count(const hostmem__runs *runs);
+/* Pages of [first, first + count) whose (state & mask) == value. */
+size_t hostmem__runs_pages(const hostmem__runs *runs, size_t npages, size_t first, size_t count,
+                           uint32_t mask, uint32_t value);
+/* Copy the runs overlapping [first, first + count), clipped to it, into a new
+ * array (for rollback).  NULL when out of memory. */
+hostmem__run *hostmem__runs_copy(const hostmem__runs *runs, size_t npages, size_t first,
+                                 size_t count, uint32_t *out_n);
+/* Bytes held by a region's run arrays. */
+size_t hostmem__runs_bytes(const hostmem__runs *runs);
+
+/* ---- region_map.c --------------------------------------------------------- */
+int hostmem__map_init(hostmem__map *map);
+void hostmem__map_fini(hostmem__map *map);
+/* Allocate the nodes hostmem__map_set(lo, hi) will need.  0 or ENOMEM; on
+ * failure the map reads exactly as before. lo, hi granule-aligned. */
+int hostmem__map_prepare(hostmem__map *map, uintptr_t lo, uintptr_t hi);
+/* Point every granule of [lo, hi) at `value` (tagged pointer or 0).  Cannot fail
+ * after hostmem__map_prepare(lo, hi).  Writers hold the state lock. */
+void hostmem__map_set(hostmem__map *map, uintptr_t lo, uintptr_t hi, uintptr_t value);
+/* The tagged entry for the granule of addr (0: nothing of ours).  Lock-free. */
+uintptr_t hostmem__map_lookup(const hostmem__map *map, uintptr_t addr);
+size_t hostmem__map_bytes(const hostmem__map *map);
+
+/* ---- arena.c -------------------------------------------------------------- */
+/* Regions of at most this many bytes are carved from arenas. */
+#define HOSTMEM_ARENA_MAX_REGION ((size_t)1 << 20)
+/* Carve `granules` granules for a region (state lock held; may map a new arena,
+ * which drops and retakes the lock).  0, or an errno. */
+int hostmem__arena_carve(struct hostmem_manager *m, uint32_t granules, uintptr_t *out_base,
+                         hostmem__arena **out_arena);
+/* The arena whose free granules cover [lo, hi) exactly, else NULL (state lock held). */
+hostmem__arena *hostmem__arena_free_at(struct hostmem_manager *m, uintptr_t lo, uintptr_t hi);
+void hostmem__arena_mark(hostmem__arena *a, uintptr_t lo, uintptr_t hi, bool used);
+/* First address >= addr inside arena `a` that belongs to a region, or the arena end. */
+uintptr_t hostmem__arena_next_used(const hostmem__arena *a, uintptr_t addr);
+void hostmem__arena_destroy_all(struct hostmem_manager *m);
+
+/* ---- policy.c ------------------------------------------------------------- */
+/* A notification to deliver once the state lock is dropped. */
+typedef struct hostmem__notice {
+    void (*fn)(void *, EMemoryAvailable);
+    void *context;
+    int state; /* EMemoryAvailable, 0 = nothing to deliver */
+} hostmem__notice;
+
+void hostmem__policy_init(hostmem__policy *p, const hostmem_config *config);
+/* Charge `bytes` of commit at `level` (CONTRACT P1, P2), state lock held on entry
+ * and exit (dropped to notify or wait).  S_OK, E_OUTOFMEMORY (denied) or
+ * HOST_E_ABANDONED (shutdown while waiting). */
+HRESULT hostmem__policy_charge(struct hostmem_manager *m, EMemoryCriticalLevel level,
+                               size_t bytes, hostmem__notice *notice);
+/* Give back `bytes` of charge (state lock held); wakes waiters. */
+void hostmem__policy_uncharge(struct hostmem_manager *m, size_t bytes, hostmem__notice *notice);
+/* Admit `bytes` more address space at `level` (CONTRACT P3), state lock held. */
+HRESULT hostmem__policy_address_space(struct hostmem_manager *m, EMemoryCriticalLevel level,
+                                      size_t bytes, bool trace);
+/* Deliver a notice (no lock held). */
+void hostmem__notice_deliver(hostmem__notice *notice);
+int hostmem__policy_state(const hostmem__policy *p);
+
+/* ---- manager.c ------------------------------------------------------------ */
+/* Every live region of m, for the region_state statedump. */
+void hostmem__manager_foreach_region(struct hostmem_manager *m,
+                                     void (*fn)(void *ctx, const hostmem__region_info *info),
+                                     void *ctx);
+
+#endif

@@ -1,0 +1,76 @@
+/*
+ * os.h: the OS contract.  Every primitive the manager needs from the kernel,
+ * with its pre- and postconditions.  os_linux.c is the only implementation
+ * and the only file that speaks POSIX (mmap, mprotect, madvise, munmap).
+ *
+ * Every primitive returns 0 on success or an errno value; none sets errno,
+ * none allocates, none takes a lock, all are async-signal-safe except
+ * query's fallback path (which reads /proc/self/maps with read(2)).
+ *
+ * Tests replace the primitives through hostmem__os_set(): a replacement can
+ * fail the Nth call with a chosen errno, then delegate to the real one
+ * (hostmem__os_linux) for the rest.
+ */
+#ifndef HOSTMEM_OS_H
+#define HOSTMEM_OS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Access rights, independent of PROT_* so that only os_linux.c needs <sys/mman.h>. */
+enum {
+    HOSTMEM_ACCESS_NONE = 0,
+    HOSTMEM_ACCESS_READ = 1,
+    HOSTMEM_ACCESS_WRITE = 2,
+    HOSTMEM_ACCESS_EXEC = 4,
+};
+
+/* What the kernel says is mapped at an address (query outside our regions). */
+typedef struct hostmem__os_mapping {
+    uintptr_t start, end; /* the mapping covering the address, or the next one above it */
+    unsigned access;      /* HOSTMEM_ACCESS_* bits */
+    bool shared;          /* MAP_SHARED */
+    bool file;            /* backed by a file (inode != 0) */
+    bool image;           /* that file has an executable mapping in this process */
+    bool found;           /* false: nothing mapped at or above the address */
+} hostmem__os_mapping;
+
+typedef struct hostmem__os {
+    /* Map `size` bytes of inaccessible anonymous memory, not charged until made
+     * writable.  addr == NULL: anywhere, *out set to the result.  addr != NULL
+     * (page-aligned): exactly there, EEXIST when anything is mapped in the range
+     * (never replaces a mapping).  size > 0, page multiple. */
+    int (*reserve)(void *addr, size_t size, void **out);
+    /* Unmap [addr, addr+size), which the manager owns.  Page-aligned. */
+    int (*release)(void *addr, size_t size);
+    /* Set access of [addr, addr+size), which the manager owns and reserved. */
+    int (*protect)(void *addr, size_t size, unsigned access);
+    /* Give the pages of [addr, addr+size) back: afterwards they are inaccessible,
+     * uncharged and read zero when made accessible again.  The manager owns the
+     * range (this replaces the mapping in place). */
+    int (*decommit)(void *addr, size_t size);
+    /* Mark the data of [addr, addr+size) disposable (contents afterwards zero or intact). */
+    int (*reset)(void *addr, size_t size);
+    /* Hint that [addr, addr+size) should use huge pages; failure is not an error. */
+    int (*advise_huge)(void *addr, size_t size);
+    /* Describe the mapping covering addr or the next one above it. */
+    int (*query)(uintptr_t addr, hostmem__os_mapping *out);
+} hostmem__os;
+
+/* Capabilities, filled once at first use. */
+typedef struct hostmem__os_caps {
+    size_t page_size;      /* P */
+    size_t huge_page_size; /* transparent huge page size, 0 if unknown */
+    uintptr_t user_end;    /* first address past user space (2^47 on x86-64 4-level) */
+} hostmem__os_caps;
+
+extern const hostmem__os hostmem__os_linux;
+const hostmem__os_caps *hostmem__os_caps_get(void);
+/* The primitives in use; tests swap them (NULL restores the real ones). */
+const hostmem__os *hostmem__os_get(void);
+void hostmem__os_set(const hostmem__os *ops);
+/* Memory in use / available for the system (get_memory_load without a limit). */
+int hostmem__os_meminfo(uint64_t *total, uint64_t *available);
+
+#endif

@@ -1,0 +1,82 @@
+/*
+ * trace.h: the tracing facade.  manager.c reports what happened through these
+ * calls and nothing else; trace_lttng.c turns them into LTTng-UST events of
+ * the provider `hostmem` (CONTRACT T), trace_none.c (HOSTMEM_WITH_LTTNG=OFF)
+ * into nothing.
+ *
+ * Cost rule: with no session the whole facade is one predictable branch per
+ * call.  hostmem__trace_begin() says whether the operation's event is
+ * enabled; only then does the manager read the clock and its caller.
+ */
+#ifndef HOSTMEM_TRACE_H
+#define HOSTMEM_TRACE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "codes.h"
+
+struct hostmem_manager;
+
+/* One public call in flight.  t0 == 0: the event is disabled, skip the work. */
+typedef struct hostmem__trace_call {
+    uint64_t t0;      /* CLOCK_MONOTONIC ns at entry, 0 when not tracing */
+    uintptr_t caller; /* return address into the host */
+} hostmem__trace_call;
+
+/* The fields of a region-operation event (CONTRACT T1). */
+typedef struct hostmem__trace_region_op {
+    enum hostmem__op op;
+    uintptr_t address;     /* as given */
+    uint64_t size;         /* as given */
+    uintptr_t base;        /* result, rounded (query: BaseAddress) */
+    uint64_t region_size;  /* result, rounded (query: RegionSize) */
+    uint32_t alloc_type;   /* virtual_alloc's allocation type, else 0 */
+    uint32_t free_type;    /* virtual_free's free type, else 0 */
+    uint32_t protect;      /* requested protection (query: Protect) */
+    uint32_t old_protect;  /* protect: the first page's previous protection */
+    int32_t level;         /* EMemoryCriticalLevel, -1 when the call has none */
+    int32_t hr;
+    uint64_t committed_bytes; /* manager's charge after the call */
+    uint64_t reserved_bytes;  /* manager's reservations after the call */
+} hostmem__trace_region_op;
+
+/* Whether `op`'s event is enabled; fills *call (t0, caller) when it is. */
+bool hostmem__trace_begin(enum hostmem__op op, hostmem__trace_call *call, uintptr_t caller);
+uint64_t hostmem__trace_now_ns(void);
+
+void hostmem__trace_region_op(const struct hostmem_manager *m, const hostmem__trace_call *call,
+                              const hostmem__trace_region_op *ev);
+void hostmem__trace_failure(const struct hostmem_manager *m, enum hostmem__op op, int32_t hr,
+                            enum hostmem__reason reason, int os_errno, uintptr_t address,
+                            uint64_t size, int32_t level);
+void hostmem__trace_decision(const struct hostmem_manager *m, enum hostmem__resource resource,
+                             int32_t level, uint64_t request_bytes, uint64_t current_bytes,
+                             uint64_t level_ceiling, uint64_t limit,
+                             enum hostmem__decision decision, uint64_t waited_ns);
+void hostmem__trace_memory_state(const struct hostmem_manager *m, int old_state, int new_state,
+                                 uint64_t committed_bytes, uint64_t limit);
+void hostmem__trace_address_space(const struct hostmem_manager *m, enum hostmem__as_action action,
+                                  uintptr_t start, uint64_t size, int32_t hr,
+                                  uint64_t external_bytes);
+void hostmem__trace_manager_create(const struct hostmem_manager *m, uint64_t commit_limit,
+                                   uint64_t address_space_limit, uint64_t page_size);
+void hostmem__trace_manager_destroy(const struct hostmem_manager *m, uint64_t regions,
+                                    uint64_t reserved_bytes, uint64_t committed_bytes);
+
+/* Called at every public entry: when a session has just enabled
+ * hostmem:region_state, emits one event per live region of `m` (through
+ * hostmem__manager_foreach_region) so a session attached mid-run sees them. */
+void hostmem__trace_poll_statedump(struct hostmem_manager *m);
+
+/* One live region, as region_state reports it. */
+typedef struct hostmem__region_info {
+    uintptr_t base;
+    uint64_t size;
+    uint64_t committed_bytes;
+    uint32_t alloc_protect;
+    uintptr_t caller; /* return address of the call that reserved it */
+} hostmem__region_info;
+void hostmem__trace_region_state(const struct hostmem_manager *m, const hostmem__region_info *r);
+
+#endif

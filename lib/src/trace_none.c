@@ -1,0 +1,33 @@
+/* trace_none.c: the tracing facade when hostmem is built without LTTng
+ * (HOSTMEM_WITH_LTTNG=OFF).  Every event is disabled; nothing is recorded. */
+#include "internal.h"
+
+bool hostmem__trace_begin(enum hostmem__op op, hostmem__trace_call *call, uintptr_t caller)
+{
+    call->t0 = 0;
+    call->caller = 0;
+    return false;
+}
+
+uint64_t hostmem__trace_now_ns(void) { return 0; }
+
+void hostmem__trace_region_op(const struct hostmem_manager *m, const hostmem__trace_call *call,
+                              const hostmem__trace_region_op *ev) {}
+void hostmem__trace_failure(const struct hostmem_manager *m, enum hostmem__op op, int32_t hr,
+                            enum hostmem__reason reason, int os_errno, uintptr_t address,
+                            uint64_t size, int32_t level) {}
+void hostmem__trace_decision(const struct hostmem_manager *m, enum hostmem__resource resource,
+                             int32_t level, uint64_t request_bytes, uint64_t current_bytes,
+                             uint64_t level_ceiling, uint64_t limit,
+                             enum hostmem__decision decision, uint64_t waited_ns) {}
+void hostmem__trace_memory_state(const struct hostmem_manager *m, int old_state, int new_state,
+                                 uint64_t committed_bytes, uint64_t limit) {}
+void hostmem__trace_address_space(const struct hostmem_manager *m, enum hostmem__as_action action,
+                                  uintptr_t start, uint64_t size, int32_t hr,
+                                  uint64_t external_bytes) {}
+void hostmem__trace_manager_create(const struct hostmem_manager *m, uint64_t commit_limit,
+                                   uint64_t address_space_limit, uint64_t page_size) {}
+void hostmem__trace_manager_destroy(const struct hostmem_manager *m, uint64_t regions,
+                                    uint64_t reserved_bytes, uint64_t committed_bytes) {}
+void hostmem__trace_poll_statedump(struct hostmem_manager *m) {}
+void hostmem__trace_region_state(const struct hostmem_manager *m, const hostmem__region_info *r) {}

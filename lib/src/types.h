@@ -1,0 +1,158 @@
+/*
+ * types.h: the words of hostmem and the structures behind them.
+ *
+ * Glossary
+ *   page      P bytes (the OS page size, 4096 here): the unit of state.
+ *   granule   G = 64 KiB: the unit of address space; every region starts on one.
+ *   region    one reservation: [base, base + size), size a page multiple.  The rest
+ *             of its last granule is unusable for other regions (CONTRACT S4).
+ *   run       a maximal stretch of pages of one region in the same state; a region
+ *             keeps its pages as runs, so its metadata never grows with its size.
+ *   state     per page: reserved or committed, the PAGE_* protection, and whether
+ *             its data was reset (MEM_RESET) and is no longer provably intact.
+ *   charge    committed pages * P: what a commit limit counts (committed_bytes).
+ *   level     EMemoryCriticalLevel of a request: how deep into a limit it may go.
+ *   ceiling   the charge a level may reach: task_percent / appdomain_percent / 100 %
+ *             of the limit (CONTRACT P1).
+ *   arena     address space the manager already holds (inaccessible, uncharged), out
+ *             of which small regions are carved with no syscall; its free granules
+ *             query as MEM_FREE.
+ *   map       the address -> region index (a radix tree over granules), readable
+ *             without a lock.
+ */
+#ifndef HOSTMEM_TYPES_H
+#define HOSTMEM_TYPES_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hostmem/hostmem.h>
+
+#define HOSTMEM_GRANULE ((size_t)65536)
+#define HOSTMEM_GRANULE_SHIFT 16
+/* The map covers user space up to 2^47 (x86-64 with 4-level page tables; with
+ * 5-level tables the kernel still maps nothing above 2^47 unless asked). */
+#define HOSTMEM_VA_BITS 47
+
+/* ---- page state, packed in 16 bits --------------------------------------- */
+#define HOSTMEM_STATE_PROTECT_MASK 0x07ffu /* PAGE_* value, 0 for reserved pages */
+#define HOSTMEM_STATE_COMMITTED 0x1000u
+#define HOSTMEM_STATE_RESET 0x2000u        /* data disposable since MEM_RESET */
+
+/* A run: first page (relative to the region base) << 16 | state.
+ * 48 bits of page index cover any region the map can hold. */
+typedef uint64_t hostmem__run;
+#define HOSTMEM_RUN(first, state) (((uint64_t)(first) << 16) | (uint64_t)(state))
+#define HOSTMEM_RUN_FIRST(r) ((r) >> 16)
+#define HOSTMEM_RUN_STATE(r) ((uint32_t)((r) & 0xffffu))
+
+/* Run storage.  Arrays only grow; a replaced array is kept until the manager is
+ * destroyed (at most as many bytes as the current one, by doubling), so a
+ * lock-free reader that loaded the old pointer never touches freed memory. */
+typedef struct hostmem__run_block {
+    struct hostmem__run_block *retired; /* older, smaller arrays of this region */
+    uint32_t cap;
+    _Atomic hostmem__run v[];
+} hostmem__run_block;
+
+typedef struct hostmem__runs {
+    hostmem__run_block *_Atomic block;
+    _Atomic uint32_t n;
+} hostmem__runs;
+
+/* How a page-range operation changes each page's state. */
+enum hostmem__page_op {
+    HOSTMEM_PAGES_COMMIT,   /* committed, new protection, reset bit kept if committed */
+    HOSTMEM_PAGES_DECOMMIT, /* reserved */
+    HOSTMEM_PAGES_PROTECT,  /* new protection (committed pages only) */
+    HOSTMEM_PAGES_RESET,    /* committed pages: reset bit set */
+    HOSTMEM_PAGES_SET,      /* every page: exactly `state` (rollback) */
+};
+
+struct hostmem__arena;
+
+/* One reservation.  Region structs are never freed while the manager lives
+ * (a free list recycles them), so a lock-free reader may always dereference
+ * one it found in the map; `seq` tells it whether what it read is consistent. */
+typedef struct hostmem__region {
+    _Atomic uint32_t seq;      /* even: stable; odd: a writer is changing the fields below */
+    pthread_mutex_t lock;      /* serialises operations on this region, syscalls included */
+    _Atomic uintptr_t base;
+    _Atomic size_t size;       /* page multiple */
+    _Atomic uint32_t alloc_protect;
+    _Atomic bool live;
+    size_t committed_pages;    /* under `lock` */
+    uintptr_t caller;          /* who reserved it (for region_state and leaks) */
+    struct hostmem__arena *arena; /* carved from this arena, or NULL (own mapping) */
+    hostmem__runs runs;
+    struct hostmem__region *next_free;
+    struct hostmem__region *next_all; /* every region struct ever made, for destroy */
+} hostmem__region;
+
+/* Address space held for small regions: `granules` granules from `base`. */
+#define HOSTMEM_ARENA_GRANULES 512u /* 32 MiB */
+typedef struct hostmem__arena {
+    uintptr_t base;
+    uint32_t free_granules;
+    _Atomic uint64_t used[HOSTMEM_ARENA_GRANULES / 64]; /* bit set: granule belongs to a region */
+    struct hostmem__arena *next;
+} hostmem__arena;
+
+/* The map: a radix tree over granule numbers (31 bits: 7 + 8 + 8 + 8).  An entry
+ * is 0 (nothing of ours), a child node, or a tagged region / arena pointer that
+ * covers the entry's whole span, so a 1 TiB region takes a handful of entries. */
+#define HOSTMEM_MAP_TAG_REGION ((uintptr_t)1)
+#define HOSTMEM_MAP_TAG_ARENA ((uintptr_t)2)
+#define HOSTMEM_MAP_TAG_MASK ((uintptr_t)3)
+typedef struct hostmem__map_node {
+    _Atomic uintptr_t slot[256];
+} hostmem__map_node;
+
+typedef struct hostmem__map {
+    _Atomic uintptr_t root[128];
+    hostmem__map_node **nodes; /* every node allocated, freed at destroy */
+    size_t node_count, node_cap;
+} hostmem__map;
+
+/* Commit charge, limits and memory state: guarded by the manager's state lock. */
+typedef struct hostmem__policy {
+    hostmem_config config;
+    size_t committed;      /* bytes charged, including in-flight commits */
+    size_t peak_committed;
+    size_t reserved;       /* bytes of live regions (page-rounded) */
+    size_t peak_reserved;
+    size_t external;       /* acquired_virtual_address_space bytes */
+    size_t regions;
+    int reported_state;    /* last EMemoryAvailable told the callback, 0 = none */
+    void (*callback)(void *, EMemoryAvailable);
+    void *callback_context;
+    uint64_t callback_generation;
+} hostmem__policy;
+
+typedef struct hostmem__external {
+    uintptr_t start;
+    size_t size;
+    struct hostmem__external *next;
+} hostmem__external;
+
+struct hostmem_manager {
+    pthread_mutex_t state_lock; /* map structure, pools, arenas, policy: never held across a syscall */
+    pthread_cond_t freed;       /* signalled when charge goes down (eProcessCritical waits) */
+    hostmem__map map;
+    hostmem__policy policy;
+    hostmem__region *free_regions;
+    hostmem__region *all_regions;
+    hostmem__arena *arenas;
+    hostmem__external *externals;
+    size_t metadata_bytes;
+    _Atomic int shutdown;       /* 1 after hostmem_shutdown */
+    _Atomic int unavailable;    /* 1 after E_FAIL (CONTRACT P7) */
+    _Atomic int waiters;
+    size_t page_size;
+    unsigned page_shift;
+};
+
+#endif
