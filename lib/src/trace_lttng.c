@@ -1,0 +1,381 @@
+/*
+ * trace_lttng.c: the tracing facade (trace.h) over the LTTng-UST provider
+ * `hostmem` (tracepoints/hostmem_tp.h, CONTRACT T).
+ *
+ * The tracepoints are defined here with dynamic linkage: libhostmem needs
+ * neither liblttng-ust nor the probes at link time.  At load, a constructor
+ * loads the probes module libhostmem-lttng.so (which pulls in liblttng-ust);
+ * when that fails -- lttng-ust not installed -- every tracepoint stays
+ * disabled and the host runs untraced.  HOSTMEM_LTTNG_PROVIDER overrides the
+ * search: a path to load instead, or "none" to load nothing.
+ *
+ * Cost: with no session each facade call is one load and one branch on the
+ * tracepoint's state (lttng_ust_tracepoint_enabled); a sequence number, the
+ * clock and the event body are only touched for enabled events.
+ */
+#include <dlfcn.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define LTTNG_UST_TRACEPOINT_DEFINE
+#define LTTNG_UST_TRACEPOINT_PROBE_DYNAMIC_LINKAGE
+/* Only this file fires the tracepoints: keep their symbols inside libhostmem
+ * so a host that also links the static library gets two separate sets. */
+#define LTTNG_UST_TRACEPOINT_HIDDEN_DEFINITION
+#include "hostmem_tp.h"
+
+#define TP_ON(name) lttng_ust_tracepoint_enabled(hostmem, name)
+
+/* ---- loading the probes ------------------------------------------------- */
+
+static bool trace_try_load(const char *path)
+{
+    /* RTLD_NODELETE: the probes must outlive any tracepoint that may still
+     * call them while the process exits. */
+    return dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE) != NULL;
+}
+
+/* Try `dir`/`rel`/HOSTMEM_LTTNG_MODULE. */
+static bool trace_try_dir(const char *dir, size_t dir_len, const char *rel)
+{
+    char path[PATH_MAX];
+    int n = snprintf(path, sizeof path, "%.*s%s/%s", (int)dir_len, dir, rel, HOSTMEM_LTTNG_MODULE);
+    return n > 0 && (size_t)n < sizeof path && trace_try_load(path);
+}
+
+__attribute__((constructor)) static void trace_load_provider(void)
+{
+    const char *env = getenv("HOSTMEM_LTTNG_PROVIDER");
+    if (env != NULL && (strcmp(env, "none") == 0 || strcmp(env, "0") == 0))
+        return;
+    /* Already in the global scope (LD_PRELOAD, or linked into the host):
+     * loading a second copy would record every event twice. */
+    if (dlsym(RTLD_DEFAULT, "lttng_ust_tracepoint_provider_hostmem") != NULL)
+        return;
+    if (env != NULL && env[0] != '\0') {
+        if (!trace_try_load(env))
+            fprintf(stderr, "hostmem: cannot load HOSTMEM_LTTNG_PROVIDER=%s: %s\n", env, dlerror());
+        return;
+    }
+    /* Next to the object holding this code (libhostmem.so, or the host that
+     * linked the static library), then in ../lib from there (bin/ and lib/
+     * side by side, build tree or install), then where it was installed,
+     * then the loader's search path. */
+    char self[PATH_MAX];
+    const char *where = NULL;
+    Dl_info info;
+    if (dladdr((void *)&trace_load_provider, &info) != 0 && info.dli_fname != NULL &&
+        strchr(info.dli_fname, '/') != NULL) {
+        where = info.dli_fname;
+    } else {
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        if (n > 0) {
+            self[n] = '\0';
+            where = self;
+        }
+    }
+    if (where != NULL) {
+        size_t dir_len = (size_t)(strrchr(where, '/') - where);
+        if (trace_try_dir(where, dir_len, "") || trace_try_dir(where, dir_len, "/../lib"))
+            return;
+    }
+    if (trace_try_dir(HOSTMEM_LTTNG_INSTALL_DIR, strlen(HOSTMEM_LTTNG_INSTALL_DIR), ""))
+        return;
+    (void)trace_try_load(HOSTMEM_LTTNG_MODULE);
+}
+
+/* ---- sequence and clock ---------------------------------------------------- */
+
+/* seq: +1 for every event this process emits, from 1, so a reader can order
+ * the events of one process across CPUs and see what a buffer dropped. */
+static _Atomic uint64_t trace_seq;
+
+static inline uint64_t trace_next_seq(void)
+{
+    return atomic_fetch_add_explicit(&trace_seq, 1, memory_order_relaxed) + 1;
+}
+
+static inline uint64_t trace_manager_id(const struct hostmem_manager *m)
+{
+    return (uint64_t)(uintptr_t)m;
+}
+
+uint64_t hostmem__trace_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- region operations (T1) ---------------------------------------------- */
+
+static inline bool trace_region_enabled(enum hostmem__op op)
+{
+    switch (op) {
+    case HOSTMEM_OP_reserve: return TP_ON(reserve);
+    case HOSTMEM_OP_commit: return TP_ON(commit);
+    case HOSTMEM_OP_decommit: return TP_ON(decommit);
+    case HOSTMEM_OP_release: return TP_ON(release);
+    case HOSTMEM_OP_protect: return TP_ON(protect);
+    case HOSTMEM_OP_reset: return TP_ON(reset);
+    case HOSTMEM_OP_reset_undo: return TP_ON(reset_undo);
+    case HOSTMEM_OP_query: return TP_ON(query);
+    default: return false;
+    }
+}
+
+bool hostmem__trace_begin(enum hostmem__op op, hostmem__trace_call *call, uintptr_t caller)
+{
+    call->caller = caller;
+    call->t0 = 0;
+    /* A reserve-and-commit emits both events from one call: either one
+     * enabled needs the start time. */
+    bool on = trace_region_enabled(op);
+    if (op == HOSTMEM_OP_reserve)
+        on = on || TP_ON(commit);
+    else if (op == HOSTMEM_OP_commit)
+        on = on || TP_ON(reserve);
+    if (on)
+        call->t0 = hostmem__trace_now_ns();
+    return on;
+}
+
+void hostmem__trace_region_op(const struct hostmem_manager *m, const hostmem__trace_call *call,
+                              const struct hostmem__trace_region_op *ev)
+{
+    if (!trace_region_enabled(ev->op))
+        return;
+    /* A session that started during the call has no start time: 0. */
+    uint64_t t0 = call != NULL ? call->t0 : 0;
+    struct hostmem_tp_region_op_v1 e = {
+        .seq = trace_next_seq(),
+        .manager = trace_manager_id(m),
+        .address = (uint64_t)ev->address,
+        .size = ev->size,
+        .base = (uint64_t)ev->base,
+        .region_size = ev->region_size,
+        .alloc_type = ev->alloc_type,
+        .free_type = ev->free_type,
+        .protect = ev->protect,
+        .old_protect = ev->old_protect,
+        .level = ev->level,
+        .hr = ev->hr,
+        .duration_ns = t0 != 0 ? hostmem__trace_now_ns() - t0 : 0,
+        .committed_bytes = ev->committed_bytes,
+        .reserved_bytes = ev->reserved_bytes,
+        .caller = call != NULL ? (uint64_t)call->caller : 0,
+    };
+    switch (ev->op) {
+    case HOSTMEM_OP_reserve: lttng_ust_do_tracepoint(hostmem, reserve, &e); break;
+    case HOSTMEM_OP_commit: lttng_ust_do_tracepoint(hostmem, commit, &e); break;
+    case HOSTMEM_OP_decommit: lttng_ust_do_tracepoint(hostmem, decommit, &e); break;
+    case HOSTMEM_OP_release: lttng_ust_do_tracepoint(hostmem, release, &e); break;
+    case HOSTMEM_OP_protect: lttng_ust_do_tracepoint(hostmem, protect, &e); break;
+    case HOSTMEM_OP_reset: lttng_ust_do_tracepoint(hostmem, reset, &e); break;
+    case HOSTMEM_OP_reset_undo: lttng_ust_do_tracepoint(hostmem, reset_undo, &e); break;
+    case HOSTMEM_OP_query: lttng_ust_do_tracepoint(hostmem, query, &e); break;
+    default: break;
+    }
+}
+
+/* ---- the other events (T2-T4) ---------------------------------------------- */
+
+void hostmem__trace_failure(const struct hostmem_manager *m, enum hostmem__op op, int32_t hr,
+                            enum hostmem__reason reason, int os_errno, uintptr_t address,
+                            uint64_t size, int32_t level)
+{
+    if (!TP_ON(failure))
+        return;
+    lttng_ust_do_tracepoint(hostmem, failure, trace_next_seq(), trace_manager_id(m), (uint8_t)op,
+                            hr, (uint8_t)reason, (int32_t)os_errno, (uint64_t)address, size,
+                            level);
+}
+
+void hostmem__trace_decision(const struct hostmem_manager *m, enum hostmem__resource resource,
+                             int32_t level, uint64_t request_bytes, uint64_t current_bytes,
+                             uint64_t level_ceiling, uint64_t limit,
+                             enum hostmem__decision decision, uint64_t waited_ns)
+{
+    if (!TP_ON(critical_decision))
+        return;
+    lttng_ust_do_tracepoint(hostmem, critical_decision, trace_next_seq(), trace_manager_id(m),
+                            (uint8_t)resource, level, request_bytes, current_bytes, level_ceiling,
+                            limit, (uint8_t)decision, waited_ns);
+}
+
+void hostmem__trace_memory_state(const struct hostmem_manager *m, int old_state, int new_state,
+                                 uint64_t committed_bytes, uint64_t limit)
+{
+    if (!TP_ON(memory_state))
+        return;
+    lttng_ust_do_tracepoint(hostmem, memory_state, trace_next_seq(), trace_manager_id(m),
+                            (int32_t)old_state, (int32_t)new_state, committed_bytes, limit);
+}
+
+void hostmem__trace_address_space(const struct hostmem_manager *m, enum hostmem__as_action action,
+                                  uintptr_t start, uint64_t size, int32_t hr,
+                                  uint64_t external_bytes)
+{
+    if (!TP_ON(address_space))
+        return;
+    lttng_ust_do_tracepoint(hostmem, address_space, trace_next_seq(), trace_manager_id(m),
+                            (uint8_t)action, (uint64_t)start, size, hr, external_bytes);
+}
+
+/* ---- statedump: region_state ------------------------------------------------
+ *
+ * A session that enables hostmem:region_state should see every region that
+ * was live before it started.  lttng-ust gives an application no hook for a
+ * session start, so the manager polls at every public entry
+ * (hostmem__trace_poll_statedump): when the set of probes attached to
+ * region_state changes -- lttng-ust attaches one per session that enables the
+ * event, in a new array -- a new dump generation begins, and each manager
+ * dumps its regions on its next call.  A session that goes away also starts a
+ * generation, so the remaining ones may see a region twice: region_state is a
+ * snapshot, and readers keep the latest per (manager, base).
+ *
+ * The managers are known from manager_create / manager_destroy (which the
+ * manager calls whether or not their events are enabled), or met at a poll.
+ */
+typedef struct trace_dump_entry {
+    const struct hostmem_manager *m;
+    uint64_t gen; /* the generation this manager last dumped for */
+} trace_dump_entry;
+
+static pthread_mutex_t trace_dump_lock = PTHREAD_MUTEX_INITIALIZER;
+static trace_dump_entry *trace_dump_table; /* under trace_dump_lock */
+static size_t trace_dump_count, trace_dump_cap;
+static _Atomic uintptr_t trace_dump_token;  /* probes of region_state last seen */
+static _Atomic uint64_t trace_dump_gen = 1;
+static _Atomic size_t trace_dump_pending;   /* managers yet to dump for trace_dump_gen */
+
+static trace_dump_entry *trace_dump_find(const struct hostmem_manager *m)
+{
+    for (size_t i = 0; i < trace_dump_count; i++)
+        if (trace_dump_table[i].m == m)
+            return &trace_dump_table[i];
+    return NULL;
+}
+
+/* Add m with generation `gen` (lock held).  False when out of memory. */
+static bool trace_dump_add(const struct hostmem_manager *m, uint64_t gen)
+{
+    if (trace_dump_count == trace_dump_cap) {
+        size_t cap = trace_dump_cap != 0 ? trace_dump_cap * 2 : 8;
+        trace_dump_entry *t = realloc(trace_dump_table, cap * sizeof *t);
+        if (t == NULL)
+            return false;
+        trace_dump_table = t;
+        trace_dump_cap = cap;
+    }
+    trace_dump_table[trace_dump_count++] = (trace_dump_entry){m, gen};
+    return true;
+}
+
+static uintptr_t trace_dump_probes(void)
+{
+    return (uintptr_t)CMM_LOAD_SHARED(lttng_ust_tracepoint_hostmem___region_state.probes);
+}
+
+static void trace_dump_one(void *ctx, const hostmem__region_info *info)
+{
+    hostmem__trace_region_state(ctx, info);
+}
+
+void hostmem__trace_poll_statedump(struct hostmem_manager *m)
+{
+    if (!TP_ON(region_state))
+        return;
+    uintptr_t token = trace_dump_probes();
+    if (token == atomic_load_explicit(&trace_dump_token, memory_order_acquire) &&
+        atomic_load_explicit(&trace_dump_pending, memory_order_acquire) == 0)
+        return;
+
+    bool dump = false;
+    pthread_mutex_lock(&trace_dump_lock);
+    uint64_t gen = atomic_load_explicit(&trace_dump_gen, memory_order_relaxed);
+    if (token != atomic_load_explicit(&trace_dump_token, memory_order_relaxed)) {
+        atomic_store_explicit(&trace_dump_token, token, memory_order_release);
+        atomic_store_explicit(&trace_dump_gen, ++gen, memory_order_relaxed);
+        atomic_store_explicit(&trace_dump_pending, trace_dump_count, memory_order_release);
+    }
+    trace_dump_entry *e = trace_dump_find(m);
+    if (e == NULL) {
+        /* Never announced: dump now, and remember it (if memory allows). */
+        dump = true;
+        (void)trace_dump_add(m, gen);
+    } else if (e->gen != gen) {
+        e->gen = gen;
+        atomic_fetch_sub_explicit(&trace_dump_pending, 1, memory_order_release);
+        dump = true;
+    }
+    pthread_mutex_unlock(&trace_dump_lock);
+
+    if (dump)
+        hostmem__manager_foreach_region(m, trace_dump_one, m);
+}
+
+void hostmem__trace_region_state(const struct hostmem_manager *m, const hostmem__region_info *r)
+{
+    if (!TP_ON(region_state))
+        return;
+    struct hostmem_tp_region_v1 e = {
+        .seq = trace_next_seq(),
+        .manager = trace_manager_id(m),
+        .base = (uint64_t)r->base,
+        .region_size = r->size,
+        .committed_bytes = r->committed_bytes,
+        .protect = r->alloc_protect,
+        .caller = (uint64_t)r->caller,
+    };
+    lttng_ust_do_tracepoint(hostmem, region_state, &e);
+}
+
+/* ---- manager life (T4) ------------------------------------------------------ */
+
+void hostmem__trace_manager_create(const struct hostmem_manager *m, uint64_t commit_limit,
+                                   uint64_t address_space_limit, uint64_t page_size)
+{
+    /* A new manager has no regions: nothing to dump for the current
+     * generation.  Out of memory only costs a redundant dump later. */
+    pthread_mutex_lock(&trace_dump_lock);
+    if (trace_dump_find(m) == NULL)
+        (void)trace_dump_add(m, atomic_load_explicit(&trace_dump_gen, memory_order_relaxed));
+    pthread_mutex_unlock(&trace_dump_lock);
+
+    if (!TP_ON(manager_create))
+        return;
+    lttng_ust_do_tracepoint(hostmem, manager_create, trace_next_seq(), trace_manager_id(m),
+                            commit_limit, address_space_limit, page_size);
+}
+
+void hostmem__trace_manager_destroy(const struct hostmem_manager *m, uint64_t regions,
+                                    uint64_t reserved_bytes, uint64_t committed_bytes)
+{
+    pthread_mutex_lock(&trace_dump_lock);
+    trace_dump_entry *e = trace_dump_find(m);
+    if (e != NULL) {
+        if (e->gen != atomic_load_explicit(&trace_dump_gen, memory_order_relaxed))
+            atomic_fetch_sub_explicit(&trace_dump_pending, 1, memory_order_release);
+        *e = trace_dump_table[--trace_dump_count];
+    }
+    if (trace_dump_count == 0) {
+        free(trace_dump_table);
+        trace_dump_table = NULL;
+        trace_dump_cap = 0;
+    }
+    pthread_mutex_unlock(&trace_dump_lock);
+
+    if (!TP_ON(manager_destroy))
+        return;
+    lttng_ust_do_tracepoint(hostmem, manager_destroy, trace_next_seq(), trace_manager_id(m),
+                            regions, reserved_bytes, committed_bytes);
+}

@@ -1,0 +1,248 @@
+/*
+ * hostmem_tp.h: the LTTng-UST provider `hostmem` (CONTRACT T1-T5).
+ *
+ * This header is read twice over: by hostmem_tp.c, which creates the probes
+ * (LTTNG_UST_TRACEPOINT_CREATE_PROBES) and becomes libhostmem-lttng.so, and
+ * by lib/src/trace_lttng.c, which defines the tracepoints inside libhostmem
+ * with dynamic linkage, so libhostmem never needs liblttng-ust: it loads the
+ * provider at run time when it is installed (see trace_lttng.c).
+ *
+ * Enumerations come from the X-macro lists of codes.h, the same lists that
+ * build the name tables of the library, so labels and codes cannot drift.
+ *
+ * Every event carries `seq` (per process, +1 for every hostmem event
+ * emitted, from 1) and `manager` (the manager's address).  Field widths are
+ * fixed: addresses and sizes are 64-bit, flags 32-bit hex, `hr` is a signed
+ * 32-bit enum (an HRESULT is an int32_t), `level` a signed 32-bit enum
+ * (-1 = none).
+ */
+#undef LTTNG_UST_TRACEPOINT_PROVIDER
+#define LTTNG_UST_TRACEPOINT_PROVIDER hostmem
+
+#undef LTTNG_UST_TRACEPOINT_INCLUDE
+#define LTTNG_UST_TRACEPOINT_INCLUDE "hostmem_tp.h"
+
+#if !defined(HOSTMEM_TP_H) || defined(LTTNG_UST_TRACEPOINT_HEADER_MULTI_READ)
+#define HOSTMEM_TP_H
+
+#include <stdint.h>
+
+#include <lttng/tracepoint.h>
+
+#include "codes.h"
+
+#ifndef HOSTMEM_TP_TYPES
+#define HOSTMEM_TP_TYPES
+/*
+ * A region operation has more fields than a tracepoint takes arguments
+ * (10), so it travels as one struct.  The name carries a version: the
+ * provider and the library must agree on the layout, and lttng-ust only
+ * compares the argument text when it matches a probe to a tracepoint.
+ */
+struct hostmem_tp_region_op_v1 {
+    uint64_t seq;
+    uint64_t manager;
+    uint64_t address;
+    uint64_t size;
+    uint64_t base;
+    uint64_t region_size;
+    uint32_t alloc_type;
+    uint32_t free_type;
+    uint32_t protect;
+    uint32_t old_protect;
+    int32_t level;
+    int32_t hr;
+    uint64_t duration_ns;
+    uint64_t committed_bytes;
+    uint64_t reserved_bytes;
+    uint64_t caller;
+};
+
+/* A live region, for the region_state statedump. */
+struct hostmem_tp_region_v1 {
+    uint64_t seq;
+    uint64_t manager;
+    uint64_t base;
+    uint64_t region_size;
+    uint64_t committed_bytes;
+    uint32_t protect;
+    uint64_t caller;
+};
+#endif
+
+/* ---- enumerations ------------------------------------------------------ */
+#define HOSTMEM_TP_HR_VALUE(name, value) lttng_ust_field_enum_value(#name, (int32_t)(value))
+
+LTTNG_UST_TRACEPOINT_ENUM(hostmem, hresult,
+    LTTNG_UST_TP_ENUM_VALUES(HOSTMEM_HRESULT_LIST(HOSTMEM_TP_HR_VALUE)))
+
+LTTNG_UST_TRACEPOINT_ENUM(hostmem, level,
+    LTTNG_UST_TP_ENUM_VALUES(
+        lttng_ust_field_enum_value("none", -1)
+        lttng_ust_field_enum_value("task", 0)
+        lttng_ust_field_enum_value("appdomain", 1)
+        lttng_ust_field_enum_value("process", 2)))
+
+LTTNG_UST_TRACEPOINT_ENUM(hostmem, memory_state,
+    LTTNG_UST_TP_ENUM_VALUES(
+        lttng_ust_field_enum_value("none", 0)
+        lttng_ust_field_enum_value("low", 1)
+        lttng_ust_field_enum_value("neutral", 2)
+        lttng_ust_field_enum_value("high", 3)))
+
+/* The code lists are 0-based sequences: label i is list entry i. */
+#define HOSTMEM_TP_OP(n) lttng_ust_field_enum_value(#n, (uint8_t)HOSTMEM_OP_##n)
+#define HOSTMEM_TP_REASON(n) lttng_ust_field_enum_value(#n, (uint8_t)HOSTMEM_REASON_##n)
+#define HOSTMEM_TP_DECISION(n) lttng_ust_field_enum_value(#n, (uint8_t)HOSTMEM_DECISION_##n)
+#define HOSTMEM_TP_RESOURCE(n) lttng_ust_field_enum_value(#n, (uint8_t)HOSTMEM_RESOURCE_##n)
+#define HOSTMEM_TP_AS(n) lttng_ust_field_enum_value(#n, (uint8_t)HOSTMEM_AS_##n)
+
+LTTNG_UST_TRACEPOINT_ENUM(hostmem, op,
+    LTTNG_UST_TP_ENUM_VALUES(HOSTMEM_OP_LIST(HOSTMEM_TP_OP)))
+LTTNG_UST_TRACEPOINT_ENUM(hostmem, reason,
+    LTTNG_UST_TP_ENUM_VALUES(HOSTMEM_REASON_LIST(HOSTMEM_TP_REASON)))
+LTTNG_UST_TRACEPOINT_ENUM(hostmem, decision,
+    LTTNG_UST_TP_ENUM_VALUES(HOSTMEM_DECISION_LIST(HOSTMEM_TP_DECISION)))
+LTTNG_UST_TRACEPOINT_ENUM(hostmem, resource,
+    LTTNG_UST_TP_ENUM_VALUES(HOSTMEM_RESOURCE_LIST(HOSTMEM_TP_RESOURCE)))
+LTTNG_UST_TRACEPOINT_ENUM(hostmem, action,
+    LTTNG_UST_TP_ENUM_VALUES(HOSTMEM_AS_ACTION_LIST(HOSTMEM_TP_AS)))
+
+/* ---- region operations (T1): one class, one event per operation --------- */
+LTTNG_UST_TRACEPOINT_EVENT_CLASS(hostmem, region_op,
+    LTTNG_UST_TP_ARGS(const struct hostmem_tp_region_op_v1 *, ev),
+    LTTNG_UST_TP_FIELDS(
+        lttng_ust_field_integer(uint64_t, seq, ev->seq)
+        lttng_ust_field_integer_hex(uint64_t, manager, ev->manager)
+        lttng_ust_field_integer_hex(uint64_t, address, ev->address)
+        lttng_ust_field_integer(uint64_t, size, ev->size)
+        lttng_ust_field_integer_hex(uint64_t, base, ev->base)
+        lttng_ust_field_integer(uint64_t, region_size, ev->region_size)
+        lttng_ust_field_integer_hex(uint32_t, alloc_type, ev->alloc_type)
+        lttng_ust_field_integer_hex(uint32_t, free_type, ev->free_type)
+        lttng_ust_field_integer_hex(uint32_t, protect, ev->protect)
+        lttng_ust_field_integer_hex(uint32_t, old_protect, ev->old_protect)
+        lttng_ust_field_enum(hostmem, level, int32_t, level, ev->level)
+        lttng_ust_field_enum(hostmem, hresult, int32_t, hr, ev->hr)
+        lttng_ust_field_integer(uint64_t, duration_ns, ev->duration_ns)
+        lttng_ust_field_integer(uint64_t, committed_bytes, ev->committed_bytes)
+        lttng_ust_field_integer(uint64_t, reserved_bytes, ev->reserved_bytes)
+        lttng_ust_field_integer_hex(uint64_t, caller, ev->caller)))
+
+#define HOSTMEM_TP_REGION_OP(n)                                            \
+    LTTNG_UST_TRACEPOINT_EVENT_INSTANCE(hostmem, region_op, hostmem, n,    \
+        LTTNG_UST_TP_ARGS(const struct hostmem_tp_region_op_v1 *, ev))    \
+    LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, n, LTTNG_UST_TRACEPOINT_LOGLEVEL_INFO)
+HOSTMEM_TP_REGION_OP(reserve)
+HOSTMEM_TP_REGION_OP(commit)
+HOSTMEM_TP_REGION_OP(decommit)
+HOSTMEM_TP_REGION_OP(release)
+HOSTMEM_TP_REGION_OP(protect)
+HOSTMEM_TP_REGION_OP(reset)
+HOSTMEM_TP_REGION_OP(reset_undo)
+LTTNG_UST_TRACEPOINT_EVENT_INSTANCE(hostmem, region_op, hostmem, query,
+    LTTNG_UST_TP_ARGS(const struct hostmem_tp_region_op_v1 *, ev))
+LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, query, LTTNG_UST_TRACEPOINT_LOGLEVEL_DEBUG)
+
+/* ---- failure (T2): after the operation's own event ---------------------- */
+LTTNG_UST_TRACEPOINT_EVENT(hostmem, failure,
+    LTTNG_UST_TP_ARGS(uint64_t, seq, uint64_t, manager, uint8_t, op, int32_t, hr,
+                      uint8_t, reason, int32_t, os_errno, uint64_t, address, uint64_t, size,
+                      int32_t, level),
+    LTTNG_UST_TP_FIELDS(
+        lttng_ust_field_integer(uint64_t, seq, seq)
+        lttng_ust_field_integer_hex(uint64_t, manager, manager)
+        lttng_ust_field_enum(hostmem, op, uint8_t, op, op)
+        lttng_ust_field_enum(hostmem, hresult, int32_t, hr, hr)
+        lttng_ust_field_enum(hostmem, reason, uint8_t, reason, reason)
+        lttng_ust_field_integer(int32_t, os_errno, os_errno)
+        lttng_ust_field_integer_hex(uint64_t, address, address)
+        lttng_ust_field_integer(uint64_t, size, size)
+        lttng_ust_field_enum(hostmem, level, int32_t, level, level)))
+LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, failure, LTTNG_UST_TRACEPOINT_LOGLEVEL_WARNING)
+
+/* ---- critical-level decision (T3) -------------------------------------- */
+LTTNG_UST_TRACEPOINT_EVENT(hostmem, critical_decision,
+    LTTNG_UST_TP_ARGS(uint64_t, seq, uint64_t, manager, uint8_t, resource, int32_t, level,
+                      uint64_t, request_bytes, uint64_t, committed_bytes,
+                      uint64_t, level_ceiling, uint64_t, limit, uint8_t, decision,
+                      uint64_t, waited_ns),
+    LTTNG_UST_TP_FIELDS(
+        lttng_ust_field_integer(uint64_t, seq, seq)
+        lttng_ust_field_integer_hex(uint64_t, manager, manager)
+        lttng_ust_field_enum(hostmem, resource, uint8_t, resource, resource)
+        lttng_ust_field_enum(hostmem, level, int32_t, level, level)
+        lttng_ust_field_integer(uint64_t, request_bytes, request_bytes)
+        lttng_ust_field_integer(uint64_t, committed_bytes, committed_bytes)
+        lttng_ust_field_integer(uint64_t, level_ceiling, level_ceiling)
+        lttng_ust_field_integer(uint64_t, limit, limit)
+        lttng_ust_field_enum(hostmem, decision, uint8_t, decision, decision)
+        lttng_ust_field_integer(uint64_t, waited_ns, waited_ns)))
+LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, critical_decision, LTTNG_UST_TRACEPOINT_LOGLEVEL_INFO)
+
+/* ---- memory state (T4) -------------------------------------------------- */
+LTTNG_UST_TRACEPOINT_EVENT(hostmem, memory_state,
+    LTTNG_UST_TP_ARGS(uint64_t, seq, uint64_t, manager, int32_t, old_state, int32_t, state,
+                      uint64_t, committed_bytes, uint64_t, limit),
+    LTTNG_UST_TP_FIELDS(
+        lttng_ust_field_integer(uint64_t, seq, seq)
+        lttng_ust_field_integer_hex(uint64_t, manager, manager)
+        lttng_ust_field_enum(hostmem, memory_state, int32_t, old_state, old_state)
+        lttng_ust_field_enum(hostmem, memory_state, int32_t, state, state)
+        lttng_ust_field_integer(uint64_t, committed_bytes, committed_bytes)
+        lttng_ust_field_integer(uint64_t, limit, limit)))
+LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, memory_state, LTTNG_UST_TRACEPOINT_LOGLEVEL_NOTICE)
+
+/* ---- external address space (T4) ---------------------------------------- */
+LTTNG_UST_TRACEPOINT_EVENT(hostmem, address_space,
+    LTTNG_UST_TP_ARGS(uint64_t, seq, uint64_t, manager, uint8_t, action, uint64_t, start,
+                      uint64_t, size, int32_t, hr, uint64_t, external_bytes),
+    LTTNG_UST_TP_FIELDS(
+        lttng_ust_field_integer(uint64_t, seq, seq)
+        lttng_ust_field_integer_hex(uint64_t, manager, manager)
+        lttng_ust_field_enum(hostmem, action, uint8_t, action, action)
+        lttng_ust_field_integer_hex(uint64_t, start, start)
+        lttng_ust_field_integer(uint64_t, size, size)
+        lttng_ust_field_enum(hostmem, hresult, int32_t, hr, hr)
+        lttng_ust_field_integer(uint64_t, external_bytes, external_bytes)))
+LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, address_space, LTTNG_UST_TRACEPOINT_LOGLEVEL_INFO)
+
+/* ---- manager life (T4) --------------------------------------------------- */
+LTTNG_UST_TRACEPOINT_EVENT(hostmem, manager_create,
+    LTTNG_UST_TP_ARGS(uint64_t, seq, uint64_t, manager, uint64_t, commit_limit,
+                      uint64_t, address_space_limit, uint64_t, page_size),
+    LTTNG_UST_TP_FIELDS(
+        lttng_ust_field_integer(uint64_t, seq, seq)
+        lttng_ust_field_integer_hex(uint64_t, manager, manager)
+        lttng_ust_field_integer(uint64_t, commit_limit, commit_limit)
+        lttng_ust_field_integer(uint64_t, address_space_limit, address_space_limit)
+        lttng_ust_field_integer(uint64_t, page_size, page_size)))
+LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, manager_create, LTTNG_UST_TRACEPOINT_LOGLEVEL_INFO)
+
+LTTNG_UST_TRACEPOINT_EVENT(hostmem, manager_destroy,
+    LTTNG_UST_TP_ARGS(uint64_t, seq, uint64_t, manager, uint64_t, regions,
+                      uint64_t, reserved_bytes, uint64_t, committed_bytes),
+    LTTNG_UST_TP_FIELDS(
+        lttng_ust_field_integer(uint64_t, seq, seq)
+        lttng_ust_field_integer_hex(uint64_t, manager, manager)
+        lttng_ust_field_integer(uint64_t, regions, regions)
+        lttng_ust_field_integer(uint64_t, reserved_bytes, reserved_bytes)
+        lttng_ust_field_integer(uint64_t, committed_bytes, committed_bytes)))
+LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, manager_destroy, LTTNG_UST_TRACEPOINT_LOGLEVEL_INFO)
+
+/* ---- statedump: one event per live region ------------------------------- */
+LTTNG_UST_TRACEPOINT_EVENT(hostmem, region_state,
+    LTTNG_UST_TP_ARGS(const struct hostmem_tp_region_v1 *, r),
+    LTTNG_UST_TP_FIELDS(
+        lttng_ust_field_integer(uint64_t, seq, r->seq)
+        lttng_ust_field_integer_hex(uint64_t, manager, r->manager)
+        lttng_ust_field_integer_hex(uint64_t, base, r->base)
+        lttng_ust_field_integer(uint64_t, region_size, r->region_size)
+        lttng_ust_field_integer(uint64_t, committed_bytes, r->committed_bytes)
+        lttng_ust_field_integer_hex(uint32_t, protect, r->protect)
+        lttng_ust_field_integer_hex(uint64_t, caller, r->caller)))
+LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, region_state, LTTNG_UST_TRACEPOINT_LOGLEVEL_INFO)
+
+#endif /* HOSTMEM_TP_H */
+
+#include <lttng/tracepoint-event.h>
