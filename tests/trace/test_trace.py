@@ -1,0 +1,409 @@
+#!/usr/bin/python3
+"""Trace tests: real LTTng sessions around trace_workload, read back with bt2.
+
+Each test creates its own session (unique name, temporary output), records
+the provider `hostmem` with the vpid context, runs one scenario of
+trace_workload and compares the events of that process with what the
+workload printed it did (CONTRACT T1-T5).  Other processes tracing at the
+same time do not matter: events are kept by vpid.
+
+    test_trace.py --workload PATH --provider PATH [unittest args]
+
+Exit status 77 (skipped) when the LTTng command-line tools are missing.
+Needs Debian's python3-bt2 (run it with /usr/bin/python3).
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+import uuid
+
+try:
+    import bt2
+except ImportError:  # pragma: no cover - environment problem, not a test result
+    print("test_trace.py: python3-bt2 is not importable by", sys.executable, file=sys.stderr)
+    sys.exit(77)
+
+WORKLOAD = None
+PROVIDER = None
+TIMEOUT = 120
+
+MEM_COMMIT, MEM_RESERVE, MEM_DECOMMIT, MEM_RELEASE = 0x1000, 0x2000, 0x4000, 0x8000
+MEM_RESET, MEM_RESET_UNDO = 0x80000, 0x1000000
+PAGE_NOACCESS, PAGE_READONLY, PAGE_READWRITE, PAGE_EXECUTE_READ = 0x01, 0x02, 0x04, 0x20
+REGION_OPS = {"reserve", "commit", "decommit", "release", "protect", "reset", "reset_undo", "query"}
+
+
+def lttng(*args):
+    subprocess.run(["lttng", *args], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.PIPE, timeout=TIMEOUT)
+
+
+class Session:
+    """One LTTng session recording hostmem events into a temporary directory."""
+
+    def __init__(self, events="hostmem:*", loglevel=None):
+        self.name = "hostmem-test-" + uuid.uuid4().hex[:12]
+        self.tmp = tempfile.mkdtemp(prefix="hostmem-trace-")
+        self.path = os.path.join(self.tmp, "trace")
+        self.events = events
+        self.loglevel = loglevel
+        self.created = False
+
+    def __enter__(self):
+        lttng("create", self.name, "--output", self.path)
+        self.created = True
+        # Large sub-buffers: nothing of a test's few thousand events is lost.
+        lttng("enable-channel", "-u", "-s", self.name, "--subbuf-size", "1M",
+              "--num-subbuf", "8", "ch")
+        lttng("add-context", "-u", "-s", self.name, "-c", "ch", "-t", "vpid")
+        cmd = ["enable-event", "-u", "-s", self.name, "-c", "ch", self.events]
+        if self.loglevel:
+            cmd += ["--loglevel", self.loglevel]
+        lttng(*cmd)
+        lttng("start", self.name)
+        return self
+
+    def stop(self):
+        if self.created:
+            lttng("stop", self.name)
+            lttng("destroy", self.name)
+            self.created = False
+
+    def __exit__(self, *exc):
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        return False
+
+    def read(self, pid):
+        """Events of process `pid` in trace order, as dicts; and the discarded count."""
+        events, discarded = [], 0
+        if not os.path.isdir(os.path.join(self.path, "ust")):
+            return events, discarded
+        for msg in bt2.TraceCollectionMessageIterator(self.path):
+            if type(msg) is bt2._DiscardedEventsMessageConst:
+                discarded += msg.count or 1
+            elif type(msg) is bt2._EventMessageConst:
+                ev = msg.event
+                if int(ev.common_context_field["vpid"]) != pid:
+                    continue
+                if not ev.name.startswith("hostmem:"):
+                    continue
+                d = {"event": ev.name[len("hostmem:"):]}
+                for key, field in ev.payload_field.items():
+                    if hasattr(field, "labels"):
+                        labels = list(field.labels)
+                        d[key] = labels[0] if labels else None
+                        d[key + "#"] = int(field)
+                    else:
+                        d[key] = int(field)
+                events.append(d)
+        return events, discarded
+
+
+def workload_env(**extra):
+    env = dict(os.environ)
+    # Wait for the session daemon however long it takes: an application that
+    # starts tracing before its registration completes loses its first events.
+    env["LTTNG_UST_REGISTER_TIMEOUT"] = "-1"
+    env.update(extra)
+    return env
+
+
+def run_workload(scenario, **env):
+    out = subprocess.run([WORKLOAD, scenario], check=True, stdout=subprocess.PIPE,
+                         env=workload_env(**env), timeout=TIMEOUT, text=True).stdout
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def round_up(n, to):
+    return (n + to - 1) // to * to
+
+
+class TraceTest(unittest.TestCase):
+    maxDiff = None
+
+    # ---- helpers ---------------------------------------------------------
+    def check_common(self, header, events):
+        """seq counts 1, 2, ... in emission order; every event names the manager."""
+        self.assertTrue(events, "no hostmem event recorded")
+        self.assertEqual([e["seq"] for e in events], list(range(1, len(events) + 1)))
+        for e in events:
+            self.assertEqual(e["manager"], header["manager"], e)
+            if e["event"] in REGION_OPS:
+                self.assertTrue(header["text_lo"] <= e["caller"] < header["text_hi"],
+                                "caller %#x is not in the host's code: %r" % (e["caller"], e))
+                self.assertIsNotNone(e["hr"], "hr without a label: %r" % e)
+                self.assertIsNotNone(e["level"], "level without a label: %r" % e)
+
+    def expect(self, ev, name, **fields):
+        self.assertEqual(ev["event"], name, ev)
+        for key, want in fields.items():
+            self.assertEqual(ev[key], want, "%s.%s in %r" % (name, key, ev))
+
+    def expect_failure(self, ev, op, hr, address, size, level):
+        self.expect(ev, "failure", op=op, hr=hr, address=address, size=size, level=level)
+        self.assertIsNotNone(ev["reason"], "failure reason without a label: %r" % ev)
+
+    # ---- scenarios -------------------------------------------------------
+    def test_basic(self):
+        """Every region operation, two failures, a leaked region at destroy."""
+        with Session() as s:
+            lines = run_workload("basic")
+            s.stop()
+            header, calls = lines[0], lines[1:]
+            events, discarded = s.read(header["pid"])
+        self.assertEqual(discarded, 0)
+        self.check_common(header, events)
+        P = header["page"]
+        # A session starting elsewhere may make the manager dump its regions.
+        ev = iter([e for e in events if e["event"] != "region_state"])
+
+        self.expect(next(ev), "manager_create", commit_limit=0, address_space_limit=0, page_size=P)
+        by = {}
+        for c in calls:
+            by.setdefault(c["call"], []).append(c)
+
+        c = by["reserve_commit"][0]
+        p, psize = c["result"], round_up(100000, P)
+        self.expect(next(ev), "reserve", address=0, size=100000, base=p, region_size=psize,
+                    alloc_type=MEM_RESERVE | MEM_COMMIT, protect=PAGE_READWRITE, level="task",
+                    hr="S_OK")
+        e = next(ev)
+        self.expect(e, "commit", address=0, size=100000, base=p, region_size=psize,
+                    alloc_type=MEM_RESERVE | MEM_COMMIT, protect=PAGE_READWRITE, level="task",
+                    hr="S_OK", committed_bytes=psize, reserved_bytes=psize)
+        self.assertGreater(e["duration_ns"], 0)
+
+        r = by["reserve"][0]["result"]
+        MB = 1 << 20
+        self.expect(next(ev), "reserve", address=0, size=MB, base=r, region_size=MB,
+                    alloc_type=MEM_RESERVE, protect=PAGE_NOACCESS, level="appdomain", hr="S_OK",
+                    committed_bytes=psize, reserved_bytes=psize + MB)
+
+        c = by["commit"][0]
+        cp = c["address"]
+        self.expect(next(ev), "commit", address=cp, size=2 * P + 1, base=cp, region_size=3 * P,
+                    alloc_type=MEM_COMMIT, protect=PAGE_READWRITE, level="process", hr="S_OK",
+                    committed_bytes=psize + 3 * P, reserved_bytes=psize + MB)
+
+        self.expect(next(ev), "protect", address=cp, size=P, base=cp, region_size=P,
+                    protect=PAGE_READONLY, old_protect=PAGE_READWRITE, level="none", hr="S_OK",
+                    committed_bytes=psize + 3 * P)
+
+        self.expect(next(ev), "query", address=cp + 5, base=cp, region_size=P,
+                    protect=PAGE_READONLY, level="none", hr="S_OK")
+
+        self.expect(next(ev), "reset", address=cp + P, size=P, base=cp + P, region_size=P,
+                    alloc_type=MEM_RESET, hr="S_OK", committed_bytes=psize + 3 * P)
+
+        c = by["reset_undo"][0]
+        self.expect(next(ev), "reset_undo", address=cp + P, size=P, alloc_type=MEM_RESET_UNDO,
+                    hr=c["hr"])
+        if c["hr"] != "S_OK":
+            self.expect_failure(next(ev), "reset_undo", c["hr"], cp + P, P, "task")
+
+        self.expect(next(ev), "decommit", address=cp + P, size=P, base=cp + P, region_size=P,
+                    free_type=MEM_DECOMMIT, level="none", hr="S_OK",
+                    committed_bytes=psize + 2 * P)
+
+        self.expect(next(ev), "release", address=r, size=5, free_type=MEM_RELEASE,
+                    hr="E_INVALIDARG", committed_bytes=psize + 2 * P, reserved_bytes=psize + MB)
+        self.expect_failure(next(ev), "release", "E_INVALIDARG", r, 5, "none")
+
+        bad = by["protect"][1]["address"]
+        self.expect(next(ev), "protect", address=bad, size=P, protect=PAGE_READWRITE,
+                    hr="HOSTMEM_E_INVALID_ADDRESS")
+        self.expect_failure(next(ev), "protect", "HOSTMEM_E_INVALID_ADDRESS", bad, P, "none")
+
+        self.expect(next(ev), "release", address=p, size=0, base=p, free_type=MEM_RELEASE,
+                    hr="S_OK", committed_bytes=2 * P, reserved_bytes=MB)
+
+        self.expect(next(ev), "manager_destroy", regions=1, reserved_bytes=MB,
+                    committed_bytes=2 * P)
+        self.assertIsNone(next(ev, None), "unexpected event after manager_destroy")
+
+    def test_limits(self):
+        """Critical-level decisions, memory states, external address space."""
+        with Session() as s:
+            lines = run_workload("limits")
+            s.stop()
+            header, calls = lines[0], lines[1:]
+            events, discarded = s.read(header["pid"])
+        self.assertEqual(discarded, 0)
+        self.check_common(header, events)
+        P = header["page"]
+        L = 100 * P
+
+        decisions = [e for e in events if e["event"] == "critical_decision"]
+        for d in decisions:
+            self.expect(d, "critical_decision", resource="commit", limit=L)
+        want = [  # (level, request pages, committed pages before, ceiling pages, decision)
+            ("task", 80, 0, 90, "granted"),
+            ("task", 15, 80, 90, "denied"),
+            ("appdomain", 15, 80, 97, "granted_from_reserve"),
+            ("process", 4, 95, 100, "granted_from_reserve"),
+        ]
+        got = [(d["level"], d["request_bytes"] // P, d["committed_bytes"] // P,
+                d["level_ceiling"] // P, d["decision"]) for d in decisions]
+        self.assertEqual(got[:4], want)
+        # The last request re-checks after telling the callback Low: one
+        # decision per check, every one denied.
+        self.assertGreaterEqual(len(got), 5)
+        for g in got[4:]:
+            self.assertEqual(g, ("process", 2, 99, 100, "denied"))
+
+        commits = [c for c in calls if c["call"] == "commit"]
+        self.assertEqual([c["hr"] for c in commits],
+                         ["S_OK", "E_OUTOFMEMORY", "S_OK", "S_OK", "E_OUTOFMEMORY"])
+        ops = [e for e in events if e["event"] == "commit"]
+        self.assertEqual([e["hr"] for e in ops], [c["hr"] for c in commits])
+        self.assertEqual([e["level"] for e in ops],
+                         ["task", "task", "appdomain", "process", "process"])
+        self.assertEqual([e["committed_bytes"] // P for e in ops], [80, 80, 95, 99, 99])
+        # Each denied commit: the commit event, then its failure.
+        for i, e in enumerate(events):
+            if e["event"] == "commit" and e["hr"] != "S_OK":
+                f = events[i + 1]
+                self.expect_failure(f, "commit", "E_OUTOFMEMORY", e["address"], e["size"],
+                                    e["level"])
+                self.assertEqual(f["reason"], "limit_denied")
+
+        # Memory state: High below 60 %, Low at or above 90 % (defaults).
+        changes = [(e["old_state"], e["state"], e["committed_bytes"] // P)
+                   for e in events if e["event"] == "memory_state"
+                   and e["old_state"] not in ("none", e["state"])]
+        self.assertEqual(changes, [("high", "neutral", 80), ("neutral", "low", 95),
+                                   ("low", "high", 0)])
+        for e in events:
+            if e["event"] == "memory_state":
+                self.assertEqual(e["limit"], L)
+
+        ext = next(c for c in calls if c["call"] == "needs")["address"]
+        MB = 1 << 20
+        space = [(e["action"], e["start"], e["size"], e["hr"], e["external_bytes"])
+                 for e in events if e["event"] == "address_space"]
+        self.assertEqual(space, [("needs", ext, MB, "S_OK", 0),
+                                 ("acquired", ext, MB, "S_OK", MB),
+                                 ("released", ext, 0, "S_OK", 0),
+                                 ("released", ext, 0, "HOST_E_INVALIDOPERATION", 0)])
+        last = max(i for i, e in enumerate(events) if e["event"] == "address_space")
+        self.expect(events[last + 1], "failure", op="released_address_space",
+                    hr="HOST_E_INVALIDOPERATION", address=ext)
+
+        self.expect(events[-1], "manager_destroy", regions=0, reserved_bytes=0, committed_bytes=0)
+
+    def test_statedump(self):
+        """A session started mid-run sees every live region once, before the next event."""
+        proc = subprocess.Popen([WORKLOAD, "statedump"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, env=workload_env(), text=True)
+        try:
+            lines = []
+            for line in proc.stdout:
+                lines.append(json.loads(line))
+                if lines[-1].get("ready"):
+                    break
+            self.assertTrue(lines and lines[-1].get("ready"), "workload did not get ready")
+            with Session() as s:
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
+                rest, _ = proc.communicate(timeout=TIMEOUT)
+                self.assertEqual(proc.returncode, 0)
+                s.stop()
+                header = lines[0]
+                events, discarded = s.read(header["pid"])
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        self.assertEqual(discarded, 0)
+        self.check_common(header, events)
+        P = header["page"]
+        a = lines[1]["result"]
+        b = lines[2]["result"]
+        dump = [e for e in events if e["event"] == "region_state"]
+        seen = {(e["base"], e["region_size"], e["committed_bytes"], e["protect"]) for e in dump}
+        self.assertEqual(seen, {(a, 3 * P, 3 * P, PAGE_READWRITE),
+                                (b, 64 * P, 2 * P, PAGE_EXECUTE_READ)})
+        for e in dump:
+            self.assertTrue(header["text_lo"] <= e["caller"] < header["text_hi"], e)
+        # The dump comes first: the regions were reserved before the session.
+        names = [e["event"] for e in events]
+        self.assertNotIn("reserve", names)
+        first_other = next(i for i, n in enumerate(names) if n != "region_state")
+        self.assertEqual(set(names[:first_other]), {"region_state"})
+        self.assertIn("query", names)
+        self.expect(events[-1], "manager_destroy", regions=2)
+
+    def test_loglevel(self):
+        """query is a debug event: a session at INFO and above does not get it."""
+        with Session(loglevel="TRACE_INFO") as s:
+            lines = run_workload("basic")
+            s.stop()
+            events, _ = s.read(lines[0]["pid"])
+        names = {e["event"] for e in events}
+        self.assertNotIn("query", names)
+        self.assertTrue({"reserve", "commit", "protect", "failure", "manager_destroy"} <= names)
+        seqs = [e["seq"] for e in events]
+        self.assertEqual(seqs, sorted(set(seqs)))
+
+    def test_preloaded_provider_records_once(self):
+        """A preloaded provider is used as is, not loaded a second time."""
+        with Session() as s:
+            lines = run_workload("basic", LD_PRELOAD=PROVIDER)
+            s.stop()
+            events, _ = s.read(lines[0]["pid"])
+        self.check_common(lines[0], events)  # each seq exactly once
+        self.assertEqual(events[0]["event"], "manager_create")
+
+    def test_provider_disabled(self):
+        """HOSTMEM_LTTNG_PROVIDER=none: the host runs untraced."""
+        with Session() as s:
+            lines = run_workload("basic", HOSTMEM_LTTNG_PROVIDER="none")
+            s.stop()
+            events, _ = s.read(lines[0]["pid"])
+        self.assertEqual(events, [])
+
+    def test_threads(self):
+        """Concurrent calls: seq stays unique and gapless across threads."""
+        with Session() as s:
+            lines = run_workload("threads")
+            s.stop()
+            header = lines[0]
+            events, discarded = s.read(header["pid"])
+        self.assertEqual(discarded, 0)
+        seqs = sorted(e["seq"] for e in events)
+        self.assertEqual(seqs, list(range(1, len(events) + 1)))
+        n = lines[1]["threads"] * lines[1]["rounds"]
+        names = [e["event"] for e in events]
+        self.assertEqual(names.count("reserve"), n)
+        self.assertEqual(names.count("commit"), n)
+        self.assertEqual(names.count("release"), n)
+        self.assertEqual(names.count("failure"), 0)
+        for e in events:
+            self.assertEqual(e["manager"], header["manager"])
+            if e["event"] in REGION_OPS:
+                self.assertTrue(header["text_lo"] <= e["caller"] < header["text_hi"], e)
+
+
+def main():
+    global WORKLOAD, PROVIDER
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workload", required=True)
+    parser.add_argument("--provider", required=True)
+    args, rest = parser.parse_known_args()
+    WORKLOAD, PROVIDER = os.path.abspath(args.workload), os.path.abspath(args.provider)
+    if shutil.which("lttng") is None:
+        print("test_trace.py: lttng (lttng-tools) not found: skipped", file=sys.stderr)
+        sys.exit(77)
+    unittest.main(argv=[sys.argv[0], *rest], verbosity=2)
+
+
+if __name__ == "__main__":
+    main()

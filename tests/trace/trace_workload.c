@@ -1,0 +1,258 @@
+/*
+ * trace_workload.c: a host that drives hostmem through its public API in a
+ * known order, for test_trace.py to check the events a real LTTng session
+ * recorded.  It prints one JSON object per line on stdout: what it did and
+ * what each call returned, so the checker can compare field by field.
+ *
+ *   trace_workload basic | limits | statedump | threads
+ *
+ * statedump: after building its regions it prints {"ready": true} and waits
+ * for a line on stdin (the checker starts its session meanwhile), then makes
+ * one call so the manager notices the session.
+ */
+#define _GNU_SOURCE
+#include <inttypes.h>
+#include <link.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <hostmem/hostmem.h>
+
+static size_t page;
+
+#define CHECK(expr)                                                                  \
+    do {                                                                             \
+        if (!(expr)) {                                                               \
+            fprintf(stderr, "%s:%d: %s failed\n", __FILE__, __LINE__, #expr);         \
+            exit(2);                                                                 \
+        }                                                                            \
+    } while (0)
+
+/* One JSON line per call: the checker pairs it with the call's events. */
+static void emit(const char *op, const void *address, size_t size, HRESULT hr, const void *result)
+{
+    printf("{\"call\": \"%s\", \"address\": %" PRIuPTR ", \"size\": %zu, \"hr\": \"%s\", "
+           "\"result\": %" PRIuPTR "}\n",
+           op, (uintptr_t)address, size, hostmem_hresult_name(hr), (uintptr_t)result);
+}
+
+/* The main program's executable segment: where `caller` must point. */
+static int text_range(struct dl_phdr_info *info, size_t size, void *data)
+{
+    uintptr_t *range = data;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X)) {
+            range[0] = info->dlpi_addr + ph->p_vaddr;
+            range[1] = range[0] + ph->p_memsz;
+        }
+    }
+    return 1; /* the first object is the main program */
+}
+
+static void emit_header(const char *scenario, hostmem_manager *m)
+{
+    uintptr_t text[2] = {0, 0};
+    dl_iterate_phdr(text_range, text);
+    printf("{\"scenario\": \"%s\", \"manager\": %" PRIuPTR ", \"page\": %zu, \"pid\": %d, "
+           "\"text_lo\": %" PRIuPTR ", \"text_hi\": %" PRIuPTR "}\n",
+           scenario, (uintptr_t)m, page, (int)getpid(), text[0], text[1]);
+}
+
+static void basic(void)
+{
+    hostmem_manager *m;
+    CHECK(hostmem_create(NULL, &m) == S_OK);
+    emit_header("basic", m);
+
+    void *p = NULL, *r = NULL, *q = NULL;
+    HRESULT hr = hostmem_virtual_alloc(m, NULL, 100000, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE,
+                                       eTaskCritical, &p);
+    CHECK(hr == S_OK);
+    emit("reserve_commit", NULL, 100000, hr, p);
+
+    hr = hostmem_virtual_alloc(m, NULL, 1 << 20, MEM_RESERVE, PAGE_NOACCESS, eAppDomainCritical, &r);
+    CHECK(hr == S_OK);
+    emit("reserve", NULL, 1 << 20, hr, r);
+
+    char *c = (char *)r + page;
+    hr = hostmem_virtual_alloc(m, c, 2 * page + 1, MEM_COMMIT, PAGE_READWRITE, eProcessCritical, &q);
+    CHECK(hr == S_OK && q == c);
+    emit("commit", c, 2 * page + 1, hr, q);
+
+    DWORD old = 0;
+    hr = hostmem_virtual_protect(m, c, page, PAGE_READONLY, &old);
+    CHECK(hr == S_OK && old == PAGE_READWRITE);
+    emit("protect", c, page, hr, (void *)(uintptr_t)old);
+
+    MEMORY_BASIC_INFORMATION mbi;
+    SIZE_T written = 0;
+    hr = hostmem_virtual_query(m, c + 5, &mbi, sizeof mbi, &written);
+    CHECK(hr == S_OK && mbi.RegionSize == page);
+    emit("query", c + 5, sizeof mbi, hr, mbi.BaseAddress);
+
+    hr = hostmem_virtual_alloc(m, c + page, page, MEM_RESET, PAGE_NOACCESS, eTaskCritical, &q);
+    CHECK(hr == S_OK);
+    emit("reset", c + page, page, hr, q);
+
+    hr = hostmem_virtual_alloc(m, c + page, page, MEM_RESET_UNDO, PAGE_NOACCESS, eTaskCritical, &q);
+    emit("reset_undo", c + page, page, hr, q); /* S_OK or E_OUTOFMEMORY (CONTRACT S10) */
+
+    hr = hostmem_virtual_free(m, c + page, page, MEM_DECOMMIT);
+    CHECK(hr == S_OK);
+    emit("decommit", c + page, page, hr, NULL);
+
+    /* Two failures: a release with a size, a protect over reserved pages. */
+    hr = hostmem_virtual_free(m, r, 5, MEM_RELEASE);
+    CHECK(hr == E_INVALIDARG);
+    emit("release", r, 5, hr, NULL);
+    hr = hostmem_virtual_protect(m, (char *)r + 8 * page, page, PAGE_READWRITE, &old);
+    CHECK(hr == HOSTMEM_E_INVALID_ADDRESS);
+    emit("protect", (char *)r + 8 * page, page, hr, NULL);
+
+    hr = hostmem_virtual_free(m, p, 0, MEM_RELEASE);
+    CHECK(hr == S_OK);
+    emit("release", p, 0, hr, NULL);
+
+    /* r stays live: manager_destroy reports it. */
+    hostmem_destroy(m);
+    emit("destroy", NULL, 0, S_OK, NULL);
+}
+
+static int notified[4];
+static void on_state(void *context, EMemoryAvailable state)
+{
+    (void)context;
+    if (state >= 1 && state <= 3)
+        notified[state]++;
+}
+
+static void limits(void)
+{
+    hostmem_config cfg;
+    hostmem_config_init(&cfg);
+    cfg.commit_limit = 100 * page; /* task 90 pages, appdomain 97, process 100 */
+    cfg.address_space_limit = 0;
+    hostmem_manager *m;
+    CHECK(hostmem_create(&cfg, &m) == S_OK);
+    emit_header("limits", m);
+    CHECK(hostmem_register_memory_notification_callback(m, on_state, NULL) == S_OK);
+
+    void *r = NULL, *q = NULL;
+    CHECK(hostmem_virtual_alloc(m, NULL, 128 * page, MEM_RESERVE, PAGE_NOACCESS, eTaskCritical,
+                                &r) == S_OK);
+    emit("reserve", NULL, 128 * page, S_OK, r);
+    char *b = r;
+    static const struct { size_t at, pages; EMemoryCriticalLevel level; } steps[] = {
+        {0, 80, eTaskCritical},       /* 80: granted */
+        {80, 15, eTaskCritical},      /* 95 > 90: denied */
+        {80, 15, eAppDomainCritical}, /* 95 <= 97: granted from reserve */
+        {95, 4, eProcessCritical},    /* 99 <= 100: granted from reserve */
+        {99, 2, eProcessCritical},    /* 101 > 100: denied, after telling Low */
+    };
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        char *at = b + steps[i].at * page;
+        HRESULT hr = hostmem_virtual_alloc(m, at, steps[i].pages * page, MEM_COMMIT,
+                                           PAGE_READWRITE, steps[i].level, &q);
+        emit("commit", at, steps[i].pages * page, hr, q);
+    }
+
+    /* External address space. */
+    void *ext = (void *)(uintptr_t)0x100000000000ull;
+    HRESULT hr = hostmem_needs_virtual_address_space(m, ext, 1 << 20);
+    emit("needs", ext, 1 << 20, hr, NULL);
+    hr = hostmem_acquired_virtual_address_space(m, ext, 1 << 20);
+    emit("acquired", ext, 1 << 20, hr, NULL);
+    hr = hostmem_released_virtual_address_space(m, ext);
+    emit("released", ext, 0, hr, NULL);
+    hr = hostmem_released_virtual_address_space(m, ext);
+    emit("released", ext, 0, hr, NULL);
+
+    CHECK(hostmem_virtual_free(m, r, 0, MEM_RELEASE) == S_OK);
+    emit("release", r, 0, S_OK, NULL);
+    hostmem_destroy(m);
+    emit("destroy", NULL, 0, S_OK, NULL);
+}
+
+static void statedump(void)
+{
+    hostmem_manager *m;
+    CHECK(hostmem_create(NULL, &m) == S_OK);
+    emit_header("statedump", m);
+    void *a = NULL, *b = NULL, *q = NULL;
+    CHECK(hostmem_virtual_alloc(m, NULL, 3 * page, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE,
+                                eTaskCritical, &a) == S_OK);
+    emit("reserve_commit", NULL, 3 * page, S_OK, a);
+    CHECK(hostmem_virtual_alloc(m, NULL, 64 * page, MEM_RESERVE, PAGE_EXECUTE_READ, eTaskCritical,
+                                &b) == S_OK);
+    emit("reserve", NULL, 64 * page, S_OK, b);
+    CHECK(hostmem_virtual_alloc(m, (char *)b + 4 * page, 2 * page, MEM_COMMIT, PAGE_READONLY,
+                                eTaskCritical, &q) == S_OK);
+    emit("commit", (char *)b + 4 * page, 2 * page, S_OK, q);
+
+    printf("{\"ready\": true}\n");
+    fflush(stdout);
+    char line[16];
+    CHECK(fgets(line, sizeof line, stdin) != NULL);
+
+    hostmem_stats st;
+    CHECK(hostmem_get_stats(m, &st) == S_OK);
+    MEMORY_BASIC_INFORMATION mbi;
+    SIZE_T written;
+    HRESULT hr = hostmem_virtual_query(m, a, &mbi, sizeof mbi, &written);
+    emit("query", a, sizeof mbi, hr, mbi.BaseAddress);
+    hostmem_destroy(m);
+    emit("destroy", NULL, 0, S_OK, NULL);
+}
+
+#define THREADS 4
+#define ROUNDS 250
+static void *thread_main(void *arg)
+{
+    hostmem_manager *m = arg;
+    for (int i = 0; i < ROUNDS; i++) {
+        void *p = NULL;
+        CHECK(hostmem_virtual_alloc(m, NULL, page, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE,
+                                    eTaskCritical, &p) == S_OK);
+        CHECK(hostmem_virtual_free(m, p, 0, MEM_RELEASE) == S_OK);
+    }
+    return NULL;
+}
+
+static void threads(void)
+{
+    hostmem_manager *m;
+    CHECK(hostmem_create(NULL, &m) == S_OK);
+    emit_header("threads", m);
+    pthread_t t[THREADS];
+    for (int i = 0; i < THREADS; i++)
+        CHECK(pthread_create(&t[i], NULL, thread_main, m) == 0);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(t[i], NULL);
+    printf("{\"threads\": %d, \"rounds\": %d}\n", THREADS, ROUNDS);
+    hostmem_destroy(m);
+    emit("destroy", NULL, 0, S_OK, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    page = (size_t)sysconf(_SC_PAGESIZE);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    const char *s = argc > 1 ? argv[1] : "basic";
+    if (strcmp(s, "basic") == 0)
+        basic();
+    else if (strcmp(s, "limits") == 0)
+        limits();
+    else if (strcmp(s, "statedump") == 0)
+        statedump();
+    else if (strcmp(s, "threads") == 0)
+        threads();
+    else {
+        fprintf(stderr, "usage: %s basic|limits|statedump|threads\n", argv[0]);
+        return 2;
+    }
+    return 0;
+}
