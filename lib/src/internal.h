@@ -52,10 +52,6 @@ uint32_t hostmem__runs_count(const hostmem__runs *runs);
 /* Pages of [first, first + count) whose (state & mask) == value. */
 size_t hostmem__runs_pages(const hostmem__runs *runs, size_t npages, size_t first, size_t count,
                            uint32_t mask, uint32_t value);
-/* Copy the runs overlapping [first, first + count), clipped to it, into a new
- * array (for rollback).  NULL when out of memory. */
-hostmem__run *hostmem__runs_copy(const hostmem__runs *runs, size_t npages, size_t first,
-                                 size_t count, uint32_t *out_n);
 /* Bytes held by a region's run arrays. */
 size_t hostmem__runs_bytes(const hostmem__runs *runs);
 
@@ -87,27 +83,41 @@ uintptr_t hostmem__arena_next_used(const hostmem__arena *a, uintptr_t addr);
 void hostmem__arena_destroy_all(struct hostmem_manager *m);
 
 /* ---- policy.c ------------------------------------------------------------- */
-/* A notification to deliver once the state lock is dropped. */
+/* A notification to deliver once every internal lock is dropped. */
 typedef struct hostmem__notice {
     void (*fn)(void *, EMemoryAvailable);
     void *context;
-    int state; /* EMemoryAvailable, 0 = nothing to deliver */
+    int state;       /* EMemoryAvailable, 0 = nothing to deliver */
+    uint64_t generation;
+    bool forced;     /* the Low of P2: delivered even if Low was the last state told */
 } hostmem__notice;
 
 void hostmem__policy_init(hostmem__policy *p, const hostmem_config *config);
-/* Charge `bytes` of commit at `level` (CONTRACT P1, P2), state lock held on entry
- * and exit (dropped to notify or wait).  S_OK, E_OUTOFMEMORY (denied) or
- * HOST_E_ABANDONED (shutdown while waiting). */
-HRESULT hostmem__policy_charge(struct hostmem_manager *m, EMemoryCriticalLevel level,
-                               size_t bytes, hostmem__notice *notice);
-/* Give back `bytes` of charge (state lock held); wakes waiters. */
+/* Decide a commit of `bytes` at `level` (CONTRACT P1) and, when granted, charge
+ * it.  State lock held.  Emits the critical_decision event when a limit applies. */
+enum hostmem__decision hostmem__policy_charge(struct hostmem_manager *m,
+                                              EMemoryCriticalLevel level, size_t bytes,
+                                              uint64_t waited_ns, hostmem__notice *notice);
+/* Give back `bytes` of charge (state lock held); wakes eProcessCritical waiters. */
 void hostmem__policy_uncharge(struct hostmem_manager *m, size_t bytes, hostmem__notice *notice);
-/* Admit `bytes` more address space at `level` (CONTRACT P3), state lock held. */
-HRESULT hostmem__policy_address_space(struct hostmem_manager *m, EMemoryCriticalLevel level,
-                                      size_t bytes, bool trace);
-/* Deliver a notice (no lock held). */
-void hostmem__notice_deliver(hostmem__notice *notice);
+/* The Low notice P2 sends before a denial (state lock held). */
+void hostmem__policy_low_notice(struct hostmem_manager *m, hostmem__notice *notice);
+/* Wait (state lock held) until charge is given back or `deadline_ns` passes.
+ * HOST_E_ABANDONED when the manager shuts down meanwhile, else S_OK. */
+HRESULT hostmem__policy_wait(struct hostmem_manager *m, uint64_t deadline_ns);
+/* Admit `bytes` more address space at `level` (CONTRACT P3) and count them as
+ * reserved, state lock held.  S_OK or E_OUTOFMEMORY. */
+HRESULT hostmem__policy_reserve(struct hostmem_manager *m, EMemoryCriticalLevel level,
+                                size_t bytes);
+void hostmem__policy_unreserve(struct hostmem_manager *m, size_t bytes);
+/* Current EMemoryAvailable (CONTRACT P4); without a limit, from the system's load. */
 int hostmem__policy_state(const hostmem__policy *p);
+/* The notice for the state at registration (state lock held). */
+void hostmem__policy_register(struct hostmem_manager *m, void (*fn)(void *, EMemoryAvailable),
+                              void *context, hostmem__notice *notice);
+/* Deliver a notice (no internal lock held). */
+void hostmem__notice_deliver(struct hostmem_manager *m, hostmem__notice *notice);
+uint64_t hostmem__now_ns(void);
 
 /* ---- manager.c ------------------------------------------------------------ */
 /* Every live region of m, for the region_state statedump. */

@@ -25,7 +25,7 @@ typedef struct hostmem__trace_call {
 } hostmem__trace_call;
 
 /* The fields of a region-operation event (CONTRACT T1). */
-typedef struct hostmem__trace_region_op {
+typedef struct hostmem__trace_op_event {
     enum hostmem__op op;
     uintptr_t address;     /* as given */
     uint64_t size;         /* as given */
@@ -39,14 +39,14 @@ typedef struct hostmem__trace_region_op {
     int32_t hr;
     uint64_t committed_bytes; /* manager's charge after the call */
     uint64_t reserved_bytes;  /* manager's reservations after the call */
-} hostmem__trace_region_op;
+} hostmem__trace_op_event;
 
 /* Whether `op`'s event is enabled; fills *call (t0, caller) when it is. */
 bool hostmem__trace_begin(enum hostmem__op op, hostmem__trace_call *call, uintptr_t caller);
 uint64_t hostmem__trace_now_ns(void);
 
 void hostmem__trace_region_op(const struct hostmem_manager *m, const hostmem__trace_call *call,
-                              const hostmem__trace_region_op *ev);
+                              const hostmem__trace_op_event *ev);
 void hostmem__trace_failure(const struct hostmem_manager *m, enum hostmem__op op, int32_t hr,
                             enum hostmem__reason reason, int os_errno, uintptr_t address,
                             uint64_t size, int32_t level);

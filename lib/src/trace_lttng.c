@@ -149,7 +149,7 @@ bool hostmem__trace_begin(enum hostmem__op op, hostmem__trace_call *call, uintpt
 }
 
 void hostmem__trace_region_op(const struct hostmem_manager *m, const hostmem__trace_call *call,
-                              const struct hostmem__trace_region_op *ev)
+                              const hostmem__trace_op_event *ev)
 {
     if (!trace_region_enabled(ev->op))
         return;

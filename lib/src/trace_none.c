@@ -12,7 +12,7 @@ bool hostmem__trace_begin(enum hostmem__op op, hostmem__trace_call *call, uintpt
 uint64_t hostmem__trace_now_ns(void) { return 0; }
 
 void hostmem__trace_region_op(const struct hostmem_manager *m, const hostmem__trace_call *call,
-                              const hostmem__trace_region_op *ev) {}
+                              const hostmem__trace_op_event *ev) {}
 void hostmem__trace_failure(const struct hostmem_manager *m, enum hostmem__op op, int32_t hr,
                             enum hostmem__reason reason, int os_errno, uintptr_t address,
                             uint64_t size, int32_t level) {}

@@ -84,7 +84,7 @@ typedef struct hostmem__region {
     _Atomic size_t size;       /* page multiple */
     _Atomic uint32_t alloc_protect;
     _Atomic bool live;
-    size_t committed_pages;    /* under `lock` */
+    _Atomic size_t committed_pages; /* written under `lock` */
     uintptr_t caller;          /* who reserved it (for region_state and leaks) */
     struct hostmem__arena *arena; /* carved from this arena, or NULL (own mapping) */
     hostmem__runs runs;
@@ -97,6 +97,7 @@ typedef struct hostmem__region {
 typedef struct hostmem__arena {
     uintptr_t base;
     uint32_t free_granules;
+    uint32_t hint;                  /* no free granule below this one */
     _Atomic uint64_t used[HOSTMEM_ARENA_GRANULES / 64]; /* bit set: granule belongs to a region */
     struct hostmem__arena *next;
 } hostmem__arena;
@@ -126,10 +127,11 @@ typedef struct hostmem__policy {
     size_t peak_reserved;
     size_t external;       /* acquired_virtual_address_space bytes */
     size_t regions;
-    int reported_state;    /* last EMemoryAvailable told the callback, 0 = none */
+    int state;             /* current EMemoryAvailable under the limit, 0 = none yet */
     void (*callback)(void *, EMemoryAvailable);
     void *callback_context;
-    uint64_t callback_generation;
+    uint64_t generation;   /* +1 per notice made; older notices are dropped */
+    _Atomic uint64_t delivered; /* generation of the newest notice delivered */
 } hostmem__policy;
 
 typedef struct hostmem__external {
@@ -153,6 +155,7 @@ struct hostmem_manager {
     _Atomic int waiters;
     size_t page_size;
     unsigned page_shift;
+    struct hostmem_manager *next_manager; /* every manager, for fork() */
 };
 
 #endif

@@ -1,0 +1,54 @@
+/* hresult.c: the code tables.  Names come from the X-macro lists in codes.h,
+ * the same lists the LTTng provider builds its enums from. */
+#include <errno.h>
+
+#include "internal.h"
+
+const char *hostmem_hresult_name(HRESULT hr)
+{
+    switch ((uint32_t)hr) {
+#define HOSTMEM__HR_CASE(name, value) \
+    case (uint32_t)(value):           \
+        return #name;
+        HOSTMEM_HRESULT_LIST(HOSTMEM__HR_CASE)
+#undef HOSTMEM__HR_CASE
+    default:
+        return "UNKNOWN";
+    }
+}
+
+const char *hostmem__reason_name(enum hostmem__reason reason)
+{
+#define HOSTMEM__NAME(n) #n,
+    static const char *const names[] = {HOSTMEM_REASON_LIST(HOSTMEM__NAME)};
+    return (unsigned)reason < HOSTMEM_REASON_COUNT ? names[reason] : "unknown";
+}
+
+const char *hostmem__op_name(enum hostmem__op op)
+{
+    static const char *const names[] = {HOSTMEM_OP_LIST(HOSTMEM__NAME)};
+#undef HOSTMEM__NAME
+    return (unsigned)op < HOSTMEM_OP_COUNT ? names[op] : "unknown";
+}
+
+HRESULT hostmem__hr_from_errno(int err)
+{
+    switch (err) {
+    case 0:
+        return S_OK;
+    case ENOMEM: /* no memory, or too many mappings (vm.max_map_count) */
+    case EAGAIN: /* locked memory or a temporary shortage */
+    case EFBIG:
+    case EOVERFLOW:
+        return E_OUTOFMEMORY;
+    case EEXIST: /* something is mapped there already */
+        return HOSTMEM_E_INVALID_ADDRESS;
+    case EACCES: /* e.g. an LSM refused executable memory */
+    case EPERM:
+        return E_ACCESSDENIED;
+    case EINVAL:
+        return E_INVALIDARG;
+    default:
+        return E_FAIL;
+    }
+}

@@ -1,0 +1,1338 @@
+/*
+ * manager.c: the public entry points (CONTRACT A3).  Each one validates its
+ * arguments first, then finds and locks the region it works on, asks the
+ * policy, makes the OS calls, and only when they succeeded updates the
+ * bookkeeping; a failed OS call is rolled back from the bookkeeping (which
+ * still describes the state before the call).  Every exit goes through
+ * finish(), which emits the trace events and delivers notifications once no
+ * internal lock is held.
+ *
+ * Locks: the state lock guards the map's structure, the pools, the arenas and
+ * the policy, and is never held across a syscall.  A region's own lock
+ * serialises the operations on that region, syscalls included, so calls on
+ * different regions run in parallel.  Order: region lock, then state lock.
+ * Query takes neither: it reads the map with atomic loads and the region
+ * under its seqlock.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+#define RELAXED memory_order_relaxed
+#define ACQUIRE memory_order_acquire
+#define RELEASE memory_order_release
+
+/* Set while this thread is inside a region's seqlock write section, so a
+ * query from a signal handler that interrupted it does not wait for itself. */
+static __thread int tls_writing;
+
+/* ---- one public call in flight -------------------------------------------- */
+
+typedef struct call {
+    hostmem_manager *m;
+    enum hostmem__op op;
+    hostmem__trace_call trace;
+    bool traced;
+    hostmem__trace_op_event ev;
+    hostmem__notice notice[3];
+    enum hostmem__reason reason;
+    int os_errno;
+} call;
+
+static void call_start(call *c, hostmem_manager *m, enum hostmem__op op, uintptr_t caller,
+                       uintptr_t address, uint64_t size, int32_t level)
+{
+    memset(c, 0, sizeof *c);
+    c->m = m;
+    c->op = op;
+    c->traced = hostmem__trace_begin(op, &c->trace, caller);
+    c->ev.op = op;
+    c->ev.address = address;
+    c->ev.size = size;
+    c->ev.level = level;
+}
+
+static hostmem__notice *notice_slot(call *c)
+{
+    for (unsigned i = 0; i < 3; i++)
+        if (!c->notice[i].state)
+            return &c->notice[i];
+    return &c->notice[2]; /* the newest state wins */
+}
+
+/* The one exit: events, then notifications (no internal lock is held here). */
+static HRESULT finish(call *c, HRESULT hr)
+{
+    hostmem_manager *m = c->m;
+    c->ev.hr = hr;
+    if (c->traced) {
+        if (m) {
+            /* Totals for the event: a racy but harmless read, for the trace only. */
+            c->ev.committed_bytes = __atomic_load_n(&m->policy.committed, __ATOMIC_RELAXED);
+            c->ev.reserved_bytes = __atomic_load_n(&m->policy.reserved, __ATOMIC_RELAXED);
+        }
+        hostmem__trace_region_op(m, &c->trace, &c->ev);
+    }
+    if (FAILED(hr))
+        hostmem__trace_failure(m, c->op, hr, c->reason, c->os_errno, c->ev.address, c->ev.size,
+                               c->ev.level);
+    for (unsigned i = 0; i < 3; i++)
+        if (c->notice[i].state)
+            hostmem__notice_deliver(m, &c->notice[i]);
+    return hr;
+}
+
+static HRESULT fail(call *c, HRESULT hr, enum hostmem__reason reason)
+{
+    c->reason = reason;
+    return hr;
+}
+
+static HRESULT fail_os(call *c, int err, enum hostmem__reason reason)
+{
+    c->os_errno = err;
+    c->reason = reason;
+    return hostmem__hr_from_errno(err);
+}
+
+/* Entry checks shared by every call on a manager. */
+static HRESULT enter(call *c)
+{
+    hostmem_manager *m = c->m;
+    if (atomic_load_explicit(&m->unavailable, RELAXED))
+        return fail(c, HOST_E_CLRNOTAVAILABLE, HOSTMEM_REASON_unavailable);
+    if (atomic_load_explicit(&m->shutdown, RELAXED))
+        return fail(c, HOST_E_CLRNOTAVAILABLE, HOSTMEM_REASON_shutdown);
+    hostmem__trace_poll_statedump(m);
+    return S_OK;
+}
+
+/* P7: the OS refused to restore state; nothing can be trusted any more. */
+static HRESULT unrecoverable(call *c, int err)
+{
+    atomic_store(&c->m->unavailable, 1);
+    c->os_errno = err;
+    c->reason = HOSTMEM_REASON_rollback_failed;
+    return E_FAIL;
+}
+
+/* ---- locks ----------------------------------------------------------------- */
+
+static HRESULT lock(call *c, pthread_mutex_t *mu)
+{
+    DWORD ms = c->m->policy.config.lock_timeout_ms;
+    int err;
+    if (!ms) {
+        err = pthread_mutex_lock(mu);
+    } else {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += ms / 1000;
+        ts.tv_nsec += (long)(ms % 1000) * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        err = pthread_mutex_timedlock(mu, &ts);
+    }
+    if (err == ETIMEDOUT)
+        return fail(c, HOST_E_TIMEOUT, HOSTMEM_REASON_timeout);
+    if (err)
+        return fail(c, E_FAIL, HOSTMEM_REASON_unavailable);
+    if (atomic_load_explicit(&c->m->shutdown, RELAXED)) {
+        pthread_mutex_unlock(mu);
+        return fail(c, HOST_E_ABANDONED, HOSTMEM_REASON_abandoned);
+    }
+    return S_OK;
+}
+
+static void seq_begin(hostmem__region *r)
+{
+    tls_writing = 1;
+    atomic_fetch_add_explicit(&r->seq, 1, RELAXED);
+    atomic_thread_fence(memory_order_release);
+}
+
+static void seq_end(hostmem__region *r)
+{
+    atomic_fetch_add_explicit(&r->seq, 1, RELEASE);
+    tls_writing = 0;
+}
+
+/* ---- sizes and ranges -------------------------------------------------------- */
+
+static size_t page_down(const hostmem_manager *m, uintptr_t a) { return a & ~(m->page_size - 1); }
+static uintptr_t round_up(uintptr_t a, size_t to) { return (a + to - 1) & ~(uintptr_t)(to - 1); }
+
+/* CONTRACT S3 for a range at a given address: 0 or the failing HRESULT. */
+static HRESULT check_range(call *c, uintptr_t addr, size_t size)
+{
+    uintptr_t end = hostmem__os_caps_get()->user_end;
+    if (!size)
+        return fail(c, E_INVALIDARG, HOSTMEM_REASON_zero_size);
+    if (addr + size < addr || addr + size - 1 + c->m->page_size < addr + size - 1)
+        return fail(c, E_INVALIDARG, HOSTMEM_REASON_range_wraps);
+    if (addr >= end || addr + size > end)
+        return fail(c, E_INVALIDARG, HOSTMEM_REASON_beyond_user_space);
+    return S_OK;
+}
+
+/* ---- regions ------------------------------------------------------------------ */
+
+static uintptr_t region_end(const hostmem__region *r)
+{
+    return atomic_load_explicit(&r->base, RELAXED) + atomic_load_explicit(&r->size, RELAXED);
+}
+
+static size_t region_pages(const hostmem_manager *m, const hostmem__region *r)
+{
+    return atomic_load_explicit(&r->size, RELAXED) >> m->page_shift;
+}
+
+/* Find the region holding addr and lock it.  NULL with *hr = S_OK: addr is in
+ * no region of this manager.  NULL with a failed *hr: the lock failed. */
+static hostmem__region *region_lock(call *c, uintptr_t addr, HRESULT *hr)
+{
+    hostmem_manager *m = c->m;
+    *hr = S_OK;
+    for (;;) {
+        uintptr_t e = hostmem__map_lookup(&m->map, addr);
+        if ((e & HOSTMEM_MAP_TAG_MASK) != HOSTMEM_MAP_TAG_REGION)
+            return NULL;
+        hostmem__region *r = (hostmem__region *)(e & ~HOSTMEM_MAP_TAG_MASK);
+        if (FAILED(*hr = lock(c, &r->lock)))
+            return NULL;
+        if (atomic_load_explicit(&r->live, RELAXED) && addr >= atomic_load_explicit(&r->base, RELAXED)) {
+            if (addr < region_end(r))
+                return r;
+            pthread_mutex_unlock(&r->lock); /* the unusable rest of its last granule */
+            return NULL;
+        }
+        /* Released (and maybe reused) while we waited: look again. */
+        pthread_mutex_unlock(&r->lock);
+    }
+}
+
+/* Every page touching [addr, addr + size) inside region r: first page index
+ * and count, or a failed HRESULT. */
+static HRESULT region_pages_of(call *c, hostmem__region *r, uintptr_t addr, size_t size,
+                               size_t *first, size_t *count)
+{
+    hostmem_manager *m = c->m;
+    uintptr_t lo = page_down(m, addr), hi = round_up(addr + size, m->page_size);
+    if (hi > region_end(r))
+        return fail(c, HOSTMEM_E_INVALID_ADDRESS, HOSTMEM_REASON_crosses_region);
+    *first = (lo - atomic_load_explicit(&r->base, RELAXED)) >> m->page_shift;
+    *count = (hi - lo) >> m->page_shift;
+    return S_OK;
+}
+
+static void *page_addr(const hostmem_manager *m, const hostmem__region *r, size_t page)
+{
+    return (void *)(atomic_load_explicit(&r->base, RELAXED) + (page << m->page_shift));
+}
+
+/* Put the kernel's view of pages [first, first + count) back to what the runs
+ * say (they still describe the state before the failed call).  0 or errno. */
+static int restore_access(hostmem_manager *m, hostmem__region *r, size_t first, size_t count)
+{
+    const hostmem__os *os = hostmem__os_get();
+    size_t npages = region_pages(m, r), end = first + count;
+    uint32_t n = hostmem__runs_count(&r->runs);
+    for (uint32_t i = hostmem__runs_find(&r->runs, first); i < n; i++) {
+        size_t rf, rc;
+        uint32_t st;
+        hostmem__runs_get(&r->runs, npages, i, &rf, &rc, &st);
+        if (rf >= end)
+            break;
+        size_t lo = rf > first ? rf : first, hi = rf + rc < end ? rf + rc : end;
+        unsigned access = (st & HOSTMEM_STATE_COMMITTED)
+                              ? hostmem__protect_access(st & HOSTMEM_STATE_PROTECT_MASK)
+                              : HOSTMEM_ACCESS_NONE;
+        int err = os->protect(page_addr(m, r, lo), (hi - lo) << m->page_shift, access);
+        if (err)
+            return err;
+    }
+    return 0;
+}
+
+static hostmem__region *region_new(hostmem_manager *m)
+{
+    /* state lock held */
+    hostmem__region *r = m->free_regions;
+    if (r) {
+        m->free_regions = r->next_free;
+        return r;
+    }
+    r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    pthread_mutex_init(&r->lock, NULL);
+    r->next_all = m->all_regions;
+    m->all_regions = r;
+    m->metadata_bytes += sizeof *r;
+    return r;
+}
+
+static void region_recycle(hostmem_manager *m, hostmem__region *r)
+{
+    /* state lock held; r is dead and unlocked */
+    r->next_free = m->free_regions;
+    m->free_regions = r;
+}
+
+/* ---- reserve (CONTRACT S4) ------------------------------------------------------ */
+
+/* Map address space for a region not carved from an arena, aligned to `align`. */
+static int map_aligned(size_t size, size_t align, uintptr_t *out)
+{
+    const hostmem__os *os = hostmem__os_get();
+    size_t page = hostmem__os_caps_get()->page_size;
+    size_t span = size + align - page;
+    if (span < size)
+        return ENOMEM;
+    void *p;
+    int err = os->reserve(NULL, span, &p);
+    if (err)
+        return err;
+    uintptr_t start = (uintptr_t)p, base = round_up(start, align), end = start + span;
+    if ((base > start && (err = os->release(p, base - start))) ||
+        (end > base + size && (err = os->release((void *)(base + size), end - base - size)))) {
+        os->release((void *)base, size);
+        if (base > start)
+            os->release(p, base - start);
+        return err;
+    }
+    *out = base;
+    return 0;
+}
+
+static HRESULT reserve(call *c, uintptr_t addr, size_t size, DWORD protect, bool large,
+                       EMemoryCriticalLevel level, uintptr_t caller, hostmem__region **out)
+{
+    hostmem_manager *m = c->m;
+    const hostmem__os *os = hostmem__os_get();
+    size_t align = large ? hostmem__os_caps_get()->huge_page_size : HOSTMEM_GRANULE;
+    uintptr_t base = addr & ~(uintptr_t)(HOSTMEM_GRANULE - 1);
+    size_t rsize = addr ? round_up(addr + size, m->page_size) - base : round_up(size, m->page_size);
+    if (large)
+        rsize = round_up(rsize, align);
+    HRESULT hr = lock(c, &m->state_lock);
+    if (FAILED(hr))
+        return hr;
+    if (FAILED(hr = hostmem__policy_reserve(m, level, rsize))) {
+        pthread_mutex_unlock(&m->state_lock);
+        return fail(c, hr, HOSTMEM_REASON_limit_denied);
+    }
+    hostmem__region *r = region_new(m);
+    int err = r ? hostmem__runs_init(&r->runs, 0) : ENOMEM;
+    if (err) {
+        if (r)
+            region_recycle(m, r);
+        hostmem__policy_unreserve(m, rsize);
+        pthread_mutex_unlock(&m->state_lock);
+        return fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
+    }
+    uintptr_t hi_granule;
+    hostmem__arena *arena = NULL;
+    if (addr) {
+        arena = hostmem__arena_free_at(m, base, round_up(base + rsize, HOSTMEM_GRANULE));
+    } else if (!large && rsize <= HOSTMEM_ARENA_MAX_REGION) {
+        uint32_t granules = (uint32_t)(round_up(rsize, HOSTMEM_GRANULE) >> HOSTMEM_GRANULE_SHIFT);
+        err = hostmem__arena_carve(m, granules, &base, &arena);
+        if (err) {
+            region_recycle(m, r);
+            hostmem__policy_unreserve(m, rsize);
+            pthread_mutex_unlock(&m->state_lock);
+            return fail_os(c, err, HOSTMEM_REASON_os_reserve);
+        }
+    }
+    hi_granule = round_up(base + rsize, HOSTMEM_GRANULE);
+    if (arena) {
+        hostmem__arena_mark(arena, base, hi_granule, true);
+    } else {
+        /* Our own mapping: the syscall runs without the state lock. */
+        pthread_mutex_unlock(&m->state_lock);
+        void *p = NULL;
+        if (addr) {
+            err = os->reserve((void *)base, rsize, &p);
+            base = (uintptr_t)p;
+        } else {
+            err = map_aligned(rsize, align, &base);
+        }
+        if (!err && large)
+            os->advise_huge((void *)base, rsize); /* a hint; failure is not an error */
+        pthread_mutex_lock(&m->state_lock);
+        hi_granule = round_up(base + rsize, HOSTMEM_GRANULE);
+        if (!err && hostmem__map_prepare(&m->map, base, hi_granule)) {
+            os->release((void *)base, rsize);
+            err = ENOMEM;
+            c->reason = HOSTMEM_REASON_no_metadata;
+        }
+        if (err) {
+            region_recycle(m, r);
+            hostmem__policy_unreserve(m, rsize);
+            pthread_mutex_unlock(&m->state_lock);
+            if (c->reason == HOSTMEM_REASON_no_metadata)
+                return E_OUTOFMEMORY;
+            return fail_os(c, err, err == EEXIST ? HOSTMEM_REASON_overlap : HOSTMEM_REASON_os_reserve);
+        }
+    }
+    seq_begin(r);
+    atomic_store_explicit(&r->base, base, RELAXED);
+    atomic_store_explicit(&r->size, rsize, RELAXED);
+    atomic_store_explicit(&r->alloc_protect, protect, RELAXED);
+    atomic_store_explicit(&r->committed_pages, 0, RELAXED);
+    atomic_store_explicit(&r->live, true, RELAXED);
+    r->arena = arena;
+    r->caller = caller;
+    seq_end(r);
+    hostmem__map_set(&m->map, base, hi_granule, (uintptr_t)r | HOSTMEM_MAP_TAG_REGION);
+    m->policy.regions++;
+    pthread_mutex_unlock(&m->state_lock);
+    *out = r;
+    return S_OK;
+}
+
+/* Give a region's address space back (region lock held, r still live).  On
+ * failure nothing changed. */
+static HRESULT release_region(call *c, hostmem__region *r)
+{
+    hostmem_manager *m = c->m;
+    const hostmem__os *os = hostmem__os_get();
+    uintptr_t base = atomic_load_explicit(&r->base, RELAXED);
+    size_t size = atomic_load_explicit(&r->size, RELAXED);
+    size_t committed = atomic_load_explicit(&r->committed_pages, RELAXED);
+    uintptr_t hi = round_up(base + size, HOSTMEM_GRANULE);
+    hostmem__notice *notice = notice_slot(c);
+    int err;
+    if (r->arena) {
+        /* Back to the arena: its pages must read zero and be uncharged first. */
+        if (committed && (err = os->decommit((void *)base, size))) {
+            int rerr = restore_access(m, r, 0, region_pages(m, r));
+            return rerr ? unrecoverable(c, rerr) : fail_os(c, err, HOSTMEM_REASON_os_decommit);
+        }
+        pthread_mutex_lock(&m->state_lock);
+        seq_begin(r);
+        atomic_store_explicit(&r->live, false, RELAXED);
+        seq_end(r);
+        hostmem__map_set(&m->map, base, hi, (uintptr_t)r->arena | HOSTMEM_MAP_TAG_ARENA);
+        hostmem__arena_mark(r->arena, base, hi, false);
+    } else {
+        /* Out of the map before munmap: once the kernel has the range back it
+         * may hand it to another reservation. */
+        pthread_mutex_lock(&m->state_lock);
+        seq_begin(r);
+        atomic_store_explicit(&r->live, false, RELAXED);
+        seq_end(r);
+        hostmem__map_set(&m->map, base, hi, 0);
+        pthread_mutex_unlock(&m->state_lock);
+        err = os->release((void *)base, size);
+        pthread_mutex_lock(&m->state_lock);
+        if (err) {
+            hostmem__map_set(&m->map, base, hi, (uintptr_t)r | HOSTMEM_MAP_TAG_REGION);
+            seq_begin(r);
+            atomic_store_explicit(&r->live, true, RELAXED);
+            seq_end(r);
+            pthread_mutex_unlock(&m->state_lock);
+            return fail_os(c, err, HOSTMEM_REASON_os_release);
+        }
+    }
+    hostmem__policy_uncharge(m, committed << m->page_shift, notice);
+    hostmem__policy_unreserve(m, size);
+    m->policy.regions--;
+    pthread_mutex_unlock(&m->state_lock);
+    return S_OK;
+}
+
+/* ---- commit (CONTRACT S5, P1, P2) --------------------------------------------- */
+
+static HRESULT commit(call *c, uintptr_t addr, size_t size, DWORD protect,
+                      EMemoryCriticalLevel level, bool fresh_region, uintptr_t *out_base)
+{
+    hostmem_manager *m = c->m;
+    const hostmem__os *os = hostmem__os_get();
+    bool told_low = false;
+    uint64_t started = 0, waited = 0;
+    for (;;) {
+        HRESULT hr;
+        hostmem__region *r = region_lock(c, addr, &hr);
+        if (!r)
+            return FAILED(hr) ? hr : fail(c, HOSTMEM_E_INVALID_ADDRESS, HOSTMEM_REASON_not_in_region);
+        size_t first, count, npages = region_pages(m, r);
+        if (FAILED(hr = region_pages_of(c, r, addr, size, &first, &count))) {
+            pthread_mutex_unlock(&r->lock);
+            return hr;
+        }
+        size_t newly = count - hostmem__runs_pages(&r->runs, npages, first, count,
+                                                   HOSTMEM_STATE_COMMITTED, HOSTMEM_STATE_COMMITTED);
+        if (hostmem__runs_reserve(&r->runs, 2)) {
+            pthread_mutex_unlock(&r->lock);
+            return fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
+        }
+        pthread_mutex_lock(&m->state_lock);
+        enum hostmem__decision d = HOSTMEM_DECISION_granted;
+        if (newly)
+            d = hostmem__policy_charge(m, level, newly << m->page_shift, waited, notice_slot(c));
+        if (d == HOSTMEM_DECISION_denied) {
+            /* P2: tell the host it is Low and look again; eProcessCritical then
+             * waits for frees.  Never while holding the region's lock. */
+            pthread_mutex_unlock(&r->lock);
+            if (level != eTaskCritical && !told_low) {
+                hostmem__policy_low_notice(m, notice_slot(c));
+                pthread_mutex_unlock(&m->state_lock);
+                hostmem__notice *n = c->notice;
+                for (unsigned i = 0; i < 3; i++)
+                    hostmem__notice_deliver(m, &n[i]);
+                told_low = true;
+                continue;
+            }
+            DWORD wait_ms = m->policy.config.process_critical_wait_ms;
+            if (level == eProcessCritical && wait_ms) {
+                uint64_t now = hostmem__now_ns();
+                if (!started)
+                    started = now;
+                uint64_t deadline = started + (uint64_t)wait_ms * 1000000u;
+                if (now < deadline) {
+                    hr = hostmem__policy_wait(m, deadline);
+                    pthread_mutex_unlock(&m->state_lock);
+                    waited = hostmem__now_ns() - started;
+                    if (FAILED(hr))
+                        return fail(c, hr, HOSTMEM_REASON_abandoned);
+                    continue;
+                }
+            }
+            pthread_mutex_unlock(&m->state_lock);
+            return fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_limit_denied);
+        }
+        pthread_mutex_unlock(&m->state_lock);
+        void *lo = page_addr(m, r, first);
+        int err = os->protect(lo, count << m->page_shift, hostmem__protect_access(protect));
+        if (err) {
+            int rerr = fresh_region ? 0 : restore_access(m, r, first, count);
+            pthread_mutex_lock(&m->state_lock);
+            hostmem__policy_uncharge(m, newly << m->page_shift, notice_slot(c));
+            pthread_mutex_unlock(&m->state_lock);
+            pthread_mutex_unlock(&r->lock);
+            return rerr ? unrecoverable(c, rerr) : fail_os(c, err, HOSTMEM_REASON_os_protect);
+        }
+        seq_begin(r);
+        hostmem__runs_apply(&r->runs, npages, first, count, HOSTMEM_PAGES_COMMIT, protect);
+        atomic_fetch_add_explicit(&r->committed_pages, newly, RELAXED);
+        seq_end(r);
+        pthread_mutex_unlock(&r->lock);
+        *out_base = (uintptr_t)lo;
+        c->ev.base = (uintptr_t)lo;
+        c->ev.region_size = count << m->page_shift;
+        return S_OK;
+    }
+}
+
+/* ---- virtual_alloc ----------------------------------------------------------- */
+
+#define ALLOC_KNOWN                                                                        \
+    (MEM_COMMIT | MEM_RESERVE | MEM_RESET | MEM_RESET_UNDO | MEM_TOP_DOWN | MEM_LARGE_PAGES | \
+     MEM_WRITE_WATCH)
+
+/* CONTRACT S1. */
+static HRESULT check_alloc_type(call *c, DWORD type)
+{
+    DWORD base = type & (MEM_COMMIT | MEM_RESERVE);
+    if (type & ~(DWORD)ALLOC_KNOWN)
+        return fail(c, E_INVALIDARG, HOSTMEM_REASON_bad_type);
+    if (type & (MEM_RESET | MEM_RESET_UNDO))
+        return (type == MEM_RESET || type == MEM_RESET_UNDO) ? S_OK
+                                                             : fail(c, E_INVALIDARG, HOSTMEM_REASON_bad_type);
+    if (!base)
+        return fail(c, E_INVALIDARG, HOSTMEM_REASON_bad_type);
+    if ((type & MEM_LARGE_PAGES) && base != (MEM_COMMIT | MEM_RESERVE))
+        return fail(c, E_INVALIDARG, HOSTMEM_REASON_bad_type);
+    if ((type & MEM_WRITE_WATCH) && !(type & MEM_RESERVE))
+        return fail(c, E_INVALIDARG, HOSTMEM_REASON_bad_type);
+    return S_OK;
+}
+
+static HRESULT reset_pages(call *c, uintptr_t addr, size_t size, bool undo)
+{
+    hostmem_manager *m = c->m;
+    HRESULT hr;
+    hostmem__region *r = region_lock(c, addr, &hr);
+    if (!r)
+        return FAILED(hr) ? hr : fail(c, HOSTMEM_E_INVALID_ADDRESS, HOSTMEM_REASON_not_in_region);
+    size_t first, count, npages = region_pages(m, r);
+    if (FAILED(hr = region_pages_of(c, r, addr, size, &first, &count)))
+        goto out;
+    c->ev.base = (uintptr_t)page_addr(m, r, first);
+    c->ev.region_size = count << m->page_shift;
+    if (undo) {
+        /* Only pages never reset since their commit are provably intact. */
+        if (hostmem__runs_pages(&r->runs, npages, first, count, HOSTMEM_STATE_RESET, HOSTMEM_STATE_RESET))
+            hr = fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_data_lost);
+        goto out;
+    }
+    if (!hostmem__runs_pages(&r->runs, npages, first, count, HOSTMEM_STATE_COMMITTED,
+                             HOSTMEM_STATE_COMMITTED))
+        goto out; /* only reserved pages: nothing to discard */
+    if (hostmem__runs_reserve(&r->runs, 2)) {
+        hr = fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
+        goto out;
+    }
+    int err = hostmem__os_get()->reset((void *)c->ev.base, count << m->page_shift);
+    if (err) {
+        /* Discarding is advice: whatever part the kernel applied, the data reads
+         * intact or zero, as a reset allows; the state is unchanged. */
+        hr = fail_os(c, err, HOSTMEM_REASON_os_reset);
+        goto out;
+    }
+    seq_begin(r);
+    hostmem__runs_apply(&r->runs, npages, first, count, HOSTMEM_PAGES_RESET, 0);
+    seq_end(r);
+out:
+    pthread_mutex_unlock(&r->lock);
+    return hr;
+}
+
+/* A reserve-and-commit whose commit failed: the new region goes away again,
+ * so nothing is left half done.  Its notices join the failed call's. */
+static HRESULT undo_reserve(call *c, uintptr_t base, uintptr_t caller)
+{
+    hostmem_manager *m = c->m;
+    call undo;
+    HRESULT hr;
+    call_start(&undo, m, HOSTMEM_OP_release, caller, base, 0, -1);
+    undo.traced = false;
+    hostmem__region *r = region_lock(&undo, base, &hr);
+    if (r) {
+        hr = release_region(&undo, r);
+        pthread_mutex_unlock(&r->lock);
+        if (SUCCEEDED(hr)) {
+            pthread_mutex_lock(&m->state_lock);
+            region_recycle(m, r);
+            pthread_mutex_unlock(&m->state_lock);
+        }
+    } else if (SUCCEEDED(hr)) {
+        hr = E_FAIL; /* nobody else knows the region: it cannot have gone */
+    }
+    for (unsigned i = 0; i < 3; i++)
+        if (undo.notice[i].state)
+            *notice_slot(c) = undo.notice[i];
+    if (FAILED(hr)) {
+        atomic_store(&m->unavailable, 1);
+        c->os_errno = undo.os_errno;
+        c->reason = HOSTMEM_REASON_rollback_failed;
+    }
+    return hr;
+}
+
+HRESULT hostmem_virtual_alloc(hostmem_manager *m, void *address, SIZE_T size, DWORD type,
+                              DWORD protect, EMemoryCriticalLevel level, void **out_mem)
+{
+    uintptr_t caller = (uintptr_t)__builtin_return_address(0);
+    uintptr_t addr = (uintptr_t)address;
+    enum hostmem__op op = (type & MEM_RESET)        ? HOSTMEM_OP_reset
+                          : (type & MEM_RESET_UNDO) ? HOSTMEM_OP_reset_undo
+                          : ((type & MEM_RESERVE) || !address) ? HOSTMEM_OP_reserve
+                                                               : HOSTMEM_OP_commit;
+    call c;
+    call_start(&c, m, op, caller, addr, size, (int32_t)level);
+    c.ev.alloc_type = type;
+    c.ev.protect = protect;
+    if (out_mem)
+        *out_mem = NULL;
+    if (!m || !out_mem)
+        return finish(&c, fail(&c, E_POINTER, HOSTMEM_REASON_null_pointer));
+    HRESULT hr = enter(&c);
+    if (FAILED(hr))
+        return finish(&c, hr);
+    if (FAILED(hr = check_alloc_type(&c, type)))
+        return finish(&c, hr);
+    if ((unsigned)level > eProcessCritical)
+        return finish(&c, fail(&c, E_INVALIDARG, HOSTMEM_REASON_bad_type));
+    if (FAILED(hr = hostmem__protect_check(protect, m->policy.config.deny_write_execute, &c.reason)))
+        return finish(&c, hr);
+    if (type & MEM_WRITE_WATCH)
+        return finish(&c, fail(&c, E_NOTIMPL, HOSTMEM_REASON_not_implemented));
+    if (!size)
+        return finish(&c, fail(&c, E_INVALIDARG, HOSTMEM_REASON_zero_size));
+    if (!address && (op == HOSTMEM_OP_reserve)) {
+        if (size > hostmem__os_caps_get()->user_end - HOSTMEM_GRANULE)
+            return finish(&c, fail(&c, E_OUTOFMEMORY, HOSTMEM_REASON_too_large));
+    } else if (FAILED(hr = check_range(&c, addr, size))) {
+        return finish(&c, hr);
+    }
+    if (type & MEM_LARGE_PAGES) {
+        size_t huge = hostmem__os_caps_get()->huge_page_size;
+        if ((addr | size) & (huge - 1))
+            return finish(&c, fail(&c, E_INVALIDARG, HOSTMEM_REASON_misaligned));
+    }
+
+    if (op == HOSTMEM_OP_reset || op == HOSTMEM_OP_reset_undo)
+        return finish(&c, reset_pages(&c, addr, size, op == HOSTMEM_OP_reset_undo));
+
+    uintptr_t result;
+    if (op == HOSTMEM_OP_commit) {
+        hr = commit(&c, addr, size, protect, level, false, &result);
+        if (SUCCEEDED(hr))
+            *out_mem = (void *)result;
+        return finish(&c, hr);
+    }
+
+    hostmem__region *r;
+    hr = reserve(&c, addr, size, protect, type & MEM_LARGE_PAGES, level, caller, &r);
+    if (FAILED(hr))
+        return finish(&c, hr);
+    uintptr_t base = atomic_load_explicit(&r->base, RELAXED);
+    size_t rsize = atomic_load_explicit(&r->size, RELAXED);
+    c.ev.base = base;
+    c.ev.region_size = rsize;
+    if (!(type & MEM_COMMIT)) {
+        *out_mem = (void *)base;
+        return finish(&c, S_OK);
+    }
+    /* Reserve-and-commit: a reserve event, then a commit event. */
+    finish(&c, S_OK);
+    call_start(&c, m, HOSTMEM_OP_commit, caller, addr, size, (int32_t)level);
+    c.ev.alloc_type = type;
+    c.ev.protect = protect;
+    /* The whole new region is committed, as Windows does for both flags. */
+    hr = commit(&c, base, rsize, protect, level, true, &result);
+    if (FAILED(hr) && FAILED(undo_reserve(&c, base, caller)))
+        hr = E_FAIL;
+    if (SUCCEEDED(hr))
+        *out_mem = (void *)base;
+    return finish(&c, hr);
+}
+
+/* ---- virtual_free (CONTRACT S6, S7) ------------------------------------------ */
+
+static HRESULT decommit(call *c, uintptr_t addr, size_t size)
+{
+    hostmem_manager *m = c->m;
+    HRESULT hr;
+    hostmem__region *r = region_lock(c, addr, &hr);
+    if (!r)
+        return FAILED(hr) ? hr : fail(c, HOST_E_INVALIDOPERATION, HOSTMEM_REASON_not_in_region);
+    uintptr_t base = atomic_load_explicit(&r->base, RELAXED);
+    size_t npages = region_pages(m, r), first, count;
+    if (!size) {
+        /* Size 0 means the whole region, given an address in its base page. */
+        if (page_down(m, addr) != base) {
+            hr = fail(c, HOSTMEM_E_INVALID_ADDRESS, HOSTMEM_REASON_not_region_base);
+            goto out;
+        }
+        first = 0;
+        count = npages;
+    } else {
+        if (round_up(addr + size, m->page_size) > region_end(r)) {
+            hr = fail(c, E_INVALIDARG, HOSTMEM_REASON_past_region_end);
+            goto out;
+        }
+        first = (page_down(m, addr) - base) >> m->page_shift;
+        count = ((round_up(addr + size, m->page_size) - page_down(m, addr)) >> m->page_shift);
+    }
+    c->ev.base = (uintptr_t)page_addr(m, r, first);
+    c->ev.region_size = count << m->page_shift;
+    size_t committed = hostmem__runs_pages(&r->runs, npages, first, count, HOSTMEM_STATE_COMMITTED,
+                                           HOSTMEM_STATE_COMMITTED);
+    if (!committed)
+        goto out; /* reserved pages stay reserved: nothing to do */
+    if (hostmem__runs_reserve(&r->runs, 2)) {
+        hr = fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
+        goto out;
+    }
+    int err = hostmem__os_get()->decommit((void *)c->ev.base, count << m->page_shift);
+    if (err) {
+        int rerr = restore_access(m, r, first, count);
+        hr = rerr ? unrecoverable(c, rerr) : fail_os(c, err, HOSTMEM_REASON_os_decommit);
+        goto out;
+    }
+    seq_begin(r);
+    hostmem__runs_apply(&r->runs, npages, first, count, HOSTMEM_PAGES_DECOMMIT, 0);
+    atomic_fetch_sub_explicit(&r->committed_pages, committed, RELAXED);
+    seq_end(r);
+    pthread_mutex_lock(&m->state_lock);
+    hostmem__policy_uncharge(m, committed << m->page_shift, notice_slot(c));
+    pthread_mutex_unlock(&m->state_lock);
+out:
+    pthread_mutex_unlock(&r->lock);
+    return hr;
+}
+
+static HRESULT release(call *c, uintptr_t addr)
+{
+    hostmem_manager *m = c->m;
+    HRESULT hr;
+    hostmem__region *r = region_lock(c, addr, &hr);
+    if (!r)
+        return FAILED(hr) ? hr : fail(c, HOST_E_INVALIDOPERATION, HOSTMEM_REASON_not_in_region);
+    uintptr_t base = atomic_load_explicit(&r->base, RELAXED);
+    if (page_down(m, addr) != base) {
+        pthread_mutex_unlock(&r->lock);
+        return fail(c, HOSTMEM_E_INVALID_ADDRESS, HOSTMEM_REASON_not_region_base);
+    }
+    c->ev.base = base;
+    c->ev.region_size = atomic_load_explicit(&r->size, RELAXED);
+    hr = release_region(c, r);
+    pthread_mutex_unlock(&r->lock);
+    if (SUCCEEDED(hr)) {
+        pthread_mutex_lock(&m->state_lock);
+        region_recycle(m, r);
+        pthread_mutex_unlock(&m->state_lock);
+    }
+    return hr;
+}
+
+HRESULT hostmem_virtual_free(hostmem_manager *m, void *address, SIZE_T size, DWORD free_type)
+{
+    uintptr_t addr = (uintptr_t)address;
+    call c;
+    call_start(&c, m, free_type == MEM_DECOMMIT ? HOSTMEM_OP_decommit : HOSTMEM_OP_release,
+               (uintptr_t)__builtin_return_address(0), addr, size, -1);
+    c.ev.free_type = free_type;
+    if (!m)
+        return finish(&c, fail(&c, E_POINTER, HOSTMEM_REASON_null_pointer));
+    HRESULT hr = enter(&c);
+    if (FAILED(hr))
+        return finish(&c, hr);
+    if (free_type != MEM_DECOMMIT && free_type != MEM_RELEASE)
+        return finish(&c, fail(&c, E_INVALIDARG, HOSTMEM_REASON_bad_type));
+    if (free_type == MEM_RELEASE && size)
+        return finish(&c, fail(&c, E_INVALIDARG, HOSTMEM_REASON_bad_type));
+    if (size && FAILED(hr = check_range(&c, addr, size)))
+        return finish(&c, hr);
+    if (!size && addr >= hostmem__os_caps_get()->user_end)
+        return finish(&c, fail(&c, E_INVALIDARG, HOSTMEM_REASON_beyond_user_space));
+    return finish(&c, free_type == MEM_DECOMMIT ? decommit(&c, addr, size) : release(&c, addr));
+}
+
+/* ---- virtual_protect (CONTRACT S8) -------------------------------------------- */
+
+HRESULT hostmem_virtual_protect(hostmem_manager *m, void *address, SIZE_T size, DWORD new_protect,
+                                DWORD *old_protect)
+{
+    uintptr_t addr = (uintptr_t)address;
+    call c;
+    call_start(&c, m, HOSTMEM_OP_protect, (uintptr_t)__builtin_return_address(0), addr, size, -1);
+    c.ev.protect = new_protect;
+    if (!m || !old_protect)
+        return finish(&c, fail(&c, E_POINTER, HOSTMEM_REASON_null_pointer));
+    HRESULT hr = enter(&c);
+    if (FAILED(hr))
+        return finish(&c, hr);
+    if (FAILED(hr = hostmem__protect_check(new_protect, m->policy.config.deny_write_execute, &c.reason)))
+        return finish(&c, hr);
+    if (FAILED(hr = check_range(&c, addr, size)))
+        return finish(&c, hr);
+    hostmem__region *r = region_lock(&c, addr, &hr);
+    if (!r)
+        return finish(&c, FAILED(hr) ? hr : fail(&c, HOSTMEM_E_INVALID_ADDRESS, HOSTMEM_REASON_not_in_region));
+    size_t first, count, npages = region_pages(m, r);
+    if (FAILED(hr = region_pages_of(&c, r, addr, size, &first, &count)))
+        goto out;
+    if (hostmem__runs_pages(&r->runs, npages, first, count, HOSTMEM_STATE_COMMITTED,
+                            HOSTMEM_STATE_COMMITTED) != count) {
+        hr = fail(&c, HOSTMEM_E_INVALID_ADDRESS, HOSTMEM_REASON_not_committed);
+        goto out;
+    }
+    if (hostmem__runs_reserve(&r->runs, 2)) {
+        hr = fail(&c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
+        goto out;
+    }
+    size_t rf, rc;
+    uint32_t st;
+    hostmem__runs_get(&r->runs, npages, hostmem__runs_find(&r->runs, first), &rf, &rc, &st);
+    c.ev.base = (uintptr_t)page_addr(m, r, first);
+    c.ev.region_size = count << m->page_shift;
+    int err = hostmem__os_get()->protect((void *)c.ev.base, count << m->page_shift,
+                                         hostmem__protect_access(new_protect));
+    if (err) {
+        int rerr = restore_access(m, r, first, count);
+        hr = rerr ? unrecoverable(&c, rerr) : fail_os(&c, err, HOSTMEM_REASON_os_protect);
+        goto out;
+    }
+    seq_begin(r);
+    hostmem__runs_apply(&r->runs, npages, first, count, HOSTMEM_PAGES_PROTECT, new_protect);
+    seq_end(r);
+    *old_protect = st & HOSTMEM_STATE_PROTECT_MASK;
+    c.ev.old_protect = *old_protect;
+out:
+    pthread_mutex_unlock(&r->lock);
+    return finish(&c, hr);
+}
+
+/* ---- virtual_query (CONTRACT S9) ------------------------------------------------ */
+
+/* Visible state of a page: what query reports (the reset mark is not visible). */
+static uint32_t visible(uint32_t st) { return st & (HOSTMEM_STATE_COMMITTED | HOSTMEM_STATE_PROTECT_MASK); }
+
+typedef enum { Q_DONE, Q_OUTSIDE, Q_RETRY } query_result;
+
+/* One optimistic read of the region holding addr; Q_RETRY if a writer raced. */
+static query_result query_ours(hostmem_manager *m, uintptr_t addr, MEMORY_BASIC_INFORMATION *mbi,
+                               uintptr_t *free_end, bool trust)
+{
+    uintptr_t e = hostmem__map_lookup(&m->map, addr), page = page_down(m, addr);
+    if (!e)
+        return Q_OUTSIDE;
+    if ((e & HOSTMEM_MAP_TAG_MASK) == HOSTMEM_MAP_TAG_ARENA) {
+        const hostmem__arena *a = (const hostmem__arena *)(e & ~HOSTMEM_MAP_TAG_MASK);
+        uintptr_t end = hostmem__arena_next_used(a, addr);
+        if (hostmem__map_lookup(&m->map, addr) != e)
+            return Q_RETRY;
+        *free_end = end;
+        return Q_OUTSIDE;
+    }
+    hostmem__region *r = (hostmem__region *)(e & ~HOSTMEM_MAP_TAG_MASK);
+    uint32_t s0 = atomic_load_explicit(&r->seq, ACQUIRE);
+    if ((s0 & 1) && !trust)
+        return Q_RETRY;
+    uintptr_t base = atomic_load_explicit(&r->base, RELAXED);
+    size_t size = atomic_load_explicit(&r->size, RELAXED);
+    bool live = atomic_load_explicit(&r->live, RELAXED);
+    query_result res = Q_DONE;
+    if (!live || addr < base) {
+        res = trust ? Q_OUTSIDE : Q_RETRY; /* trusted: the region is going away */
+    } else if (addr >= base + size) {
+        /* The unusable rest of the region's last granule: free, as on Windows. */
+        *free_end = round_up(base + size, HOSTMEM_GRANULE);
+        res = Q_OUTSIDE;
+        if (!r->arena)
+            *free_end = 0; /* ask the kernel: something foreign may sit there */
+    } else {
+        size_t npages = size >> m->page_shift, at = (page - base) >> m->page_shift;
+        uint32_t n = hostmem__runs_count(&r->runs), i = hostmem__runs_find(&r->runs, at);
+        size_t rf, rc;
+        uint32_t st;
+        hostmem__runs_get(&r->runs, npages, i, &rf, &rc, &st);
+        size_t end = rf + rc;
+        for (uint32_t j = i + 1; j < n && end < npages; j++) {
+            size_t jf, jc;
+            uint32_t js;
+            hostmem__runs_get(&r->runs, npages, j, &jf, &jc, &js);
+            if (visible(js) != visible(st))
+                break;
+            end = jf + jc;
+        }
+        if (end > npages || end <= at)
+            end = at + 1; /* torn read; the seqlock check below catches it */
+        mbi->BaseAddress = (void *)page;
+        mbi->AllocationBase = (void *)base;
+        mbi->AllocationProtect = atomic_load_explicit(&r->alloc_protect, RELAXED);
+        mbi->RegionSize = (end - at) << m->page_shift;
+        mbi->State = (st & HOSTMEM_STATE_COMMITTED) ? MEM_COMMIT : MEM_RESERVE;
+        mbi->Protect = (st & HOSTMEM_STATE_COMMITTED) ? (st & HOSTMEM_STATE_PROTECT_MASK) : 0;
+        mbi->Type = MEM_PRIVATE;
+    }
+    atomic_thread_fence(memory_order_acquire);
+    if (!trust && (atomic_load_explicit(&r->seq, RELAXED) != s0 ||
+                   hostmem__map_lookup(&m->map, addr) != e))
+        return Q_RETRY;
+    return res;
+}
+
+static void describe_free(MEMORY_BASIC_INFORMATION *mbi, uintptr_t page, uintptr_t end)
+{
+    mbi->BaseAddress = (void *)page;
+    mbi->AllocationBase = NULL;
+    mbi->AllocationProtect = 0;
+    mbi->RegionSize = end - page;
+    mbi->State = MEM_FREE;
+    mbi->Protect = PAGE_NOACCESS;
+    mbi->Type = 0;
+}
+
+static HRESULT query(call *c, uintptr_t addr, MEMORY_BASIC_INFORMATION *mbi)
+{
+    hostmem_manager *m = c->m;
+    uintptr_t page = page_down(m, addr), free_end = 0;
+    query_result res = Q_RETRY;
+    /* Writers hold a region's seqlock only to edit memory, never across a
+     * syscall: a retry waits for a few stores.  A query from a signal handler
+     * that interrupted this thread's own write section cannot wait for it, and
+     * neither can one whose writer was suspended: after a bounded number of
+     * tries it reads what is there (memory-safe: nothing a reader can reach
+     * is ever freed while the manager lives). */
+    for (unsigned attempt = 0; res == Q_RETRY; attempt++) {
+        free_end = 0;
+        res = query_ours(m, addr, mbi, &free_end, (tls_writing && attempt > 0) || attempt > 4096);
+        if (res == Q_RETRY && attempt > 64)
+            sched_yield();
+    }
+    if (res == Q_DONE)
+        return S_OK;
+    if (free_end) {
+        describe_free(mbi, page, free_end);
+        return S_OK;
+    }
+    hostmem__os_mapping map;
+    int err = hostmem__os_get()->query(page, &map);
+    if (err)
+        return fail_os(c, err, HOSTMEM_REASON_os_query);
+    if (!map.found || map.start > page) {
+        uintptr_t end = map.found ? map.start : hostmem__os_caps_get()->user_end;
+        describe_free(mbi, page, end);
+        return S_OK;
+    }
+    mbi->BaseAddress = (void *)page;
+    mbi->AllocationBase = (void *)map.start;
+    mbi->Protect = hostmem__protect_from_access(map.access, map.file && !map.shared);
+    mbi->AllocationProtect = mbi->Protect;
+    mbi->RegionSize = map.end - page;
+    mbi->State = MEM_COMMIT;
+    mbi->Type = map.image ? MEM_IMAGE : map.file ? MEM_MAPPED : MEM_PRIVATE;
+    return S_OK;
+}
+
+HRESULT hostmem_virtual_query(hostmem_manager *m, const void *address, void *buffer, SIZE_T length,
+                              SIZE_T *out_written)
+{
+    uintptr_t addr = (uintptr_t)address;
+    call c;
+    call_start(&c, m, HOSTMEM_OP_query, (uintptr_t)__builtin_return_address(0), addr, length, -1);
+    if (!m || !buffer || !out_written)
+        return finish(&c, fail(&c, E_POINTER, HOSTMEM_REASON_null_pointer));
+    /* No statedump poll here: query may run in a signal handler. */
+    if (atomic_load_explicit(&m->unavailable, RELAXED) || atomic_load_explicit(&m->shutdown, RELAXED))
+        return finish(&c, fail(&c, HOST_E_CLRNOTAVAILABLE,
+                               atomic_load(&m->unavailable) ? HOSTMEM_REASON_unavailable : HOSTMEM_REASON_shutdown));
+    if (length < sizeof(MEMORY_BASIC_INFORMATION))
+        return finish(&c, fail(&c, HOSTMEM_E_BAD_LENGTH, HOSTMEM_REASON_bad_length));
+    if (addr >= hostmem__os_caps_get()->user_end)
+        return finish(&c, fail(&c, E_INVALIDARG, HOSTMEM_REASON_beyond_user_space));
+    MEMORY_BASIC_INFORMATION mbi;
+    HRESULT hr = query(&c, addr, &mbi);
+    if (SUCCEEDED(hr)) {
+        memcpy(buffer, &mbi, sizeof mbi);
+        *out_written = sizeof mbi;
+        c.ev.base = (uintptr_t)mbi.BaseAddress;
+        c.ev.region_size = mbi.RegionSize;
+        c.ev.protect = mbi.Protect;
+        c.ev.alloc_type = mbi.State;
+    }
+    return finish(&c, hr);
+}
+
+/* ---- memory load, notifications, address space (CONTRACT P4-P6) ------------------ */
+
+HRESULT hostmem_get_memory_load(hostmem_manager *m, DWORD *memory_load, SIZE_T *available_bytes)
+{
+    call c;
+    call_start(&c, m, HOSTMEM_OP_memory_load, 0, 0, 0, -1);
+    c.traced = false;
+    if (!m || !memory_load || !available_bytes)
+        return finish(&c, fail(&c, E_POINTER, HOSTMEM_REASON_null_pointer));
+    HRESULT hr = enter(&c);
+    if (FAILED(hr))
+        return finish(&c, hr);
+    size_t limit = m->policy.config.commit_limit;
+    if (limit) {
+        if (FAILED(hr = lock(&c, &m->state_lock)))
+            return finish(&c, hr);
+        size_t used = m->policy.committed;
+        pthread_mutex_unlock(&m->state_lock);
+        *memory_load = (DWORD)((unsigned __int128)used * 100 / limit);
+        *available_bytes = used < limit ? limit - used : 0;
+        return finish(&c, S_OK);
+    }
+    uint64_t total, avail;
+    int err = hostmem__os_meminfo(&total, &avail);
+    if (err || !total)
+        return finish(&c, fail_os(&c, err ? err : EIO, HOSTMEM_REASON_os_query));
+    *memory_load = (DWORD)((total - avail) * 100 / total);
+    *available_bytes = (SIZE_T)avail;
+    return finish(&c, S_OK);
+}
+
+HRESULT hostmem_register_memory_notification_callback(
+    hostmem_manager *m, void (*on_notification)(void *context, EMemoryAvailable state), void *context)
+{
+    call c;
+    call_start(&c, m, HOSTMEM_OP_register_callback, 0, 0, 0, -1);
+    c.traced = false;
+    if (!m || !on_notification)
+        return finish(&c, fail(&c, E_POINTER, HOSTMEM_REASON_null_pointer));
+    HRESULT hr = enter(&c);
+    if (FAILED(hr) || FAILED(hr = lock(&c, &m->state_lock)))
+        return finish(&c, hr);
+    hostmem__policy_register(m, on_notification, context, notice_slot(&c));
+    pthread_mutex_unlock(&m->state_lock);
+    return finish(&c, S_OK);
+}
+
+static HRESULT address_space_call(hostmem_manager *m, enum hostmem__op op, enum hostmem__as_action action,
+                                  uintptr_t start, size_t size)
+{
+    call c;
+    call_start(&c, m, op, 0, start, size, -1);
+    c.traced = false;
+    if (!m)
+        return finish(&c, fail(&c, E_POINTER, HOSTMEM_REASON_null_pointer));
+    HRESULT hr = enter(&c);
+    if (FAILED(hr) || FAILED(hr = lock(&c, &m->state_lock)))
+        return finish(&c, hr);
+    hostmem__policy *p = &m->policy;
+    hostmem__external **link = &m->externals;
+    while (*link && (*link)->start != start)
+        link = &(*link)->next;
+    switch (action) {
+    case HOSTMEM_AS_needs:
+        if (p->config.address_space_limit &&
+            (size > p->config.address_space_limit ||
+             p->reserved + p->external > p->config.address_space_limit - size))
+            hr = fail(&c, E_OUTOFMEMORY, HOSTMEM_REASON_limit_denied);
+        break;
+    case HOSTMEM_AS_acquired: {
+        if (*link) {
+            hr = fail(&c, HOST_E_INVALIDOPERATION, HOSTMEM_REASON_already_acquired);
+            break;
+        }
+        hostmem__external *x = malloc(sizeof *x);
+        if (!x) {
+            hr = fail(&c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
+            break;
+        }
+        *x = (hostmem__external){.start = start, .size = size, .next = m->externals};
+        m->externals = x;
+        p->external += size;
+        break;
+    }
+    case HOSTMEM_AS_released: {
+        hostmem__external *x = *link;
+        if (!x) {
+            hr = fail(&c, HOST_E_INVALIDOPERATION, HOSTMEM_REASON_unknown_external);
+            break;
+        }
+        *link = x->next;
+        p->external -= x->size;
+        c.ev.size = size = x->size;
+        free(x);
+        break;
+    }
+    default:
+        break;
+    }
+    size_t external = p->external;
+    pthread_mutex_unlock(&m->state_lock);
+    hostmem__trace_address_space(m, action, start, size, hr, external);
+    return finish(&c, hr);
+}
+
+HRESULT hostmem_needs_virtual_address_space(hostmem_manager *m, void *start, SIZE_T size)
+{
+    return address_space_call(m, HOSTMEM_OP_needs_address_space, HOSTMEM_AS_needs, (uintptr_t)start, size);
+}
+
+HRESULT hostmem_acquired_virtual_address_space(hostmem_manager *m, void *start, SIZE_T size)
+{
+    return address_space_call(m, HOSTMEM_OP_acquired_address_space, HOSTMEM_AS_acquired, (uintptr_t)start, size);
+}
+
+HRESULT hostmem_released_virtual_address_space(hostmem_manager *m, void *start)
+{
+    return address_space_call(m, HOSTMEM_OP_released_address_space, HOSTMEM_AS_released, (uintptr_t)start, 0);
+}
+
+/* ---- stats ----------------------------------------------------------------------- */
+
+static size_t metadata_bytes(hostmem_manager *m)
+{
+    /* state lock held */
+    size_t bytes = sizeof *m + m->metadata_bytes + hostmem__map_bytes(&m->map) - sizeof m->map;
+    for (hostmem__region *r = m->all_regions; r; r = r->next_all)
+        bytes += hostmem__runs_bytes(&r->runs);
+    for (hostmem__external *x = m->externals; x; x = x->next)
+        bytes += sizeof *x;
+    return bytes;
+}
+
+HRESULT hostmem_get_stats(hostmem_manager *m, hostmem_stats *out)
+{
+    call c;
+    call_start(&c, m, HOSTMEM_OP_stats, 0, 0, 0, -1);
+    c.traced = false;
+    if (!m || !out)
+        return finish(&c, fail(&c, E_POINTER, HOSTMEM_REASON_null_pointer));
+    HRESULT hr = enter(&c);
+    if (FAILED(hr) || FAILED(hr = lock(&c, &m->state_lock)))
+        return finish(&c, hr);
+    const hostmem__policy *p = &m->policy;
+    *out = (hostmem_stats){
+        .reserved_bytes = p->reserved,
+        .committed_bytes = p->committed,
+        .peak_committed_bytes = p->peak_committed,
+        .region_count = p->regions,
+        .external_bytes = p->external,
+        .peak_reserved_bytes = p->peak_reserved,
+        .page_size = m->page_size,
+        .granularity = HOSTMEM_GRANULE,
+        .metadata_bytes = metadata_bytes(m),
+    };
+    pthread_mutex_unlock(&m->state_lock);
+    return finish(&c, S_OK);
+}
+
+void hostmem__manager_foreach_region(struct hostmem_manager *m,
+                                     void (*fn)(void *ctx, const hostmem__region_info *info), void *ctx)
+{
+    pthread_mutex_lock(&m->state_lock);
+    for (hostmem__region *r = m->all_regions; r; r = r->next_all) {
+        if (!atomic_load_explicit(&r->live, RELAXED))
+            continue;
+        hostmem__region_info info = {
+            .base = atomic_load_explicit(&r->base, RELAXED),
+            .size = atomic_load_explicit(&r->size, RELAXED),
+            .committed_bytes = atomic_load_explicit(&r->committed_pages, RELAXED) << m->page_shift,
+            .alloc_protect = atomic_load_explicit(&r->alloc_protect, RELAXED),
+            .caller = r->caller,
+        };
+        fn(ctx, &info);
+    }
+    pthread_mutex_unlock(&m->state_lock);
+}
+
+/* ---- life cycle (CONTRACT A3) ------------------------------------------------------ */
+
+/* Every manager, so fork() can take their locks (a child forked while another
+ * thread held one would otherwise inherit it locked forever). */
+static pthread_mutex_t managers_lock = PTHREAD_MUTEX_INITIALIZER;
+static hostmem_manager *managers;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&managers_lock);
+    for (hostmem_manager *m = managers; m; m = m->next_manager)
+        pthread_mutex_lock(&m->state_lock);
+}
+
+static void fork_parent(void)
+{
+    for (hostmem_manager *m = managers; m; m = m->next_manager)
+        pthread_mutex_unlock(&m->state_lock);
+    pthread_mutex_unlock(&managers_lock);
+}
+
+static void fork_child(void)
+{
+    /* Only this thread exists now: a region lock another thread held in the
+     * parent will never be released, so every region lock starts afresh.  A
+     * region whose operation was in flight in another thread keeps the state
+     * from before that operation's bookkeeping update. */
+    for (hostmem_manager *m = managers; m; m = m->next_manager) {
+        for (hostmem__region *r = m->all_regions; r; r = r->next_all) {
+            pthread_mutex_init(&r->lock, NULL);
+            if (atomic_load_explicit(&r->seq, RELAXED) & 1)
+                atomic_fetch_add_explicit(&r->seq, 1, RELAXED);
+        }
+        pthread_mutex_unlock(&m->state_lock);
+    }
+    tls_writing = 0;
+    pthread_mutex_unlock(&managers_lock);
+}
+
+static void atfork_install(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }
+
+void hostmem_config_init(hostmem_config *config)
+{
+    if (!config)
+        return;
+    *config = (hostmem_config){
+        .commit_limit = 0,
+        .address_space_limit = 0,
+        .task_percent = 90,
+        .appdomain_percent = 97,
+        .low_memory_percent = 90,
+        .high_memory_percent = 60,
+        .process_critical_wait_ms = 0,
+        .lock_timeout_ms = 0,
+        .deny_write_execute = false,
+    };
+}
+
+HRESULT hostmem_create(const hostmem_config *config, hostmem_manager **out)
+{
+    call c;
+    call_start(&c, NULL, HOSTMEM_OP_create, 0, 0, 0, -1);
+    c.traced = false;
+    if (!out)
+        return finish(&c, fail(&c, E_POINTER, HOSTMEM_REASON_null_pointer));
+    *out = NULL;
+    hostmem_config cfg;
+    hostmem_config_init(&cfg);
+    if (config)
+        cfg = *config;
+    if (cfg.task_percent > 100 || cfg.appdomain_percent > 100 || cfg.task_percent > cfg.appdomain_percent ||
+        cfg.low_memory_percent > 100 || cfg.high_memory_percent > cfg.low_memory_percent)
+        return finish(&c, fail(&c, E_INVALIDARG, HOSTMEM_REASON_bad_type));
+    hostmem_manager *m = calloc(1, sizeof *m);
+    if (!m)
+        return finish(&c, fail(&c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata));
+    const hostmem__os_caps *caps = hostmem__os_caps_get();
+    m->page_size = caps->page_size;
+    m->page_shift = (unsigned)__builtin_ctzl(caps->page_size);
+    pthread_mutex_init(&m->state_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&m->freed, &ca);
+    pthread_condattr_destroy(&ca);
+    hostmem__map_init(&m->map);
+    hostmem__policy_init(&m->policy, &cfg);
+    pthread_once(&atfork_once, atfork_install);
+    pthread_mutex_lock(&managers_lock);
+    m->next_manager = managers;
+    managers = m;
+    pthread_mutex_unlock(&managers_lock);
+    hostmem__trace_manager_create(m, cfg.commit_limit, cfg.address_space_limit, m->page_size);
+    *out = m;
+    return finish(&c, S_OK);
+}
+
+void hostmem_shutdown(hostmem_manager *m)
+{
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->state_lock);
+    atomic_store(&m->shutdown, 1);
+    pthread_cond_broadcast(&m->freed); /* waiters wake to HOST_E_ABANDONED */
+    pthread_mutex_unlock(&m->state_lock);
+}
+
+void hostmem_destroy(hostmem_manager *m)
+{
+    if (!m)
+        return;
+    pthread_mutex_lock(&managers_lock);
+    for (hostmem_manager **link = &managers; *link; link = &(*link)->next_manager)
+        if (*link == m) {
+            *link = m->next_manager;
+            break;
+        }
+    pthread_mutex_unlock(&managers_lock);
+    hostmem_shutdown(m);
+    hostmem__trace_manager_destroy(m, m->policy.regions, m->policy.reserved, m->policy.committed);
+    const hostmem__os *os = hostmem__os_get();
+    hostmem__region *r = m->all_regions;
+    while (r) {
+        hostmem__region *next = r->next_all;
+        if (atomic_load_explicit(&r->live, RELAXED) && !r->arena)
+            os->release((void *)atomic_load_explicit(&r->base, RELAXED), atomic_load_explicit(&r->size, RELAXED));
+        hostmem__runs_free(&r->runs);
+        pthread_mutex_destroy(&r->lock);
+        free(r);
+        r = next;
+    }
+    hostmem__arena_destroy_all(m); /* and every region carved from them */
+    while (m->externals) {
+        hostmem__external *x = m->externals;
+        m->externals = x->next;
+        free(x);
+    }
+    hostmem__map_fini(&m->map);
+    pthread_cond_destroy(&m->freed);
+    pthread_mutex_destroy(&m->state_lock);
+    free(m);
+}

@@ -1,0 +1,428 @@
+/*
+ * os_linux.c: the OS primitives of os.h over Linux.  The only file that
+ * speaks POSIX memory calls.  Every function returns 0 or an errno value and
+ * leaves errno as it found it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+#ifndef MADV_FREE
+#define MADV_FREE 8
+#endif
+
+/* PROCMAP_QUERY (Linux 6.11, include/uapi/linux/fs.h), declared here because
+ * older kernel headers lack it; the ABI is extensible by `size`. */
+struct hostmem_procmap_query {
+    uint64_t size;
+    uint64_t query_flags;
+    uint64_t query_addr;
+    uint64_t vma_start;
+    uint64_t vma_end;
+    uint64_t vma_flags;
+    uint64_t vma_page_size;
+    uint64_t vma_offset;
+    uint64_t inode;
+    uint32_t dev_major;
+    uint32_t dev_minor;
+    uint32_t vma_name_size;
+    uint32_t build_id_size;
+    uint64_t vma_name_addr;
+    uint64_t build_id_addr;
+};
+#define HOSTMEM_PROCMAP_QUERY _IOWR('f', 17, struct hostmem_procmap_query)
+#define PMQ_READABLE 0x01u
+#define PMQ_WRITABLE 0x02u
+#define PMQ_EXECUTABLE 0x04u
+#define PMQ_SHARED 0x08u
+#define PMQ_COVERING_OR_NEXT 0x10u
+#define PMQ_FILE_BACKED 0x20u
+
+static int prot_of(unsigned access)
+{
+    return ((access & HOSTMEM_ACCESS_READ) ? PROT_READ : 0) |
+           ((access & HOSTMEM_ACCESS_WRITE) ? PROT_WRITE : 0) |
+           ((access & HOSTMEM_ACCESS_EXEC) ? PROT_EXEC : 0);
+}
+
+/* Reservations are not MAP_NORESERVE: the kernel then charges pages when they
+ * are made writable, so under vm.overcommit_memory=2 it can refuse a commit
+ * (the PROT_NONE mapping itself is not charged). */
+static int linux_reserve(void *addr, size_t size, void **out)
+{
+    int saved = errno, err = 0;
+    int flags = MAP_PRIVATE | MAP_ANONYMOUS | (addr ? MAP_FIXED_NOREPLACE : 0);
+    void *p = mmap(addr, size, PROT_NONE, flags, -1, 0);
+    if (p == MAP_FAILED) {
+        err = errno;
+    } else if (addr && p != addr) {
+        /* A kernel older than 4.17 treats the flag as a hint: undo and report
+         * the overlap it would have refused. */
+        munmap(p, size);
+        err = EEXIST;
+    } else {
+        *out = p;
+    }
+    errno = saved;
+    return err;
+}
+
+static int linux_release(void *addr, size_t size)
+{
+    int saved = errno;
+    int err = munmap(addr, size) ? errno : 0;
+    errno = saved;
+    return err;
+}
+
+static int linux_protect(void *addr, size_t size, unsigned access)
+{
+    int saved = errno;
+    int err = mprotect(addr, size, prot_of(access)) ? errno : 0;
+    errno = saved;
+    return err;
+}
+
+/* madvise(MADV_DONTNEED) + mprotect(PROT_NONE) would leave the commit charge in
+ * place; a fresh mapping over our own range drops pages and charge at once, and
+ * the pages read zero when made accessible again.  MAP_FIXED is safe only
+ * because the manager owns the range (never over foreign memory). */
+static int linux_decommit(void *addr, size_t size)
+{
+    int saved = errno, err = 0;
+    void *p = mmap(addr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    if (p == MAP_FAILED)
+        err = errno;
+    errno = saved;
+    return err;
+}
+
+static int linux_reset(void *addr, size_t size)
+{
+    int saved = errno, err = 0;
+    if (madvise(addr, size, MADV_FREE)) {
+        err = errno;
+        if (err == EINVAL) /* kernels before 4.5 lack MADV_FREE */
+            err = madvise(addr, size, MADV_DONTNEED) ? errno : 0;
+    }
+    errno = saved;
+    return err;
+}
+
+static int linux_advise_huge(void *addr, size_t size)
+{
+    int saved = errno;
+    int err = madvise(addr, size, MADV_HUGEPAGE) ? errno : 0;
+    errno = saved;
+    return err;
+}
+
+/* ---- query: PROCMAP_QUERY, else /proc/self/maps ---------------------------- */
+
+static _Atomic int maps_fd = -1;
+static _Atomic int procmap_query_works = 1;
+
+static void maps_fd_reset_in_child(void)
+{
+    /* /proc/self was resolved at open time: the child must open its own. */
+    int fd = atomic_exchange(&maps_fd, -1);
+    if (fd >= 0)
+        close(fd);
+}
+
+static int maps_open(void)
+{
+    int fd = atomic_load(&maps_fd);
+    if (fd >= 0)
+        return fd;
+    fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int expected = -1;
+    if (!atomic_compare_exchange_strong(&maps_fd, &expected, fd)) {
+        close(fd);
+        fd = expected;
+    }
+    return fd;
+}
+
+static int pmq(int fd, uint64_t addr, uint64_t flags, struct hostmem_procmap_query *q)
+{
+    memset(q, 0, sizeof *q);
+    q->size = sizeof *q;
+    q->query_flags = flags;
+    q->query_addr = addr;
+    return ioctl(fd, HOSTMEM_PROCMAP_QUERY, q) ? errno : 0;
+}
+
+static unsigned access_of_pmq(uint64_t f)
+{
+    return ((f & PMQ_READABLE) ? HOSTMEM_ACCESS_READ : 0) |
+           ((f & PMQ_WRITABLE) ? HOSTMEM_ACCESS_WRITE : 0) |
+           ((f & PMQ_EXECUTABLE) ? HOSTMEM_ACCESS_EXEC : 0);
+}
+
+static int query_ioctl(int fd, uintptr_t addr, hostmem__os_mapping *out)
+{
+    struct hostmem_procmap_query q;
+    int err = pmq(fd, addr, PMQ_COVERING_OR_NEXT, &q);
+    if (err == ENOENT) {
+        out->found = false;
+        return 0;
+    }
+    if (err)
+        return err;
+    out->found = true;
+    out->start = q.vma_start;
+    out->end = q.vma_end;
+    out->access = access_of_pmq(q.vma_flags);
+    out->shared = q.vma_flags & PMQ_SHARED;
+    out->file = q.inode != 0;
+    out->image = false;
+    if (out->file) {
+        /* An image: the same file also has an executable mapping here. */
+        uint64_t ino = q.inode, maj = q.dev_major, min = q.dev_minor;
+        struct hostmem_procmap_query f;
+        uint64_t at = 0;
+        while (pmq(fd, at, PMQ_COVERING_OR_NEXT | PMQ_FILE_BACKED, &f) == 0) {
+            if (f.inode == ino && f.dev_major == maj && f.dev_minor == min &&
+                (f.vma_flags & PMQ_EXECUTABLE)) {
+                out->image = true;
+                break;
+            }
+            at = f.vma_end;
+        }
+    }
+    return 0;
+}
+
+/* One line of /proc/self/maps: "start-end perms offset maj:min inode path". */
+typedef struct maps_line {
+    uintptr_t start, end;
+    unsigned access;
+    bool shared;
+    unsigned long dev_major, dev_minor, inode;
+} maps_line;
+
+static const char *parse_hex(const char *s, unsigned long *out)
+{
+    unsigned long v = 0;
+    for (;; s++) {
+        unsigned d;
+        if (*s >= '0' && *s <= '9')
+            d = (unsigned)(*s - '0');
+        else if (*s >= 'a' && *s <= 'f')
+            d = (unsigned)(*s - 'a' + 10);
+        else
+            break;
+        v = v * 16 + d;
+    }
+    *out = v;
+    return s;
+}
+
+static bool parse_line(const char *s, maps_line *l)
+{
+    unsigned long v, off;
+    s = parse_hex(s, &v);
+    l->start = v;
+    if (*s++ != '-')
+        return false;
+    s = parse_hex(s, &v);
+    l->end = v;
+    if (*s++ != ' ' || !s[0] || !s[1] || !s[2] || !s[3])
+        return false;
+    l->access = (s[0] == 'r' ? HOSTMEM_ACCESS_READ : 0) | (s[1] == 'w' ? HOSTMEM_ACCESS_WRITE : 0) |
+                (s[2] == 'x' ? HOSTMEM_ACCESS_EXEC : 0);
+    l->shared = s[3] == 's';
+    s += 5;
+    s = parse_hex(s, &off);
+    s++;
+    s = parse_hex(s, &l->dev_major);
+    s++;
+    s = parse_hex(s, &l->dev_minor);
+    s++;
+    unsigned long ino = 0;
+    while (*s >= '0' && *s <= '9')
+        ino = ino * 10 + (unsigned long)(*s++ - '0');
+    l->inode = ino;
+    return true;
+}
+
+/* Calls fn for each line; stops when fn returns true.  No allocation, so it
+ * may run where malloc may not (a query from a signal handler). */
+static int maps_each(bool (*fn)(const maps_line *, void *), void *ctx)
+{
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    char buf[4096];
+    size_t have = 0;
+    bool done = false;
+    while (!done) {
+        ssize_t n = read(fd, buf + have, sizeof buf - 1 - have);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        have += (size_t)n;
+        buf[have] = 0;
+        char *line = buf, *nl;
+        while (!done && (nl = memchr(line, '\n', have - (size_t)(line - buf)))) {
+            *nl = 0;
+            maps_line l;
+            if (parse_line(line, &l))
+                done = fn(&l, ctx);
+            line = nl + 1;
+        }
+        have -= (size_t)(line - buf);
+        memmove(buf, line, have);
+    }
+    close(fd);
+    return 0;
+}
+
+typedef struct maps_find {
+    uintptr_t addr;
+    hostmem__os_mapping *out;
+    unsigned long dev_major, dev_minor, inode;
+} maps_find;
+
+static bool find_covering(const maps_line *l, void *ctx)
+{
+    maps_find *f = ctx;
+    if (l->end <= f->addr)
+        return false;
+    f->out->found = true;
+    f->out->start = l->start;
+    f->out->end = l->end;
+    f->out->access = l->access;
+    f->out->shared = l->shared;
+    f->out->file = l->inode != 0;
+    f->dev_major = l->dev_major;
+    f->dev_minor = l->dev_minor;
+    f->inode = l->inode;
+    return true;
+}
+
+static bool find_exec_of_file(const maps_line *l, void *ctx)
+{
+    maps_find *f = ctx;
+    if (l->inode == f->inode && l->dev_major == f->dev_major && l->dev_minor == f->dev_minor &&
+        (l->access & HOSTMEM_ACCESS_EXEC)) {
+        f->out->image = true;
+        return true;
+    }
+    return false;
+}
+
+static int query_maps_file(uintptr_t addr, hostmem__os_mapping *out)
+{
+    maps_find f = {.addr = addr, .out = out};
+    out->found = false;
+    out->image = false;
+    int err = maps_each(find_covering, &f);
+    if (!err && out->found && out->file)
+        err = maps_each(find_exec_of_file, &f);
+    return err;
+}
+
+static int linux_query(uintptr_t addr, hostmem__os_mapping *out)
+{
+    int saved = errno, err;
+    int fd = atomic_load(&procmap_query_works) ? maps_open() : -1;
+    if (fd >= 0) {
+        err = query_ioctl(fd, addr, out);
+        if (err != ENOTTY && err != EINVAL && err != EOPNOTSUPP)
+            goto done;
+        atomic_store(&procmap_query_works, 0); /* kernel before 6.11 */
+    }
+    err = query_maps_file(addr, out);
+done:
+    errno = saved;
+    return err;
+}
+
+const hostmem__os hostmem__os_linux = {
+    .reserve = linux_reserve,
+    .release = linux_release,
+    .protect = linux_protect,
+    .decommit = linux_decommit,
+    .reset = linux_reset,
+    .advise_huge = linux_advise_huge,
+    .query = linux_query,
+};
+
+/* ---- the seam and the capabilities ----------------------------------------- */
+
+static const hostmem__os *_Atomic current_os = &hostmem__os_linux;
+
+const hostmem__os *hostmem__os_get(void) { return atomic_load_explicit(&current_os, memory_order_acquire); }
+
+void hostmem__os_set(const hostmem__os *ops)
+{
+    atomic_store_explicit(&current_os, ops ? ops : &hostmem__os_linux, memory_order_release);
+}
+
+static hostmem__os_caps caps;
+static pthread_once_t caps_once = PTHREAD_ONCE_INIT;
+
+static size_t read_size_file(const char *path)
+{
+    char buf[64];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    return (size_t)strtoull(buf, NULL, 10);
+}
+
+static void caps_init(void)
+{
+    long ps = sysconf(_SC_PAGESIZE);
+    caps.page_size = ps > 0 ? (size_t)ps : 4096;
+    caps.huge_page_size = read_size_file("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size");
+    if (!caps.huge_page_size)
+        caps.huge_page_size = (size_t)2 << 20;
+    caps.user_end = (uintptr_t)1 << HOSTMEM_VA_BITS;
+    pthread_atfork(NULL, NULL, maps_fd_reset_in_child);
+}
+
+const hostmem__os_caps *hostmem__os_caps_get(void)
+{
+    pthread_once(&caps_once, caps_init);
+    return &caps;
+}
+
+int hostmem__os_meminfo(uint64_t *total, uint64_t *available)
+{
+    char buf[4096];
+    int fd = open("/proc/meminfo", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return EIO;
+    buf[n] = 0;
+    const char *t = strstr(buf, "MemTotal:"), *a = strstr(buf, "MemAvailable:");
+    if (!t || !a)
+        return EIO;
+    *total = strtoull(t + 9, NULL, 10) * 1024;
+    *available = strtoull(a + 13, NULL, 10) * 1024;
+    return 0;
+}

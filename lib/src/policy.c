@@ -1,0 +1,197 @@
+/*
+ * policy.c: commit charge, critical-level ceilings, memory state and the
+ * notification callback (CONTRACT P1-P6).  Everything here runs with the
+ * manager's state lock held and makes no syscall; notices are handed back to
+ * the caller, which delivers them once every internal lock is dropped, so the
+ * callback may call back into the manager.
+ */
+#include <errno.h>
+#include <time.h>
+
+#include "internal.h"
+
+uint64_t hostmem__now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void hostmem__policy_init(hostmem__policy *p, const hostmem_config *config)
+{
+    *p = (hostmem__policy){.config = *config};
+    atomic_init(&p->delivered, 0);
+}
+
+/* limit * percent / 100 without overflow, for any size_t limit. */
+static size_t percent_of(size_t limit, DWORD percent)
+{
+    return (size_t)((unsigned __int128)limit * percent / 100);
+}
+
+static size_t ceiling(const hostmem_config *c, size_t limit, EMemoryCriticalLevel level)
+{
+    switch (level) {
+    case eTaskCritical:
+        return percent_of(limit, c->task_percent);
+    case eAppDomainCritical:
+        return percent_of(limit, c->appdomain_percent);
+    default:
+        return limit;
+    }
+}
+
+static int state_for(const hostmem_config *c, size_t used, size_t limit)
+{
+    unsigned __int128 scaled = (unsigned __int128)used * 100;
+    if (scaled >= (unsigned __int128)limit * c->low_memory_percent)
+        return eMemoryAvailableLow;
+    if (scaled < (unsigned __int128)limit * c->high_memory_percent)
+        return eMemoryAvailableHigh;
+    return eMemoryAvailableNeutral;
+}
+
+int hostmem__policy_state(const hostmem__policy *p)
+{
+    if (p->config.commit_limit)
+        return state_for(&p->config, p->committed, p->config.commit_limit);
+    uint64_t total, avail;
+    if (hostmem__os_meminfo(&total, &avail) || !total)
+        return eMemoryAvailableNeutral;
+    return state_for(&p->config, (size_t)(total - avail), (size_t)total);
+}
+
+static void make_notice(hostmem__policy *p, int state, bool forced, hostmem__notice *notice)
+{
+    if (!p->callback)
+        return;
+    notice->fn = p->callback;
+    notice->context = p->callback_context;
+    notice->state = state;
+    notice->forced = forced;
+    notice->generation = ++p->generation;
+}
+
+/* After the charge moved: trace a state change and tell the callback. */
+static void state_update(struct hostmem_manager *m, hostmem__notice *notice)
+{
+    hostmem__policy *p = &m->policy;
+    if (!p->config.commit_limit)
+        return;
+    int now = state_for(&p->config, p->committed, p->config.commit_limit);
+    if (now == p->state)
+        return;
+    hostmem__trace_memory_state(m, p->state, now, p->committed, p->config.commit_limit);
+    p->state = now;
+    make_notice(p, now, false, notice);
+}
+
+enum hostmem__decision hostmem__policy_charge(struct hostmem_manager *m,
+                                              EMemoryCriticalLevel level, size_t bytes,
+                                              uint64_t waited_ns, hostmem__notice *notice)
+{
+    hostmem__policy *p = &m->policy;
+    size_t limit = p->config.commit_limit;
+    enum hostmem__decision d = HOSTMEM_DECISION_granted;
+    if (limit) {
+        size_t cap = ceiling(&p->config, limit, level);
+        size_t task = ceiling(&p->config, limit, eTaskCritical);
+        bool fits = bytes <= cap && p->committed <= cap - bytes;
+        if (!fits)
+            d = HOSTMEM_DECISION_denied;
+        else if (p->committed + bytes > task)
+            d = HOSTMEM_DECISION_granted_from_reserve;
+        hostmem__trace_decision(m, HOSTMEM_RESOURCE_commit, level, bytes, p->committed, cap, limit,
+                                d, waited_ns);
+    }
+    if (d != HOSTMEM_DECISION_denied) {
+        p->committed += bytes;
+        if (p->committed > p->peak_committed)
+            p->peak_committed = p->committed;
+        state_update(m, notice);
+    }
+    return d;
+}
+
+void hostmem__policy_uncharge(struct hostmem_manager *m, size_t bytes, hostmem__notice *notice)
+{
+    if (!bytes)
+        return;
+    m->policy.committed -= bytes;
+    pthread_cond_broadcast(&m->freed);
+    state_update(m, notice);
+}
+
+void hostmem__policy_low_notice(struct hostmem_manager *m, hostmem__notice *notice)
+{
+    make_notice(&m->policy, eMemoryAvailableLow, true, notice);
+}
+
+HRESULT hostmem__policy_wait(struct hostmem_manager *m, uint64_t deadline_ns)
+{
+    /* The condition variable runs on CLOCK_MONOTONIC (manager.c sets it up). */
+    struct timespec ts = {.tv_sec = (time_t)(deadline_ns / 1000000000u),
+                          .tv_nsec = (long)(deadline_ns % 1000000000u)};
+    if (atomic_load(&m->shutdown))
+        return HOST_E_ABANDONED;
+    atomic_fetch_add(&m->waiters, 1);
+    pthread_cond_timedwait(&m->freed, &m->state_lock, &ts);
+    atomic_fetch_sub(&m->waiters, 1);
+    return atomic_load(&m->shutdown) ? HOST_E_ABANDONED : S_OK;
+}
+
+HRESULT hostmem__policy_reserve(struct hostmem_manager *m, EMemoryCriticalLevel level, size_t bytes)
+{
+    hostmem__policy *p = &m->policy;
+    size_t limit = p->config.address_space_limit;
+    if (limit) {
+        size_t used = p->reserved + p->external;
+        size_t cap = ceiling(&p->config, limit, level);
+        size_t task = ceiling(&p->config, limit, eTaskCritical);
+        enum hostmem__decision d = HOSTMEM_DECISION_granted;
+        if (bytes > cap || used > cap - bytes)
+            d = HOSTMEM_DECISION_denied;
+        else if (used + bytes > task)
+            d = HOSTMEM_DECISION_granted_from_reserve;
+        hostmem__trace_decision(m, HOSTMEM_RESOURCE_address_space, level, bytes, used, cap, limit,
+                                d, 0);
+        if (d == HOSTMEM_DECISION_denied)
+            return E_OUTOFMEMORY;
+    }
+    p->reserved += bytes;
+    if (p->reserved > p->peak_reserved)
+        p->peak_reserved = p->reserved;
+    return S_OK;
+}
+
+void hostmem__policy_unreserve(struct hostmem_manager *m, size_t bytes)
+{
+    m->policy.reserved -= bytes;
+}
+
+void hostmem__policy_register(struct hostmem_manager *m, void (*fn)(void *, EMemoryAvailable),
+                              void *context, hostmem__notice *notice)
+{
+    hostmem__policy *p = &m->policy;
+    p->callback = fn;
+    p->callback_context = context;
+    int now = hostmem__policy_state(p);
+    if (p->config.commit_limit)
+        p->state = now;
+    make_notice(p, now, true, notice);
+}
+
+void hostmem__notice_deliver(struct hostmem_manager *m, hostmem__notice *notice)
+{
+    if (!notice->state)
+        return;
+    /* Two threads may deliver out of order: a state change older than one
+     * already told is stale and dropped.  A forced notice always goes. */
+    uint64_t seen = atomic_load(&m->policy.delivered);
+    while (seen < notice->generation &&
+           !atomic_compare_exchange_weak(&m->policy.delivered, &seen, notice->generation))
+        ;
+    if (notice->forced || seen < notice->generation)
+        notice->fn(notice->context, (EMemoryAvailable)notice->state);
+    notice->state = 0;
+}

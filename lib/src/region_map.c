@@ -1,0 +1,144 @@
+/*
+ * region_map.c: address -> region, a radix tree over granule numbers.
+ *
+ * 47 bits of address space in 64 KiB granules is 31 bits: a root of 128
+ * entries and three levels of 256.  An entry holds a child node or a tagged
+ * value (region or arena) that covers the entry's whole span, so a region
+ * costs at most two partial paths plus a row of whole-span entries, however
+ * large it is.  Lookups are four dependent atomic loads and take no lock;
+ * writers hold the manager's state lock.  Nodes are never freed before the
+ * map is, so a reader never follows a pointer into freed memory.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+#define LEVELS 4
+static const unsigned shift_of[LEVELS] = {24, 16, 8, 0}; /* granule bits below each level */
+static const unsigned fanout_of[LEVELS] = {128, 256, 256, 256};
+
+static bool is_node(uintptr_t e) { return e && !(e & HOSTMEM_MAP_TAG_MASK); }
+
+int hostmem__map_init(hostmem__map *map)
+{
+    for (unsigned i = 0; i < 128; i++)
+        atomic_init(&map->root[i], 0);
+    map->nodes = NULL;
+    map->node_count = map->node_cap = 0;
+    return 0;
+}
+
+void hostmem__map_fini(hostmem__map *map)
+{
+    for (size_t i = 0; i < map->node_count; i++)
+        free(map->nodes[i]);
+    free(map->nodes);
+    map->nodes = NULL;
+    map->node_count = map->node_cap = 0;
+}
+
+size_t hostmem__map_bytes(const hostmem__map *map)
+{
+    return sizeof *map + map->node_count * sizeof(hostmem__map_node) +
+           map->node_cap * sizeof(hostmem__map_node *);
+}
+
+/* A node whose every entry reads `fill`: installing it changes no lookup. */
+static hostmem__map_node *node_new(hostmem__map *map, uintptr_t fill)
+{
+    if (map->node_count == map->node_cap) {
+        size_t cap = map->node_cap ? map->node_cap * 2 : 16;
+        hostmem__map_node **nodes = realloc(map->nodes, cap * sizeof *nodes);
+        if (!nodes)
+            return NULL;
+        map->nodes = nodes;
+        map->node_cap = cap;
+    }
+    hostmem__map_node *n = malloc(sizeof *n);
+    if (!n)
+        return NULL;
+    for (unsigned i = 0; i < 256; i++)
+        atomic_init(&n->slot[i], fill);
+    map->nodes[map->node_count++] = n;
+    return n;
+}
+
+static _Atomic uintptr_t *slots_of(hostmem__map *map, hostmem__map_node *node)
+{
+    return node ? node->slot : map->root;
+}
+
+/* Visit the entries of one node (level `lv`, first granule `g0`) that overlap
+ * granules [lo, hi). */
+static int prepare(hostmem__map *map, hostmem__map_node *node, unsigned lv, uint64_t g0,
+                   uint64_t lo, uint64_t hi)
+{
+    _Atomic uintptr_t *slot = slots_of(map, node);
+    uint64_t span = (uint64_t)1 << shift_of[lv];
+    uint64_t first = lo > g0 ? (lo - g0) >> shift_of[lv] : 0;
+    uint64_t last = (hi - 1 - g0) >> shift_of[lv];
+    if (last >= fanout_of[lv])
+        last = fanout_of[lv] - 1;
+    for (uint64_t i = first; i <= last; i++) {
+        uint64_t s = g0 + i * span, e = s + span;
+        if (s >= lo && e <= hi)
+            continue; /* whole span: set() stores a value, no node needed */
+        uintptr_t cur = atomic_load_explicit(&slot[i], memory_order_relaxed);
+        hostmem__map_node *child = (hostmem__map_node *)cur;
+        if (!is_node(cur)) {
+            child = node_new(map, cur);
+            if (!child)
+                return ENOMEM;
+            atomic_store_explicit(&slot[i], (uintptr_t)child, memory_order_release);
+        }
+        int err = prepare(map, child, lv + 1, s, lo > s ? lo : s, hi < e ? hi : e);
+        if (err)
+            return err;
+    }
+    return 0;
+}
+
+static void set(hostmem__map *map, hostmem__map_node *node, unsigned lv, uint64_t g0, uint64_t lo,
+                uint64_t hi, uintptr_t value)
+{
+    _Atomic uintptr_t *slot = slots_of(map, node);
+    uint64_t span = (uint64_t)1 << shift_of[lv];
+    uint64_t first = lo > g0 ? (lo - g0) >> shift_of[lv] : 0;
+    uint64_t last = (hi - 1 - g0) >> shift_of[lv];
+    if (last >= fanout_of[lv])
+        last = fanout_of[lv] - 1;
+    for (uint64_t i = first; i <= last; i++) {
+        uint64_t s = g0 + i * span, e = s + span;
+        uintptr_t cur = atomic_load_explicit(&slot[i], memory_order_relaxed);
+        if (is_node(cur)) /* keep the node (no orphans to reclaim): fill it */
+            set(map, (hostmem__map_node *)cur, lv + 1, s, lo > s ? lo : s, hi < e ? hi : e, value);
+        else /* whole span (prepare() made nodes for every partial one) */
+            atomic_store_explicit(&slot[i], value, memory_order_release);
+    }
+}
+
+int hostmem__map_prepare(hostmem__map *map, uintptr_t lo, uintptr_t hi)
+{
+    return prepare(map, NULL, 0, 0, lo >> HOSTMEM_GRANULE_SHIFT, hi >> HOSTMEM_GRANULE_SHIFT);
+}
+
+void hostmem__map_set(hostmem__map *map, uintptr_t lo, uintptr_t hi, uintptr_t value)
+{
+    set(map, NULL, 0, 0, lo >> HOSTMEM_GRANULE_SHIFT, hi >> HOSTMEM_GRANULE_SHIFT, value);
+}
+
+uintptr_t hostmem__map_lookup(const hostmem__map *map, uintptr_t addr)
+{
+    uint64_t g = addr >> HOSTMEM_GRANULE_SHIFT;
+    if (g >> (shift_of[0] + 7))
+        return 0; /* above the mapped address space */
+    const _Atomic uintptr_t *slot = map->root;
+    for (unsigned lv = 0;; lv++) {
+        uintptr_t e = atomic_load_explicit(&slot[(g >> shift_of[lv]) & (fanout_of[lv] - 1)],
+                                           memory_order_acquire);
+        if (!is_node(e) || lv == LEVELS - 1)
+            return e;
+        slot = ((const hostmem__map_node *)e)->slot;
+    }
+}
