@@ -1,0 +1,102 @@
+/* region_map.c against a list of intervals, on random insert/remove sequences
+ * over small and very large ranges. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+#define G HOSTMEM_GRANULE
+#define MAX_LIVE 64
+
+typedef struct interval {
+    uintptr_t lo, hi, value;
+} interval;
+
+static uintptr_t model_lookup(const interval *iv, size_t n, uintptr_t addr)
+{
+    for (size_t i = 0; i < n; i++)
+        if (addr >= iv[i].lo && addr < iv[i].hi)
+            return iv[i].value;
+    return 0;
+}
+
+static bool overlaps(const interval *iv, size_t n, uintptr_t lo, uintptr_t hi)
+{
+    for (size_t i = 0; i < n; i++)
+        if (lo < iv[i].hi && iv[i].lo < hi)
+            return true;
+    return false;
+}
+
+static uint64_t rnd64(void) { return ((uint64_t)rand() << 33) ^ ((uint64_t)rand() << 10) ^ (uint64_t)rand(); }
+
+static void probe(const hostmem__map *map, const interval *iv, size_t n, uintptr_t addr, unsigned seed, int step)
+{
+    if (addr >= ((uintptr_t)1 << HOSTMEM_VA_BITS))
+        return;
+    cr_assert_eq(hostmem__map_lookup(map, addr), model_lookup(iv, n, addr),
+                 "seed %u step %d: lookup(%#lx)", seed, step, (unsigned long)addr);
+}
+
+Test(region_map, random_sequences_match_the_interval_list)
+{
+    for (unsigned seed = 1; seed <= 10; seed++) {
+        srand(seed);
+        hostmem__map map;
+        hostmem__map_init(&map);
+        interval iv[MAX_LIVE];
+        size_t n = 0;
+        for (int step = 0; step < 3000; step++) {
+            if (n && (n == MAX_LIVE || rand() % 3 == 0)) {
+                size_t k = (size_t)rand() % n;
+                hostmem__map_set(&map, iv[k].lo, iv[k].hi, 0);
+                iv[k] = iv[--n];
+            } else {
+                /* Sizes from one granule to 2^40 bytes, anywhere in 2^47, some
+                 * clustered so that they share nodes. */
+                int kind = rand() % 4;
+                uint64_t granules = kind == 0 ? 1 + rnd64() % 4
+                                    : kind == 1 ? 1 + rnd64() % 600
+                                    : kind == 2 ? 1 + rnd64() % 70000
+                                                : 1 + rnd64() % ((uint64_t)1 << 24);
+                uint64_t window = rand() % 2 ? ((uint64_t)1 << 31) : ((uint64_t)1 << 20);
+                uint64_t g0 = rnd64() % window;
+                if (g0 + granules > ((uint64_t)1 << 31))
+                    continue;
+                uintptr_t lo = (uintptr_t)g0 * G, hi = (uintptr_t)(g0 + granules) * G;
+                if (overlaps(iv, n, lo, hi))
+                    continue;
+                cr_assert_eq(hostmem__map_prepare(&map, lo, hi), 0);
+                uintptr_t value = ((uintptr_t)(step + 1) << 3) | (rand() % 2 ? HOSTMEM_MAP_TAG_REGION : HOSTMEM_MAP_TAG_ARENA);
+                hostmem__map_set(&map, lo, hi, value);
+                iv[n++] = (interval){lo, hi, value};
+            }
+            /* Boundaries of every live interval, and random addresses. */
+            for (size_t i = 0; i < n; i++) {
+                probe(&map, iv, n, iv[i].lo, seed, step);
+                probe(&map, iv, n, iv[i].lo - 1, seed, step);
+                probe(&map, iv, n, iv[i].hi - 1, seed, step);
+                probe(&map, iv, n, iv[i].hi, seed, step);
+                probe(&map, iv, n, iv[i].lo + (iv[i].hi - iv[i].lo) / 2, seed, step);
+            }
+            for (int k = 0; k < 8; k++)
+                probe(&map, iv, n, (uintptr_t)(rnd64() % ((uint64_t)1 << 47)), seed, step);
+        }
+        hostmem__map_fini(&map);
+    }
+}
+
+Test(region_map, a_terabyte_costs_a_few_nodes)
+{
+    hostmem__map map;
+    hostmem__map_init(&map);
+    uintptr_t lo = (uintptr_t)0x12345 * G, hi = lo + ((uintptr_t)1 << 40);
+    cr_assert_eq(hostmem__map_prepare(&map, lo, hi), 0);
+    hostmem__map_set(&map, lo, hi, 0x1000 | HOSTMEM_MAP_TAG_REGION);
+    cr_assert_leq(map.node_count, 6, "%zu nodes", map.node_count);
+    cr_assert_eq(hostmem__map_lookup(&map, lo), 0x1000 | HOSTMEM_MAP_TAG_REGION);
+    cr_assert_eq(hostmem__map_lookup(&map, hi - 1), 0x1000 | HOSTMEM_MAP_TAG_REGION);
+    cr_assert_eq(hostmem__map_lookup(&map, hi), 0);
+    cr_assert_eq(hostmem__map_lookup(&map, lo - 1), 0);
+    hostmem__map_fini(&map);
+}
