@@ -29,7 +29,9 @@
 
 #include <lttng/tracepoint.h>
 
-#include "codes.h"
+/* The one list of codes, shared with the library (relative: the provider
+ * module and libhostmem are built from the same tree). */
+#include "../lib/src/codes.h"
 
 #ifndef HOSTMEM_TP_TYPES
 #define HOSTMEM_TP_TYPES

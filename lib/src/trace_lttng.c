@@ -51,8 +51,16 @@ static bool trace_try_dir(const char *dir, size_t dir_len, const char *rel)
     return n > 0 && (size_t)n < sizeof path && trace_try_load(path);
 }
 
+static void trace_dump_atfork_prepare(void);
+static void trace_dump_atfork_release(void);
+
 __attribute__((constructor)) static void trace_load_provider(void)
 {
+    /* A fork while another thread holds the statedump lock would leave the
+     * child's copy locked forever: hold it across fork(). */
+    (void)pthread_atfork(trace_dump_atfork_prepare, trace_dump_atfork_release,
+                         trace_dump_atfork_release);
+
     const char *env = getenv("HOSTMEM_LTTNG_PROVIDER");
     if (env != NULL && (strcmp(env, "none") == 0 || strcmp(env, "0") == 0))
         return;
@@ -256,6 +264,9 @@ static size_t trace_dump_count, trace_dump_cap;
 static _Atomic uintptr_t trace_dump_token;  /* probes of region_state last seen */
 static _Atomic uint64_t trace_dump_gen = 1;
 static _Atomic size_t trace_dump_pending;   /* managers yet to dump for trace_dump_gen */
+
+static void trace_dump_atfork_prepare(void) { pthread_mutex_lock(&trace_dump_lock); }
+static void trace_dump_atfork_release(void) { pthread_mutex_unlock(&trace_dump_lock); }
 
 static trace_dump_entry *trace_dump_find(const struct hostmem_manager *m)
 {

@@ -215,9 +215,14 @@ static void *thread_main(void *arg)
     hostmem_manager *m = arg;
     for (int i = 0; i < ROUNDS; i++) {
         void *p = NULL;
-        CHECK(hostmem_virtual_alloc(m, NULL, page, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE,
-                                    eTaskCritical, &p) == S_OK);
-        CHECK(hostmem_virtual_free(m, p, 0, MEM_RELEASE) == S_OK);
+        HRESULT hr = hostmem_virtual_alloc(m, NULL, page, MEM_RESERVE | MEM_COMMIT,
+                                           PAGE_READWRITE, eTaskCritical, &p);
+        if (hr == S_OK)
+            hr = hostmem_virtual_free(m, p, 0, MEM_RELEASE);
+        if (hr != S_OK) {
+            fprintf(stderr, "round %d: %s\n", i, hostmem_hresult_name(hr));
+            exit(2);
+        }
     }
     return NULL;
 }
