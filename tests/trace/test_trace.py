@@ -7,7 +7,7 @@ trace_workload and compares the events of that process with what the
 workload printed it did (CONTRACT T1-T5).  Other processes tracing at the
 same time do not matter: events are kept by vpid.
 
-    test_trace.py --workload PATH --provider PATH [unittest args]
+    test_trace.py --workload PATH [--workload-static PATH] --provider PATH [unittest args]
 
 Exit status 77 (skipped) when the LTTng command-line tools are missing.
 Needs Debian's python3-bt2 (run it with /usr/bin/python3).
@@ -29,6 +29,7 @@ except ImportError:  # pragma: no cover - environment problem, not a test result
     sys.exit(77)
 
 WORKLOAD = None
+WORKLOAD_STATIC = None
 PROVIDER = None
 TIMEOUT = 120
 
@@ -116,8 +117,8 @@ def workload_env(**extra):
     return env
 
 
-def run_workload(scenario, **env):
-    out = subprocess.run([WORKLOAD, scenario], check=True, stdout=subprocess.PIPE,
+def run_workload(scenario, workload=None, **env):
+    out = subprocess.run([workload or WORKLOAD, scenario], check=True, stdout=subprocess.PIPE,
                          env=workload_env(**env), timeout=TIMEOUT, text=True).stdout
     return [json.loads(line) for line in out.splitlines()]
 
@@ -363,8 +364,12 @@ class TraceTest(unittest.TestCase):
         try:
             copy = os.path.join(tmp, os.path.basename(PROVIDER))
             shutil.copy(PROVIDER, copy)
+            # Under ASan the runtime wants to come first; a preloaded provider
+            # does not disturb it.
+            asan = os.environ.get("ASAN_OPTIONS", "")
+            asan = (asan + ":" if asan else "") + "verify_asan_link_order=0"
             with Session() as s:
-                lines = run_workload("basic", LD_PRELOAD=copy)
+                lines = run_workload("basic", LD_PRELOAD=copy, ASAN_OPTIONS=asan)
                 s.stop()
                 events, _ = s.read(lines[0]["pid"])
         finally:
@@ -380,6 +385,19 @@ class TraceTest(unittest.TestCase):
             s.stop()
             events, _ = s.read(lines[0]["pid"])
         self.assertEqual(events, [])
+
+    def test_static_host(self):
+        """A host linking the static library finds the provider in ../lib and traces alike."""
+        if not WORKLOAD_STATIC:
+            self.skipTest("no statically linked workload given")
+        with Session() as s:
+            lines = run_workload("basic", workload=WORKLOAD_STATIC)
+            s.stop()
+            events, _ = s.read(lines[0]["pid"])
+        self.check_common(lines[0], events)
+        names = [e["event"] for e in events if e["event"] != "region_state"]
+        self.assertEqual(names[:3], ["manager_create", "reserve", "commit"])
+        self.assertEqual(names[-1], "manager_destroy")
 
     def test_threads(self):
         """Concurrent calls: seq stays unique and gapless across threads."""
@@ -404,12 +422,15 @@ class TraceTest(unittest.TestCase):
 
 
 def main():
-    global WORKLOAD, PROVIDER
+    global WORKLOAD, WORKLOAD_STATIC, PROVIDER
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workload", required=True)
+    parser.add_argument("--workload-static", help="the workload linked with the static library")
     parser.add_argument("--provider", required=True)
     args, rest = parser.parse_known_args()
     WORKLOAD, PROVIDER = os.path.abspath(args.workload), os.path.abspath(args.provider)
+    if args.workload_static:
+        WORKLOAD_STATIC = os.path.abspath(args.workload_static)
     if shutil.which("lttng") is None:
         print("test_trace.py: lttng (lttng-tools) not found: skipped", file=sys.stderr)
         sys.exit(77)
