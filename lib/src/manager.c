@@ -27,7 +27,7 @@
 
 /* Set while this thread is inside a region's seqlock write section, so a
  * query from a signal handler that interrupted it does not wait for itself. */
-static __thread int tls_writing;
+static __thread int tls_writing __attribute__((tls_model("initial-exec")));
 
 /* ---- one public call in flight -------------------------------------------- */
 
@@ -71,8 +71,8 @@ static HRESULT finish(call *c, HRESULT hr)
     if (c->traced) {
         if (m) {
             /* Totals for the event: a racy but harmless read, for the trace only. */
-            c->ev.committed_bytes = __atomic_load_n(&m->policy.committed, __ATOMIC_RELAXED);
-            c->ev.reserved_bytes = __atomic_load_n(&m->policy.reserved, __ATOMIC_RELAXED);
+            c->ev.committed_bytes = atomic_load_explicit(&m->policy.committed_now, RELAXED);
+            c->ev.reserved_bytes = atomic_load_explicit(&m->policy.reserved_now, RELAXED);
         }
         hostmem__trace_region_op(m, &c->trace, &c->ev);
     }
@@ -328,10 +328,22 @@ static HRESULT reserve(call *c, uintptr_t addr, size_t size, DWORD protect, bool
         return fail(c, hr, HOSTMEM_REASON_limit_denied);
     }
     hostmem__region *r = region_new(m);
-    int err = r ? hostmem__runs_init(&r->runs, 0) : ENOMEM;
+    pthread_mutex_unlock(&m->state_lock);
+    if (!r) {
+        pthread_mutex_lock(&m->state_lock);
+        hostmem__policy_unreserve(m, rsize);
+        pthread_mutex_unlock(&m->state_lock);
+        return fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
+    }
+    /* Hold the new region's lock until it is complete: a thread that found
+     * this struct in its previous life and waits for its lock then sees
+     * either a dead region or a whole new one (lock order: region, state). */
+    pthread_mutex_lock(&r->lock);
+    int err = hostmem__runs_init(&r->runs, 0);
+    pthread_mutex_lock(&m->state_lock);
     if (err) {
-        if (r)
-            region_recycle(m, r);
+        pthread_mutex_unlock(&r->lock);
+        region_recycle(m, r);
         hostmem__policy_unreserve(m, rsize);
         pthread_mutex_unlock(&m->state_lock);
         return fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
@@ -344,6 +356,7 @@ static HRESULT reserve(call *c, uintptr_t addr, size_t size, DWORD protect, bool
         uint32_t granules = (uint32_t)(round_up(rsize, HOSTMEM_GRANULE) >> HOSTMEM_GRANULE_SHIFT);
         err = hostmem__arena_carve(m, granules, &base, &arena);
         if (err) {
+            pthread_mutex_unlock(&r->lock);
             region_recycle(m, r);
             hostmem__policy_unreserve(m, rsize);
             pthread_mutex_unlock(&m->state_lock);
@@ -373,6 +386,7 @@ static HRESULT reserve(call *c, uintptr_t addr, size_t size, DWORD protect, bool
             c->reason = HOSTMEM_REASON_no_metadata;
         }
         if (err) {
+            pthread_mutex_unlock(&r->lock);
             region_recycle(m, r);
             hostmem__policy_unreserve(m, rsize);
             pthread_mutex_unlock(&m->state_lock);
@@ -387,12 +401,13 @@ static HRESULT reserve(call *c, uintptr_t addr, size_t size, DWORD protect, bool
     atomic_store_explicit(&r->alloc_protect, protect, RELAXED);
     atomic_store_explicit(&r->committed_pages, 0, RELAXED);
     atomic_store_explicit(&r->live, true, RELAXED);
-    r->arena = arena;
+    atomic_store_explicit(&r->arena, arena, RELAXED);
     r->caller = caller;
     seq_end(r);
     hostmem__map_set(&m->map, base, hi_granule, (uintptr_t)r | HOSTMEM_MAP_TAG_REGION);
     m->policy.regions++;
     pthread_mutex_unlock(&m->state_lock);
+    pthread_mutex_unlock(&r->lock);
     *out = r;
     return S_OK;
 }
@@ -409,7 +424,8 @@ static HRESULT release_region(call *c, hostmem__region *r)
     uintptr_t hi = round_up(base + size, HOSTMEM_GRANULE);
     hostmem__notice *notice = notice_slot(c);
     int err;
-    if (r->arena) {
+    hostmem__arena *arena = atomic_load_explicit(&r->arena, RELAXED);
+    if (arena) {
         /* Back to the arena: its pages must read zero and be uncharged first. */
         if (committed && (err = os->decommit((void *)base, size))) {
             int rerr = restore_access(m, r, 0, region_pages(m, r));
@@ -419,8 +435,8 @@ static HRESULT release_region(call *c, hostmem__region *r)
         seq_begin(r);
         atomic_store_explicit(&r->live, false, RELAXED);
         seq_end(r);
-        hostmem__map_set(&m->map, base, hi, (uintptr_t)r->arena | HOSTMEM_MAP_TAG_ARENA);
-        hostmem__arena_mark(r->arena, base, hi, false);
+        hostmem__map_set(&m->map, base, hi, (uintptr_t)arena | HOSTMEM_MAP_TAG_ARENA);
+        hostmem__arena_mark(arena, base, hi, false);
     } else {
         /* Out of the map before munmap: once the kernel has the range back it
          * may hand it to another reservation. */
@@ -451,7 +467,7 @@ static HRESULT release_region(call *c, hostmem__region *r)
 /* ---- commit (CONTRACT S5, P1, P2) --------------------------------------------- */
 
 static HRESULT commit(call *c, uintptr_t addr, size_t size, DWORD protect,
-                      EMemoryCriticalLevel level, bool fresh_region, uintptr_t *out_base)
+                      EMemoryCriticalLevel level, uintptr_t *out_base)
 {
     hostmem_manager *m = c->m;
     const hostmem__os *os = hostmem__os_get();
@@ -512,7 +528,8 @@ static HRESULT commit(call *c, uintptr_t addr, size_t size, DWORD protect,
         void *lo = page_addr(m, r, first);
         int err = os->protect(lo, count << m->page_shift, hostmem__protect_access(protect));
         if (err) {
-            int rerr = fresh_region ? 0 : restore_access(m, r, first, count);
+            /* Even a fresh region: the kernel may have applied part of it. */
+            int rerr = restore_access(m, r, first, count);
             pthread_mutex_lock(&m->state_lock);
             hostmem__policy_uncharge(m, newly << m->page_shift, notice_slot(c));
             pthread_mutex_unlock(&m->state_lock);
@@ -674,7 +691,7 @@ HRESULT hostmem_virtual_alloc(hostmem_manager *m, void *address, SIZE_T size, DW
 
     uintptr_t result;
     if (op == HOSTMEM_OP_commit) {
-        hr = commit(&c, addr, size, protect, level, false, &result);
+        hr = commit(&c, addr, size, protect, level, &result);
         if (SUCCEEDED(hr))
             *out_mem = (void *)result;
         return finish(&c, hr);
@@ -698,7 +715,7 @@ HRESULT hostmem_virtual_alloc(hostmem_manager *m, void *address, SIZE_T size, DW
     c.ev.alloc_type = type;
     c.ev.protect = protect;
     /* The whole new region is committed, as Windows does for both flags. */
-    hr = commit(&c, base, rsize, protect, level, true, &result);
+    hr = commit(&c, base, rsize, protect, level, &result);
     if (FAILED(hr) && FAILED(undo_reserve(&c, base, caller)))
         hr = E_FAIL;
     if (SUCCEEDED(hr))
@@ -899,7 +916,7 @@ static query_result query_ours(hostmem_manager *m, uintptr_t addr, MEMORY_BASIC_
         /* The unusable rest of the region's last granule: free, as on Windows. */
         *free_end = round_up(base + size, HOSTMEM_GRANULE);
         res = Q_OUTSIDE;
-        if (!r->arena)
+        if (!atomic_load_explicit(&r->arena, RELAXED))
             *free_end = 0; /* ask the kernel: something foreign may sit there */
     } else {
         size_t npages = size >> m->page_shift, at = (page - base) >> m->page_shift;
@@ -1318,7 +1335,7 @@ void hostmem_destroy(hostmem_manager *m)
     hostmem__region *r = m->all_regions;
     while (r) {
         hostmem__region *next = r->next_all;
-        if (atomic_load_explicit(&r->live, RELAXED) && !r->arena)
+        if (atomic_load_explicit(&r->live, RELAXED) && !atomic_load_explicit(&r->arena, RELAXED))
             os->release((void *)atomic_load_explicit(&r->base, RELAXED), atomic_load_explicit(&r->size, RELAXED));
         hostmem__runs_free(&r->runs);
         pthread_mutex_destroy(&r->lock);

@@ -21,6 +21,8 @@ void hostmem__policy_init(hostmem__policy *p, const hostmem_config *config)
 {
     *p = (hostmem__policy){.config = *config};
     atomic_init(&p->delivered, 0);
+    atomic_init(&p->committed_now, 0);
+    atomic_init(&p->reserved_now, 0);
 }
 
 /* limit * percent / 100 without overflow, for any size_t limit. */
@@ -59,6 +61,13 @@ int hostmem__policy_state(const hostmem__policy *p)
     if (hostmem__os_meminfo(&total, &avail) || !total)
         return eMemoryAvailableNeutral;
     return state_for(&p->config, (size_t)(total - avail), (size_t)total);
+}
+
+/* Publish the totals for readers that take no lock (the trace). */
+static void publish(hostmem__policy *p)
+{
+    atomic_store_explicit(&p->committed_now, p->committed, memory_order_relaxed);
+    atomic_store_explicit(&p->reserved_now, p->reserved, memory_order_relaxed);
 }
 
 static void make_notice(hostmem__policy *p, int state, bool forced, hostmem__notice *notice)
@@ -108,6 +117,7 @@ enum hostmem__decision hostmem__policy_charge(struct hostmem_manager *m,
         p->committed += bytes;
         if (p->committed > p->peak_committed)
             p->peak_committed = p->committed;
+        publish(p);
         state_update(m, notice);
     }
     return d;
@@ -118,6 +128,7 @@ void hostmem__policy_uncharge(struct hostmem_manager *m, size_t bytes, hostmem__
     if (!bytes)
         return;
     m->policy.committed -= bytes;
+    publish(&m->policy);
     pthread_cond_broadcast(&m->freed);
     state_update(m, notice);
 }
@@ -161,12 +172,14 @@ HRESULT hostmem__policy_reserve(struct hostmem_manager *m, EMemoryCriticalLevel 
     p->reserved += bytes;
     if (p->reserved > p->peak_reserved)
         p->peak_reserved = p->reserved;
+    publish(p);
     return S_OK;
 }
 
 void hostmem__policy_unreserve(struct hostmem_manager *m, size_t bytes)
 {
     m->policy.reserved -= bytes;
+    publish(&m->policy);
 }
 
 void hostmem__policy_register(struct hostmem_manager *m, void (*fn)(void *, EMemoryAvailable),

@@ -86,7 +86,7 @@ typedef struct hostmem__region {
     _Atomic bool live;
     _Atomic size_t committed_pages; /* written under `lock` */
     uintptr_t caller;          /* who reserved it (for region_state and leaks) */
-    struct hostmem__arena *arena; /* carved from this arena, or NULL (own mapping) */
+    struct hostmem__arena *_Atomic arena; /* carved from this arena, or NULL (own mapping) */
     hostmem__runs runs;
     struct hostmem__region *next_free;
     struct hostmem__region *next_all; /* every region struct ever made, for destroy */
@@ -126,6 +126,7 @@ typedef struct hostmem__policy {
     size_t reserved;       /* bytes of live regions (page-rounded) */
     size_t peak_reserved;
     size_t external;       /* acquired_virtual_address_space bytes */
+    _Atomic size_t committed_now, reserved_now; /* copies for lock-free readers (trace) */
     size_t regions;
     int state;             /* current EMemoryAvailable under the limit, 0 = none yet */
     void (*callback)(void *, EMemoryAvailable);
