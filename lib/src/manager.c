@@ -45,14 +45,15 @@ typedef struct call {
 static void call_start(call *c, hostmem_manager *m, enum hostmem__op op, uintptr_t caller,
                        uintptr_t address, uint64_t size, int32_t level)
 {
-    memset(c, 0, sizeof *c);
+    /* Field by field: this runs on every call, query included. */
     c->m = m;
     c->op = op;
     c->traced = hostmem__trace_begin(op, &c->trace, caller);
-    c->ev.op = op;
-    c->ev.address = address;
-    c->ev.size = size;
-    c->ev.level = level;
+    c->ev = (hostmem__trace_op_event){.op = op, .address = address, .size = size, .level = level};
+    for (unsigned i = 0; i < 3; i++)
+        c->notice[i].state = 0;
+    c->reason = HOSTMEM_REASON_none;
+    c->os_errno = 0;
 }
 
 static hostmem__notice *notice_slot(call *c)
@@ -170,7 +171,7 @@ static uintptr_t round_up(uintptr_t a, size_t to) { return (a + to - 1) & ~(uint
 /* CONTRACT S3 for a range at a given address: 0 or the failing HRESULT. */
 static HRESULT check_range(call *c, uintptr_t addr, size_t size)
 {
-    uintptr_t end = hostmem__os_caps_get()->user_end;
+    uintptr_t end = c->m->user_end;
     if (!size)
         return fail(c, E_INVALIDARG, HOSTMEM_REASON_zero_size);
     if (addr + size < addr || addr + size - 1 + c->m->page_size < addr + size - 1)
@@ -943,9 +944,10 @@ static query_result query_ours(hostmem_manager *m, uintptr_t addr, MEMORY_BASIC_
         mbi->Protect = (st & HOSTMEM_STATE_COMMITTED) ? (st & HOSTMEM_STATE_PROTECT_MASK) : 0;
         mbi->Type = MEM_PRIVATE;
     }
+    /* Same even sequence: r was neither changed nor released and reused
+     * meanwhile, so it still holds addr and the map still points at it. */
     atomic_thread_fence(memory_order_acquire);
-    if (!trust && (atomic_load_explicit(&r->seq, RELAXED) != s0 ||
-                   hostmem__map_lookup(&m->map, addr) != e))
+    if (!trust && atomic_load_explicit(&r->seq, RELAXED) != s0)
         return Q_RETRY;
     return res;
 }
@@ -1017,7 +1019,7 @@ HRESULT hostmem_virtual_query(hostmem_manager *m, const void *address, void *buf
                                atomic_load(&m->unavailable) ? HOSTMEM_REASON_unavailable : HOSTMEM_REASON_shutdown));
     if (length < sizeof(MEMORY_BASIC_INFORMATION))
         return finish(&c, fail(&c, HOSTMEM_E_BAD_LENGTH, HOSTMEM_REASON_bad_length));
-    if (addr >= hostmem__os_caps_get()->user_end)
+    if (addr >= m->user_end)
         return finish(&c, fail(&c, E_INVALIDARG, HOSTMEM_REASON_beyond_user_space));
     MEMORY_BASIC_INFORMATION mbi;
     HRESULT hr = query(&c, addr, &mbi);
@@ -1290,6 +1292,7 @@ HRESULT hostmem_create(const hostmem_config *config, hostmem_manager **out)
     const hostmem__os_caps *caps = hostmem__os_caps_get();
     m->page_size = caps->page_size;
     m->page_shift = (unsigned)__builtin_ctzl(caps->page_size);
+    m->user_end = caps->user_end;
     pthread_mutex_init(&m->state_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);

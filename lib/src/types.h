@@ -156,6 +156,7 @@ struct hostmem_manager {
     _Atomic int waiters;
     size_t page_size;
     unsigned page_shift;
+    uintptr_t user_end;         /* first address past user space */
     struct hostmem_manager *next_manager; /* every manager, for fork() */
 };
 
