@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install the build into a temporary prefix, then build a consumer against it
+# with pkg-config (shared and static) and with CMake's find_package, and run them.
+set -euo pipefail
+build=$1 cc=$2 src=$3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
+libdir=$(dirname "$(find "$tmp/prefix" -name hostmem.pc)")
+export PKG_CONFIG_PATH=$libdir
+"$cc" "$src" $(pkg-config --cflags --libs hostmem) -Wl,-rpath,"$tmp/prefix/lib" -o "$tmp/shared"
+"$tmp/shared"
+"$cc" "$src" -DHOSTMEM_STATIC_DEFINE $(pkg-config --cflags hostmem) "$tmp/prefix/lib/libhostmem.a" \
+    $(pkg-config --libs-only-other --static hostmem) -ldl -lpthread -o "$tmp/static"
+"$tmp/static"
+mkdir "$tmp/cmake"
+cp "$src" "$tmp/cmake/consumer.c"
+cat > "$tmp/cmake/CMakeLists.txt" <<'CMAKE'
+cmake_minimum_required(VERSION 3.20)
+project(consumer C)
+find_package(hostmem REQUIRED)
+add_executable(consumer consumer.c)
+target_link_libraries(consumer PRIVATE hostmem::hostmem)
+CMAKE
+cmake -S "$tmp/cmake" -B "$tmp/cmake/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" -DCMAKE_C_COMPILER="$cc" >/dev/null
+cmake --build "$tmp/cmake/build" >/dev/null
+"$tmp/cmake/build/consumer"
+# No lttng-ust in the library's own dependencies: it loads the provider at run time.
+if ldd "$tmp/prefix/lib/libhostmem.so" | grep -q lttng; then
+    echo "libhostmem.so links lttng-ust directly" >&2
+    exit 1
+fi
+echo "install: pkg-config (shared, static) and find_package consumers ran"
