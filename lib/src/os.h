@@ -70,6 +70,10 @@ const hostmem__os_caps *hostmem__os_caps_get(void);
 /* The primitives in use; tests swap them (NULL restores the real ones). */
 const hostmem__os *hostmem__os_get(void);
 void hostmem__os_set(const hostmem__os *ops);
+/* The two ways linux_query asks the kernel, for tests that compare them:
+ * the PROCMAP_QUERY ioctl (ENOTTY before Linux 6.11) and /proc/self/maps. */
+int hostmem__os_query_ioctl(uintptr_t addr, hostmem__os_mapping *out);
+int hostmem__os_query_maps_file(uintptr_t addr, hostmem__os_mapping *out);
 /* Memory in use / available for the system (get_memory_load without a limit). */
 int hostmem__os_meminfo(uint64_t *total, uint64_t *available);
 

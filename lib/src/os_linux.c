@@ -303,6 +303,8 @@ static bool find_covering(const maps_line *l, void *ctx)
     maps_find *f = ctx;
     if (l->end <= f->addr)
         return false;
+    if (l->start >= hostmem__os_caps_get()->user_end)
+        return true; /* [vsyscall]: kernel space, which the ioctl leaves out too */
     f->out->found = true;
     f->out->start = l->start;
     f->out->end = l->end;
@@ -334,6 +336,23 @@ static int query_maps_file(uintptr_t addr, hostmem__os_mapping *out)
     int err = maps_each(find_covering, &f);
     if (!err && out->found && out->file)
         err = maps_each(find_exec_of_file, &f);
+    return err;
+}
+
+int hostmem__os_query_ioctl(uintptr_t addr, hostmem__os_mapping *out)
+{
+    int saved = errno;
+    int fd = maps_open();
+    int err = fd < 0 ? errno : query_ioctl(fd, addr, out);
+    errno = saved;
+    return err;
+}
+
+int hostmem__os_query_maps_file(uintptr_t addr, hostmem__os_mapping *out)
+{
+    int saved = errno;
+    int err = query_maps_file(addr, out);
+    errno = saved;
     return err;
 }
 
