@@ -1,0 +1,1 @@
+"""Analysis of hostmem LTTng traces: reader (bt2) -> model -> summary, report, diff."""

@@ -1,0 +1,129 @@
+"""hostmem-analyze: summary, report and diff of hostmem traces."""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from . import model as model_mod
+from . import summary as summary_mod
+
+
+class UsageError(Exception):
+    pass
+
+
+def load(paths, temporary_ms=None, stats=None):
+    """Read the traces under `paths` and return (model, summary dict)."""
+    try:
+        from . import reader  # bt2 is needed only here: diff and the unit tests run without it
+    except ImportError as e:
+        raise UsageError("cannot import babeltrace2's Python bindings (%s): install python3-bt2 "
+                         "and run with /usr/bin/python3" % e)
+    tns = model_mod.DEFAULT_TEMPORARY_NS if temporary_ms is None else int(temporary_ms * 1e6)
+    m = model_mod.Model(temporary_ns=tns)
+    t0 = time.monotonic()
+    n = 0
+    feed = m.feed
+    for ev in reader.read(paths, model_mod.FIELDS):
+        feed(ev)
+        n += 1
+    t1 = time.monotonic()
+    if m.all.events == 0:
+        raise reader.TraceError("%s: no hostmem events in the trace (was 'hostmem:*' enabled, "
+                                "and did the program use libhostmem?)" % ", ".join(paths))
+    s = summary_mod.build(m)
+    if stats is not None:
+        stats.update(records=n, read_s=t1 - t0, total_s=time.monotonic() - t0)
+    return m, s
+
+
+def _summary(args):
+    stats = {}
+    _, s = load(args.traces, args.temporary_ms, stats)
+    if args.json:
+        json.dump(s, sys.stdout, indent=2, sort_keys=False)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(summary_mod.format_text(s))
+    if args.speed:
+        rate = stats["records"] / stats["read_s"] if stats["read_s"] else 0.0
+        sys.stderr.write("read %d events in %.2f s (%.0f events/s); total with summary %.2f s\n"
+                         % (stats["records"], stats["read_s"], rate, stats["total_s"]))
+    return 0
+
+
+def _report(args):
+    from . import report
+    m, s = load(args.traces, args.temporary_ms)
+    index = report.write(m, s, args.output)
+    if not args.quiet:
+        sys.stdout.write(summary_mod.format_text(s))
+    sys.stdout.write("report: %s\n" % index)
+    return 0
+
+
+def _diff(args):
+    from . import diff
+    docs = []
+    for path in (args.base, args.new):
+        try:
+            with open(path) as f:
+                docs.append(json.load(f))
+        except (OSError, ValueError) as e:
+            raise UsageError("%s: not a summary JSON file (%s)" % (path, e))
+    text, regressions = diff.diff(docs[0], docs[1], threshold=args.threshold / 100.0)
+    sys.stdout.write(text)
+    return 1 if (regressions and args.fail_on_regression) else 0
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="hostmem-analyze",
+                                description="Analyse LTTng traces of programs using hostmem.")
+    sub = p.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("traces", nargs="+", metavar="TRACE",
+                        help="trace directory (an lttng output or relayd tree; several allowed)")
+    common.add_argument("--temporary-ms", type=float, default=None,
+                        help="a region released within this many ms is temporary (default 100)")
+    s = sub.add_parser("summary", parents=[common], help="print what happened")
+    s.add_argument("--json", action="store_true", help="one JSON object (CONTRACT R1)")
+    s.add_argument("--speed", action="store_true", help="print events/s read on stderr")
+    s.set_defaults(func=_summary)
+    r = sub.add_parser("report", parents=[common], help="write PNG plots and index.html")
+    r.add_argument("-o", "--output", required=True, metavar="DIR")
+    r.add_argument("-q", "--quiet", action="store_true", help="do not print the summary")
+    r.set_defaults(func=_report)
+    d = sub.add_parser("diff", help="compare two `summary --json` outputs")
+    d.add_argument("base", metavar="BASE.json")
+    d.add_argument("new", metavar="NEW.json")
+    d.add_argument("--threshold", type=float, default=10.0,
+                   help="percent change flagged as a regression (default 10)")
+    d.add_argument("--fail-on-regression", action="store_true",
+                   help="exit 1 when a regression is flagged")
+    d.set_defaults(func=_diff)
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as e:
+        sys.stderr.write("hostmem-analyze: %s\n" % e)
+        return 2
+    except BrokenPipeError:
+        return 0
+    except Exception as e:
+        # Trace errors carry one line; everything else is a bug worth a traceback.
+        if type(e).__name__ == "TraceError":
+            sys.stderr.write("hostmem-analyze: %s\n" % e)
+            return 2
+        raise
+    finally:
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())

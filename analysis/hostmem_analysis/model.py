@@ -1,0 +1,576 @@
+"""Replay hostmem trace events into a model of each process's address space.
+
+The model consumes plain dicts (see reader.py for their shape), in time
+order, so tests can feed synthetic streams without babeltrace2.  Every event
+dict has at least ``name`` (``reserve``, ``failure``, ...; statedump events
+keep their provider: ``lttng_ust_statedump:bin_info``), ``ts`` (ns from the
+clock origin), ``host``, ``pid`` and ``procname``; the other keys are the
+event's payload fields, enums given by label.
+
+What the model keeps, per process and merged over all of them:
+  - per-operation counts, failures, bytes and latencies;
+  - failures by operation, level, HRESULT and reason; critical decisions;
+  - reserved and committed bytes over time (sum of the process's managers,
+    taken from the totals each event carries), with their peaks;
+  - memory-state intervals per manager;
+  - every region (base, size, caller, committed pages) from reserve to
+    release, so what is left at the end is a leak with its call site;
+  - trust figures: discarded events and packets, gaps in ``seq``.
+"""
+
+import bisect
+from array import array
+
+REGION_OPS = ("reserve", "commit", "decommit", "release", "protect", "reset",
+              "reset_undo", "query")
+# The operations CONTRACT R1 reports (query is debug-level and often off).
+REPORTED_OPS = ("reserve", "commit", "decommit", "release", "protect", "reset",
+                "reset_undo")
+LEVELS = ("task", "appdomain", "process")
+DECISIONS = ("granted", "granted_from_reserve", "denied")
+STATES = ("high", "neutral", "low")
+
+# The payload fields the model reads, per event.  reader.py reads these and
+# nothing else: field access is what reading a trace costs.
+# Totals change only on reserve, commit, decommit and release; only a
+# reserve's caller is kept.
+_OP_FIELDS = ("seq", "manager", "base", "region_size", "hr", "duration_ns")
+_TOTALS = ("committed_bytes", "reserved_bytes")
+FIELDS = {
+    "reserve": _OP_FIELDS + _TOTALS + ("caller",),
+    "commit": _OP_FIELDS + _TOTALS,
+    "decommit": _OP_FIELDS + _TOTALS,
+    "release": _OP_FIELDS + _TOTALS,
+    "protect": _OP_FIELDS,
+    "reset": _OP_FIELDS,
+    "reset_undo": _OP_FIELDS,
+    "query": _OP_FIELDS,
+}
+FIELDS.update({
+    "failure": ("seq", "manager", "op", "hr", "reason", "os_errno", "address",
+                "size", "level"),
+    "critical_decision": ("seq", "manager", "resource", "level", "request_bytes",
+                          "committed_bytes", "level_ceiling", "limit",
+                          "decision", "waited_ns"),
+    "memory_state": ("seq", "manager", "old_state", "state", "committed_bytes",
+                     "limit"),
+    "address_space": ("seq", "manager", "action", "start", "size", "hr",
+                      "external_bytes"),
+    "manager_create": ("seq", "manager", "commit_limit", "address_space_limit",
+                       "page_size"),
+    "manager_destroy": ("seq", "manager", "regions", "reserved_bytes",
+                        "committed_bytes"),
+    "region_state": ("seq", "manager", "base", "region_size", "committed_bytes",
+                     "protect", "caller"),
+    "lttng_ust_statedump:bin_info": ("baddr", "memsz", "path", "is_pic"),
+    "lttng_ust_statedump:build_id": ("baddr", "build_id"),
+    "lttng_ust_statedump:debug_link": ("baddr", "filename"),
+    "lttng_ust_dl:dlopen": ("baddr", "memsz", "path"),
+    "lttng_ust_statedump:procname": ("procname",),
+})
+
+DEFAULT_TEMPORARY_NS = 100 * 1000 * 1000  # released within 100 ms
+
+
+class OpStats:
+    """Counts, failures, bytes and latencies of one operation."""
+
+    __slots__ = ("count", "failed", "bytes", "latencies")
+
+    def __init__(self):
+        self.count = 0
+        self.failed = 0
+        self.bytes = 0
+        self.latencies = array("q")
+
+    def merge(self, other):
+        self.count += other.count
+        self.failed += other.failed
+        self.bytes += other.bytes
+        self.latencies.extend(other.latencies)
+
+
+class Region:
+    """One reservation: where, how big, who made it, which pages are committed.
+
+    ``committed`` holds the committed page ranges as sorted, disjoint
+    [start, end) pairs.  A region first seen in a statedump (region_state)
+    only says how many bytes are committed, not where: that count is
+    ``unplaced`` until a whole-region decommit clears it.
+    """
+
+    __slots__ = ("base", "size", "caller", "t_reserve", "committed", "unplaced",
+                 "from_statedump")
+
+    def __init__(self, base, size, caller, ts, from_statedump=False):
+        self.base = base
+        self.size = size
+        self.caller = caller
+        self.t_reserve = ts
+        self.committed = []
+        self.unplaced = 0
+        self.from_statedump = from_statedump
+
+    def committed_bytes(self):
+        placed = sum(e - s for s, e in self.committed)
+        return min(self.size, placed + self.unplaced)
+
+    def commit(self, start, end):
+        runs = self.committed
+        out = []
+        for s, e in runs:
+            if e < start or s > end:
+                out.append((s, e))
+            else:
+                start = min(start, s)
+                end = max(end, e)
+        out.append((start, end))
+        out.sort()
+        self.committed = out
+
+    def decommit(self, start, end):
+        if start <= self.base and end >= self.base + self.size:
+            self.committed = []
+            self.unplaced = 0
+            return
+        out = []
+        for s, e in self.committed:
+            if e <= start or s >= end:
+                out.append((s, e))
+                continue
+            if s < start:
+                out.append((s, start))
+            if e > end:
+                out.append((end, e))
+        self.committed = out
+
+
+class Manager:
+    """One hostmem_manager of one process."""
+
+    __slots__ = ("addr", "regions", "bases", "reserved", "committed", "created",
+                 "destroyed", "commit_limit", "address_space_limit", "page_size",
+                 "state", "state_since", "state_ns", "first_ts", "last_ts",
+                 "totals_known")
+
+    def __init__(self, addr, ts):
+        self.addr = addr
+        self.regions = {}
+        self.bases = []
+        self.reserved = 0
+        self.committed = 0
+        self.created = None
+        self.destroyed = None
+        self.commit_limit = 0
+        self.address_space_limit = 0
+        self.page_size = 4096
+        self.state = None
+        self.state_since = ts
+        self.state_ns = {}
+        self.first_ts = ts
+        self.last_ts = ts
+        self.totals_known = False
+
+    def find(self, addr):
+        """The live region holding `addr`, or None."""
+        i = bisect.bisect_right(self.bases, addr) - 1
+        if i < 0:
+            return None
+        r = self.regions[self.bases[i]]
+        return r if addr < r.base + r.size else None
+
+    def add(self, region):
+        old = self.regions.get(region.base)
+        if old is None:
+            bisect.insort(self.bases, region.base)
+        self.regions[region.base] = region
+
+    def remove(self, base):
+        r = self.regions.pop(base, None)
+        if r is not None:
+            i = bisect.bisect_left(self.bases, base)
+            del self.bases[i]
+        return r
+
+    def set_state(self, state, ts):
+        if self.state is not None:
+            self.state_ns[self.state] = self.state_ns.get(self.state, 0) + ts - self.state_since
+        self.state = state
+        self.state_since = ts
+
+    def close_state(self, ts):
+        if self.state is not None and ts > self.state_since:
+            self.state_ns[self.state] = self.state_ns.get(self.state, 0) + ts - self.state_since
+            self.state_since = ts
+
+
+class Leak:
+    """A region still reserved when the trace (or its manager) ended."""
+
+    __slots__ = ("base", "size", "committed", "caller", "t_reserve", "manager",
+                 "from_statedump", "site")
+
+    def __init__(self, region, manager):
+        self.base = region.base
+        self.size = region.size
+        self.committed = region.committed_bytes()
+        self.caller = region.caller
+        self.t_reserve = region.t_reserve
+        self.manager = manager
+        self.from_statedump = region.from_statedump
+        self.site = None
+
+
+class Stats:
+    """Everything counted over a set of events; one per process, plus "all"."""
+
+    def __init__(self):
+        self.events = 0
+        self.first_ts = None
+        self.last_ts = None
+        self.ops = {op: OpStats() for op in REGION_OPS}
+        # (op, level, hr, reason) -> count
+        self.failures = {}
+        # (resource, level, decision) -> count
+        self.decisions = {}
+        self.decision_wait_ns = 0
+        self.state_ns = {}
+        self.reserved = 0
+        self.committed = 0
+        self.peak_reserved = 0
+        self.peak_reserved_ts = None
+        self.peak_committed = 0
+        self.peak_committed_ts = None
+        # Samples of (ts, reserved, committed), one per change.
+        self.t_ts = array("q")
+        self.t_reserved = array("q")
+        self.t_committed = array("q")
+        # (ts, op, hr) of each failure, for plots.
+        self.failure_marks = []
+        # (ts, old_state, state) per memory_state event, for plots.
+        self.state_changes = []
+        self.leaks = []
+        self.leaks_at_destroy = []
+        self.temporary = []          # (lifetime_ns, size, caller)
+        self.lifetimes = 0           # regions whose release was seen
+        self.size_hist = {}          # bit_length(size) -> count
+        self.untracked = 0           # ops on regions the trace never showed
+        self.address_space = {}      # (action, hr) -> count
+        self.managers = 0
+
+    def touch(self, ts):
+        if self.first_ts is None or ts < self.first_ts:
+            self.first_ts = ts
+        if self.last_ts is None or ts > self.last_ts:
+            self.last_ts = ts
+
+    def move(self, ts, d_reserved, d_committed):
+        if not d_reserved and not d_committed:
+            return
+        self.reserved += d_reserved
+        self.committed += d_committed
+        self.t_ts.append(ts)
+        self.t_reserved.append(self.reserved)
+        self.t_committed.append(self.committed)
+        if self.reserved > self.peak_reserved:
+            self.peak_reserved = self.reserved
+            self.peak_reserved_ts = ts
+        if self.committed > self.peak_committed:
+            self.peak_committed = self.committed
+            self.peak_committed_ts = ts
+
+
+class Process(Stats):
+    """One traced process: (host, pid), its managers and its loaded objects."""
+
+    def __init__(self, host, pid, procname):
+        super().__init__()
+        self.host = host
+        self.pid = pid
+        self.procname = procname
+        self.managers_by_addr = {}
+        self.seq_min = None
+        self.seq_max = None
+        self.seq_count = 0
+        self.discarded_events = 0
+        self.discarded_packets = 0
+        # Loaded objects from lttng_ust_statedump: baddr -> dict
+        self.objects = {}
+
+    @property
+    def seq_gaps(self):
+        if self.seq_count == 0:
+            return 0
+        return max(0, self.seq_max - self.seq_min + 1 - self.seq_count)
+
+    def label(self):
+        name = self.procname or "?"
+        pid = "?" if self.pid is None else self.pid
+        return "%s/%s[%s]" % (self.host or "?", name, pid)
+
+
+class Model:
+    """Feed events with `feed` (time order), then call `finish`."""
+
+    def __init__(self, temporary_ns=DEFAULT_TEMPORARY_NS):
+        self.temporary_ns = temporary_ns
+        self.processes = {}
+        self.all = Stats()
+        self.discarded_events = 0
+        self.discarded_packets = 0
+        self.other_events = 0
+        self.finished = False
+
+    # -- dispatch ---------------------------------------------------------
+    def process(self, ev):
+        key = (ev.get("host"), ev.get("pid"))
+        p = self.processes.get(key)
+        if p is None:
+            p = Process(key[0], key[1], ev.get("procname"))
+            self.processes[key] = p
+        elif ev.get("procname") and (not p.procname or ev["name"] == "lttng_ust_statedump:procname"):
+            p.procname = ev["procname"]
+        return p
+
+    def feed(self, ev):
+        name = ev["name"]
+        if name == "discarded":
+            self._discarded(ev)
+            return
+        p = self.process(ev)
+        ts = ev["ts"]
+        if ":" in name:
+            self._statedump(p, name, ev)
+            return
+        handler = _HANDLERS.get(name)
+        if handler is None:
+            self.other_events += 1
+            return
+        seq = ev.get("seq")
+        if seq is not None:
+            if p.seq_count == 0:
+                p.seq_min = p.seq_max = seq
+            else:
+                if seq < p.seq_min:
+                    p.seq_min = seq
+                if seq > p.seq_max:
+                    p.seq_max = seq
+            p.seq_count += 1
+        p.events += 1
+        self.all.events += 1
+        p.touch(ts)
+        self.all.touch(ts)
+        m = p.managers_by_addr.get(ev.get("manager"))
+        if m is None:
+            m = Manager(ev.get("manager"), ts)
+            p.managers_by_addr[m.addr] = m
+            p.managers += 1
+            self.all.managers += 1
+        m.last_ts = ts
+        handler(self, p, m, ev, ts)
+
+    def feed_all(self, events):
+        for ev in events:
+            self.feed(ev)
+        return self
+
+    def _discarded(self, ev):
+        n = ev.get("count") or 0
+        kind = ev.get("kind")
+        target = self.process(ev) if ev.get("pid") is not None else None
+        if kind == "packets":
+            self.discarded_packets += n
+            if target is not None:
+                target.discarded_packets += n
+        else:
+            self.discarded_events += n
+            if target is not None:
+                target.discarded_events += n
+
+    def _statedump(self, p, name, ev):
+        base = ev.get("baddr")
+        if name in ("lttng_ust_statedump:bin_info", "lttng_ust_dl:dlopen"):
+            o = p.objects.setdefault(base, {})
+            o.update(baddr=base, memsz=ev.get("memsz", 0), path=ev.get("path"),
+                     is_pic=bool(ev.get("is_pic", 1)))
+        elif name == "lttng_ust_statedump:build_id":
+            p.objects.setdefault(base, {"baddr": base})["build_id"] = ev.get("build_id")
+        elif name == "lttng_ust_statedump:debug_link":
+            p.objects.setdefault(base, {"baddr": base})["debug_link"] = ev.get("filename")
+
+    # -- accounting -------------------------------------------------------
+    def _totals(self, p, m, ev, ts):
+        """Follow the manager totals the event carries (after the call)."""
+        r = ev.get("reserved_bytes")
+        c = ev.get("committed_bytes")
+        m.totals_known = True
+        dr = 0 if r is None else r - m.reserved
+        dc = 0 if c is None else c - m.committed
+        if dr or dc:
+            m.reserved += dr
+            m.committed += dc
+            p.move(ts, dr, dc)
+            self.all.move(ts, dr, dc)
+
+    def _region_op(self, p, m, ev, ts):
+        op = ev["name"]
+        st = p.ops[op]
+        st.count += 1
+        d = ev.get("duration_ns")
+        if d is not None:
+            st.latencies.append(d)
+        ok = ev.get("hr", "S_OK") == "S_OK"
+        if not ok:
+            st.failed += 1
+            self._totals(p, m, ev, ts)
+            return
+        size = ev.get("region_size") or ev.get("size") or 0
+        base = ev.get("base") or ev.get("address") or 0
+        if op == "reserve":
+            st.bytes += size
+            reg = Region(base, size, ev.get("caller"), ts)
+            m.add(reg)
+            b = size.bit_length()
+            p.size_hist[b] = p.size_hist.get(b, 0) + 1
+        elif op == "release":
+            reg = m.remove(base)
+            if reg is None:
+                reg = m.find(base)
+                if reg is not None:
+                    m.remove(reg.base)
+            if reg is None:
+                p.untracked += 1
+                st.bytes += size
+            else:
+                st.bytes += size or reg.size
+                if not reg.from_statedump:
+                    p.lifetimes += 1
+                    life = ts - reg.t_reserve
+                    if life <= self.temporary_ns:
+                        p.temporary.append((life, reg.size, reg.caller))
+        elif op in ("commit", "decommit"):
+            st.bytes += size
+            reg = m.find(base)
+            if reg is None:
+                p.untracked += 1
+            elif op == "commit":
+                reg.commit(base, base + size)
+            else:
+                reg.decommit(base, base + size)
+        elif op != "query":
+            st.bytes += size
+        self._totals(p, m, ev, ts)
+
+    def _failure(self, p, m, ev, ts):
+        key = (ev.get("op"), ev.get("level"), ev.get("hr"), ev.get("reason"))
+        p.failures[key] = p.failures.get(key, 0) + 1
+        p.failure_marks.append((ts, ev.get("op"), ev.get("hr")))
+
+    def _decision(self, p, m, ev, ts):
+        key = (ev.get("resource"), ev.get("level"), ev.get("decision"))
+        p.decisions[key] = p.decisions.get(key, 0) + 1
+        p.decision_wait_ns += ev.get("waited_ns") or 0
+
+    def _memory_state(self, p, m, ev, ts):
+        if m.state is None:
+            # The state before the first change held since the manager began.
+            m.state = ev.get("old_state")
+            m.state_since = m.created if m.created is not None else m.first_ts
+        m.set_state(ev.get("state"), ts)
+        p.state_changes.append((ts, ev.get("old_state"), ev.get("state")))
+
+    def _address_space(self, p, m, ev, ts):
+        key = (ev.get("action"), ev.get("hr"))
+        p.address_space[key] = p.address_space.get(key, 0) + 1
+
+    def _create(self, p, m, ev, ts):
+        m.created = ts
+        m.state_since = ts
+        m.totals_known = True
+        m.commit_limit = ev.get("commit_limit") or 0
+        m.address_space_limit = ev.get("address_space_limit") or 0
+        m.page_size = ev.get("page_size") or m.page_size
+
+    def _destroy(self, p, m, ev, ts):
+        m.close_state(ts)
+        m.destroyed = ts
+        for base in list(m.bases):
+            p.leaks_at_destroy.append(Leak(m.regions[base], m.addr))
+        m.regions.clear()
+        m.bases.clear()
+        dr, dc = -m.reserved, -m.committed
+        m.reserved = m.committed = 0
+        p.move(ts, dr, dc)
+        self.all.move(ts, dr, dc)
+        # A later manager may reuse the address: start afresh.
+        del p.managers_by_addr[m.addr]
+
+    def _region_state(self, p, m, ev, ts):
+        base = ev.get("base")
+        if base in m.regions:
+            return
+        reg = Region(base, ev.get("region_size") or 0, ev.get("caller"), ts,
+                     from_statedump=True)
+        reg.unplaced = ev.get("committed_bytes") or 0
+        m.add(reg)
+        # Totals of a manager first seen through a statedump: until an
+        # operation reports its real totals, the live regions are all we know.
+        if not m.totals_known:
+            dr = reg.size
+            dc = reg.unplaced
+            m.reserved += dr
+            m.committed += dc
+            p.move(ts, dr, dc)
+            self.all.move(ts, dr, dc)
+
+    # -- the end ----------------------------------------------------------
+    def finish(self):
+        if self.finished:
+            return self
+        self.finished = True
+        all_ = self.all
+        for p in self.processes.values():
+            end = p.last_ts
+            for m in p.managers_by_addr.values():
+                if end is not None:
+                    m.close_state(end)
+                for base in m.bases:
+                    p.leaks.append(Leak(m.regions[base], m.addr))
+            for m in p.managers_by_addr.values():
+                for s, ns in m.state_ns.items():
+                    p.state_ns[s] = p.state_ns.get(s, 0) + ns
+            for op, st in p.ops.items():
+                all_.ops[op].merge(st)
+            for src, dst in ((p.failures, all_.failures), (p.decisions, all_.decisions),
+                             (p.size_hist, all_.size_hist), (p.state_ns, all_.state_ns),
+                             (p.address_space, all_.address_space)):
+                for k, v in src.items():
+                    dst[k] = dst.get(k, 0) + v
+            all_.decision_wait_ns += p.decision_wait_ns
+            all_.failure_marks.extend(p.failure_marks)
+            all_.state_changes.extend(p.state_changes)
+            all_.leaks.extend(p.leaks)
+            all_.leaks_at_destroy.extend(p.leaks_at_destroy)
+            all_.temporary.extend(p.temporary)
+            all_.lifetimes += p.lifetimes
+            all_.untracked += p.untracked
+        return self
+
+    def sorted_processes(self):
+        return sorted(self.processes.values(),
+                      key=lambda p: (p.host or "", p.first_ts or 0, p.pid or 0))
+
+    def hosts(self):
+        return sorted({p.host or "?" for p in self.processes.values()})
+
+
+_HANDLERS = {op: Model._region_op for op in REGION_OPS}
+_HANDLERS.update({
+    "failure": Model._failure,
+    "critical_decision": Model._decision,
+    "memory_state": Model._memory_state,
+    "address_space": Model._address_space,
+    "manager_create": Model._create,
+    "manager_destroy": Model._destroy,
+    "region_state": Model._region_state,
+})

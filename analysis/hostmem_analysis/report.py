@@ -1,0 +1,299 @@
+"""PNG plots of a replayed model, and an index.html that puts them on one page.
+
+  memory.png     reserved and committed bytes over time, one panel per
+                 process, memory-state bands behind, failures marked
+  latency.png    latency histogram per operation (log-log)
+  failures.png   failures by operation, HRESULT and reason, coloured by level
+  leaks.png      bytes still reserved at the end, by call site
+  sizes.png      reserve sizes (power-of-two buckets)
+"""
+
+import html
+import json
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
+
+from . import summary as summary_mod  # noqa: E402
+
+MAX_PANELS = 8
+MAX_POINTS = 4000
+STATE_COLOURS = {"high": "#d8f0d8", "neutral": "#fbf3cc", "low": "#f7d0d0"}
+LEVEL_COLOURS = {"task": "#4c72b0", "appdomain": "#dd8452", "process": "#c44e52",
+                 "none": "#8c8c8c"}
+RESERVED_COLOUR = "#4c72b0"
+COMMITTED_COLOUR = "#dd8452"
+
+
+def _bytes_axis(ax, axis="y"):
+    fmt = FuncFormatter(lambda v, _: summary_mod.human_bytes(v) if v >= 0 else "")
+    (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(fmt)
+
+
+def _envelope(ts, values, t0, n_bins):
+    """Step series reduced to at most ~2*n_bins points, keeping each bin's maximum."""
+    n = len(ts)
+    if n <= 2 * n_bins:
+        return [(t - t0) / 1e9 for t in ts], list(values)
+    lo, hi = ts[0], ts[-1]
+    width = max(1, (hi - lo) / n_bins)
+    xs, ys = [], []
+    cur_bin, cur_max, last = None, None, None
+    for t, v in zip(ts, values):
+        b = int((t - lo) / width)
+        if b != cur_bin:
+            if cur_bin is not None:
+                xs.append((lo + cur_bin * width - t0) / 1e9)
+                ys.append(cur_max)
+                xs.append((lo + (cur_bin + 1) * width - t0) / 1e9)
+                ys.append(last)
+            cur_bin, cur_max = b, v
+        elif v > cur_max:
+            cur_max = v
+        last = v
+    xs.append((lo + cur_bin * width - t0) / 1e9)
+    ys.append(cur_max)
+    xs.append((ts[-1] - t0) / 1e9)
+    ys.append(last)
+    return xs, ys
+
+
+def _state_spans(p, end_ts):
+    """[(start_ts, end_ts, state)] from a process's memory_state changes."""
+    spans = []
+    changes = sorted(p.state_changes)
+    if not changes:
+        return spans
+    start, state = p.first_ts, changes[0][1]
+    for ts, old, new in changes:
+        if state in STATE_COLOURS and ts > start:
+            spans.append((start, ts, state))
+        start, state = ts, new
+    if state in STATE_COLOURS and end_ts > start:
+        spans.append((start, end_ts, state))
+    return spans
+
+
+def plot_memory(model, s, path):
+    procs = [p for p in model.sorted_processes() if p.events][:MAX_PANELS]
+    t0 = s["time_span"]["start_ns"] or 0
+    n = max(1, len(procs))
+    fig, axes = plt.subplots(n, 1, figsize=(11, 3.2 * n + 0.8), sharex=True, squeeze=False)
+    for ax, p in zip(axes[:, 0], procs):
+        end = p.last_ts or t0
+        for a, b, st in _state_spans(p, end):
+            ax.axvspan((a - t0) / 1e9, (b - t0) / 1e9, color=STATE_COLOURS[st], lw=0, zorder=0)
+        ts = list(p.t_ts)
+        if ts:
+            # Start from zero at the process's first event, end at its last.
+            ts_r = [p.first_ts] + ts + [end]
+            xs, ys = _envelope(ts_r, [0] + list(p.t_reserved) + [p.t_reserved[-1]], t0, MAX_POINTS)
+            ax.step(xs, ys, where="post", color=RESERVED_COLOUR, lw=1.4, label="reserved")
+            ax.fill_between(xs, ys, step="post", color=RESERVED_COLOUR, alpha=0.08)
+            xs, ys = _envelope(ts_r, [0] + list(p.t_committed) + [p.t_committed[-1]], t0, MAX_POINTS)
+            ax.step(xs, ys, where="post", color=COMMITTED_COLOUR, lw=1.4, label="committed")
+            ax.fill_between(xs, ys, step="post", color=COMMITTED_COLOUR, alpha=0.15)
+        if p.peak_committed_ts is not None:
+            ax.plot([(p.peak_committed_ts - t0) / 1e9], [p.peak_committed], marker="v",
+                    color=COMMITTED_COLOUR, ms=8, ls="none")
+            ax.annotate("peak %s" % summary_mod.human_bytes(p.peak_committed),
+                        ((p.peak_committed_ts - t0) / 1e9, p.peak_committed),
+                        textcoords="offset points", xytext=(6, 6), fontsize=8,
+                        color=COMMITTED_COLOUR)
+        limits = sorted({m.commit_limit for m in p.managers_by_addr.values() if m.commit_limit})
+        for lim in limits:
+            ax.axhline(lim, color="#c44e52", ls="--", lw=1)
+            ax.annotate("commit limit %s" % summary_mod.human_bytes(lim), (0, lim),
+                        xycoords=("axes fraction", "data"), textcoords="offset points",
+                        xytext=(4, -11), fontsize=8, color="#c44e52")
+        if p.failure_marks:
+            fx = [(t - t0) / 1e9 for t, _, _ in p.failure_marks]
+            ax.plot(fx, [0] * len(fx), marker="x", color="#c00000", ls="none", ms=7,
+                    clip_on=False, zorder=5,
+                    label="failed call (%d)" % len(fx))
+        ax.set_title("%s: peak reserved %s, peak committed %s, %d leaked regions"
+                     % (p.label(), summary_mod.human_bytes(p.peak_reserved),
+                        summary_mod.human_bytes(p.peak_committed), len(p.leaks)),
+                     fontsize=10, loc="left")
+        _bytes_axis(ax)
+        ax.set_ylim(bottom=0)
+        ax.grid(True, axis="y", alpha=0.3)
+        handles, labels = ax.get_legend_handles_labels()
+        present = {st for _, _, st in _state_spans(p, end)}
+        handles += [Patch(color=STATE_COLOURS[x], label="memory %s" % x)
+                    for x in ("high", "neutral", "low") if x in present]
+        ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.9)
+    axes[-1, 0].set_xlabel("seconds since %s" % summary_mod.wall(t0))
+    if len(model.processes) > MAX_PANELS:
+        fig.suptitle("first %d of %d processes" % (MAX_PANELS, len(model.processes)))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_latency(model, s, path):
+    import math
+    ops = [(op, st) for op, st in model.all.ops.items() if len(st.latencies)]
+    if not ops:
+        return False
+    cols = min(3, len(ops))
+    rows = (len(ops) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.flat[len(ops):]:
+        ax.set_visible(False)
+    for ax, (op, st) in zip(axes.flat, ops):
+        lat = [max(1, v) for v in st.latencies]
+        lo, hi = min(lat), max(lat)
+        lo_e, hi_e = math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + (1 if hi == lo else 0)
+        nb = max(10, 10 * (hi_e - lo_e))
+        bins = [10 ** (lo_e + (hi_e - lo_e) * i / nb) for i in range(nb + 1)]
+        ax.hist(lat, bins=bins, color=LEVEL_COLOURS["task"], alpha=0.85)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        lj = s["ops"].get(op, {}).get("latency_ns", {})
+        for name, style in (("p50", "-"), ("p99", "--"), ("max", ":")):
+            if lj.get(name):
+                ax.axvline(lj[name], color="#333333", ls=style, lw=1,
+                           label="%s %s" % (name, summary_mod.human_ns(lj[name])))
+        ax.set_title("%s (%d calls)" % (op, st.count), fontsize=10)
+        ax.set_xlabel("latency (ns)")
+        ax.set_ylabel("calls")
+        ax.legend(fontsize=7)
+        ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_failures(s, path):
+    detail = s["failures"]["detail"]
+    if not detail:
+        return False
+    groups = {}
+    for d in detail:
+        k = "%s: %s (%s)" % (d["op"], d["hresult"], d["reason"])
+        groups.setdefault(k, {})
+        groups[k][d["level"]] = groups[k].get(d["level"], 0) + d["count"]
+    keys = sorted(groups, key=lambda k: sum(groups[k].values()))[-20:]
+    fig, ax = plt.subplots(figsize=(10, 0.45 * len(keys) + 1.5))
+    left = [0] * len(keys)
+    levels = [lv for lv in ("task", "appdomain", "process", "none")
+              if any(lv in groups[k] for k in keys)]
+    for lv in levels:
+        vals = [groups[k].get(lv, 0) for k in keys]
+        ax.barh(keys, vals, left=left, color=LEVEL_COLOURS.get(lv, "#999999"),
+                label="level %s" % lv)
+        left = [a + b for a, b in zip(left, vals)]
+    for y, total in enumerate(left):
+        ax.annotate(str(total), (total, y), textcoords="offset points", xytext=(4, -3), fontsize=8)
+    ax.set_xlabel("failed calls")
+    ax.set_title("Failures by operation, HRESULT and reason (%d in all)" % s["failures"]["total"],
+                 fontsize=11, loc="left")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(True, axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_leaks(s, path):
+    sites = s["leaks"]["by_caller"]
+    if not sites:
+        return False
+    sites = list(reversed(sites))
+    names = [e["site"] if len(e["site"]) <= 60 else "..." + e["site"][-57:] for e in sites]
+    fig, ax = plt.subplots(figsize=(10, 0.5 * len(sites) + 1.6))
+    ax.barh(names, [e["reserved_bytes"] for e in sites], color=RESERVED_COLOUR, alpha=0.5,
+            label="reserved")
+    ax.barh(names, [e["committed_bytes"] for e in sites], color=COMMITTED_COLOUR, height=0.45,
+            label="of which committed")
+    for y, e in enumerate(sites):
+        ax.annotate("%s in %d region%s" % (summary_mod.human_bytes(e["reserved_bytes"]), e["regions"],
+                                           "" if e["regions"] == 1 else "s"),
+                    (e["reserved_bytes"], y), textcoords="offset points", xytext=(4, -3), fontsize=8)
+    _bytes_axis(ax, "x")
+    ax.set_xlim(right=max(e["reserved_bytes"] for e in sites) * 1.3)
+    ax.set_title("Leaks: %d regions, %s reserved, %s committed at the end, by call site"
+                 % (s["leaks"]["regions"], summary_mod.human_bytes(s["leaks"]["reserved_bytes"]),
+                    summary_mod.human_bytes(s["leaks"]["committed_bytes"])),
+                 fontsize=11, loc="left")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(True, axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_sizes(s, path):
+    hist = s["reserve_size_histogram"]
+    if not hist:
+        return False
+    labels = [summary_mod.human_bytes(int(k)).replace(".0 ", " ") for k in hist]
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(hist) + 2), 3.5))
+    ax.bar(labels, list(hist.values()), color=RESERVED_COLOUR)
+    ax.set_yscale("log")
+    ax.set_xlabel("region size (bucket starts at)")
+    ax.set_ylabel("reserves")
+    ax.set_title("Reserve sizes", fontsize=11, loc="left")
+    ax.grid(True, axis="y", alpha=0.3)
+    plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write(model, s, outdir):
+    """Write the plots, summary.txt, summary.json and index.html; return index.html's path."""
+    os.makedirs(outdir, exist_ok=True)
+    images = []
+    plot_memory(model, s, os.path.join(outdir, "memory.png"))
+    images.append(("memory.png", "Reserved and committed bytes over time"))
+    for name, title, fn in (("latency.png", "Latency per operation",
+                             lambda p: plot_latency(model, s, p)),
+                            ("failures.png", "Failures", lambda p: plot_failures(s, p)),
+                            ("leaks.png", "Leaks by call site", lambda p: plot_leaks(s, p)),
+                            ("sizes.png", "Reserve sizes", lambda p: plot_sizes(s, p))):
+        target = os.path.join(outdir, name)
+        if fn(target):
+            images.append((name, title))
+        elif os.path.exists(target):
+            os.remove(target)
+    text = summary_mod.format_text(s)
+    with open(os.path.join(outdir, "summary.txt"), "w") as f:
+        f.write(text)
+    with open(os.path.join(outdir, "summary.json"), "w") as f:
+        json.dump(s, f, indent=2)
+        f.write("\n")
+    index = os.path.join(outdir, "index.html")
+    banner = summary_mod.trust_banner(s)
+    warn = not banner.startswith("Trust: complete")
+    with open(index, "w") as f:
+        f.write("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>hostmem report</title>\n"
+                "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+                "pre{font-size:12px;background:#f6f6f6;padding:1em;overflow-x:auto}"
+                "img{max-width:100%;border:1px solid #ddd;margin:0.5em 0}"
+                ".warn{background:#fbe3e3;border:1px solid #c44e52;padding:0.6em}"
+                ".ok{background:#e3f4e3;border:1px solid #55a868;padding:0.6em}</style>\n"
+                "</head><body>\n<h1>hostmem report</h1>\n")
+        f.write("<p class=\"%s\">%s</p>\n" % ("warn" if warn else "ok",
+                                             html.escape(banner).replace("\n", "<br>")))
+        f.write("<p>%s .. %s; hosts: %s; %d processes; %d hostmem events. "
+                "<a href=\"summary.json\">summary.json</a> "
+                "<a href=\"summary.txt\">summary.txt</a></p>\n"
+                % (html.escape(summary_mod.wall(s["time_span"]["start_ns"])),
+                   html.escape(summary_mod.wall(s["time_span"]["end_ns"])),
+                   html.escape(", ".join(s["hosts"])), len(s["processes"]), s["events"]))
+        for name, title in images:
+            f.write("<h2>%s</h2>\n<img src=\"%s\" alt=\"%s\">\n"
+                    % (html.escape(title), name, html.escape(title)))
+        f.write("<h2>Summary</h2>\n<pre>%s</pre>\n</body></html>\n" % html.escape(text))
+    return index

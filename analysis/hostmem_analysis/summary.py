@@ -1,0 +1,361 @@
+"""The figures of a replayed model, as one JSON-able dict and as text.
+
+The dict's top level is every process merged ("all") and holds the keys of
+CONTRACT R1; ``processes`` holds the same figures for each process apart.
+"""
+
+import datetime
+import math
+
+from .model import DECISIONS, LEVELS, REPORTED_OPS, STATES
+from .symbols import Symbolizer
+
+TOP_SITES = 10
+PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99_9", 99.9))
+
+
+def percentile(sorted_values, p):
+    """Nearest-rank percentile of an ascending sequence (0 when empty)."""
+    n = len(sorted_values)
+    if n == 0:
+        return 0
+    # round(): 99.9 / 100 * 1000 is 999.0000000000001 in floating point
+    k = max(0, min(n - 1, math.ceil(round(p * n / 100.0, 6)) - 1))
+    return sorted_values[k]
+
+
+def _latency(values):
+    s = sorted(values)
+    out = {name: percentile(s, p) for name, p in PERCENTILES}
+    out["max"] = s[-1] if s else 0
+    return out
+
+
+def _sites(entries, key_bytes):
+    """Group (site, size, committed) entries by site, biggest first."""
+    by = {}
+    for site, size, committed in entries:
+        e = by.setdefault(site, {"site": site, "regions": 0, key_bytes: 0, "committed_bytes": 0})
+        e["regions"] += 1
+        e[key_bytes] += size
+        e["committed_bytes"] += committed
+    return sorted(by.values(), key=lambda e: (-e[key_bytes], -e["regions"], e["site"]))
+
+
+def _stats_json(st, sites, temporary_ns):
+    """The figures of one Stats (a process or "all").  `sites`: caller -> str."""
+    ops = {}
+    for op in REPORTED_OPS + ("query",):
+        o = st.ops[op]
+        if op == "query" and not o.count:
+            continue
+        ops[op] = {"count": o.count, "failed": o.failed, "bytes": o.bytes,
+                   "latency_ns": _latency(o.latencies)}
+    by_hr, by_level, by_reason, by_op = {}, {}, {}, {}
+    detail = []
+    for (op, level, hr, reason), n in sorted(st.failures.items(), key=lambda kv: (-kv[1], str(kv[0]))):
+        by_hr[hr] = by_hr.get(hr, 0) + n
+        by_level[level] = by_level.get(level, 0) + n
+        by_reason[reason] = by_reason.get(reason, 0) + n
+        by_op[op] = by_op.get(op, 0) + n
+        detail.append({"op": op, "level": level, "hresult": hr, "reason": reason, "count": n})
+    for lv in LEVELS:
+        by_level.setdefault(lv, 0)
+    dec = {d: 0 for d in DECISIONS}
+    dec_by_level = {}
+    dec_detail = []
+    for (res, level, d), n in sorted(st.decisions.items(), key=lambda kv: str(kv[0])):
+        dec[d] = dec.get(d, 0) + n
+        dec_by_level.setdefault(level, {x: 0 for x in DECISIONS})
+        dec_by_level[level][d] = dec_by_level[level].get(d, 0) + n
+        dec_detail.append({"resource": res, "level": level, "decision": d, "count": n})
+    dec["by_level"] = dec_by_level
+    dec["detail"] = dec_detail
+    dec["waited_ns"] = st.decision_wait_ns
+
+    leaks = [(sites.get(lk.caller, "?") if lk.site is None else lk.site, lk.size, lk.committed)
+             for lk in st.leaks]
+    at_destroy = [(sites.get(lk.caller, "?") if lk.site is None else lk.site, lk.size, lk.committed)
+                  for lk in st.leaks_at_destroy]
+    temps = [(sites.get(c, "?"), size, 0) for _, size, c in st.temporary]
+    lifetimes = sorted(t[0] for t in st.temporary)
+    hist = {}
+    for b, n in sorted(st.size_hist.items()):
+        lo = 0 if b == 0 else 1 << (b - 1)
+        hist[str(lo)] = n
+    span = (st.last_ts - st.first_ts) if st.first_ts is not None else 0
+    return {
+        "events": st.events,
+        "time_span": {"start_ns": st.first_ts, "end_ns": st.last_ts, "duration_ns": span},
+        "managers": st.managers,
+        "ops": ops,
+        "failures": {"total": sum(st.failures.values()), "by_hresult": by_hr,
+                     "by_level": by_level, "by_reason": by_reason, "by_op": by_op,
+                     "detail": detail},
+        "critical_decisions": dec,
+        "memory_state_ns": {s: st.state_ns.get(s, 0) for s in STATES},
+        "peak_committed_bytes": st.peak_committed,
+        "peak_committed_ns": st.peak_committed_ts,
+        "peak_reserved_bytes": st.peak_reserved,
+        "peak_reserved_ns": st.peak_reserved_ts,
+        "end_committed_bytes": st.committed,
+        "end_reserved_bytes": st.reserved,
+        "leaks": {"regions": len(leaks), "reserved_bytes": sum(x[1] for x in leaks),
+                  "committed_bytes": sum(x[2] for x in leaks),
+                  "from_statedump": sum(1 for lk in st.leaks if lk.from_statedump),
+                  "by_caller": _sites(leaks, "reserved_bytes")[:TOP_SITES],
+                  "at_destroy": {"regions": len(at_destroy),
+                                 "reserved_bytes": sum(x[1] for x in at_destroy),
+                                 "committed_bytes": sum(x[2] for x in at_destroy)}},
+        "temporary": {"threshold_ns": temporary_ns, "regions": len(temps),
+                      "bytes": sum(x[1] for x in temps),
+                      "of_released": st.lifetimes,
+                      "lifetime_ns": {"p50": percentile(lifetimes, 50),
+                                      "max": lifetimes[-1] if lifetimes else 0},
+                      "by_caller": _sites(temps, "bytes")[:TOP_SITES]},
+        "reserve_size_histogram": hist,
+        "address_space": [{"action": a, "hresult": h, "count": n}
+                          for (a, h), n in sorted(st.address_space.items(), key=str)],
+        "untracked_ops": st.untracked,
+    }
+
+
+def build(model):
+    """The summary dict of a finished model."""
+    model.finish()
+    procs = []
+    for p in model.sorted_processes():
+        if not p.events:
+            continue
+        callers = {lk.caller for lk in p.leaks} | {lk.caller for lk in p.leaks_at_destroy}
+        callers |= {c for _, _, c in p.temporary}
+        sites = Symbolizer(p.objects).resolve(callers)
+        for lk in p.leaks + p.leaks_at_destroy:
+            lk.site = sites.get(lk.caller, "?")
+        j = _stats_json(p, sites, model.temporary_ns)
+        j.update({"host": p.host, "pid": p.pid, "procname": p.procname, "label": p.label(),
+                  "discarded_events": p.discarded_events,
+                  "discarded_packets": p.discarded_packets,
+                  "seq_gaps": p.seq_gaps,
+                  "statedump_objects": len(p.objects)})
+        procs.append((p, j, sites))
+    all_sites = {}
+    for p, j, sites in procs:
+        for c, s in sites.items():
+            all_sites.setdefault(c, s)
+    # Temporary regions of "all" are grouped by resolved site, not address.
+    out = _stats_json(model.all, {}, model.temporary_ns)
+    temps = []
+    for p, j, sites in procs:
+        temps.extend((sites.get(c, "?"), size, 0) for _, size, c in p.temporary)
+    out["temporary"]["by_caller"] = _sites(temps, "bytes")[:TOP_SITES]
+    out.update({
+        "discarded_events": model.discarded_events,
+        "discarded_packets": model.discarded_packets,
+        "seq_gaps": sum(j["seq_gaps"] for _, j, _ in procs),
+        "hosts": sorted({p.host or "?" for p, _, _ in procs}),
+        "processes": [j for _, j, _ in procs],
+    })
+    return out
+
+
+# -- text ------------------------------------------------------------------
+
+def human_bytes(n):
+    if n is None:
+        return "-"
+    n = int(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return ("%d %s" % (n, unit)) if unit == "B" else ("%.1f %s" % (n, unit))
+        n /= 1024.0
+    return str(n)
+
+
+def human_ns(ns):
+    if ns is None:
+        return "-"
+    if ns < 1000:
+        return "%d ns" % ns
+    if ns < 1000000:
+        return "%.1f us" % (ns / 1e3)
+    if ns < 1000000000:
+        return "%.1f ms" % (ns / 1e6)
+    return "%.2f s" % (ns / 1e9)
+
+
+def wall(ns):
+    if ns is None:
+        return "-"
+    t = datetime.datetime.fromtimestamp(ns / 1e9, datetime.timezone.utc)
+    return t.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+
+
+def table(headers, rows, indent="  "):
+    """Columns: text left, numbers right."""
+    rows = [[("" if c is None else str(c)) for c in r] for r in rows]
+    widths = [len(h) for h in headers]
+    for r in rows:
+        for i, c in enumerate(r):
+            widths[i] = max(widths[i], len(c))
+    numeric = [all(_is_num(r[i]) for r in rows) if rows else False for i in range(len(headers))]
+
+    def fmt(r):
+        return indent + "  ".join((c.rjust(w) if numeric[i] else c.ljust(w))
+                                  for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+    lines = [fmt(headers), indent + "  ".join("-" * w for w in widths)]
+    lines.extend(fmt(r) for r in rows)
+    return "\n".join(lines)
+
+
+def _is_num(s):
+    return s in ("", "-") or s[:1].isdigit()
+
+
+def _rows(summary):
+    """(label, figures) per process, then "all" when there are several."""
+    procs = summary["processes"]
+    rows = [(p["label"], p) for p in procs]
+    if len(procs) != 1:
+        rows.append(("all", summary))
+    return rows
+
+
+def trust_banner(s):
+    de, dp, gaps = s["discarded_events"], s["discarded_packets"], s["seq_gaps"]
+    if not (de or dp or gaps):
+        return ("Trust: complete. No discarded events, no lost packets, no gaps in seq: "
+                "every figure below is exact.")
+    parts = []
+    if de:
+        parts.append("%d events discarded by the tracer (ring buffer full)" % de)
+    if dp:
+        parts.append("%d packets lost" % dp)
+    if gaps:
+        parts.append("%d events missing by seq gaps" % gaps)
+    return ("WARNING: INCOMPLETE TRACE: " + "; ".join(parts) + ".\n"
+            "  Lower bounds: event and operation counts, failures, bytes, critical decisions,\n"
+            "  temporary regions.  Peaks are the highest totals the kept events carried (the\n"
+            "  true peak may be higher).  Leaks may include regions whose release was lost.\n"
+            "  Record with larger sub-buffers (hostmem-profile uses 8 x 4 MiB per CPU).")
+
+
+def format_text(s):
+    out = []
+    w = out.append
+    w("hostmem summary")
+    w("=" * 15)
+    w(trust_banner(s))
+    w("")
+    ts = s["time_span"]
+    w("Time span: %s .. %s (%s)" % (wall(ts["start_ns"]), wall(ts["end_ns"]),
+                                    human_ns(ts["duration_ns"])))
+    w("Hosts: %s" % ", ".join(s["hosts"]))
+    w("Events: %d hostmem events, %d managers" % (s["events"], s["managers"]))
+    w("")
+    w("Processes")
+    w(table(["host", "process", "pid", "events", "managers", "discarded", "seq gaps", "duration"],
+            [[p["host"] or "?", p["procname"] or "?", "?" if p["pid"] is None else p["pid"],
+              p["events"], p["managers"], p["discarded_events"], p["seq_gaps"],
+              human_ns(p["time_span"]["duration_ns"])] for p in s["processes"]]))
+    w("")
+
+    w("Operations (latency = time inside the call)")
+    rows = []
+    for label, f in _rows(s):
+        for op, o in f["ops"].items():
+            if not o["count"]:
+                continue
+            lat = o["latency_ns"]
+            rows.append([label, op, o["count"], o["failed"], human_bytes(o["bytes"]),
+                         human_ns(lat["p50"]), human_ns(lat["p90"]), human_ns(lat["p99"]),
+                         human_ns(lat["p99_9"]), human_ns(lat["max"])])
+    w(table(["process", "op", "count", "failed", "bytes", "p50", "p90", "p99", "p99.9", "max"], rows)
+      if rows else "  (no operations)")
+    w("")
+
+    w("Failures by operation, level, HRESULT and reason")
+    rows = []
+    for label, f in _rows(s):
+        for d in f["failures"]["detail"]:
+            rows.append([label, d["op"], d["level"], d["hresult"], d["reason"], d["count"]])
+    w(table(["process", "op", "level", "HRESULT", "reason", "count"], rows)
+      if rows else "  none")
+    w("")
+
+    w("Critical-level decisions (when a limit applies)")
+    rows = []
+    for label, f in _rows(s):
+        for d in f["critical_decisions"]["detail"]:
+            rows.append([label, d["resource"], d["level"], d["decision"], d["count"]])
+    w(table(["process", "resource", "level", "decision", "count"], rows) if rows else "  none")
+    w("")
+
+    w("Time in each memory state (managers with a commit limit)")
+    rows = []
+    for label, f in _rows(s):
+        st = f["memory_state_ns"]
+        tot = sum(st.values())
+        if not tot:
+            continue
+        rows.append([label] + ["%s (%.0f%%)" % (human_ns(st[x]), 100.0 * st[x] / tot)
+                               for x in STATES])
+    w(table(["process"] + list(STATES), rows) if rows else "  no memory_state events")
+    w("")
+
+    w("Peaks")
+    rows = []
+    for label, f in _rows(s):
+        rows.append([label, human_bytes(f["peak_reserved_bytes"]), wall(f["peak_reserved_ns"]),
+                     human_bytes(f["peak_committed_bytes"]), wall(f["peak_committed_ns"])])
+    w(table(["process", "peak reserved", "at", "peak committed", "at"], rows))
+    w("")
+
+    w("Leaks (regions still reserved when the trace ends)")
+    rows = []
+    for label, f in _rows(s):
+        lk = f["leaks"]
+        rows.append([label, lk["regions"], human_bytes(lk["reserved_bytes"]),
+                     human_bytes(lk["committed_bytes"]), lk["from_statedump"],
+                     lk["at_destroy"]["regions"]])
+    w(table(["process", "regions", "reserved", "committed", "seen by statedump",
+             "left to destroy"], rows))
+    for label, f in _rows(s):
+        sites = f["leaks"]["by_caller"]
+        if sites and (label != "all" or len(s["processes"]) > 1):
+            w("  top call sites, %s:" % label)
+            w(table(["reserved", "committed", "regions", "call site"],
+                    [[human_bytes(e["reserved_bytes"]), human_bytes(e["committed_bytes"]),
+                      e["regions"], e["site"]] for e in sites], indent="    "))
+    w("")
+
+    t = s["temporary"]
+    w("Temporary regions (released within %s of their reserve)" % human_ns(t["threshold_ns"]))
+    rows = []
+    for label, f in _rows(s):
+        tt = f["temporary"]
+        rows.append([label, tt["regions"], tt["of_released"], human_bytes(tt["bytes"]),
+                     human_ns(tt["lifetime_ns"]["p50"])])
+    w(table(["process", "regions", "of released", "bytes", "median lifetime"], rows))
+    if t["by_caller"]:
+        w("  top call sites:")
+        w(table(["bytes", "regions", "call site"],
+                [[human_bytes(e["bytes"]), e["regions"], e["site"]] for e in t["by_caller"]],
+                indent="    "))
+    w("")
+
+    w("Reserve sizes (successful reserves, power-of-two buckets)")
+    hist = s["reserve_size_histogram"]
+    if hist:
+        top = max(hist.values())
+        rows = [[">= " + human_bytes(int(lo)), n, "#" * max(1, round(40.0 * n / top))]
+                for lo, n in hist.items()]
+        w(table(["size", "count", ""], rows))
+    else:
+        w("  none")
+    if s["untracked_ops"]:
+        w("")
+        w("Note: %d operations touched regions the trace never showed being reserved "
+          "(the session started later; enable hostmem:region_state to see them)."
+          % s["untracked_ops"])
+    return "\n".join(out) + "\n"

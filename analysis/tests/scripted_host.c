@@ -1,0 +1,347 @@
+/*
+ * scripted_host: a host that performs a known sequence of hostmem calls and
+ * writes down what it did (expect.json), so the end-to-end tests can check
+ * what hostmem-analyze reads from the trace against it.
+ *
+ *   scripted_host run EXPECT.json      the whole sequence, exits leaking
+ *   scripted_host midrun EXPECT.json   reserves, prints "ready", waits for a
+ *                                      line on stdin (a session starts in
+ *                                      between), then works on and exits
+ *   scripted_host churn N              N reserve/commit/decommit/release
+ *                                      rounds (a big trace for speed runs)
+ *
+ * Every size is a multiple of the page and of 64 KiB, so the host knows the
+ * rounded sizes the trace reports.  Leaks come from two functions of their
+ * own, so the call sites are known.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hostmem/hostmem.h>
+
+#define KiB ((SIZE_T)1024)
+#define MiB (1024 * KiB)
+
+enum { OP_RESERVE, OP_COMMIT, OP_DECOMMIT, OP_RELEASE, OP_PROTECT, OP_RESET, OP_COUNT };
+static const char *const op_names[OP_COUNT] = {"reserve", "commit", "decommit",
+                                               "release", "protect", "reset"};
+
+/* What the host did, as the analysis should report it. */
+static struct {
+    unsigned long count[OP_COUNT], failed[OP_COUNT];
+    unsigned long long bytes[OP_COUNT];
+    unsigned long oom, invalidarg, invalid_address, invalidop;
+    unsigned long fail_task, fail_appdomain, fail_process;
+    unsigned long granted, from_reserve, denied;
+} x;
+
+static hostmem_manager *mgr;
+
+static void die(const char *what, HRESULT hr)
+{
+    fprintf(stderr, "scripted_host: %s failed: %s (0x%08x)\n", what, hostmem_hresult_name(hr),
+            (unsigned)hr);
+    exit(1);
+}
+
+static void failed(int op, HRESULT hr, int level)
+{
+    x.failed[op]++;
+    if (hr == E_OUTOFMEMORY)
+        x.oom++;
+    else if (hr == E_INVALIDARG)
+        x.invalidarg++;
+    else if (hr == HOSTMEM_E_INVALID_ADDRESS)
+        x.invalid_address++;
+    else if (hr == HOST_E_INVALIDOPERATION)
+        x.invalidop++;
+    if (level == eTaskCritical)
+        x.fail_task++;
+    else if (level == eAppDomainCritical)
+        x.fail_appdomain++;
+    else if (level == eProcessCritical)
+        x.fail_process++;
+}
+
+/* Each helper makes one call and books it as the trace should show it. */
+static void *reserve(SIZE_T size)
+{
+    void *p = NULL;
+    HRESULT hr = hostmem_virtual_alloc(mgr, NULL, size, MEM_RESERVE, PAGE_READWRITE,
+                                       eTaskCritical, &p);
+    x.count[OP_RESERVE]++;
+    if (FAILED(hr))
+        die("reserve", hr);
+    x.bytes[OP_RESERVE] += size;
+    return p;
+}
+
+/* Commits fresh pages (never recommits): each commit adds its whole size to
+ * the charge, so the critical decision it gets is known. */
+static HRESULT commit(void *at, SIZE_T size, EMemoryCriticalLevel level, SIZE_T limit)
+{
+    hostmem_stats st;
+    void *p = NULL;
+    hostmem_get_stats(mgr, &st);
+    HRESULT hr = hostmem_virtual_alloc(mgr, at, size, MEM_COMMIT, PAGE_READWRITE, level, &p);
+    x.count[OP_COMMIT]++;
+    SIZE_T after = st.committed_bytes + size;
+    SIZE_T task = limit / 100 * 90;
+    if (SUCCEEDED(hr)) {
+        x.bytes[OP_COMMIT] += size;
+        if (after <= task)
+            x.granted++;
+        else
+            x.from_reserve++;
+    } else {
+        failed(OP_COMMIT, hr, (int)level);
+        /* Above eTaskCritical the manager signals Low and checks again (P2):
+         * one decision per check. */
+        x.denied += level == eTaskCritical ? 1 : 2;
+    }
+    return hr;
+}
+
+static void decommit(void *at, SIZE_T size)
+{
+    HRESULT hr = hostmem_virtual_free(mgr, at, size, MEM_DECOMMIT);
+    x.count[OP_DECOMMIT]++;
+    if (FAILED(hr))
+        die("decommit", hr);
+    x.bytes[OP_DECOMMIT] += size;
+}
+
+static void release(void *at, SIZE_T size)
+{
+    HRESULT hr = hostmem_virtual_free(mgr, at, 0, MEM_RELEASE);
+    x.count[OP_RELEASE]++;
+    if (FAILED(hr)) {
+        fprintf(stderr, "scripted_host: release of %p (%zu bytes)\n", at, size);
+        die("release", hr);
+    }
+    x.bytes[OP_RELEASE] += size;
+}
+
+static void protect(void *at, SIZE_T size, DWORD prot)
+{
+    DWORD old = 0;
+    HRESULT hr = hostmem_virtual_protect(mgr, at, size, prot, &old);
+    x.count[OP_PROTECT]++;
+    if (FAILED(hr))
+        die("protect", hr);
+    x.bytes[OP_PROTECT] += size;
+}
+
+static void reset(void *at, SIZE_T size)
+{
+    void *p = NULL;
+    HRESULT hr = hostmem_virtual_alloc(mgr, at, size, MEM_RESET, PAGE_READWRITE, eTaskCritical, &p);
+    x.count[OP_RESET]++;
+    if (FAILED(hr))
+        die("reset", hr);
+    x.bytes[OP_RESET] += size;
+}
+
+/* The two leaking call sites: kept out of line so each is its own caller. */
+__attribute__((noinline)) static void *leak_site_a(void)
+{
+    void *p = NULL;
+    HRESULT hr = hostmem_virtual_alloc(mgr, NULL, 128 * KiB, MEM_RESERVE, PAGE_READWRITE,
+                                       eTaskCritical, &p);
+    x.count[OP_RESERVE]++;
+    if (FAILED(hr))
+        die("reserve", hr);
+    x.bytes[OP_RESERVE] += 128 * KiB;
+    __asm__ volatile("" ::: "memory"); /* no tail call: the caller stays here */
+    return p;
+}
+
+__attribute__((noinline)) static void *leak_site_b(void)
+{
+    void *p = NULL;
+    HRESULT hr = hostmem_virtual_alloc(mgr, NULL, 256 * KiB, MEM_RESERVE, PAGE_READWRITE,
+                                       eTaskCritical, &p);
+    x.count[OP_RESERVE]++;
+    if (FAILED(hr))
+        die("reserve", hr);
+    x.bytes[OP_RESERVE] += 256 * KiB;
+    __asm__ volatile("" ::: "memory");
+    return p;
+}
+
+static void write_expect(const char *path, unsigned long leaks, unsigned long long leak_reserved,
+                         unsigned long long leak_committed, unsigned long site_a,
+                         unsigned long site_b)
+{
+    hostmem_stats st;
+    HRESULT hr = hostmem_get_stats(mgr, &st);
+    if (FAILED(hr))
+        die("get_stats", hr);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        perror(path);
+        exit(1);
+    }
+    fprintf(f, "{\n  \"ops\": {\n");
+    for (int i = 0; i < OP_COUNT; i++)
+        fprintf(f, "    \"%s\": {\"count\": %lu, \"failed\": %lu, \"bytes\": %llu}%s\n", op_names[i],
+                x.count[i], x.failed[i], x.bytes[i], i + 1 < OP_COUNT ? "," : "");
+    fprintf(f, "  },\n  \"failures\": {\"by_hresult\": {\"E_OUTOFMEMORY\": %lu, \"E_INVALIDARG\": %lu,"
+               " \"HOSTMEM_E_INVALID_ADDRESS\": %lu, \"HOST_E_INVALIDOPERATION\": %lu},\n"
+               "    \"by_level\": {\"task\": %lu, \"appdomain\": %lu, \"process\": %lu}},\n",
+            x.oom, x.invalidarg, x.invalid_address, x.invalidop, x.fail_task, x.fail_appdomain,
+            x.fail_process);
+    fprintf(f, "  \"critical_decisions\": {\"granted\": %lu, \"granted_from_reserve\": %lu,"
+               " \"denied\": %lu},\n", x.granted, x.from_reserve, x.denied);
+    fprintf(f, "  \"peak_committed_bytes\": %zu,\n  \"peak_reserved_bytes\": %zu,\n",
+            st.peak_committed_bytes, st.peak_reserved_bytes);
+    fprintf(f, "  \"end_committed_bytes\": %zu,\n  \"end_reserved_bytes\": %zu,\n",
+            st.committed_bytes, st.reserved_bytes);
+    fprintf(f, "  \"leaks\": {\"regions\": %lu, \"reserved_bytes\": %llu, \"committed_bytes\": %llu},\n",
+            leaks, leak_reserved, leak_committed);
+    fprintf(f, "  \"leak_sites\": {\"leak_site_a\": %lu, \"leak_site_b\": %lu}\n}\n", site_a, site_b);
+    fclose(f);
+}
+
+static hostmem_manager *create(SIZE_T limit)
+{
+    hostmem_config cfg;
+    hostmem_config_init(&cfg);
+    cfg.commit_limit = limit;
+    hostmem_manager *m = NULL;
+    HRESULT hr = hostmem_create(&cfg, &m);
+    if (FAILED(hr))
+        die("create", hr);
+    return m;
+}
+
+static int run(const char *expect)
+{
+    const SIZE_T limit = 16 * MiB; /* task ceiling 14.4 MiB, appdomain 15.52 MiB */
+    mgr = create(limit);
+    void *regions[8];
+    /* Eight 1 MiB regions, each fully committed at task level: 8 MiB. */
+    for (int i = 0; i < 8; i++) {
+        regions[i] = reserve(1 * MiB);
+        if (FAILED(commit(regions[i], 1 * MiB, eTaskCritical, limit)))
+            die("commit", E_FAIL);
+    }
+    /* Protect, reset and decommit parts of them. */
+    protect(regions[0], 64 * KiB, PAGE_READONLY);
+    protect(regions[1], 128 * KiB, PAGE_NOACCESS);
+    reset(regions[2], 256 * KiB);
+    decommit(regions[3], 512 * KiB);  /* 7.5 MiB committed */
+    /* A big region: 6 MiB more at task level reaches 13.5 MiB (granted). */
+    void *big = reserve(10 * MiB);
+    if (FAILED(commit(big, 6 * MiB, eTaskCritical, limit)))
+        die("commit", E_FAIL);
+    /* 1 MiB more at task level would pass the task ceiling: denied. */
+    char *bigc = (char *)big;
+    if (SUCCEEDED(commit(bigc + 6 * MiB, 1 * MiB, eTaskCritical, limit)))
+        die("commit over the task ceiling succeeded", S_OK);
+    /* The same at appdomain level: 14.5 MiB, granted from the reserve. */
+    if (FAILED(commit(bigc + 6 * MiB, 1 * MiB, eAppDomainCritical, limit)))
+        die("commit", E_FAIL);
+    /* 2 MiB more at appdomain level passes 15.52 MiB: denied. */
+    if (SUCCEEDED(commit(bigc + 7 * MiB, 2 * MiB, eAppDomainCritical, limit)))
+        die("commit over the appdomain ceiling succeeded", S_OK);
+    /* Bad calls, one of each kind. */
+    HRESULT hr = hostmem_virtual_free(mgr, regions[4], 4096, MEM_RELEASE); /* size must be 0 */
+    x.count[OP_RELEASE]++;
+    if (hr != E_INVALIDARG)
+        die("release with a size", hr);
+    failed(OP_RELEASE, hr, -1);
+    hr = hostmem_virtual_free(mgr, (char *)regions[4] + 64 * KiB, 0, MEM_RELEASE); /* not a base */
+    x.count[OP_RELEASE]++;
+    if (hr != HOSTMEM_E_INVALID_ADDRESS)
+        die("release inside a region", hr);
+    failed(OP_RELEASE, hr, -1);
+    static char not_ours[1];
+    hr = hostmem_virtual_free(mgr, not_ours, 4096, MEM_DECOMMIT);
+    x.count[OP_DECOMMIT]++;
+    if (hr != HOST_E_INVALIDOPERATION)
+        die("decommit outside every region", hr);
+    failed(OP_DECOMMIT, hr, -1);
+    DWORD old;
+    hr = hostmem_virtual_protect(mgr, regions[4], 4096, PAGE_READWRITE | PAGE_READONLY, &old);
+    x.count[OP_PROTECT]++;
+    if (hr != E_INVALIDARG)
+        die("protect with two protections", hr);
+    failed(OP_PROTECT, hr, -1);
+    /* Give everything back but two of the 1 MiB regions. */
+    release(big, 10 * MiB);
+    for (int i = 0; i < 6; i++)
+        release(regions[i], 1 * MiB);
+    unsigned long leaks = 2;
+    unsigned long long leak_reserved = 2 * MiB, leak_committed = 2 * MiB;
+    /* Leaks with known call sites: 3 x 128 KiB (64 KiB committed each) and
+     * 2 x 256 KiB, plus one from site a that is released again. */
+    for (int i = 0; i < 3; i++) {
+        void *p = leak_site_a();
+        if (FAILED(commit(p, 64 * KiB, eTaskCritical, limit)))
+            die("commit", E_FAIL);
+    }
+    for (int i = 0; i < 2; i++)
+        leak_site_b();
+    release(leak_site_a(), 128 * KiB);
+    leaks += 5;
+    leak_reserved += 3 * 128 * KiB + 2 * 256 * KiB;
+    leak_committed += 3 * 64 * KiB;
+    write_expect(expect, leaks, leak_reserved, leak_committed, 3, 2);
+    return 0; /* exits without hostmem_destroy: what is left leaked */
+}
+
+static int midrun(const char *expect)
+{
+    mgr = create(0);
+    void *r[4];
+    for (int i = 0; i < 4; i++) {
+        r[i] = reserve(512 * KiB);
+        void *p = NULL;
+        if (FAILED(hostmem_virtual_alloc(mgr, r[i], 128 * KiB, MEM_COMMIT, PAGE_READWRITE,
+                                         eTaskCritical, &p)))
+            die("commit", E_FAIL);
+    }
+    printf("ready\n");
+    fflush(stdout);
+    char line[64];
+    if (!fgets(line, sizeof line, stdin))
+        return 1;
+    /* The session now records: these calls see the statedump first. */
+    memset(&x, 0, sizeof x);
+    release(r[0], 512 * KiB);
+    void *late = reserve(1 * MiB);
+    (void)late;
+    /* Left: r[1..3] (seen by region_state, 128 KiB committed each) and late. */
+    write_expect(expect, 4, 3 * 512 * KiB + 1 * MiB, 3 * 128 * KiB, 0, 0);
+    return 0;
+}
+
+static int churn(long rounds)
+{
+    mgr = create(0);
+    for (long i = 0; i < rounds; i++) {
+        void *p = reserve(64 * KiB);
+        void *q = NULL;
+        if (FAILED(hostmem_virtual_alloc(mgr, p, 64 * KiB, MEM_COMMIT, PAGE_READWRITE,
+                                         eTaskCritical, &q)))
+            die("commit", E_FAIL);
+        decommit(p, 64 * KiB);
+        release(p, 64 * KiB);
+    }
+    hostmem_destroy(mgr);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], "run") == 0)
+        return run(argv[2]);
+    if (argc == 3 && strcmp(argv[1], "midrun") == 0)
+        return midrun(argv[2]);
+    if (argc == 3 && strcmp(argv[1], "churn") == 0)
+        return churn(atol(argv[2]));
+    fprintf(stderr, "usage: scripted_host run|midrun EXPECT.json | churn ROUNDS\n");
+    return 2;
+}

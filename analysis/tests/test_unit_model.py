@@ -1,0 +1,320 @@
+"""Unit tests: the model, summary and diff on synthetic event streams (no bt2)."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+from hostmem_analysis import diff, model, summary
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+class Host:
+    """Emits the events one process's manager would, with consistent totals."""
+
+    def __init__(self, pid=100, host="h1", procname="prog", manager=0x5000, t0=1_000_000_000,
+                 limit=0):
+        self.pid, self.host, self.procname, self.manager = pid, host, procname, manager
+        self.t = t0
+        self.seq = 0
+        self.events = []
+        self.reserved = 0
+        self.committed = 0
+        self.ev("manager_create", commit_limit=limit, address_space_limit=0, page_size=4096)
+
+    def ev(self, name, dt=1000, **fields):
+        self.t += dt
+        self.seq += 1
+        e = {"name": name, "ts": self.t, "host": self.host, "pid": self.pid,
+             "procname": self.procname, "seq": self.seq, "manager": self.manager}
+        e.update(fields)
+        self.events.append(e)
+        return e
+
+    def op(self, name, base, size, hr="S_OK", duration=500, caller=0x1234, dt=1000, level="task"):
+        return self.ev(name, dt=dt, address=base, size=size, base=base, region_size=size,
+                       level=level, hr=hr, duration_ns=duration,
+                       committed_bytes=self.committed, reserved_bytes=self.reserved, caller=caller)
+
+    def reserve(self, base, size, caller=0x1234, dt=1000):
+        self.reserved += size
+        return self.op("reserve", base, size, caller=caller, dt=dt)
+
+    def commit(self, base, size, level="task"):
+        self.committed += size
+        return self.op("commit", base, size, level=level)
+
+    def decommit(self, base, size):
+        self.committed -= size
+        return self.op("decommit", base, size)
+
+    def release(self, base, size, committed, dt=1000):
+        self.reserved -= size
+        self.committed -= committed
+        return self.op("release", base, size, dt=dt)
+
+    def fail(self, name, base, size, hr, reason, level="task"):
+        self.op(name, base, size, hr=hr, level=level)
+        self.ev("failure", op=name, hr=hr, reason=reason, os_errno=0, address=base, size=size,
+                level=level)
+
+
+def replay(*hosts, shuffle_by_time=True, **kw):
+    evs = [e for h in hosts for e in h.events]
+    evs.sort(key=lambda e: e["ts"])
+    m = model.Model(**kw).feed_all(evs)
+    return m, summary.build(m)
+
+
+class ModelTest(unittest.TestCase):
+    def test_counts_bytes_failures_peaks(self):
+        h = Host()
+        h.reserve(0x10000, 1 * MiB)
+        h.commit(0x10000, 256 * KiB)
+        h.commit(0x50000, 128 * KiB)
+        h.decommit(0x10000, 64 * KiB)
+        h.op("protect", 0x50000, 64 * KiB)
+        h.op("reset", 0x50000, 64 * KiB)
+        h.fail("commit", 0x10000, 4 * MiB, "E_OUTOFMEMORY", "limit_denied", level="appdomain")
+        h.fail("release", 0x20000, 0, "HOSTMEM_E_INVALID_ADDRESS", "not_region_base", level="none")
+        h.release(0x10000, 1 * MiB, 320 * KiB)
+        m, s = replay(h)
+        ops = s["ops"]
+        self.assertEqual(ops["reserve"], dict(ops["reserve"], count=1, failed=0, bytes=MiB))
+        self.assertEqual((ops["commit"]["count"], ops["commit"]["failed"], ops["commit"]["bytes"]),
+                         (3, 1, 384 * KiB))
+        self.assertEqual(ops["decommit"]["bytes"], 64 * KiB)
+        self.assertEqual((ops["release"]["count"], ops["release"]["failed"],
+                          ops["release"]["bytes"]), (2, 1, MiB))
+        self.assertEqual(ops["protect"]["count"], 1)
+        self.assertEqual(ops["reset"]["bytes"], 64 * KiB)
+        self.assertEqual(s["failures"]["by_hresult"],
+                         {"E_OUTOFMEMORY": 1, "HOSTMEM_E_INVALID_ADDRESS": 1})
+        self.assertEqual(s["failures"]["by_level"]["appdomain"], 1)
+        self.assertEqual(s["failures"]["by_level"]["task"], 0)
+        self.assertEqual(s["failures"]["by_reason"],
+                         {"limit_denied": 1, "not_region_base": 1})
+        self.assertEqual(s["peak_reserved_bytes"], MiB)
+        self.assertEqual(s["peak_committed_bytes"], 384 * KiB)
+        self.assertEqual(s["leaks"]["regions"], 0)
+        self.assertEqual(s["end_committed_bytes"], 0)
+        self.assertEqual(s["seq_gaps"], 0)
+        self.assertEqual(s["events"], len(h.events))
+
+    def test_latency_percentiles_nearest_rank(self):
+        h = Host()
+        for i in range(1, 1001):
+            h.op("protect", 0x10000, 4096, duration=i)
+        _, s = replay(h)
+        lat = s["ops"]["protect"]["latency_ns"]
+        self.assertEqual((lat["p50"], lat["p90"], lat["p99"], lat["p99_9"], lat["max"]),
+                         (500, 900, 990, 999, 1000))
+
+    def test_leaks_grouped_by_call_site(self):
+        h = Host()
+        for i in range(3):
+            h.reserve(0x100000 * (i + 1), 128 * KiB, caller=0xaaa)
+            h.commit(0x100000 * (i + 1), 64 * KiB)
+        for i in range(2):
+            h.reserve(0x1000000 * (i + 1), 256 * KiB, caller=0xbbb)
+        h.reserve(0x9000000, 64 * KiB, caller=0xaaa)
+        h.release(0x9000000, 64 * KiB, 0)
+        _, s = replay(h)
+        lk = s["leaks"]
+        self.assertEqual((lk["regions"], lk["reserved_bytes"], lk["committed_bytes"]),
+                         (5, 3 * 128 * KiB + 2 * 256 * KiB, 3 * 64 * KiB))
+        sites = {e["site"]: (e["regions"], e["reserved_bytes"]) for e in lk["by_caller"]}
+        self.assertEqual(sites, {"0xaaa": (3, 384 * KiB), "0xbbb": (2, 512 * KiB)})
+        self.assertEqual(lk["by_caller"][0]["site"], "0xbbb")  # biggest first
+
+    def test_committed_pages_of_a_region_are_tracked_as_ranges(self):
+        h = Host()
+        h.reserve(0x100000, 1 * MiB)
+        h.commit(0x100000, 512 * KiB)
+        h.commit(0x140000, 512 * KiB)   # overlaps the first half by 256 KiB
+        h.committed -= 256 * KiB        # the charge counts new pages only
+        h.decommit(0x1b0000, 64 * KiB)
+        _, s = replay(h)
+        self.assertEqual(s["leaks"]["committed_bytes"], 768 * KiB - 64 * KiB)
+
+    def test_region_state_statedump_finds_regions_made_before_the_session(self):
+        h = Host()
+        h.events = []  # the session started after create
+        h.ev("region_state", base=0x100000, region_size=512 * KiB, committed_bytes=128 * KiB,
+             protect=4, caller=0xccc)
+        h.ev("region_state", base=0x200000, region_size=512 * KiB, committed_bytes=0,
+             protect=4, caller=0xccc)
+        h.reserved, h.committed = MiB, 128 * KiB
+        h.release(0x200000, 512 * KiB, 0)
+        h.reserve(0x300000, 64 * KiB, caller=0xddd)
+        _, s = replay(h)
+        lk = s["leaks"]
+        self.assertEqual((lk["regions"], lk["reserved_bytes"], lk["committed_bytes"],
+                          lk["from_statedump"]), (2, 576 * KiB, 128 * KiB, 1))
+        self.assertEqual(s["untracked_ops"], 0)
+        self.assertEqual(s["end_reserved_bytes"], 576 * KiB)
+
+    def test_destroy_releases_what_is_left_and_it_is_not_a_leak(self):
+        h = Host()
+        h.reserve(0x100000, 64 * KiB)
+        h.ev("manager_destroy", regions=1, reserved_bytes=64 * KiB, committed_bytes=0)
+        _, s = replay(h)
+        self.assertEqual(s["leaks"]["regions"], 0)
+        self.assertEqual(s["leaks"]["at_destroy"]["regions"], 1)
+        self.assertEqual(s["end_reserved_bytes"], 0)
+
+    def test_temporary_regions(self):
+        h = Host()
+        h.reserve(0x100000, 64 * KiB)
+        h.release(0x100000, 64 * KiB, 0, dt=5_000)            # 5 us: temporary
+        h.reserve(0x200000, 128 * KiB)
+        h.release(0x200000, 128 * KiB, 0, dt=2_000_000_000)   # 2 s: not
+        _, s = replay(h, temporary_ns=1_000_000)
+        t = s["temporary"]
+        self.assertEqual((t["regions"], t["bytes"], t["of_released"]), (1, 64 * KiB, 2))
+
+    def test_critical_decisions_and_memory_state_time(self):
+        h = Host(limit=16 * MiB)
+        h.ev("critical_decision", resource="commit", level="task", request_bytes=MiB,
+             committed_bytes=0, level_ceiling=14 * MiB, limit=16 * MiB, decision="granted",
+             waited_ns=0)
+        h.ev("critical_decision", resource="commit", level="appdomain", request_bytes=MiB,
+             committed_bytes=0, level_ceiling=15 * MiB, limit=16 * MiB,
+             decision="granted_from_reserve", waited_ns=0)
+        for _ in range(2):
+            h.ev("critical_decision", resource="commit", level="process", request_bytes=MiB,
+                 committed_bytes=0, level_ceiling=16 * MiB, limit=16 * MiB, decision="denied",
+                 waited_ns=7)
+        h.ev("memory_state", dt=1_000_000, old_state="high", state="neutral",
+             committed_bytes=10 * MiB, limit=16 * MiB)
+        h.ev("memory_state", dt=3_000_000, old_state="neutral", state="low",
+             committed_bytes=15 * MiB, limit=16 * MiB)
+        h.ev("memory_state", dt=2_000_000, old_state="low", state="neutral",
+             committed_bytes=12 * MiB, limit=16 * MiB)
+        h.op("protect", 0, 0, dt=4_000_000)
+        _, s = replay(h)
+        d = s["critical_decisions"]
+        self.assertEqual((d["granted"], d["granted_from_reserve"], d["denied"]), (1, 1, 2))
+        self.assertEqual(d["by_level"]["process"]["denied"], 2)
+        self.assertEqual(d["waited_ns"], 14)
+        st = s["memory_state_ns"]
+        # high from create to the first change (4 events of 1 us, then 1 ms).
+        self.assertEqual(st["high"], 4 * 1000 + 1_000_000)
+        self.assertEqual(st["neutral"], 3_000_000 + 4_000_000)
+        self.assertEqual(st["low"], 2_000_000)
+
+    def test_processes_and_hosts_kept_apart_and_merged(self):
+        a = Host(pid=1, host="alpha", procname="a", t0=1_000_000_000)
+        b = Host(pid=2, host="beta", procname="b", manager=0x5000, t0=1_000_000_500)
+        a.reserve(0x100000, 1 * MiB)
+        b.reserve(0x100000, 2 * MiB)   # same address, another process
+        a.commit(0x100000, 512 * KiB)
+        b.commit(0x100000, 1 * MiB)
+        b.release(0x100000, 2 * MiB, 1 * MiB)
+        _, s = replay(a, b)
+        self.assertEqual(s["hosts"], ["alpha", "beta"])
+        procs = {p["procname"]: p for p in s["processes"]}
+        self.assertEqual(procs["a"]["peak_reserved_bytes"], MiB)
+        self.assertEqual(procs["b"]["peak_reserved_bytes"], 2 * MiB)
+        self.assertEqual(procs["a"]["leaks"]["regions"], 1)
+        self.assertEqual(procs["b"]["leaks"]["regions"], 0)
+        self.assertEqual(s["ops"]["reserve"]["count"], 2)
+        self.assertEqual(s["peak_reserved_bytes"], 3 * MiB)       # both at once
+        self.assertEqual(s["peak_committed_bytes"], 1536 * KiB)
+        self.assertEqual(s["leaks"]["regions"], 1)
+        text = summary.format_text(s)
+        self.assertIn("alpha/a[1]", text)
+        self.assertIn("beta/b[2]", text)
+        self.assertIn("\n  all ", text)
+
+    def test_trust_banner_names_lower_bounds(self):
+        h = Host()
+        h.reserve(0x100000, 64 * KiB)
+        h.seq += 5  # five events never arrived
+        h.reserve(0x200000, 64 * KiB)
+        evs = h.events + [{"name": "discarded", "kind": "events", "count": 7, "host": "h1",
+                           "pid": 100, "procname": None, "ts": 0}]
+        m = model.Model().feed_all(evs)
+        s = summary.build(m)
+        self.assertEqual((s["seq_gaps"], s["discarded_events"]), (5, 7))
+        first = summary.format_text(s).splitlines()[2]
+        self.assertTrue(first.startswith("WARNING: INCOMPLETE TRACE"), first)
+        self.assertIn("Lower bounds", summary.format_text(s))
+        h2 = Host()
+        h2.reserve(0x100000, 64 * KiB)
+        self.assertIn("Trust: complete", summary.format_text(replay(h2)[1]))
+
+    def test_untracked_operations_are_counted(self):
+        h = Host()
+        h.commit(0x100000, 64 * KiB)   # a region the trace never showed
+        _, s = replay(h)
+        self.assertEqual(s["untracked_ops"], 1)
+
+    def test_contract_keys(self):
+        h = Host()
+        h.reserve(0x100000, 64 * KiB)
+        _, s = replay(h)
+        for k in ("events", "discarded_events", "peak_committed_bytes", "peak_reserved_bytes"):
+            self.assertIn(k, s)
+        for op in ("reserve", "commit", "decommit", "release", "protect", "reset"):
+            o = s["ops"][op]
+            self.assertEqual(set(o) >= {"count", "failed", "bytes", "latency_ns"}, True)
+            self.assertEqual(set(o["latency_ns"]) >= {"p50", "p90", "p99", "max"}, True)
+        self.assertEqual(set(s["failures"]) >= {"by_hresult", "by_level", "by_reason"}, True)
+        self.assertEqual(set(s["critical_decisions"]) >= {"granted", "granted_from_reserve",
+                                                         "denied"}, True)
+        self.assertEqual(set(s["leaks"]) >= {"regions", "reserved_bytes", "committed_bytes"}, True)
+        json.dumps(s)
+
+
+class DiffTest(unittest.TestCase):
+    def _summary(self, latency, failures):
+        h = Host()
+        h.reserve(0x100000, 64 * KiB)
+        for _ in range(failures):
+            h.fail("commit", 0x100000, MiB, "E_OUTOFMEMORY", "limit_denied")
+        h.op("protect", 0x100000, 4096, duration=latency)
+        return replay(h)[1]
+
+    def test_regressions_flagged(self):
+        base = self._summary(1000, 1)
+        new = self._summary(5000, 3)
+        text, n = diff.diff(base, new)
+        self.assertGreaterEqual(n, 2)
+        line = [l for l in text.splitlines() if l.startswith("failures.by_hresult.E_OUTOFMEMORY")]
+        self.assertEqual(len(line), 1)
+        self.assertIn("REGRESSION", line[0])
+        self.assertIn("+200.0%", line[0])
+        self.assertTrue(any("ops.protect.latency_ns.max" in l and "REGRESSION" in l
+                            for l in text.splitlines()))
+
+    def test_same_input_no_regression(self):
+        s = self._summary(1000, 1)
+        text, n = diff.diff(s, s)
+        self.assertEqual(n, 0)
+        self.assertIn("0 regressions", text)
+
+    def test_cli_diff(self):
+        tool = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "hostmem-analyze")
+        with tempfile.TemporaryDirectory() as d:
+            for name, lat in (("a.json", 1000), ("b.json", 9000)):
+                with open(os.path.join(d, name), "w") as f:
+                    json.dump(self._summary(lat, 1), f)
+            r = subprocess.run([sys.executable, tool, "diff", "--fail-on-regression",
+                                os.path.join(d, "a.json"), os.path.join(d, "b.json")],
+                               capture_output=True, text=True)
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn("REGRESSION", r.stdout)
+            r = subprocess.run([sys.executable, tool, "diff", os.path.join(d, "a.json"),
+                                os.path.join(d, "missing.json")], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 2)
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1)
+
+
+if __name__ == "__main__":
+    unittest.main()
