@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# run-tracing.sh: what tracing costs hostmem, and what a burst of events loses.
+#
+#   benchmarks/run-tracing.sh [--bench PATH] [--out DIR] [--rounds N] [--quick]
+#                             [--burst N] [--burst-op query|protect] [--no-burst]
+#                             [--no-modes] [--shared] [-- HOSTMEM-BENCH ARGS...]
+#
+# 1. Modes.  Runs hostmem-bench (default args: --only=region,pages,query) with
+#    no session ("none"), inside a started session whose hostmem events are
+#    disabled ("disabled": enabled then disabled again, so the tracepoints are
+#    registered but off), and inside a started session recording hostmem:*
+#    into the profiler's channel, 8 x 4 MiB sub-buffers ("enabled").  Rounds
+#    rotate the order of the modes so drift hits each one alike.  Every run's
+#    floors are raw syscalls that emit nothing, so they stay put while the
+#    hostmem side pays for tracing.
+# 2. Burst.  --burst N operations back to back (default 1,000,000 queries, one
+#    event each) recorded with the default channel (4 x 512 KiB) and with the
+#    profiler's 8 x 4 MiB; events lost are read from `lttng list` (the
+#    channel's discarded-event counter) and from babeltrace2's warnings, and
+#    checked against the events recorded plus those discarded.
+# 3. tracing_report.py turns the JSON files into the tables (and tracing.json).
+#
+# By default everything runs in a private mount namespace (run-isolated.sh)
+# with a session daemon of its own, started here and stopped at the end:
+# sessions of other users of a shared daemon would otherwise trace the "none"
+# runs too.  --shared uses the machine's daemon instead (starting one if none
+# runs, and leaving it running).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+bench=""
+out=""
+rounds=3
+quick=0
+burst=1000000
+burst_op=query
+do_burst=1
+do_modes=1
+shared=0
+bench_args=()
+orig_args=("$@")
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+    --bench) bench=$2; shift 2 ;;
+    --bench=*) bench=${1#*=}; shift ;;
+    --out) out=$2; shift 2 ;;
+    --out=*) out=${1#*=}; shift ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --rounds=*) rounds=${1#*=}; shift ;;
+    --quick) quick=1; shift ;;
+    --burst) burst=$2; shift 2 ;;
+    --burst=*) burst=${1#*=}; shift ;;
+    --burst-op=*) burst_op=${1#*=}; shift ;;
+    --no-burst) do_burst=0; shift ;;
+    --no-modes) do_modes=0; shift ;;
+    --shared) shared=1; shift ;;
+    --) shift; bench_args=("$@"); break ;;
+    -h|--help) sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "run-tracing.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+
+if [[ $shared -eq 0 && "${HOSTMEM_BENCH_ISOLATED:-}" != 1 ]]; then
+    exec "$here/run-isolated.sh" "${BASH_SOURCE[0]}" "${orig_args[@]}"
+fi
+
+if [[ -z "$bench" ]]; then
+    for c in "$here/../build/bin/hostmem-bench" "$(command -v hostmem-bench || true)"; do
+        if [[ -n "$c" && -x "$c" ]]; then bench=$c; break; fi
+    done
+fi
+if [[ -z "$bench" || ! -x "$bench" ]]; then
+    echo "run-tracing.sh: hostmem-bench not found; pass --bench PATH" >&2
+    exit 2
+fi
+bench=$(cd "$(dirname "$bench")" && pwd)/$(basename "$bench")
+[[ ${#bench_args[@]} -gt 0 ]] || bench_args=(--only=region,pages,query)
+if [[ $quick -eq 1 ]]; then
+    bench_args+=(--quick)
+    [[ "$burst" -le 10000 ]] || burst=10000
+    rounds=1
+fi
+[[ -n "$out" ]] || out=$(mktemp -d "${TMPDIR:-/tmp}/hostmem-tracing.XXXXXX")
+mkdir -p "$out/modes" "$out/burst" "$out/traces"
+out=$(cd "$out" && pwd)
+python=/usr/bin/python3
+
+# ---- the session daemon -------------------------------------------------------
+started_daemon=""
+sessions=()
+cleanup() {
+    local s
+    for s in "${sessions[@]}"; do
+        lttng destroy "$s" >/dev/null 2>&1 || true
+    done
+    if [[ -n "$started_daemon" && "${HOSTMEM_BENCH_ISOLATED:-}" == 1 ]]; then
+        kill "$started_daemon" 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT
+trap "exit 130" INT TERM
+
+if ! lttng list >/dev/null 2>&1; then
+    lttng-sessiond --daemonize --no-kernel
+    for _ in $(seq 50); do
+        lttng list >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    rundir=/var/run/lttng
+    [[ $(id -u) -eq 0 ]] || rundir=${LTTNG_HOME:-$HOME}/.lttng
+    started_daemon=$(cat "$rundir/lttng-sessiond.pid" 2>/dev/null || true)
+    echo "run-tracing.sh: started lttng-sessiond ${started_daemon:+(pid $started_daemon)}" >&2
+fi
+session_create() { # name channel(default|profiler) events(on|off)
+    local name=$1 channel=$2 events=$3
+    lttng create "$name" --output="$out/traces/$name" >/dev/null
+    sessions+=("$name")
+    local c=()
+    if [[ $channel == profiler ]]; then
+        lttng enable-channel -u -s "$name" --subbuf-size=4M --num-subbuf=8 hostmem >/dev/null
+        c=(-c hostmem)
+    fi
+    lttng enable-event -u -s "$name" "${c[@]}" 'hostmem:*' >/dev/null
+    if [[ $events == off ]]; then
+        lttng disable-event -u -s "$name" "${c[@]}" 'hostmem:*' >/dev/null
+    fi
+    lttng start "$name" >/dev/null
+}
+
+session_discarded() { # name -> sum of the channels' discarded-event counters
+    lttng list "$1" | awk '/Discarded events:/ { n += $3 } END { print n + 0 }'
+}
+
+session_destroy() {
+    lttng destroy "$1" >/dev/null
+    local keep=() s
+    for s in "${sessions[@]}"; do [[ $s == "$1" ]] || keep+=("$s"); done
+    sessions=("${keep[@]}")
+}
+
+tag="hmbench-$$"
+
+# ---- 1. modes ---------------------------------------------------------------------
+if [[ $do_modes -eq 1 ]]; then
+    modes=(none disabled enabled)
+    for ((r = 1; r <= rounds; r++)); do
+        for ((k = 0; k < 3; k++)); do
+            mode=${modes[$(((k + r - 1) % 3))]}
+            name="$tag-$mode-$r"
+            echo "run-tracing.sh: round $r/$rounds, mode $mode" >&2
+            case $mode in
+            none) ;;
+            disabled) session_create "$name" profiler off ;;
+            enabled) session_create "$name" profiler on ;;
+            esac
+            "$bench" --json --tracing-mode="$mode" "${bench_args[@]}" >"$out/modes/$mode.$r.json"
+            if [[ $mode != none ]]; then
+                lttng stop "$name" >/dev/null
+                echo "$(session_discarded "$name")" >"$out/modes/$mode.$r.discarded"
+                session_destroy "$name"
+                rm -rf "$out/traces/$name"
+            fi
+        done
+    done
+fi
+
+# ---- 2. burst -----------------------------------------------------------------------
+if [[ $do_burst -eq 1 ]]; then
+    for channel in default profiler; do
+        name="$tag-burst-$channel"
+        echo "run-tracing.sh: burst of $burst $burst_op events, $channel channel" >&2
+        session_create "$name" "$channel" on
+        "$bench" --burst="$burst" --burst-op="$burst_op" --json \
+            --tracing-mode="enabled-$channel" >"$out/burst/$channel.bench.json"
+        lttng stop "$name" >/dev/null
+        discarded_lttng=$(session_discarded "$name")
+        session_destroy "$name"
+        recorded=$(babeltrace2 "$out/traces/$name" 2>"$out/burst/$channel.bt.err" |
+            grep -c '] hostmem:' || true)
+        discarded_bt=$(grep -o 'discarded [0-9]* events' "$out/burst/$channel.bt.err" |
+            awk '{ n += $2 } END { print n + 0 }')
+        if [[ $channel == profiler ]]; then sub=4194304 n=8; else sub=524288 n=4; fi
+        cat >"$out/burst/$channel.json" <<JSON
+{"channel": "$channel", "subbuf_size": $sub, "num_subbuf": $n, "recorded": $recorded,
+ "discarded_lttng": $discarded_lttng, "discarded_babeltrace": $discarded_bt,
+ "bench": $(cat "$out/burst/$channel.bench.json")}
+JSON
+        rm -rf "$out/traces/$name"
+    done
+fi
+
+# ---- 3. report ------------------------------------------------------------------------
+"$python" "$here/tracing_report.py" "$out" | tee "$out/report.txt"
+echo "run-tracing.sh: results in $out (tracing.json, report.txt)" >&2

@@ -1,0 +1,139 @@
+#!/usr/bin/python3
+"""tracing_report.py OUT_DIR: the tables of run-tracing.sh.
+
+Reads OUT_DIR/modes/<mode>.<round>.json (hostmem-bench --json) and
+OUT_DIR/burst/<channel>.json, prints what tracing adds to each operation and
+what a burst loses, and writes OUT_DIR/tracing.json.
+
+Added cost of a mode = median over rounds of hostmem p50 in that mode minus
+the same in mode "none".  The floors emit no events, so a mode that moved the
+floors too says the machine drifted; the floor-normalised figure
+((ratio_mode - ratio_none) * floor p50) is printed beside it as a check.
+"""
+import glob
+import json
+import os
+import statistics
+import sys
+
+TARGET_ADDED_NS = 100.0
+
+
+def load_modes(out):
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(out, "modes", "*.json"))):
+        mode = os.path.basename(path).split(".")[0]
+        with open(path) as f:
+            runs.setdefault(mode, []).append(json.load(f))
+    return runs
+
+
+def key(row):
+    return (row["operation"], row["variant"], row["size"], row["threads"], row["regions"])
+
+
+def size_name(n):
+    for unit, shift in (("T", 40), ("G", 30), ("M", 20), ("K", 10)):
+        if n and n % (1 << shift) == 0:
+            return "%d%s" % (n >> shift, unit)
+    return "-" if n == 0 else str(n)
+
+
+def collect(runs):
+    """{key: {mode: {"hm": [...], "fl": [...], "ratio": [...]}}}, primary floors only."""
+    table = {}
+    order = []
+    for mode, docs in runs.items():
+        for doc in docs:
+            for row in doc["rows"]:
+                if not row["primary"]:
+                    continue
+                k = key(row)
+                if k not in table:
+                    table[k] = {}
+                    order.append(k)
+                d = table[k].setdefault(mode, {"hm": [], "fl": [], "ratio": []})
+                d["hm"].append(row["hostmem_p50_ns"])
+                d["fl"].append(row["floor_p50_ns"])
+                d["ratio"].append(row["ratio_p50"])
+    return table, order
+
+
+def modes_report(runs):
+    table, order = collect(runs)
+    rows = []
+    print("Tracing cost per operation (p50 ns, median over rounds; added = mode - none)")
+    hdr = "%-16s %-22s %5s %3s | %9s %9s %9s | %9s %9s %9s | %s" % (
+        "operation", "variant", "size", "thr", "none", "disabled", "enabled",
+        "+disabled", "+enabled", "+enab.norm", "target (+enabled <= 100 ns)")
+    print(hdr)
+    print("-" * len(hdr))
+    for k in order:
+        per = table[k]
+        if "none" not in per:
+            continue
+        med = {m: statistics.median(v["hm"]) for m, v in per.items()}
+        fl = statistics.median([x for v in per.values() for x in v["fl"]])
+        ratio = {m: statistics.median(v["ratio"]) for m, v in per.items()}
+        added = {m: med[m] - med["none"] for m in med if m != "none"}
+        norm = {m: (ratio[m] - ratio["none"]) * fl for m in ratio if m != "none"}
+        met = None
+        if "enabled" in added:
+            met = added["enabled"] <= TARGET_ADDED_NS
+        rows.append({"operation": k[0], "variant": k[1], "size": k[2], "threads": k[3],
+                     "regions": k[4], "p50_ns": med, "added_ns": added,
+                     "added_ns_floor_normalised": norm, "floor_p50_ns": fl,
+                     "target_added_ns": TARGET_ADDED_NS, "target_met": met})
+
+        def f(d, m):
+            return "%9.0f" % d[m] if m in d else "%9s" % "-"
+        print("%-16s %-22s %5s %3d | %s %s %s | %s %s %s | %s" % (
+            k[0], k[1][:22], size_name(k[2]), k[3], f(med, "none"), f(med, "disabled"),
+            f(med, "enabled"), f(added, "disabled"), f(added, "enabled"), f(norm, "enabled"),
+            "-" if met is None else ("ok" if met else "MISSED")))
+    return rows
+
+
+def burst_report(out):
+    results = []
+    for path in sorted(glob.glob(os.path.join(out, "burst", "*.json"))):
+        if path.endswith(".bench.json"):
+            continue
+        with open(path) as f:
+            results.append(json.load(f))
+    if not results:
+        return results
+    print()
+    print("Events lost in a burst (one process, back to back)")
+    hdr = "%-9s %-14s %10s %10s %10s %10s %8s %12s" % (
+        "channel", "sub-buffers", "emitted", "recorded", "disc.lttng", "disc.bt2", "lost %",
+        "events/s")
+    print(hdr)
+    print("-" * len(hdr))
+    for r in results:
+        b = r["bench"]["burst"]
+        emitted = b["events_emitted"]
+        lost = max(r["discarded_lttng"], r["discarded_babeltrace"], emitted - r["recorded"], 0)
+        r["lost"] = lost
+        r["lost_percent"] = 100.0 * lost / emitted if emitted else 0.0
+        r["accounted"] = r["recorded"] + max(r["discarded_lttng"], r["discarded_babeltrace"])
+        print("%-9s %-14s %10d %10d %10d %10d %8.2f %12.0f" % (
+            r["channel"], "%d x %d KiB" % (r["num_subbuf"], r["subbuf_size"] // 1024), emitted,
+            r["recorded"], r["discarded_lttng"], r["discarded_babeltrace"], r["lost_percent"],
+            b["events_per_second"]))
+    return results
+
+
+def main():
+    if len(sys.argv) != 2:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+    out = sys.argv[1]
+    runs = load_modes(out)
+    doc = {"modes": modes_report(runs) if runs else [], "burst": burst_report(out)}
+    with open(os.path.join(out, "tracing.json"), "w") as f:
+        json.dump(doc, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
