@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - environment problem, not a test result
 WORKLOAD = None
 WORKLOAD_STATIC = None
 PROVIDER = None
-TIMEOUT = 120
+TIMEOUT = 60  # seconds per command; a run takes about one
 
 MEM_COMMIT, MEM_RESERVE, MEM_DECOMMIT, MEM_RELEASE = 0x1000, 0x2000, 0x4000, 0x8000
 MEM_RESET, MEM_RESET_UNDO = 0x80000, 0x1000000
