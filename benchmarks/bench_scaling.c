@@ -47,13 +47,17 @@ static void pick(scale_ctx *s, size_t *out, size_t k)
     }
 }
 
-static int pick_addrs(bench_batch *b, bool hostmem_side, size_t offset)
+/* Addresses for one batch: distinct random regions, or (same) one random
+ * region for every operation. */
+static int pick_addrs(bench_batch *b, bool hostmem_side, size_t offset, bool same)
 {
     scale_ctx *s = sc(b);
     size_t *idx = malloc(b->n * sizeof *idx);
     if (!idx)
         return bench_fail("out of memory");
-    pick(s, idx, b->n);
+    pick(s, idx, same ? 1 : b->n);
+    for (size_t i = 1; same && i < b->n; i++)
+        idx[i] = idx[0];
     for (size_t i = 0; i < b->n; i++)
         b->addr[i] = hostmem_side ? (char *)s->regions[idx[i]] + offset
                                   : s->floor_base + idx[i] * REGION + offset;
@@ -62,7 +66,8 @@ static int pick_addrs(bench_batch *b, bool hostmem_side, size_t offset)
 }
 
 /* ---- query -------------------------------------------------------------------- */
-static int hm_query_setup(bench_batch *b) { return pick_addrs(b, true, 4096); }
+static int hm_query_setup(bench_batch *b) { return pick_addrs(b, true, 4096, false); }
+static int hm_query_same_setup(bench_batch *b) { return pick_addrs(b, true, 4096, true); }
 static int hm_query_op(bench_batch *b, size_t i)
 {
     MEMORY_BASIC_INFORMATION mbi;
@@ -71,13 +76,15 @@ static int hm_query_op(bench_batch *b, size_t i)
     bench_escape(&mbi);
     return bench_check_hr(hr, "hostmem_virtual_query");
 }
-static int fl_query_setup(bench_batch *b)
+static int fl_query_open(bench_batch *b, bool same)
 {
-    if (pick_addrs(b, false, 4096))
+    if (pick_addrs(b, false, 4096, same))
         return -1;
     b->fd = procmap_open();
     return b->fd < 0 ? bench_fail("open /proc/self/maps") : 0;
 }
+static int fl_query_setup(bench_batch *b) { return fl_query_open(b, false); }
+static int fl_query_same_setup(bench_batch *b) { return fl_query_open(b, true); }
 static int fl_query_op(bench_batch *b, size_t i)
 {
     struct procmap_query q;
@@ -93,7 +100,7 @@ static int fl_query_teardown(bench_batch *b)
 }
 
 /* ---- commit ------------------------------------------------------------------- */
-static int hm_commit_setup(bench_batch *b) { return pick_addrs(b, true, 0); }
+static int hm_commit_setup(bench_batch *b) { return pick_addrs(b, true, 0, false); }
 static int hm_commit_op(bench_batch *b, size_t i)
 {
     void *out;
@@ -111,7 +118,7 @@ static int hm_commit_teardown(bench_batch *b)
                              "hostmem_virtual_free(MEM_DECOMMIT)");
     return rc;
 }
-static int fl_commit_setup(bench_batch *b) { return pick_addrs(b, false, 0); }
+static int fl_commit_setup(bench_batch *b) { return pick_addrs(b, false, 0, false); }
 static int fl_commit_op(bench_batch *b, size_t i)
 {
     return bench_check_errno(floor_commit(b->addr[i], REGION), "mprotect(RW)");
@@ -128,22 +135,27 @@ static int fl_commit_teardown(bench_batch *b)
 static const bench_impl hm_query = {"hostmem", hm_query_setup, NULL, hm_query_op, NULL};
 static const bench_impl fl_query = {"ioctl(PROCMAP_QUERY)", fl_query_setup, NULL, fl_query_op,
                                     fl_query_teardown};
+static const bench_impl hm_query_same = {"hostmem", hm_query_same_setup, NULL, hm_query_op, NULL};
+static const bench_impl fl_query_same = {"ioctl(PROCMAP_QUERY)", fl_query_same_setup, NULL,
+                                         fl_query_op, fl_query_teardown};
 static const bench_impl hm_commit = {"hostmem", hm_commit_setup, NULL, hm_commit_op,
                                      hm_commit_teardown};
 static const bench_impl fl_commit = {"mprotect(RW)", fl_commit_setup, NULL, fl_commit_op,
                                      fl_commit_teardown};
 
-static const bench_row *last_row(const char *op)
+static const bench_row *last_row(const char *op, const char *variant)
 {
     for (size_t i = bench_row_count(); i-- > 0;) {
         const bench_row *r = bench_row_get(i);
-        if (r->primary && r->regions && strcmp(r->operation, op) == 0)
+        if (r->primary && r->regions && strcmp(r->operation, op) == 0 &&
+            strcmp(r->variant, variant) == 0)
             return r;
     }
     return NULL;
 }
 
-static int run_scale(bench_env *env, size_t n, double *query_p50, double *commit_p50)
+static int run_scale(bench_env *env, size_t n, double *query_p50, double *same_p50,
+                     double *commit_p50)
 {
     scale_ctx s = {.n = n, .rng = env->opt->seed ^ n};
     int rc = bench_check_hr(hostmem_create(NULL, &s.m), "hostmem_create");
@@ -189,16 +201,26 @@ static int run_scale(bench_env *env, size_t n, double *query_p50, double *commit
                     .batch = qbatch, .hostmem = &hm_query, .floors = {&fl_query}, .ctx = &s};
     if (n >= 100000)
         q.target = (bench_target){BENCH_TARGET_ABS_P50, 50.0};
+    /* The same region every time: the lookup's own cost with n regions live,
+     * its memory warm.  A random region: the same walk with the host's data
+     * structures as cold as a large host finds them. */
+    bench_case qs = q;
+    qs.variant = "same region";
+    qs.hostmem = &hm_query_same;
+    qs.floors[0] = &fl_query_same;
     if (procmap_available()) {
         rc |= bench_run_case(&local, &q);
-        const bench_row *r = last_row("query");
+        const bench_row *r = last_row("query", "random region");
         *query_p50 = r ? r->hostmem.p50 : 0;
+        rc |= bench_run_case(&local, &qs);
+        r = last_row("query", "same region");
+        *same_p50 = r ? r->hostmem.p50 : 0;
     }
     bench_case c = {.operation = "commit", .variant = "random region", .size = REGION,
                     .regions = n, .batch = cbatch, .hostmem = &hm_commit, .floors = {&fl_commit},
                     .ctx = &s, .target = {BENCH_TARGET_RATIO_P50, 1.05}};
     rc |= bench_run_case(&local, &c);
-    const bench_row *r = last_row("commit");
+    const bench_row *r = last_row("commit", "random region");
     *commit_p50 = r ? r->hostmem.p50 : 0;
 
     floor_release(s.floor_base, n * REGION);
@@ -227,11 +249,12 @@ int bench_family_scaling(bench_env *env)
 {
     size_t scales[3] = {10, 1000, env->opt->max_regions};
     size_t nscales = env->opt->max_regions > 1000 ? 3 : 2;
-    double qp[3] = {0}, cp[3] = {0};
+    double qp[3] = {0}, sp[3] = {0}, cp[3] = {0};
     int rc = 0;
     for (size_t k = 0; k < nscales; k++)
-        rc |= run_scale(env, scales[k], &qp[k], &cp[k]);
-    growth_metric("query", scales[0], qp[0], scales[nscales - 1], qp[nscales - 1]);
+        rc |= run_scale(env, scales[k], &qp[k], &sp[k], &cp[k]);
+    growth_metric("query (random region)", scales[0], qp[0], scales[nscales - 1], qp[nscales - 1]);
+    growth_metric("query (same region)", scales[0], sp[0], scales[nscales - 1], sp[nscales - 1]);
     growth_metric("commit", scales[0], cp[0], scales[nscales - 1], cp[nscales - 1]);
     return rc ? -1 : 0;
 }
