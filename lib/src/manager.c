@@ -150,11 +150,19 @@ static HRESULT lock(call *c, pthread_mutex_t *mu)
     return S_OK;
 }
 
+/* ThreadSanitizer does not model fences (and warns about them); every field a
+ * reader touches is atomic, so under it a compiler barrier is enough. */
+#ifdef __SANITIZE_THREAD__
+#define seq_fence(order) atomic_signal_fence(order)
+#else
+#define seq_fence(order) atomic_thread_fence(order)
+#endif
+
 static void seq_begin(hostmem__region *r)
 {
     tls_writing = 1;
     atomic_fetch_add_explicit(&r->seq, 1, RELAXED);
-    atomic_thread_fence(memory_order_release);
+    seq_fence(memory_order_release);
 }
 
 static void seq_end(hostmem__region *r)
@@ -366,6 +374,14 @@ static HRESULT reserve(call *c, uintptr_t addr, size_t size, DWORD protect, bool
     }
     hi_granule = round_up(base + rsize, HOSTMEM_GRANULE);
     if (arena) {
+        /* The arena may hold whole-span entries: the region needs nodes. */
+        if (hostmem__map_prepare(&m->map, base, hi_granule)) {
+            pthread_mutex_unlock(&r->lock);
+            region_recycle(m, r);
+            hostmem__policy_unreserve(m, rsize);
+            pthread_mutex_unlock(&m->state_lock);
+            return fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
+        }
         hostmem__arena_mark(arena, base, hi_granule, true);
     } else {
         /* Our own mapping: the syscall runs without the state lock. */
@@ -946,7 +962,7 @@ static query_result query_ours(hostmem_manager *m, uintptr_t addr, MEMORY_BASIC_
     }
     /* Same even sequence: r was neither changed nor released and reused
      * meanwhile, so it still holds addr and the map still points at it. */
-    atomic_thread_fence(memory_order_acquire);
+    seq_fence(memory_order_acquire);
     if (!trust && atomic_load_explicit(&r->seq, RELAXED) != s0)
         return Q_RETRY;
     return res;
