@@ -224,7 +224,8 @@ class Leak:
 class Stats:
     """Everything counted over a set of events; one per process, plus "all"."""
 
-    def __init__(self):
+    def __init__(self, keep_samples=True):
+        self.keep_samples = keep_samples
         self.events = 0
         self.first_ts = None
         self.last_ts = None
@@ -259,19 +260,18 @@ class Stats:
         self.managers = 0
 
     def touch(self, ts):
-        if self.first_ts is None or ts < self.first_ts:
+        # Events arrive in time order (the reader's muxer sees to it).
+        if self.first_ts is None:
             self.first_ts = ts
-        if self.last_ts is None or ts > self.last_ts:
-            self.last_ts = ts
+        self.last_ts = ts
 
     def move(self, ts, d_reserved, d_committed):
-        if not d_reserved and not d_committed:
-            return
         self.reserved += d_reserved
         self.committed += d_committed
-        self.t_ts.append(ts)
-        self.t_reserved.append(self.reserved)
-        self.t_committed.append(self.committed)
+        if self.keep_samples:
+            self.t_ts.append(ts)
+            self.t_reserved.append(self.reserved)
+            self.t_committed.append(self.committed)
         if self.reserved > self.peak_reserved:
             self.peak_reserved = self.reserved
             self.peak_reserved_ts = ts
@@ -315,7 +315,9 @@ class Model:
     def __init__(self, temporary_ns=DEFAULT_TEMPORARY_NS):
         self.temporary_ns = temporary_ns
         self.processes = {}
-        self.all = Stats()
+        self.all = Stats(keep_samples=False)  # plots draw processes, not the sum
+        self._last_key = None
+        self._last_proc = None
         self.discarded_events = 0
         self.discarded_packets = 0
         self.other_events = 0
@@ -324,12 +326,15 @@ class Model:
     # -- dispatch ---------------------------------------------------------
     def process(self, ev):
         key = (ev.get("host"), ev.get("pid"))
+        if key == self._last_key and ev.get("procname"):
+            return self._last_proc
         p = self.processes.get(key)
         if p is None:
             p = Process(key[0], key[1], ev.get("procname"))
             self.processes[key] = p
         elif ev.get("procname") and (not p.procname or ev["name"] == "lttng_ust_statedump:procname"):
             p.procname = ev["procname"]
+        self._last_key, self._last_proc = key, p
         return p
 
     def feed(self, ev):

@@ -17,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator, MultipleLocator  # noqa: E402
 
 from . import summary as summary_mod  # noqa: E402
 
@@ -30,9 +30,31 @@ RESERVED_COLOUR = "#4c72b0"
 COMMITTED_COLOUR = "#dd8452"
 
 
-def _bytes_axis(ax, axis="y"):
-    fmt = FuncFormatter(lambda v, _: summary_mod.human_bytes(v) if v >= 0 else "")
-    (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(fmt)
+def _bytes_label(v):
+    for unit, div in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if abs(v) >= div:
+            q = v / div
+            return ("%d %s" % (q, unit)) if q == int(q) else ("%.1f %s" % (q, unit))
+    return "%d B" % v
+
+
+def _bytes_axis(ax, axis="y", top=None):
+    """Byte ticks on powers of two (1, 2, 4 MiB ... steps), labelled as such."""
+    a = ax.yaxis if axis == "y" else ax.xaxis
+    if top:
+        step = 1
+        while top / step > 8:
+            step *= 2
+        a.set_major_locator(MultipleLocator(step))
+    a.set_major_formatter(FuncFormatter(lambda v, _: _bytes_label(v) if v >= 0 else ""))
+
+
+def _time_unit(span_ns):
+    if span_ns < 2e6:
+        return 1e3, "us"
+    if span_ns < 2e9:
+        return 1e6, "ms"
+    return 1e9, "s"
 
 
 def _envelope(ts, values, t0, n_bins):
@@ -83,52 +105,52 @@ def plot_memory(model, s, path):
     procs = [p for p in model.sorted_processes() if p.events][:MAX_PANELS]
     t0 = s["time_span"]["start_ns"] or 0
     n = max(1, len(procs))
-    fig, axes = plt.subplots(n, 1, figsize=(11, 3.2 * n + 0.8), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(n, 1, figsize=(12, 3.4 * n + 0.6), squeeze=False)
     for ax, p in zip(axes[:, 0], procs):
-        end = p.last_ts or t0
+        start, end = p.first_ts or t0, p.last_ts or t0
+        div, unit = _time_unit(max(1, end - start))
+        tx = lambda t: (t - t0) / div  # noqa: E731
         for a, b, st in _state_spans(p, end):
-            ax.axvspan((a - t0) / 1e9, (b - t0) / 1e9, color=STATE_COLOURS[st], lw=0, zorder=0)
+            ax.axvspan(tx(a), tx(b), color=STATE_COLOURS[st], lw=0, zorder=0)
         ts = list(p.t_ts)
+        top = max(p.peak_reserved, p.peak_committed, 1)
         if ts:
-            # Start from zero at the process's first event, end at its last.
-            ts_r = [p.first_ts] + ts + [end]
-            xs, ys = _envelope(ts_r, [0] + list(p.t_reserved) + [p.t_reserved[-1]], t0, MAX_POINTS)
-            ax.step(xs, ys, where="post", color=RESERVED_COLOUR, lw=1.4, label="reserved")
-            ax.fill_between(xs, ys, step="post", color=RESERVED_COLOUR, alpha=0.08)
-            xs, ys = _envelope(ts_r, [0] + list(p.t_committed) + [p.t_committed[-1]], t0, MAX_POINTS)
-            ax.step(xs, ys, where="post", color=COMMITTED_COLOUR, lw=1.4, label="committed")
-            ax.fill_between(xs, ys, step="post", color=COMMITTED_COLOUR, alpha=0.15)
+            # From zero at the process's first event to its last.
+            ts_r = [start] + ts + [end]
+            for series, colour, label, alpha in ((p.t_reserved, RESERVED_COLOUR, "reserved", 0.08),
+                                                 (p.t_committed, COMMITTED_COLOUR, "committed", 0.18)):
+                xs, ys = _envelope(ts_r, [0] + list(series) + [series[-1]], t0, MAX_POINTS)
+                xs = [x * 1e9 / div for x in xs]
+                ax.step(xs, ys, where="post", color=colour, lw=1.5, label=label)
+                ax.fill_between(xs, ys, step="post", color=colour, alpha=alpha)
         if p.peak_committed_ts is not None:
-            ax.plot([(p.peak_committed_ts - t0) / 1e9], [p.peak_committed], marker="v",
-                    color=COMMITTED_COLOUR, ms=8, ls="none")
-            ax.annotate("peak %s" % summary_mod.human_bytes(p.peak_committed),
-                        ((p.peak_committed_ts - t0) / 1e9, p.peak_committed),
-                        textcoords="offset points", xytext=(6, 6), fontsize=8,
-                        color=COMMITTED_COLOUR)
+            ax.plot([tx(p.peak_committed_ts)], [p.peak_committed], marker="v",
+                    color=COMMITTED_COLOUR, ms=8, ls="none",
+                    label="peak committed %s" % _bytes_label(p.peak_committed))
         limits = sorted({m.commit_limit for m in p.managers_by_addr.values() if m.commit_limit})
         for lim in limits:
-            ax.axhline(lim, color="#c44e52", ls="--", lw=1)
-            ax.annotate("commit limit %s" % summary_mod.human_bytes(lim), (0, lim),
-                        xycoords=("axes fraction", "data"), textcoords="offset points",
-                        xytext=(4, -11), fontsize=8, color="#c44e52")
+            ax.axhline(lim, color="#c44e52", ls="--", lw=1,
+                       label="commit limit %s" % _bytes_label(lim))
+            top = max(top, lim)
         if p.failure_marks:
-            fx = [(t - t0) / 1e9 for t, _, _ in p.failure_marks]
-            ax.plot(fx, [0] * len(fx), marker="x", color="#c00000", ls="none", ms=7,
-                    clip_on=False, zorder=5,
-                    label="failed call (%d)" % len(fx))
-        ax.set_title("%s: peak reserved %s, peak committed %s, %d leaked regions"
-                     % (p.label(), summary_mod.human_bytes(p.peak_reserved),
-                        summary_mod.human_bytes(p.peak_committed), len(p.leaks)),
-                     fontsize=10, loc="left")
-        _bytes_axis(ax)
-        ax.set_ylim(bottom=0)
+            fx = [tx(t) for t, _, _ in p.failure_marks]
+            ax.plot(fx, [0] * len(fx), marker="x", color="#c00000", ls="none", ms=8,
+                    mew=2, clip_on=False, zorder=5, label="failed call (%d)" % len(fx))
+        ax.set_title("%s: peak reserved %s, peak committed %s, %d regions left at the end"
+                     % (p.label(), _bytes_label(p.peak_reserved), _bytes_label(p.peak_committed),
+                        len(p.leaks)), fontsize=10, loc="left")
+        _bytes_axis(ax, top=top * 1.1)
+        ax.set_ylim(0, top * 1.1)
+        pad = max(1, end - start) * 0.02
+        ax.set_xlim(tx(start - pad), tx(end + pad))
         ax.grid(True, axis="y", alpha=0.3)
-        handles, labels = ax.get_legend_handles_labels()
+        ax.set_xlabel("%s since %s" % (unit, summary_mod.wall(t0)), fontsize=9)
+        handles, _ = ax.get_legend_handles_labels()
         present = {st for _, _, st in _state_spans(p, end)}
         handles += [Patch(color=STATE_COLOURS[x], label="memory %s" % x)
                     for x in ("high", "neutral", "low") if x in present]
-        ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.9)
-    axes[-1, 0].set_xlabel("seconds since %s" % summary_mod.wall(t0))
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+                  frameon=False)
     if len(model.processes) > MAX_PANELS:
         fig.suptitle("first %d of %d processes" % (MAX_PANELS, len(model.processes)))
     fig.tight_layout()
@@ -152,9 +174,14 @@ def plot_latency(model, s, path):
         lo_e, hi_e = math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + (1 if hi == lo else 0)
         nb = max(10, 10 * (hi_e - lo_e))
         bins = [10 ** (lo_e + (hi_e - lo_e) * i / nb) for i in range(nb + 1)]
-        ax.hist(lat, bins=bins, color=LEVEL_COLOURS["task"], alpha=0.85)
+        counts, _, _ = ax.hist(lat, bins=bins, color=LEVEL_COLOURS["task"], alpha=0.85)
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        if max(counts) > 50:
+            # Log counts only when the tail would vanish on a linear scale.
+            ax.set_yscale("log")
+            ax.set_ylim(bottom=0.7)
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: "%d" % v if v >= 1 else ""))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True)) if max(counts) <= 50 else None
         lj = s["ops"].get(op, {}).get("latency_ns", {})
         for name, style in (("p50", "-"), ("p99", "--"), ("max", ":")):
             if lj.get(name):
@@ -193,6 +220,8 @@ def plot_failures(s, path):
     for y, total in enumerate(left):
         ax.annotate(str(total), (total, y), textcoords="offset points", xytext=(4, -3), fontsize=8)
     ax.set_xlabel("failed calls")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlim(0, max(left) * 1.1)
     ax.set_title("Failures by operation, HRESULT and reason (%d in all)" % s["failures"]["total"],
                  fontsize=11, loc="left")
     ax.legend(fontsize=8, loc="lower right")
@@ -218,8 +247,9 @@ def plot_leaks(s, path):
         ax.annotate("%s in %d region%s" % (summary_mod.human_bytes(e["reserved_bytes"]), e["regions"],
                                            "" if e["regions"] == 1 else "s"),
                     (e["reserved_bytes"], y), textcoords="offset points", xytext=(4, -3), fontsize=8)
-    _bytes_axis(ax, "x")
-    ax.set_xlim(right=max(e["reserved_bytes"] for e in sites) * 1.3)
+    top = max(e["reserved_bytes"] for e in sites) * 1.3
+    _bytes_axis(ax, "x", top=top)
+    ax.set_xlim(0, top)
     ax.set_title("Leaks: %d regions, %s reserved, %s committed at the end, by call site"
                  % (s["leaks"]["regions"], summary_mod.human_bytes(s["leaks"]["reserved_bytes"]),
                     summary_mod.human_bytes(s["leaks"]["committed_bytes"])),

@@ -4,11 +4,14 @@
  * what hostmem-analyze reads from the trace against it.
  *
  *   scripted_host run EXPECT.json      the whole sequence, exits leaking
- *   scripted_host midrun EXPECT.json   reserves, prints "ready", waits for a
- *                                      line on stdin (a session starts in
- *                                      between), then works on and exits
+ *   scripted_host midrun EXPECT.json   reserves first, then waits as below
+ *                                      (a session starts in between), then
+ *                                      works on and exits
  *   scripted_host churn N              N reserve/commit/decommit/release
  *                                      rounds (a big trace for speed runs)
+ *
+ * Every mode prints "ready" and waits for a line on stdin before the part
+ * that is to be recorded.
  *
  * Every size is a multiple of the page and of 64 KiB, so the host knows the
  * rounded sizes the trace reports.  Leaks come from two functions of their
@@ -37,6 +40,7 @@ static struct {
 } x;
 
 static hostmem_manager *mgr;
+static int wait_for_go(void);
 
 static void die(const char *what, HRESULT hr)
 {
@@ -303,10 +307,7 @@ static int midrun(const char *expect)
                                          eTaskCritical, &p)))
             die("commit", E_FAIL);
     }
-    printf("ready\n");
-    fflush(stdout);
-    char line[64];
-    if (!fgets(line, sizeof line, stdin))
+    if (!wait_for_go())
         return 1;
     /* The session now records: these calls see the statedump first. */
     memset(&x, 0, sizeof x);
@@ -334,14 +335,25 @@ static int churn(long rounds)
     return 0;
 }
 
+/* The recorder tracks this process only (other programs of the machine may
+ * use hostmem too): it learns the pid from "ready" and answers when the
+ * session records. */
+static int wait_for_go(void)
+{
+    char line[64];
+    printf("ready\n");
+    fflush(stdout);
+    return fgets(line, sizeof line, stdin) != NULL;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "run") == 0)
-        return run(argv[2]);
+        return wait_for_go() ? run(argv[2]) : 1;
     if (argc == 3 && strcmp(argv[1], "midrun") == 0)
         return midrun(argv[2]);
     if (argc == 3 && strcmp(argv[1], "churn") == 0)
-        return churn(atol(argv[2]));
+        return wait_for_go() ? churn(atol(argv[2])) : 1;
     fprintf(stderr, "usage: scripted_host run|midrun EXPECT.json | churn ROUNDS\n");
     return 2;
 }

@@ -1,0 +1,268 @@
+#!/usr/bin/python3
+"""End-to-end: record the scripted host in real LTTng sessions and check what
+hostmem-analyze reports against what the host says it did (expect.json).
+
+Needs lttng-tools (a session daemon is started when none runs), the build's
+libhostmem.so with libhostmem-lttng.so next to it, and
+HOSTMEM_SCRIPTED_HOST=path/to/hostmem_scripted_host.  Exits 77 (skipped)
+when LTTng is not usable here.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ANALYSIS = os.path.dirname(HERE)
+sys.path.insert(0, ANALYSIS)
+TOOL = os.path.join(ANALYSIS, "hostmem-analyze")
+HOST = os.environ.get("HOSTMEM_SCRIPTED_HOST")
+HOST_TIMEOUT = int(os.environ.get("HOSTMEM_E2E_HOST_TIMEOUT", "60"))  # a healthy run takes ms
+
+
+def lttng(*args, check=True):
+    r = subprocess.run(["lttng", "--no-sessiond"] + list(args), capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise AssertionError("lttng %s: %s" % (" ".join(args), r.stderr.strip() or r.stdout))
+    return r
+
+
+def lttng_usable():
+    if shutil.which("lttng") is None or shutil.which("lttng-sessiond") is None:
+        return False
+    if lttng("list", check=False).returncode != 0:
+        subprocess.run(["lttng-sessiond", "--daemonize"], capture_output=True)
+    return lttng("list", check=False).returncode == 0
+
+
+class Session:
+    """One uniquely named session writing under `out`, recording only the
+    processes `pids` (the machine may run other programs that use hostmem),
+    destroyed on exit."""
+
+    def __init__(self, out, pids, events=("hostmem:*", "lttng_ust_statedump:*")):
+        self.name = "hostmem-analysis-%d-%s" % (os.getpid(), os.path.basename(out))
+        self.out = out
+        self.pids = pids
+        self.events = events
+
+    def __enter__(self):
+        lttng("create", self.name, "--output=" + self.out)
+        try:
+            lttng("enable-channel", "-u", "ch", "-s", self.name, "--subbuf-size=4M",
+                  "--num-subbuf=8")
+            for ev in self.events:
+                lttng("enable-event", "-u", ev, "-s", self.name, "-c", "ch")
+            lttng("add-context", "-u", "-s", self.name, "-c", "ch", "-t", "vpid", "-t", "vtid",
+                  "-t", "procname")
+            lttng("untrack", "-u", "-s", self.name, "--vpid", "--all")
+            for pid in self.pids:
+                lttng("track", "-u", "-s", self.name, "--vpid=%d" % pid)
+            lttng("start", self.name)
+        except BaseException:
+            lttng("destroy", self.name, check=False)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        lttng("stop", self.name, check=False)
+        lttng("destroy", self.name, check=False)
+
+
+class Host:
+    """The scripted host, started and waiting for the session ("ready")."""
+
+    def __init__(self, *args):
+        self.args = args
+        self.p = subprocess.Popen([HOST] + list(args), stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.pid = self.p.pid
+        line = self.p.stdout.readline().strip()
+        if line != "ready":
+            self.kill()
+            raise AssertionError("scripted_host %s: %r" % (" ".join(args), line))
+
+    def go(self):
+        self.p.stdin.write("go\n")
+        self.p.stdin.flush()
+
+    def wait(self):
+        try:
+            _, err = self.p.communicate(timeout=HOST_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError("scripted_host %s hung for %d s (a library bug: it never "
+                                 "should)" % (" ".join(self.args), HOST_TIMEOUT))
+        if self.p.returncode != 0:
+            raise AssertionError("scripted_host %s failed: %s" % (" ".join(self.args), err))
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+        self.p.communicate()
+
+
+def record(trace, *hosts_args, events=("hostmem:*", "lttng_ust_statedump:*")):
+    """Run hosts (each an argument tuple) while a session records only them."""
+    hosts = []
+    try:
+        for args in hosts_args:
+            hosts.append(Host(*args))
+        with Session(trace, [h.pid for h in hosts], events):
+            for h in hosts:
+                h.go()
+            for h in hosts:
+                h.wait()
+    finally:
+        for h in hosts:
+            h.kill()
+    return [h.pid for h in hosts]
+
+
+def analyze(*args):
+    r = subprocess.run([sys.executable, TOOL] + list(args), capture_output=True, text=True,
+                       timeout=300)
+    return r
+
+
+def summary_json(trace):
+    r = analyze("summary", "--json", trace)
+    if r.returncode != 0:
+        raise AssertionError("hostmem-analyze failed: %s" % r.stderr)
+    return json.loads(r.stdout)
+
+
+class EndToEnd(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="hostmem-analysis-e2e.")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def check_against(self, got, exp):
+        for op, e in exp["ops"].items():
+            g = got["ops"][op]
+            self.assertEqual((g["count"], g["failed"], g["bytes"]),
+                             (e["count"], e["failed"], e["bytes"]), op)
+            if e["count"]:
+                self.assertGreater(g["latency_ns"]["max"], 0, op)
+        for hr, n in exp["failures"]["by_hresult"].items():
+            self.assertEqual(got["failures"]["by_hresult"].get(hr, 0), n, hr)
+        for lv, n in exp["failures"]["by_level"].items():
+            self.assertEqual(got["failures"]["by_level"].get(lv, 0), n, lv)
+        for d, n in exp["critical_decisions"].items():
+            self.assertEqual(got["critical_decisions"][d], n, d)
+        for k in ("peak_committed_bytes", "peak_reserved_bytes", "end_committed_bytes",
+                  "end_reserved_bytes"):
+            self.assertEqual(got[k], exp[k], k)
+        for k in ("regions", "reserved_bytes", "committed_bytes"):
+            self.assertEqual(got["leaks"][k], exp["leaks"][k], "leaks." + k)
+
+    def test_scripted_host(self):
+        trace = os.path.join(self.tmp, "run")
+        expect = os.path.join(self.tmp, "run.json")
+        (pid,) = record(trace, ("run", expect))
+        with open(expect) as f:
+            exp = json.load(f)
+        got = summary_json(trace)
+        self.assertEqual(got["processes"][0]["pid"], pid)
+        self.assertEqual((got["discarded_events"], got["seq_gaps"]), (0, 0))
+        self.assertEqual(len(got["processes"]), 1)
+        self.assertEqual(got["processes"][0]["procname"], "hostmem_scripte")
+        self.check_against(got, exp)
+        self.check_against(got["processes"][0], exp)
+        # Leak call sites resolved through the statedump and addr2line.
+        sites = {e["site"].split(" ")[0]: e["regions"] for e in got["leaks"]["by_caller"]}
+        for fn, n in exp["leak_sites"].items():
+            self.assertEqual(sites.get(fn), n, "%s in %s" % (fn, sites))
+        self.assertTrue(any("scripted_host.c:" in e["site"] for e in got["leaks"]["by_caller"]))
+        # The text summary and the report from the same trace.
+        r = analyze("summary", trace)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(r.stdout.splitlines()[2].startswith("Trust: complete"))
+        self.assertIn("leak_site_b", r.stdout)
+        out = os.path.join(self.tmp, "report")
+        r = analyze("report", "-q", trace, "-o", out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for png in ("memory.png", "latency.png", "failures.png", "leaks.png", "sizes.png"):
+            with open(os.path.join(out, png), "rb") as f:
+                self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n", png)
+        with open(os.path.join(out, "index.html")) as f:
+            page = f.read()
+        self.assertIn('src="memory.png"', page)
+        self.assertIn("leak_site_a", page)
+
+    def test_two_processes_kept_apart(self):
+        trace = os.path.join(self.tmp, "two")
+        exps = [os.path.join(self.tmp, "two-%d.json" % i) for i in range(2)]
+        pids = record(trace, ("run", exps[0]), ("run", exps[1]))
+        exp = []
+        for path in exps:
+            with open(path) as f:
+                exp.append(json.load(f))
+        got = summary_json(trace)
+        self.assertEqual(sorted(p["pid"] for p in got["processes"]), sorted(pids))
+        by_pid = {p["pid"]: p for p in got["processes"]}
+        for pid, e in zip(pids, exp):
+            self.check_against(by_pid[pid], e)
+        self.assertEqual(got["ops"]["reserve"]["count"],
+                         sum(e["ops"]["reserve"]["count"] for e in exp))
+        self.assertEqual(got["leaks"]["regions"], sum(e["leaks"]["regions"] for e in exp))
+
+    def test_session_attached_mid_run_finds_leaks_through_region_state(self):
+        trace = os.path.join(self.tmp, "mid")
+        expect = os.path.join(self.tmp, "mid.json")
+        record(trace, ("midrun", expect))
+        with open(expect) as f:
+            exp = json.load(f)
+        got = summary_json(trace)
+        for k in ("regions", "reserved_bytes", "committed_bytes"):
+            self.assertEqual(got["leaks"][k], exp["leaks"][k], "leaks." + k)
+        self.assertEqual(got["leaks"]["from_statedump"], 3)
+        self.assertEqual(got["untracked_ops"], 0)
+        self.assertEqual(got["end_reserved_bytes"], exp["end_reserved_bytes"])
+
+    def test_bad_input_one_line_errors(self):
+        empty = os.path.join(self.tmp, "not-a-trace")
+        os.makedirs(empty, exist_ok=True)
+        with open(os.path.join(empty, "notes.txt"), "w") as f:
+            f.write("hello\n")
+        # A trace without hostmem events: only the statedump of a program
+        # that does not use hostmem.
+        other = os.path.join(self.tmp, "other")
+        record(other, ("churn", "1"), events=("lttng_ust_statedump:*",))
+        # A truncated trace: a data stream cut in the middle of a packet.
+        cut = os.path.join(self.tmp, "cut")
+        record(cut, ("churn", "2000"))
+        streams = [os.path.join(r, f) for r, _, fs in os.walk(cut) for f in fs
+                   if f.startswith("ch_") and os.path.getsize(os.path.join(r, f)) > 4096]
+        self.assertTrue(streams)
+        for s in streams:
+            with open(s, "r+b") as f:
+                f.truncate(os.path.getsize(s) - 1001)
+        for path, words in ((empty, "not an LTTng trace"),
+                            (os.path.join(self.tmp, "missing"), "no such file"),
+                            (other, "no hostmem events"),
+                            (cut, "trace")):
+            r = analyze("summary", path)
+            self.assertNotEqual(r.returncode, 0, path)
+            lines = r.stderr.strip().splitlines()
+            self.assertEqual(len(lines), 1, r.stderr)
+            self.assertIn(words, lines[0])
+            self.assertTrue(lines[0].startswith("hostmem-analyze: "), lines[0])
+
+
+if __name__ == "__main__":
+    if not HOST or not os.path.exists(HOST):
+        sys.stderr.write("HOSTMEM_SCRIPTED_HOST is not set to the scripted host\n")
+        sys.exit(2)
+    if not lttng_usable():
+        sys.stderr.write("LTTng unavailable (lttng-tools missing or no session daemon)\n")
+        sys.exit(77)
+    unittest.main()

@@ -1,0 +1,35 @@
+"""`cmake --install` puts hostmem-analyze in bin, and it runs from there."""
+
+import json
+import os
+import subprocess
+import tempfile
+import unittest
+
+BUILD = os.environ.get("HOSTMEM_BUILD_DIR")
+
+
+@unittest.skipUnless(BUILD, "HOSTMEM_BUILD_DIR not set")
+class InstallTest(unittest.TestCase):
+    def test_installed_tools_run(self):
+        with tempfile.TemporaryDirectory() as prefix:
+            r = subprocess.run(["cmake", "--install", BUILD, "--prefix", prefix],
+                               capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            tool = os.path.join(prefix, "bin", "hostmem-analyze")
+            self.assertTrue(os.access(tool, os.X_OK))
+            self.assertTrue(os.access(os.path.join(prefix, "bin", "hostmem-profile"), os.X_OK))
+            doc = os.path.join(prefix, "s.json")
+            with open(doc, "w") as f:
+                json.dump({"events": 3, "ops": {"reserve": {"count": 3}}, "processes": []}, f)
+            r = subprocess.run([tool, "diff", doc, doc], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("ops.reserve.count", r.stdout)
+            self.assertIn("0 regressions", r.stdout)
+            r = subprocess.run([tool, "summary", prefix], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("not an LTTng trace", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
