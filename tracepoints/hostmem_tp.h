@@ -161,7 +161,7 @@ LTTNG_UST_TRACEPOINT_EVENT(hostmem, failure,
         lttng_ust_field_integer_hex(uint64_t, address, address)
         lttng_ust_field_integer(uint64_t, size, size)
         lttng_ust_field_enum(hostmem, level, int32_t, level, level)))
-LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, failure, LTTNG_UST_TRACEPOINT_LOGLEVEL_WARNING)
+LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, failure, LTTNG_UST_TRACEPOINT_LOGLEVEL_ERR)
 
 /* ---- critical-level decision (T3) -------------------------------------- */
 LTTNG_UST_TRACEPOINT_EVENT(hostmem, critical_decision,
@@ -180,7 +180,7 @@ LTTNG_UST_TRACEPOINT_EVENT(hostmem, critical_decision,
         lttng_ust_field_integer(uint64_t, limit, limit)
         lttng_ust_field_enum(hostmem, decision, uint8_t, decision, decision)
         lttng_ust_field_integer(uint64_t, waited_ns, waited_ns)))
-LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, critical_decision, LTTNG_UST_TRACEPOINT_LOGLEVEL_INFO)
+LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, critical_decision, LTTNG_UST_TRACEPOINT_LOGLEVEL_WARNING)
 
 /* ---- memory state (T4) -------------------------------------------------- */
 LTTNG_UST_TRACEPOINT_EVENT(hostmem, memory_state,
@@ -193,7 +193,7 @@ LTTNG_UST_TRACEPOINT_EVENT(hostmem, memory_state,
         lttng_ust_field_enum(hostmem, memory_state, int32_t, state, state)
         lttng_ust_field_integer(uint64_t, committed_bytes, committed_bytes)
         lttng_ust_field_integer(uint64_t, limit, limit)))
-LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, memory_state, LTTNG_UST_TRACEPOINT_LOGLEVEL_NOTICE)
+LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, memory_state, LTTNG_UST_TRACEPOINT_LOGLEVEL_WARNING)
 
 /* ---- external address space (T4) ---------------------------------------- */
 LTTNG_UST_TRACEPOINT_EVENT(hostmem, address_space,

@@ -6,8 +6,9 @@
  * neither liblttng-ust nor the probes at link time.  At load, a constructor
  * loads the probes module libhostmem-lttng.so (which pulls in liblttng-ust);
  * when that fails -- lttng-ust not installed -- every tracepoint stays
- * disabled and the host runs untraced.  HOSTMEM_LTTNG_PROVIDER overrides the
- * search: a path to load instead, or "none" to load nothing.
+ * disabled and the host runs untraced.  HOSTMEM_LTTNG=0 loads nothing;
+ * HOSTMEM_LTTNG_PROVIDER overrides the search: a path to load instead, or
+ * "none" to load nothing.
  *
  * Cost: with no session each facade call is one load and one branch on the
  * tracepoint's state (lttng_ust_tracepoint_enabled); a sequence number, the
@@ -61,6 +62,9 @@ __attribute__((constructor)) static void trace_load_provider(void)
     (void)pthread_atfork(trace_dump_atfork_prepare, trace_dump_atfork_release,
                          trace_dump_atfork_release);
 
+    const char *off = getenv("HOSTMEM_LTTNG");
+    if (off != NULL && strcmp(off, "0") == 0)
+        return; /* told not to trace */
     const char *env = getenv("HOSTMEM_LTTNG_PROVIDER");
     if (env != NULL && (strcmp(env, "none") == 0 || strcmp(env, "0") == 0))
         return;

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <hostmem/hostmem.h>
@@ -242,6 +243,34 @@ static void threads(void)
     emit("destroy", NULL, 0, S_OK, NULL);
 }
 
+/* A host that forks: the child keeps using the manager it inherited.  Its
+ * events reach a session only when liblttng-ust-fork.so is preloaded (lttng-ust
+ * must re-register the new process with the session daemon). */
+static void forked(void)
+{
+    hostmem_manager *m;
+    CHECK(hostmem_create(NULL, &m) == S_OK);
+    emit_header("fork", m);
+    void *p;
+    CHECK(hostmem_virtual_alloc(m, NULL, 65536, MEM_RESERVE, PAGE_READWRITE, eTaskCritical, &p) == S_OK);
+    fflush(stdout);
+    pid_t child = fork();
+    CHECK(child >= 0);
+    if (child == 0) {
+        void *q;
+        CHECK(hostmem_virtual_alloc(m, p, 4096, MEM_COMMIT, PAGE_READWRITE, eTaskCritical, &q) == S_OK);
+        ((char *)q)[0] = 1;
+        CHECK(hostmem_virtual_free(m, p, 0, MEM_RELEASE) == S_OK);
+        printf("{\"child\": %d}\n", (int)getpid());
+        fflush(stdout);
+        _exit(0);
+    }
+    int status;
+    CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(hostmem_virtual_free(m, p, 0, MEM_RELEASE) == S_OK);
+    hostmem_destroy(m);
+}
+
 int main(int argc, char **argv)
 {
     page = (size_t)sysconf(_SC_PAGESIZE);
@@ -255,8 +284,10 @@ int main(int argc, char **argv)
         statedump();
     else if (strcmp(s, "threads") == 0)
         threads();
+    else if (strcmp(s, "fork") == 0)
+        forked();
     else {
-        fprintf(stderr, "usage: %s basic|limits|statedump|threads\n", argv[0]);
+        fprintf(stderr, "usage: %s basic|limits|statedump|threads|fork\n", argv[0]);
         return 2;
     }
     return 0;
