@@ -177,7 +177,7 @@ if [[ $do_burst -eq 1 ]]; then
         discarded_lttng=$(session_discarded "$name")
         session_destroy "$name"
         recorded=$(babeltrace2 "$out/traces/$name" 2>"$out/burst/$channel.bt.err" |
-            grep -c '] hostmem:' || true)
+            grep -c ' hostmem:[a-z_]*: ' || true)
         discarded_bt=$({ grep -o 'discarded [0-9]* events' "$out/burst/$channel.bt.err" || true; } |
             awk '{ n += $2 } END { print n + 0 }')
         if [[ $channel == profiler ]]; then sub=4194304 n=8; else sub=524288 n=4; fi
