@@ -228,6 +228,27 @@ class EndToEnd(unittest.TestCase):
         self.assertEqual(got["untracked_ops"], 0)
         self.assertEqual(got["end_reserved_bytes"], exp["end_reserved_bytes"])
 
+    def test_profile_records_the_command_and_passes_its_status(self):
+        profile = os.path.join(ANALYSIS, "hostmem-profile")
+        out = os.path.join(self.tmp, "profile")
+        r = subprocess.run([sys.executable, profile, "-o", out, "--", HOST, "churn", "100"],
+                           input="go\n", capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, "ready\n")  # stdout stays the command's
+        self.assertIn("Trust: complete", r.stderr)
+        self.assertTrue(os.path.exists(os.path.join(out, "report", "index.html")))
+        with open(os.path.join(out, "report", "summary.json")) as f:
+            s = json.load(f)
+        self.assertEqual(len(s["processes"]), 1)
+        self.assertEqual(s["ops"]["reserve"]["count"], 100)
+        self.assertEqual(s["ops"]["release"]["count"], 100)
+        self.assertEqual(s["leaks"]["regions"], 0)
+        r = subprocess.run([sys.executable, profile, "-o", os.path.join(self.tmp, "p3"), "--",
+                            "/bin/sh", "-c", "exit 3"], capture_output=True, text=True,
+                           timeout=300)
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn("recorded no events", r.stderr)
+
     def test_bad_input_one_line_errors(self):
         empty = os.path.join(self.tmp, "not-a-trace")
         os.makedirs(empty, exist_ok=True)
