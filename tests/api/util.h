@@ -177,7 +177,10 @@ static HM_UNUSED void snap_eq(const snap *a, const snap *b)
 {
     cr_assert_eq(a->n, b->n, "query walk: %zu runs before, %zu after", a->n, b->n);
     for (size_t i = 0; i < a->n; i++)
-        cr_assert(memcmp(&a->v[i], &b->v[i], sizeof a->v[i]) == 0,
+        cr_assert(a->v[i].BaseAddress == b->v[i].BaseAddress && a->v[i].AllocationBase == b->v[i].AllocationBase &&
+                      a->v[i].AllocationProtect == b->v[i].AllocationProtect &&
+                      a->v[i].RegionSize == b->v[i].RegionSize && a->v[i].State == b->v[i].State &&
+                      a->v[i].Protect == b->v[i].Protect && a->v[i].Type == b->v[i].Type,
                   "run %zu differs: base %p size 0x%zx state 0x%x prot 0x%x -> base %p size 0x%zx "
                   "state 0x%x prot 0x%x",
                   i, a->v[i].BaseAddress, (size_t)a->v[i].RegionSize, (unsigned)a->v[i].State,
