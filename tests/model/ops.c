@@ -35,6 +35,30 @@
 #define LOG_LINES 48
 #define MAX_NOTES 8
 
+/* ---- reported deviations to tolerate while looking for others --------------- */
+
+/* HOSTMEM_MODEL_TOLERATE=peak,reset_out,low_address,foreign_run relaxes the check of a
+ * deviation already reported, so that a run can look past it.  Unset (the
+ * default, and in CTest) every check is strict. */
+enum { TOL_PEAK = 1, TOL_RESET_OUT = 2, TOL_LOW_ADDRESS = 4, TOL_FOREIGN_RUN = 8 };
+static unsigned tolerate;
+
+static void tolerate_init(void)
+{
+    const char *v = getenv("HOSTMEM_MODEL_TOLERATE");
+    tolerate = 0;
+    if (!v)
+        return;
+    if (strstr(v, "peak")) /* a failed call raises peak_*_bytes */
+        tolerate |= TOL_PEAK;
+    if (strstr(v, "reset_out")) /* MEM_RESET / MEM_RESET_UNDO return NULL in *out_mem */
+        tolerate |= TOL_RESET_OUT;
+    if (strstr(v, "low_address")) /* no reservation at an address below 64 KiB */
+        tolerate |= TOL_LOW_ADDRESS;
+    if (strstr(v, "foreign_run")) /* a foreign mapping's run may reach into a region */
+        tolerate |= TOL_FOREIGN_RUN;
+}
+
 /* ---- the process-wide environment ----------------------------------------- */
 
 enum { WS_HOLDER = 0, WS_OTHER = 1, WS_PUNCHED = 2 };
@@ -56,6 +80,22 @@ static void die(const char *what)
     abort();
 }
 
+/* Map a placeholder over [a, a + len) of the window; false if anything is there.
+ * The file offset follows the address, so neighbouring placeholders merge into
+ * one mapping (the window stays a handful of mappings however it is cut). */
+static bool hold(uintptr_t a, size_t len)
+{
+    void *p = mmap((void *)a, len, PROT_NONE, MAP_SHARED | MAP_FIXED_NOREPLACE, env.memfd,
+                   (off_t)(a - env.wb));
+    if (p == MAP_FAILED)
+        return false;
+    if (p != (void *)a) { /* an old kernel took the address as a hint */
+        munmap(p, len);
+        return false;
+    }
+    return true;
+}
+
 static void env_init(void)
 {
     if (env.ready)
@@ -65,15 +105,14 @@ static void env_init(void)
     env.memfd = memfd_create("hostmem-test-placeholder", MFD_CLOEXEC);
     if (env.memfd < 0)
         die("memfd_create");
-    void *p = mmap(NULL, WINDOW_SIZE + env.G, PROT_NONE, MAP_SHARED, env.memfd, 0);
+    void *p = mmap(NULL, WINDOW_SIZE + env.G, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED)
         die("mmap window");
     uintptr_t lo = (uintptr_t)p, wb = (lo + env.G - 1) & ~(uintptr_t)(env.G - 1);
-    if (wb > lo)
-        munmap(p, wb - lo);
-    if (lo + WINDOW_SIZE + env.G > wb + WINDOW_SIZE)
-        munmap((void *)(wb + WINDOW_SIZE), lo + WINDOW_SIZE + env.G - (wb + WINDOW_SIZE));
+    munmap(p, WINDOW_SIZE + env.G);
     env.wb = wb;
+    if (!hold(wb, WINDOW_SIZE))
+        die("mmap window");
     env.wpages = WINDOW_SIZE / env.P;
     env.ws = calloc(env.wpages, 1);
     env.fb = wb + WINDOW_SIZE / 2;
@@ -86,6 +125,7 @@ static void env_init(void)
     memset((void *)env.fb, 0x5a, env.fsize);
     for (size_t k = 0; k < FOREIGN_PAGES; k++)
         env.ws[(env.fb - wb) / env.P + k] = WS_OTHER;
+    tolerate_init();
     env.ready = true;
 }
 
@@ -97,19 +137,6 @@ static bool in_window(uintptr_t a)
 static bool in_foreign(uintptr_t a)
 {
     return a >= env.fb && a < env.fb + env.fsize;
-}
-
-/* Map a placeholder over [a, a + len) of the window; false if anything is there. */
-static bool hold(uintptr_t a, size_t len)
-{
-    void *p = mmap((void *)a, len, PROT_NONE, MAP_SHARED | MAP_FIXED_NOREPLACE, env.memfd, 0);
-    if (p == MAP_FAILED)
-        return false;
-    if (p != (void *)a) { /* an old kernel took the address as a hint */
-        munmap(p, len);
-        return false;
-    }
-    return true;
 }
 
 /* ---- one run ---------------------------------------------------------------- */
@@ -431,7 +458,7 @@ static void check_outside(run *r, uintptr_t addr, const MEMORY_BASIC_INFORMATION
         bad = "BaseAddress is not the page of the address";
     else if (!size || size % P || size > r->model.user_end - page)
         bad = "RegionSize is not a page multiple inside user space";
-    else if (hm_model_overlaps(&r->model, page, page + size))
+    else if (!(tolerate & TOL_FOREIGN_RUN) && hm_model_overlaps(&r->model, page, page + size))
         bad = "the run outside our regions runs into a region";
     else if (b->State == MEM_FREE) {
         if (ab || b->AllocationProtect || b->Type || b->Protect != PAGE_NOACCESS)
@@ -499,8 +526,10 @@ static void check_stats(run *r)
         return;
     }
     if (s.reserved_bytes != m->reserved || s.committed_bytes != m->committed ||
-        s.region_count != m->nregions || s.peak_committed_bytes != m->peak_committed ||
-        s.peak_reserved_bytes != m->peak_reserved || s.external_bytes != m->external ||
+        s.region_count != m->nregions ||
+        (!(tolerate & TOL_PEAK) && (s.peak_committed_bytes != m->peak_committed ||
+                                    s.peak_reserved_bytes != m->peak_reserved)) ||
+        s.external_bytes != m->external ||
         s.page_size != env.P || s.granularity != env.G)
         fail(r, "stats: reserved %zu committed %zu regions %zu peak_committed %zu peak_reserved %zu "
              "external %zu page %zu granularity %zu; the model says %zu %zu %zu %zu %zu %zu %zu %zu",
@@ -603,7 +632,16 @@ static uintptr_t pick_region_addr(run *r)
     }
 }
 
+static uintptr_t get_addr_any(run *r);
 static uintptr_t get_addr(run *r)
+{
+    uintptr_t a = get_addr_any(r);
+    if ((tolerate & TOL_LOW_ADDRESS) && a && a < env.G)
+        a = env.G;
+    return a;
+}
+
+static uintptr_t get_addr_any(run *r)
 {
     const size_t P = env.P, G = env.G;
     static const uintptr_t high[] = {
@@ -860,7 +898,8 @@ static void op_alloc(run *r)
     else if (ok && SUCCEEDED(hr)) {
         uintptr_t o = (uintptr_t)out;
         const char *why;
-        if ((plan.fixed || plan.kind != HM_ALLOC_RESERVE) && o != e.out)
+        if ((plan.fixed || plan.kind != HM_ALLOC_RESERVE) && o != e.out &&
+            !((tolerate & TOL_RESET_OUT) && plan.kind >= HM_ALLOC_RESET && !o))
             fail(r, "%s returned %p, the contract requires %#lx (S4/S5)", call, out, (unsigned long)e.out);
         else if (plan.kind == HM_ALLOC_RESERVE && plan.npages > HUGE_PAGES) {
             huge_transient(r, o, &plan);

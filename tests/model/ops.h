@@ -14,6 +14,10 @@
  * The same bytes always give the same calls; where the library chooses (the
  * base of a NULL-address reservation) the driver follows it, so a byte
  * string replays the same scenario.
+ *
+ * HOSTMEM_MODEL_TOLERATE=peak,reset_out,low_address,foreign_run relaxes the checks of
+ * deviations already reported (see ops.c), to look past them; unset, every
+ * check is strict.
  */
 #ifndef HOSTMEM_TEST_OPS_H
 #define HOSTMEM_TEST_OPS_H
