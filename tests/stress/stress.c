@@ -340,7 +340,8 @@ static void *querier_main(void *arg)
             continue;
         uintptr_t b = (uintptr_t)mbi.BaseAddress;
         CHECK(b % P == 0 && b <= a && a < b + mbi.RegionSize && mbi.RegionSize % P == 0,
-              "query %p: base %p size 0x%zx", (void *)a, mbi.BaseAddress, (size_t)mbi.RegionSize);
+              "query %p: base %p size 0x%zx state 0x%x type 0x%x allocation base %p", (void *)a, mbi.BaseAddress,
+              (size_t)mbi.RegionSize, (unsigned)mbi.State, (unsigned)mbi.Type, mbi.AllocationBase);
         CHECK(mbi.State == MEM_COMMIT || mbi.State == MEM_RESERVE || mbi.State == MEM_FREE, "query %p: state 0x%x",
               (void *)a, (unsigned)mbi.State);
         if (mbi.State == MEM_RESERVE)
