@@ -65,33 +65,38 @@ static bool arena_find(const hostmem__arena *a, uint32_t granules, uint32_t *out
     return false;
 }
 
-/* Map a new arena, 64 KiB-aligned: over-reserve by a granule and trim. */
-static int arena_map(uintptr_t *out_base)
+int hostmem__reserve_aligned(size_t size, size_t align, uintptr_t *out, bool *lost)
 {
     const hostmem__os *os = hostmem__os_get();
     size_t page = hostmem__os_caps_get()->page_size;
-    size_t span = ARENA_BYTES + HOSTMEM_GRANULE - page;
+    size_t span = size + align - page;
+    *lost = false;
+    if (span < size)
+        return ENOMEM;
     void *p;
     int err = os->reserve(NULL, span, &p);
     if (err)
         return err;
     uintptr_t start = (uintptr_t)p, end = start + span;
-    uintptr_t base = (start + HOSTMEM_GRANULE - 1) & ~(uintptr_t)(HOSTMEM_GRANULE - 1);
-    if ((base > start && (err = os->release(p, base - start))) ||
-        (end > base + ARENA_BYTES && (err = os->release((void *)(base + ARENA_BYTES), end - base - ARENA_BYTES)))) {
-        /* Could not trim: give all of it back, whatever is left of it. */
-        os->release((void *)base, ARENA_BYTES);
-        if (base > start)
-            os->release(p, base - start);
+    uintptr_t base = (start + align - 1) & ~(uintptr_t)(align - 1);
+    if (base > start && (err = os->release(p, base - start))) {
+        /* Nothing trimmed yet: give the whole span back. */
+        *lost = os->release(p, span) != 0;
         return err;
     }
-    *out_base = base;
+    if (end > base + size && (err = os->release((void *)(base + size), end - base - size))) {
+        /* The head is gone already: give back what is left, [base, end). */
+        *lost = os->release((void *)base, end - base) != 0;
+        return err;
+    }
+    *out = base;
     return 0;
 }
 
 int hostmem__arena_carve(struct hostmem_manager *m, uint32_t granules, uintptr_t *out_base,
-                         hostmem__arena **out_arena)
+                         hostmem__arena **out_arena, bool *lost)
 {
+    *lost = false;
     for (hostmem__arena *a = m->arenas; a; a = a->next) {
         uint32_t g;
         if (a->free_granules >= granules && arena_find(a, granules, &g)) {
@@ -105,7 +110,7 @@ int hostmem__arena_carve(struct hostmem_manager *m, uint32_t granules, uintptr_t
         return ENOMEM;
     uintptr_t base;
     pthread_mutex_unlock(&m->state_lock);
-    int err = arena_map(&base);
+    int err = hostmem__reserve_aligned(ARENA_BYTES, HOSTMEM_GRANULE, &base, lost);
     pthread_mutex_lock(&m->state_lock);
     if (!err && (err = hostmem__map_prepare(&m->map, base, base + ARENA_BYTES)))
         hostmem__os_get()->release((void *)base, ARENA_BYTES);

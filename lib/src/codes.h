@@ -53,6 +53,7 @@
     X(zero_size)               \
     X(range_wraps)             \
     X(beyond_user_space)       \
+    X(low_address)             \
     X(too_large)               \
     X(misaligned)              \
     X(overlap)                 \
@@ -77,7 +78,8 @@
     X(abandoned)               \
     X(timeout)                 \
     X(unavailable)             \
-    X(rollback_failed)
+    X(rollback_failed)         \
+    X(inconsistent)
 
 /* Critical-level decisions (CONTRACT P1-P3).  X(name) */
 #define HOSTMEM_DECISION_LIST(X) \

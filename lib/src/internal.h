@@ -67,14 +67,22 @@ void hostmem__map_set(hostmem__map *map, uintptr_t lo, uintptr_t hi, uintptr_t v
 /* The tagged entry for the granule of addr (0: nothing of ours).  Lock-free. */
 uintptr_t hostmem__map_lookup(const hostmem__map *map, uintptr_t addr);
 size_t hostmem__map_bytes(const hostmem__map *map);
+/* The first (forward) or last granule of [lo, hi) with an entry of ours, in
+ * *out (granule-aligned).  False when there is none.  Lock-free. */
+bool hostmem__map_find(const hostmem__map *map, uintptr_t lo, uintptr_t hi, bool forward,
+                       uintptr_t *out);
 
 /* ---- arena.c -------------------------------------------------------------- */
 /* Regions of at most this many bytes are carved from arenas. */
 #define HOSTMEM_ARENA_MAX_REGION ((size_t)1 << 20)
+/* Map `size` bytes aligned to `align` (over-reserve and trim).  0, or an
+ * errno; *lost when the trimming failed and the leftover could not be
+ * unmapped either (the manager must become unavailable, CONTRACT P7). */
+int hostmem__reserve_aligned(size_t size, size_t align, uintptr_t *out, bool *lost);
 /* Carve `granules` granules for a region (state lock held; may map a new arena,
- * which drops and retakes the lock).  0, or an errno. */
+ * which drops and retakes the lock).  0, or an errno (and *lost as above). */
 int hostmem__arena_carve(struct hostmem_manager *m, uint32_t granules, uintptr_t *out_base,
-                         hostmem__arena **out_arena);
+                         hostmem__arena **out_arena, bool *lost);
 /* The arena whose free granules cover [lo, hi) exactly, else NULL (state lock held). */
 hostmem__arena *hostmem__arena_free_at(struct hostmem_manager *m, uintptr_t lo, uintptr_t hi);
 void hostmem__arena_mark(hostmem__arena *a, uintptr_t lo, uintptr_t hi, bool used);
@@ -94,10 +102,14 @@ typedef struct hostmem__notice {
 
 void hostmem__policy_init(hostmem__policy *p, const hostmem_config *config);
 /* Decide a commit of `bytes` at `level` (CONTRACT P1) and, when granted, charge
- * it.  State lock held.  Emits the critical_decision event when a limit applies. */
+ * it (in flight until settled).  State lock held.  Emits the critical_decision
+ * event when a limit applies. */
 enum hostmem__decision hostmem__policy_charge(struct hostmem_manager *m,
                                               EMemoryCriticalLevel level, size_t bytes,
-                                              uint64_t waited_ns, hostmem__notice *notice);
+                                              uint64_t waited_ns);
+/* After the OS granted a charge or a reservation: raise the peaks and follow
+ * the memory state (P4).  `locked`: the caller holds the state lock. */
+void hostmem__policy_settle(struct hostmem_manager *m, bool locked, hostmem__notice *notice);
 /* Give back `bytes` of charge (state lock held); wakes eProcessCritical waiters. */
 void hostmem__policy_uncharge(struct hostmem_manager *m, size_t bytes, hostmem__notice *notice);
 /* The Low notice P2 sends before a denial (state lock held). */

@@ -207,7 +207,13 @@ static hostmem__region *region_lock(call *c, uintptr_t addr, HRESULT *hr)
 {
     hostmem_manager *m = c->m;
     *hr = S_OK;
-    for (;;) {
+    for (unsigned tries = 0;; tries++) {
+        if (tries == 1u << 20) {
+            /* The map keeps naming a region that does not hold addr: a broken
+             * invariant, never a state to wait out. */
+            *hr = fail(c, E_FAIL, HOSTMEM_REASON_inconsistent);
+            return NULL;
+        }
         uintptr_t e = hostmem__map_lookup(&m->map, addr);
         if ((e & HOSTMEM_MAP_TAG_MASK) != HOSTMEM_MAP_TAG_REGION)
             return NULL;
@@ -295,32 +301,9 @@ static void region_recycle(hostmem_manager *m, hostmem__region *r)
 
 /* ---- reserve (CONTRACT S4) ------------------------------------------------------ */
 
-/* Map address space for a region not carved from an arena, aligned to `align`. */
-static int map_aligned(size_t size, size_t align, uintptr_t *out)
-{
-    const hostmem__os *os = hostmem__os_get();
-    size_t page = hostmem__os_caps_get()->page_size;
-    size_t span = size + align - page;
-    if (span < size)
-        return ENOMEM;
-    void *p;
-    int err = os->reserve(NULL, span, &p);
-    if (err)
-        return err;
-    uintptr_t start = (uintptr_t)p, base = round_up(start, align), end = start + span;
-    if ((base > start && (err = os->release(p, base - start))) ||
-        (end > base + size && (err = os->release((void *)(base + size), end - base - size)))) {
-        os->release((void *)base, size);
-        if (base > start)
-            os->release(p, base - start);
-        return err;
-    }
-    *out = base;
-    return 0;
-}
-
+/* `settle`: raise the peaks now; a reserve-and-commit settles after its commit. */
 static HRESULT reserve(call *c, uintptr_t addr, size_t size, DWORD protect, bool large,
-                       EMemoryCriticalLevel level, uintptr_t caller, hostmem__region **out)
+                       EMemoryCriticalLevel level, uintptr_t caller, bool settle, hostmem__region **out)
 {
     hostmem_manager *m = c->m;
     const hostmem__os *os = hostmem__os_get();
@@ -363,13 +346,14 @@ static HRESULT reserve(call *c, uintptr_t addr, size_t size, DWORD protect, bool
         arena = hostmem__arena_free_at(m, base, round_up(base + rsize, HOSTMEM_GRANULE));
     } else if (!large && rsize <= HOSTMEM_ARENA_MAX_REGION) {
         uint32_t granules = (uint32_t)(round_up(rsize, HOSTMEM_GRANULE) >> HOSTMEM_GRANULE_SHIFT);
-        err = hostmem__arena_carve(m, granules, &base, &arena);
+        bool lost;
+        err = hostmem__arena_carve(m, granules, &base, &arena, &lost);
         if (err) {
             pthread_mutex_unlock(&r->lock);
             region_recycle(m, r);
             hostmem__policy_unreserve(m, rsize);
             pthread_mutex_unlock(&m->state_lock);
-            return fail_os(c, err, HOSTMEM_REASON_os_reserve);
+            return lost ? unrecoverable(c, err) : fail_os(c, err, HOSTMEM_REASON_os_reserve);
         }
     }
     hi_granule = round_up(base + rsize, HOSTMEM_GRANULE);
@@ -387,11 +371,12 @@ static HRESULT reserve(call *c, uintptr_t addr, size_t size, DWORD protect, bool
         /* Our own mapping: the syscall runs without the state lock. */
         pthread_mutex_unlock(&m->state_lock);
         void *p = NULL;
+        bool lost = false;
         if (addr) {
             err = os->reserve((void *)base, rsize, &p);
             base = (uintptr_t)p;
         } else {
-            err = map_aligned(rsize, align, &base);
+            err = hostmem__reserve_aligned(rsize, align, &base, &lost);
         }
         if (!err && large)
             os->advise_huge((void *)base, rsize); /* a hint; failure is not an error */
@@ -407,6 +392,8 @@ static HRESULT reserve(call *c, uintptr_t addr, size_t size, DWORD protect, bool
             region_recycle(m, r);
             hostmem__policy_unreserve(m, rsize);
             pthread_mutex_unlock(&m->state_lock);
+            if (lost)
+                return unrecoverable(c, err);
             if (c->reason == HOSTMEM_REASON_no_metadata)
                 return E_OUTOFMEMORY;
             return fail_os(c, err, err == EEXIST ? HOSTMEM_REASON_overlap : HOSTMEM_REASON_os_reserve);
@@ -423,6 +410,8 @@ static HRESULT reserve(call *c, uintptr_t addr, size_t size, DWORD protect, bool
     seq_end(r);
     hostmem__map_set(&m->map, base, hi_granule, (uintptr_t)r | HOSTMEM_MAP_TAG_REGION);
     m->policy.regions++;
+    if (settle)
+        hostmem__policy_settle(m, true, notice_slot(c));
     pthread_mutex_unlock(&m->state_lock);
     pthread_mutex_unlock(&r->lock);
     *out = r;
@@ -509,7 +498,7 @@ static HRESULT commit(call *c, uintptr_t addr, size_t size, DWORD protect,
         pthread_mutex_lock(&m->state_lock);
         enum hostmem__decision d = HOSTMEM_DECISION_granted;
         if (newly)
-            d = hostmem__policy_charge(m, level, newly << m->page_shift, waited, notice_slot(c));
+            d = hostmem__policy_charge(m, level, newly << m->page_shift, waited);
         if (d == HOSTMEM_DECISION_denied) {
             /* P2: tell the host it is Low and look again; eProcessCritical then
              * waits for frees.  Never while holding the region's lock. */
@@ -557,6 +546,8 @@ static HRESULT commit(call *c, uintptr_t addr, size_t size, DWORD protect,
         hostmem__runs_apply(&r->runs, npages, first, count, HOSTMEM_PAGES_COMMIT, protect);
         atomic_fetch_add_explicit(&r->committed_pages, newly, RELAXED);
         seq_end(r);
+        if (newly)
+            hostmem__policy_settle(m, false, notice_slot(c));
         pthread_mutex_unlock(&r->lock);
         *out_base = (uintptr_t)lo;
         c->ev.base = (uintptr_t)lo;
@@ -630,25 +621,21 @@ out:
 }
 
 /* A reserve-and-commit whose commit failed: the new region goes away again,
- * so nothing is left half done.  Its notices join the failed call's. */
-static HRESULT undo_reserve(call *c, uintptr_t base, uintptr_t caller)
+ * so nothing is left half done (even when the failure was a shutdown).  Its
+ * notices join the failed call's.  E_FAIL when the OS refused. */
+static HRESULT undo_reserve(call *c, hostmem__region *r, uintptr_t caller)
 {
     hostmem_manager *m = c->m;
     call undo;
-    HRESULT hr;
-    call_start(&undo, m, HOSTMEM_OP_release, caller, base, 0, -1);
+    call_start(&undo, m, HOSTMEM_OP_release, caller, atomic_load_explicit(&r->base, RELAXED), 0, -1);
     undo.traced = false;
-    hostmem__region *r = region_lock(&undo, base, &hr);
-    if (r) {
-        hr = release_region(&undo, r);
-        pthread_mutex_unlock(&r->lock);
-        if (SUCCEEDED(hr)) {
-            pthread_mutex_lock(&m->state_lock);
-            region_recycle(m, r);
-            pthread_mutex_unlock(&m->state_lock);
-        }
-    } else if (SUCCEEDED(hr)) {
-        hr = E_FAIL; /* nobody else knows the region: it cannot have gone */
+    pthread_mutex_lock(&r->lock);
+    HRESULT hr = atomic_load_explicit(&r->live, RELAXED) ? release_region(&undo, r) : S_OK;
+    pthread_mutex_unlock(&r->lock);
+    if (SUCCEEDED(hr)) {
+        pthread_mutex_lock(&m->state_lock);
+        region_recycle(m, r);
+        pthread_mutex_unlock(&m->state_lock);
     }
     for (unsigned i = 0; i < 3; i++)
         if (undo.notice[i].state)
@@ -697,14 +684,22 @@ HRESULT hostmem_virtual_alloc(hostmem_manager *m, void *address, SIZE_T size, DW
     } else if (FAILED(hr = check_range(&c, addr, size))) {
         return finish(&c, hr);
     }
+    if (address && op == HOSTMEM_OP_reserve && addr < HOSTMEM_GRANULE)
+        /* Rounds down to 0: the first 64 KiB are never available (Win32
+         * answers ERROR_INVALID_PARAMETER), and 0 must not mean "anywhere". */
+        return finish(&c, fail(&c, E_INVALIDARG, HOSTMEM_REASON_low_address));
     if (type & MEM_LARGE_PAGES) {
         size_t huge = hostmem__os_caps_get()->huge_page_size;
         if ((addr | size) & (huge - 1))
             return finish(&c, fail(&c, E_INVALIDARG, HOSTMEM_REASON_misaligned));
     }
 
-    if (op == HOSTMEM_OP_reset || op == HOSTMEM_OP_reset_undo)
-        return finish(&c, reset_pages(&c, addr, size, op == HOSTMEM_OP_reset_undo));
+    if (op == HOSTMEM_OP_reset || op == HOSTMEM_OP_reset_undo) {
+        hr = reset_pages(&c, addr, size, op == HOSTMEM_OP_reset_undo);
+        if (SUCCEEDED(hr)) /* as Windows: the page-rounded address */
+            *out_mem = (void *)c.ev.base;
+        return finish(&c, hr);
+    }
 
     uintptr_t result;
     if (op == HOSTMEM_OP_commit) {
@@ -714,8 +709,8 @@ HRESULT hostmem_virtual_alloc(hostmem_manager *m, void *address, SIZE_T size, DW
         return finish(&c, hr);
     }
 
-    hostmem__region *r;
-    hr = reserve(&c, addr, size, protect, type & MEM_LARGE_PAGES, level, caller, &r);
+    hostmem__region *r = NULL;
+    hr = reserve(&c, addr, size, protect, type & MEM_LARGE_PAGES, level, caller, !(type & MEM_COMMIT), &r);
     if (FAILED(hr))
         return finish(&c, hr);
     uintptr_t base = atomic_load_explicit(&r->base, RELAXED);
@@ -733,7 +728,7 @@ HRESULT hostmem_virtual_alloc(hostmem_manager *m, void *address, SIZE_T size, DW
     c.ev.protect = protect;
     /* The whole new region is committed, as Windows does for both flags. */
     hr = commit(&c, base, rsize, protect, level, &result);
-    if (FAILED(hr) && FAILED(undo_reserve(&c, base, caller)))
+    if (FAILED(hr) && FAILED(undo_reserve(&c, r, caller)))
         hr = E_FAIL;
     if (SUCCEEDED(hr))
         *out_mem = (void *)base;
@@ -933,7 +928,9 @@ static query_result query_ours(hostmem_manager *m, uintptr_t addr, MEMORY_BASIC_
         /* The unusable rest of the region's last granule: free, as on Windows. */
         *free_end = round_up(base + size, HOSTMEM_GRANULE);
         res = Q_OUTSIDE;
-        if (!atomic_load_explicit(&r->arena, RELAXED))
+        if (*free_end <= page)
+            res = trust ? Q_OUTSIDE : Q_RETRY; /* torn: addr is past that granule */
+        if (*free_end <= page || !atomic_load_explicit(&r->arena, RELAXED))
             *free_end = 0; /* ask the kernel: something foreign may sit there */
     } else {
         size_t npages = size >> m->page_shift, at = (page - base) >> m->page_shift;
@@ -970,6 +967,8 @@ static query_result query_ours(hostmem_manager *m, uintptr_t addr, MEMORY_BASIC_
 
 static void describe_free(MEMORY_BASIC_INFORMATION *mbi, uintptr_t page, uintptr_t end)
 {
+    if (end <= page) /* only a trusted (unvalidated) read gets here: stay sane */
+        end = page + 4096;
     mbi->BaseAddress = (void *)page;
     mbi->AllocationBase = NULL;
     mbi->AllocationProtect = 0;
@@ -1011,11 +1010,25 @@ static HRESULT query(call *c, uintptr_t addr, MEMORY_BASIC_INFORMATION *mbi)
         describe_free(mbi, page, end);
         return S_OK;
     }
+    /* The kernel merges a foreign anonymous mapping with an adjacent region of
+     * ours when their flags match: the foreign part ends where ours begins. */
+    uintptr_t start = map.start, end = map.end, g = page & ~(uintptr_t)(HOSTMEM_GRANULE - 1), at;
+    if (hostmem__map_find(&m->map, g + HOSTMEM_GRANULE, end, true, &at) && at < end)
+        end = at;
+    if (start < page && hostmem__map_find(&m->map, start, g + 1, false, &at)) {
+        uintptr_t e = hostmem__map_lookup(&m->map, at), ours_end = at + HOSTMEM_GRANULE;
+        if ((e & HOSTMEM_MAP_TAG_MASK) == HOSTMEM_MAP_TAG_REGION) {
+            const hostmem__region *r = (const hostmem__region *)(e & ~HOSTMEM_MAP_TAG_MASK);
+            ours_end = region_end(r);
+        }
+        if (ours_end > start && ours_end <= page)
+            start = ours_end;
+    }
     mbi->BaseAddress = (void *)page;
-    mbi->AllocationBase = (void *)map.start;
+    mbi->AllocationBase = (void *)start;
     mbi->Protect = hostmem__protect_from_access(map.access, map.file && !map.shared);
     mbi->AllocationProtect = mbi->Protect;
-    mbi->RegionSize = map.end - page;
+    mbi->RegionSize = end - page;
     mbi->State = MEM_COMMIT;
     mbi->Type = map.image ? MEM_IMAGE : map.file ? MEM_MAPPED : MEM_PRIVATE;
     return S_OK;
@@ -1197,10 +1210,10 @@ HRESULT hostmem_get_stats(hostmem_manager *m, hostmem_stats *out)
     *out = (hostmem_stats){
         .reserved_bytes = p->reserved,
         .committed_bytes = p->committed,
-        .peak_committed_bytes = p->peak_committed,
+        .peak_committed_bytes = atomic_load(&p->peak_committed),
         .region_count = p->regions,
         .external_bytes = p->external,
-        .peak_reserved_bytes = p->peak_reserved,
+        .peak_reserved_bytes = atomic_load(&p->peak_reserved),
         .page_size = m->page_size,
         .granularity = HOSTMEM_GRANULE,
         .metadata_bytes = metadata_bytes(m),

@@ -21,6 +21,8 @@ void hostmem__policy_init(hostmem__policy *p, const hostmem_config *config)
 {
     *p = (hostmem__policy){.config = *config};
     atomic_init(&p->delivered, 0);
+    atomic_init(&p->peak_committed, 0);
+    atomic_init(&p->peak_reserved, 0);
     atomic_init(&p->committed_now, 0);
     atomic_init(&p->reserved_now, 0);
 }
@@ -97,7 +99,7 @@ static void state_update(struct hostmem_manager *m, hostmem__notice *notice)
 
 enum hostmem__decision hostmem__policy_charge(struct hostmem_manager *m,
                                               EMemoryCriticalLevel level, size_t bytes,
-                                              uint64_t waited_ns, hostmem__notice *notice)
+                                              uint64_t waited_ns)
 {
     hostmem__policy *p = &m->policy;
     size_t limit = p->config.commit_limit;
@@ -114,11 +116,10 @@ enum hostmem__decision hostmem__policy_charge(struct hostmem_manager *m,
                                 d, waited_ns);
     }
     if (d != HOSTMEM_DECISION_denied) {
+        /* In flight: peaks and the memory state move only once the OS said
+         * yes (hostmem__policy_settle), so a refused call changes nothing. */
         p->committed += bytes;
-        if (p->committed > p->peak_committed)
-            p->peak_committed = p->committed;
         publish(p);
-        state_update(m, notice);
     }
     return d;
 }
@@ -129,7 +130,8 @@ void hostmem__policy_uncharge(struct hostmem_manager *m, size_t bytes, hostmem__
         return;
     m->policy.committed -= bytes;
     publish(&m->policy);
-    pthread_cond_broadcast(&m->freed);
+    if (atomic_load_explicit(&m->waiters, memory_order_relaxed))
+        pthread_cond_broadcast(&m->freed);
     state_update(m, notice);
 }
 
@@ -170,10 +172,31 @@ HRESULT hostmem__policy_reserve(struct hostmem_manager *m, EMemoryCriticalLevel 
             return E_OUTOFMEMORY;
     }
     p->reserved += bytes;
-    if (p->reserved > p->peak_reserved)
-        p->peak_reserved = p->reserved;
     publish(p);
     return S_OK;
+}
+
+static void raise_to(_Atomic size_t *peak, size_t value)
+{
+    size_t seen = atomic_load_explicit(peak, memory_order_relaxed);
+    while (seen < value &&
+           !atomic_compare_exchange_weak_explicit(peak, &seen, value, memory_order_relaxed,
+                                                  memory_order_relaxed))
+        ;
+}
+
+void hostmem__policy_settle(struct hostmem_manager *m, bool locked, hostmem__notice *notice)
+{
+    hostmem__policy *p = &m->policy;
+    raise_to(&p->peak_committed, atomic_load_explicit(&p->committed_now, memory_order_relaxed));
+    raise_to(&p->peak_reserved, atomic_load_explicit(&p->reserved_now, memory_order_relaxed));
+    if (!p->config.commit_limit)
+        return; /* no limit: no memory state to follow */
+    if (!locked)
+        pthread_mutex_lock(&m->state_lock);
+    state_update(m, notice);
+    if (!locked)
+        pthread_mutex_unlock(&m->state_lock);
 }
 
 void hostmem__policy_unreserve(struct hostmem_manager *m, size_t bytes)

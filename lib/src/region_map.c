@@ -145,3 +145,42 @@ uintptr_t hostmem__map_lookup(const hostmem__map *map, uintptr_t addr)
         return e;
     return atomic_load_explicit(&((const hostmem__map_node *)e)->slot[g & 255], memory_order_acquire);
 }
+
+/* The first (or last) non-empty granule of [lo, hi) under one node. */
+static bool search(const _Atomic uintptr_t *slot, unsigned lv, uint64_t g0, uint64_t lo, uint64_t hi,
+                   bool forward, uint64_t *out)
+{
+    uint64_t span = (uint64_t)1 << shift_of[lv];
+    uint64_t first = lo > g0 ? (lo - g0) >> shift_of[lv] : 0;
+    uint64_t last = (hi - 1 - g0) >> shift_of[lv];
+    if (last >= fanout_of[lv])
+        last = fanout_of[lv] - 1;
+    for (uint64_t k = 0; k <= last - first; k++) {
+        uint64_t i = forward ? first + k : last - k;
+        uintptr_t e = atomic_load_explicit(&slot[i], memory_order_acquire);
+        if (!e)
+            continue;
+        uint64_t s = g0 + i * span, e_end = s + span;
+        uint64_t clo = lo > s ? lo : s, chi = hi < e_end ? hi : e_end;
+        if (!is_node(e)) {
+            *out = forward ? clo : chi - 1;
+            return true;
+        }
+        if (search(((const hostmem__map_node *)e)->slot, lv + 1, s, clo, chi, forward, out))
+            return true;
+    }
+    return false;
+}
+
+bool hostmem__map_find(const hostmem__map *map, uintptr_t lo, uintptr_t hi, bool forward,
+                       uintptr_t *out)
+{
+    uint64_t glo = lo >> HOSTMEM_GRANULE_SHIFT, ghi = (hi + HOSTMEM_GRANULE - 1) >> HOSTMEM_GRANULE_SHIFT;
+    if (ghi > ((uint64_t)1 << 31))
+        ghi = (uint64_t)1 << 31;
+    uint64_t g;
+    if (glo >= ghi || !search(map->root, 0, 0, glo, ghi, forward, &g))
+        return false;
+    *out = (uintptr_t)g << HOSTMEM_GRANULE_SHIFT;
+    return true;
+}

@@ -122,9 +122,9 @@ typedef struct hostmem__map {
 typedef struct hostmem__policy {
     hostmem_config config;
     size_t committed;      /* bytes charged, including in-flight commits */
-    size_t peak_committed;
+    _Atomic size_t peak_committed; /* raised only by calls that succeeded */
     size_t reserved;       /* bytes of live regions (page-rounded) */
-    size_t peak_reserved;
+    _Atomic size_t peak_reserved;
     size_t external;       /* acquired_virtual_address_space bytes */
     _Atomic size_t committed_now, reserved_now; /* copies for lock-free readers (trace) */
     size_t regions;

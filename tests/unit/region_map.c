@@ -28,6 +28,22 @@ static bool overlaps(const interval *iv, size_t n, uintptr_t lo, uintptr_t hi)
     return false;
 }
 
+/* First / last granule of [lo, hi) inside some interval (granule-aligned lo, hi). */
+static bool model_find(const interval *iv, size_t n, uintptr_t lo, uintptr_t hi, bool forward, uintptr_t *out)
+{
+    bool found = false;
+    for (size_t i = 0; i < n; i++) {
+        uintptr_t a = iv[i].lo > lo ? iv[i].lo : lo, b = iv[i].hi < hi ? iv[i].hi : hi;
+        if (a >= b)
+            continue;
+        uintptr_t cand = forward ? a : b - G;
+        if (!found || (forward ? cand < *out : cand > *out))
+            *out = cand;
+        found = true;
+    }
+    return found;
+}
+
 static uint64_t rnd64(void) { return ((uint64_t)rand() << 33) ^ ((uint64_t)rand() << 10) ^ (uint64_t)rand(); }
 
 static void probe(const hostmem__map *map, const interval *iv, size_t n, uintptr_t addr, unsigned seed, int step)
@@ -81,6 +97,26 @@ Test(region_map, random_sequences_match_the_interval_list)
             }
             for (int k = 0; k < 8; k++)
                 probe(&map, iv, n, (uintptr_t)(rnd64() % ((uint64_t)1 << 47)), seed, step);
+            for (int k = 0; k < 4; k++) {
+                uintptr_t lo = (uintptr_t)(rnd64() % ((uint64_t)1 << 31)) * G;
+                uintptr_t hi = lo + (uintptr_t)(1 + rnd64() % ((uint64_t)1 << (k * 8 + 4))) * G;
+                if (hi > ((uintptr_t)1 << 47))
+                    hi = (uintptr_t)1 << 47;
+                if (k == 3 && n) { /* around a live interval */
+                    lo = iv[0].lo - G * (rnd64() % 3);
+                    hi = iv[0].hi + G * (rnd64() % 3);
+                }
+                for (int dir = 0; dir < 2; dir++) {
+                    uintptr_t got = 0, want = 0;
+                    bool f = hostmem__map_find(&map, lo, hi, dir, &got);
+                    bool w = model_find(iv, n, lo, hi, dir, &want);
+                    cr_assert_eq(f, w, "seed %u step %d: find(%#lx, %#lx, %d) found", seed, step,
+                                 (unsigned long)lo, (unsigned long)hi, dir);
+                    if (f)
+                        cr_assert_eq(got, want, "seed %u step %d: find(%#lx, %#lx, %d)", seed, step,
+                                     (unsigned long)lo, (unsigned long)hi, dir);
+                }
+            }
         }
         hostmem__map_fini(&map);
     }
