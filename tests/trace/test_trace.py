@@ -87,7 +87,13 @@ class Session:
         events, discarded = [], 0
         if not os.path.isdir(os.path.join(self.path, "ust")):
             return events, discarded
-        for msg in bt2.TraceCollectionMessageIterator(self.path):
+        try:
+            it = bt2.TraceCollectionMessageIterator(self.path)
+        except RuntimeError:
+            # Only directories (another process registered with the daemon
+            # but wrote nothing): no trace, so no events.
+            return events, discarded
+        for msg in it:
             if type(msg) is bt2._DiscardedEventsMessageConst:
                 discarded += msg.count or 1
             elif type(msg) is bt2._EventMessageConst:
