@@ -499,6 +499,11 @@ class Model:
     def _destroy(self, p, m, ev, ts):
         m.close_state(ts)
         m.destroyed = ts
+        # The manager leaves the books here: its time in each state goes now.
+        for s, ns in m.state_ns.items():
+            p.state_ns[s] = p.state_ns.get(s, 0) + ns
+        m.state_ns = {}
+        m.state = None
         for base in list(m.bases):
             p.leaks_at_destroy.append(Leak(m.regions[base], m.addr))
         m.regions.clear()

@@ -73,8 +73,11 @@ def _stats_json(st, sites, temporary_ns):
     dec["detail"] = dec_detail
     dec["waited_ns"] = st.decision_wait_ns
 
+    # A leak is a region the host never released: still reserved when the
+    # trace ends, or still live when its manager was destroyed (which freed
+    # it; manager_destroy reports exactly these).
     leaks = [(sites.get(lk.caller, "?") if lk.site is None else lk.site, lk.size, lk.committed)
-             for lk in st.leaks]
+             for lk in st.leaks + st.leaks_at_destroy]
     at_destroy = [(sites.get(lk.caller, "?") if lk.site is None else lk.site, lk.size, lk.committed)
                   for lk in st.leaks_at_destroy]
     temps = [(sites.get(c, "?"), size, 0) for _, size, c in st.temporary]
@@ -102,7 +105,7 @@ def _stats_json(st, sites, temporary_ns):
         "end_reserved_bytes": st.reserved,
         "leaks": {"regions": len(leaks), "reserved_bytes": sum(x[1] for x in leaks),
                   "committed_bytes": sum(x[2] for x in leaks),
-                  "from_statedump": sum(1 for lk in st.leaks if lk.from_statedump),
+                  "from_statedump": sum(1 for lk in st.leaks + st.leaks_at_destroy if lk.from_statedump),
                   "by_caller": _sites(leaks, "reserved_bytes")[:TOP_SITES],
                   "at_destroy": {"regions": len(at_destroy),
                                  "reserved_bytes": sum(x[1] for x in at_destroy),
@@ -311,7 +314,7 @@ def format_text(s):
     w(table(["process", "peak reserved", "at", "peak committed", "at"], rows))
     w("")
 
-    w("Leaks (regions still reserved when the trace ends)")
+    w("Leaks (regions the host never released: still reserved at the end, or freed only by destroy)")
     rows = []
     for label, f in _rows(s):
         lk = f["leaks"]

@@ -158,14 +158,22 @@ class ModelTest(unittest.TestCase):
         self.assertEqual(s["untracked_ops"], 0)
         self.assertEqual(s["end_reserved_bytes"], 576 * KiB)
 
-    def test_destroy_releases_what_is_left_and_it_is_not_a_leak(self):
+    def test_what_destroy_frees_is_a_leak_of_the_host(self):
         h = Host()
         h.reserve(0x100000, 64 * KiB)
         h.ev("manager_destroy", regions=1, reserved_bytes=64 * KiB, committed_bytes=0)
         _, s = replay(h)
-        self.assertEqual(s["leaks"]["regions"], 0)
+        self.assertEqual(s["leaks"]["regions"], 1)
+        self.assertEqual(s["leaks"]["reserved_bytes"], 64 * KiB)
         self.assertEqual(s["leaks"]["at_destroy"]["regions"], 1)
         self.assertEqual(s["end_reserved_bytes"], 0)
+
+    def test_time_in_memory_states_survives_destroy(self):
+        h = Host()
+        h.ev("memory_state", old_state="high", state="low", committed_bytes=0, limit=1)
+        h.ev("manager_destroy", regions=0, reserved_bytes=0, committed_bytes=0)
+        _, s = replay(h)
+        self.assertGreater(s["memory_state_ns"]["low"], 0)
 
     def test_temporary_regions(self):
         h = Host()
