@@ -1051,6 +1051,7 @@ HRESULT hostmem_virtual_query(hostmem_manager *m, const void *address, void *buf
     if (addr >= m->user_end)
         return finish(&c, fail(&c, E_INVALIDARG, HOSTMEM_REASON_beyond_user_space));
     MEMORY_BASIC_INFORMATION mbi;
+    memset(&mbi, 0, sizeof mbi); /* padding too: no stack bytes leak to the caller */
     HRESULT hr = query(&c, addr, &mbi);
     if (SUCCEEDED(hr)) {
         memcpy(buffer, &mbi, sizeof mbi);
