@@ -2,15 +2,15 @@
 # Install the build into a temporary prefix, then build a consumer against it
 # with pkg-config (shared and static) and with CMake's find_package, and run them.
 set -euo pipefail
-build=$1 cc=$2 src=$3
+build=$1 cc=$2 src=$3 flags=${4:-}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
 libdir=$(dirname "$(find "$tmp/prefix" -name hostmem.pc)")
 export PKG_CONFIG_PATH=$libdir
-"$cc" "$src" $(pkg-config --cflags --libs hostmem) -Wl,-rpath,"$tmp/prefix/lib" -o "$tmp/shared"
+"$cc" $flags "$src" $(pkg-config --cflags --libs hostmem) -Wl,-rpath,"$tmp/prefix/lib" -o "$tmp/shared"
 "$tmp/shared"
-"$cc" "$src" -DHOSTMEM_STATIC_DEFINE $(pkg-config --cflags hostmem) "$tmp/prefix/lib/libhostmem.a" \
+"$cc" $flags "$src" -DHOSTMEM_STATIC_DEFINE $(pkg-config --cflags hostmem) "$tmp/prefix/lib/libhostmem.a" \
     $(pkg-config --libs-only-other --static hostmem) -ldl -lpthread -o "$tmp/static"
 "$tmp/static"
 mkdir "$tmp/cmake"
@@ -22,7 +22,8 @@ find_package(hostmem REQUIRED)
 add_executable(consumer consumer.c)
 target_link_libraries(consumer PRIVATE hostmem::hostmem)
 CMAKE
-cmake -S "$tmp/cmake" -B "$tmp/cmake/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" -DCMAKE_C_COMPILER="$cc" >/dev/null
+cmake -S "$tmp/cmake" -B "$tmp/cmake/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" -DCMAKE_C_COMPILER="$cc" \
+    -DCMAKE_C_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="$flags" >/dev/null
 cmake --build "$tmp/cmake/build" >/dev/null
 "$tmp/cmake/build/consumer"
 # No lttng-ust in the library's own dependencies: it loads the provider at run time.
