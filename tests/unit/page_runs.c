@@ -52,7 +52,7 @@ Test(page_runs, random_sequences_match_the_page_array)
     for (unsigned seed = 1; seed <= 20; seed++) {
         srand(seed);
         uint32_t model[NPAGES] = {0};
-        hostmem__runs runs = {0};
+        hostmem__runs runs = {NULL, 0};
         cr_assert_eq(hostmem__runs_init(&runs, 0), 0);
         for (int step = 0; step < 2000; step++) {
             size_t first = (size_t)rand() % NPAGES;
@@ -83,7 +83,7 @@ Test(page_runs, a_huge_region_with_many_runs_stays_small)
 {
     /* 1 TiB of 4 KiB pages with 1,000 committed blocks: 2,001 runs. */
     size_t npages = (size_t)1 << 28;
-    hostmem__runs runs = {0};
+    hostmem__runs runs = {NULL, 0};
     cr_assert_eq(hostmem__runs_init(&runs, 0), 0);
     for (size_t i = 0; i < 1000; i++) {
         cr_assert_eq(hostmem__runs_reserve(&runs, 2), 0);
