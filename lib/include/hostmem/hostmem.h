@@ -260,9 +260,12 @@ HOSTMEM_API const char *hostmem_hresult_name(HRESULT hr);
  *                           memory_load / available_bytes / out, NULL callback.
  * E_INVALIDARG              bad allocation or free type, bad protection (CONTRACT S1, S2,
  *                           S7), size 0 where a size is needed, a range that wraps or ends
- *                           beyond the user address space, a decommit range past the region
- *                           end, MEM_RELEASE with a size, a query address above user space.
- * E_ACCESSDENIED            PAGE_EXECUTE_READWRITE while deny_write_execute is set.
+ *                           beyond the user address space, a reservation in the first 64 KiB,
+ *                           a decommit range past the region end, MEM_RELEASE with a size, a
+ *                           query address above user space, a level outside 0..2; the kernel
+ *                           answered EINVAL.
+ * E_ACCESSDENIED            PAGE_EXECUTE_READWRITE while deny_write_execute is set; the
+ *                           kernel answered EACCES or EPERM.
  * E_NOTIMPL                 MEM_WRITE_WATCH with MEM_RESERVE.
  * E_OUTOFMEMORY             the OS refused memory or address space (ENOMEM, EAGAIN), a
  *                           critical-level ceiling denied the request, the size cannot be
