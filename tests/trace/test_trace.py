@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 import uuid
 
@@ -42,6 +43,21 @@ REGION_OPS = {"reserve", "commit", "decommit", "release", "protect", "reset", "r
 def lttng(*args):
     subprocess.run(["lttng", *args], check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.PIPE, timeout=TIMEOUT)
+
+
+def ensure_sessiond():
+    """Start a session daemon when none runs (and leave any running one alone)."""
+    def running():
+        return subprocess.run(["lttng", "--no-sessiond", "list"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL).returncode == 0
+    if running():
+        return
+    subprocess.run(["lttng-sessiond", "--daemonize"], check=True, timeout=TIMEOUT)
+    for _ in range(100):
+        if running():
+            return
+        time.sleep(0.1)
+    raise RuntimeError("lttng-sessiond did not start")
 
 
 class Session:
@@ -484,6 +500,7 @@ def main():
     if shutil.which("lttng") is None:
         print("test_trace.py: lttng (lttng-tools) not found (scripts/setup installs it)", file=sys.stderr)
         sys.exit(1)
+    ensure_sessiond()
     unittest.main(argv=[sys.argv[0], *rest], verbosity=2)
 
 
