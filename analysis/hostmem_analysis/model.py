@@ -227,6 +227,7 @@ class Stats:
     def __init__(self, keep_samples=True):
         self.keep_samples = keep_samples
         self.events = 0
+        self.events_by_name = {}
         self.first_ts = None
         self.last_ts = None
         self.ops = {op: OpStats() for op in REGION_OPS}
@@ -363,6 +364,8 @@ class Model:
             p.seq_count += 1
         p.events += 1
         self.all.events += 1
+        p.events_by_name[name] = p.events_by_name.get(name, 0) + 1
+        self.all.events_by_name[name] = self.all.events_by_name.get(name, 0) + 1
         p.touch(ts)
         self.all.touch(ts)
         m = p.managers_by_addr.get(ev.get("manager"))

@@ -89,6 +89,7 @@ def _stats_json(st, sites, temporary_ns):
     span = (st.last_ts - st.first_ts) if st.first_ts is not None else 0
     return {
         "events": st.events,
+        "events_by_name": dict(sorted(st.events_by_name.items())),
         "time_span": {"start_ns": st.first_ts, "end_ns": st.last_ts, "duration_ns": span},
         "managers": st.managers,
         "ops": ops,
@@ -255,6 +256,7 @@ def format_text(s):
                                     human_ns(ts["duration_ns"])))
     w("Hosts: %s" % ", ".join(s["hosts"]))
     w("Events: %d hostmem events, %d managers" % (s["events"], s["managers"]))
+    w("  " + ", ".join("%s %d" % kv for kv in s.get("events_by_name", {}).items()))
     w("")
     w("Processes")
     w(table(["host", "process", "pid", "events", "managers", "discarded", "seq gaps", "duration"],

@@ -104,6 +104,8 @@ class ModelTest(unittest.TestCase):
         self.assertEqual(s["end_committed_bytes"], 0)
         self.assertEqual(s["seq_gaps"], 0)
         self.assertEqual(s["events"], len(h.events))
+        self.assertEqual(sum(s["events_by_name"].values()), s["events"])
+        self.assertEqual(s["events_by_name"]["reserve"], sum(e["name"] == "reserve" for e in h.events))
 
     def test_latency_percentiles_nearest_rank(self):
         h = Host()

@@ -37,6 +37,26 @@ TIMEOUT = 60  # seconds per command; a run takes about one
 MEM_COMMIT, MEM_RESERVE, MEM_DECOMMIT, MEM_RELEASE = 0x1000, 0x2000, 0x4000, 0x8000
 MEM_RESET, MEM_RESET_UNDO = 0x80000, 0x1000000
 PAGE_NOACCESS, PAGE_READONLY, PAGE_READWRITE, PAGE_EXECUTE_READ = 0x01, 0x02, 0x04, 0x20
+_REGION_FIELDS = {"seq", "manager", "address", "size", "base", "region_size", "alloc_type",
+                  "free_type", "protect", "old_protect", "level", "level#", "hr", "hr#",
+                  "duration_ns", "committed_bytes", "reserved_bytes", "caller"}
+# Every field each event may have (an enum adds its integer as "name#").
+SCHEMA = {
+    **{op: _REGION_FIELDS for op in ("reserve", "commit", "decommit", "release", "protect", "reset",
+                                     "reset_undo", "query")},
+    "failure": {"seq", "manager", "op", "op#", "hr", "hr#", "reason", "reason#", "os_errno",
+                "address", "size", "level", "level#"},
+    "critical_decision": {"seq", "manager", "resource", "resource#", "level", "level#",
+                          "request_bytes", "committed_bytes", "level_ceiling", "limit",
+                          "decision", "decision#", "waited_ns"},
+    "memory_state": {"seq", "manager", "old_state", "old_state#", "state", "state#",
+                     "committed_bytes", "limit"},
+    "address_space": {"seq", "manager", "action", "action#", "start", "size", "hr", "hr#",
+                      "external_bytes"},
+    "manager_create": {"seq", "manager", "commit_limit", "address_space_limit", "page_size"},
+    "manager_destroy": {"seq", "manager", "regions", "reserved_bytes", "committed_bytes"},
+    "region_state": {"seq", "manager", "base", "region_size", "committed_bytes", "protect", "caller"},
+}
 REGION_OPS = {"reserve", "commit", "decommit", "release", "protect", "reset", "reset_undo", "query"}
 
 
@@ -161,6 +181,8 @@ class TraceTest(unittest.TestCase):
         self.assertEqual([e["seq"] for e in events], list(range(first, first + len(events))))
         for e in events:
             self.assertEqual(e["manager"], header["manager"], e)
+            # Addresses, sizes and codes only: no field could carry memory contents.
+            self.assertLessEqual(set(e) - {"event"}, SCHEMA[e["event"]], e)
             if e["event"] in REGION_OPS:
                 self.assertTrue(header["text_lo"] <= e["caller"] < header["text_hi"],
                                 "caller %#x is not in the host's code: %r" % (e["caller"], e))
