@@ -228,6 +228,7 @@ class Stats:
         self.keep_samples = keep_samples
         self.events = 0
         self.events_by_name = {}
+        self.commit_limits = set()  # of every manager seen, destroyed ones included
         self.first_ts = None
         self.last_ts = None
         self.ops = {op: OpStats() for op in REGION_OPS}
@@ -496,6 +497,8 @@ class Model:
         m.state_since = ts
         m.totals_known = True
         m.commit_limit = ev.get("commit_limit") or 0
+        if m.commit_limit:
+            p.commit_limits.add(m.commit_limit)
         m.address_space_limit = ev.get("address_space_limit") or 0
         m.page_size = ev.get("page_size") or m.page_size
 

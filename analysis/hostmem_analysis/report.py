@@ -127,7 +127,8 @@ def plot_memory(model, s, path):
             ax.plot([tx(p.peak_committed_ts)], [p.peak_committed], marker="v",
                     color=COMMITTED_COLOUR, ms=8, ls="none",
                     label="peak committed %s" % _bytes_label(p.peak_committed))
-        limits = sorted({m.commit_limit for m in p.managers_by_addr.values() if m.commit_limit})
+        limits = sorted(p.commit_limits | {m.commit_limit for m in p.managers_by_addr.values()
+                                           if m.commit_limit})
         for lim in limits:
             ax.axhline(lim, color="#c44e52", ls="--", lw=1,
                        label="commit limit %s" % _bytes_label(lim))
@@ -136,9 +137,9 @@ def plot_memory(model, s, path):
             fx = [tx(t) for t, _, _ in p.failure_marks]
             ax.plot(fx, [0] * len(fx), marker="x", color="#c00000", ls="none", ms=8,
                     mew=2, clip_on=False, zorder=5, label="failed call (%d)" % len(fx))
-        ax.set_title("%s: peak reserved %s, peak committed %s, %d regions left at the end"
+        ax.set_title("%s: peak reserved %s, peak committed %s, %d regions never released"
                      % (p.label(), _bytes_label(p.peak_reserved), _bytes_label(p.peak_committed),
-                        len(p.leaks)), fontsize=10, loc="left")
+                        len(p.leaks) + len(p.leaks_at_destroy)), fontsize=10, loc="left")
         _bytes_axis(ax, top=top * 1.1)
         ax.set_ylim(0, top * 1.1)
         pad = max(1, end - start) * 0.02
