@@ -17,20 +17,6 @@ const char *hostmem_hresult_name(HRESULT hr)
     }
 }
 
-const char *hostmem__reason_name(enum hostmem__reason reason)
-{
-#define HOSTMEM__NAME(n) #n,
-    static const char *const names[] = {HOSTMEM_REASON_LIST(HOSTMEM__NAME)};
-    return (unsigned)reason < HOSTMEM_REASON_COUNT ? names[reason] : "unknown";
-}
-
-const char *hostmem__op_name(enum hostmem__op op)
-{
-    static const char *const names[] = {HOSTMEM_OP_LIST(HOSTMEM__NAME)};
-#undef HOSTMEM__NAME
-    return (unsigned)op < HOSTMEM_OP_COUNT ? names[op] : "unknown";
-}
-
 HRESULT hostmem__hr_from_errno(int err)
 {
     switch (err) {

@@ -19,8 +19,6 @@
 #define HOSTMEM_HIDDEN __attribute__((visibility("hidden")))
 
 /* ---- hresult.c ------------------------------------------------------------ */
-const char *hostmem__reason_name(enum hostmem__reason reason);
-const char *hostmem__op_name(enum hostmem__op op);
 /* The HRESULT for an errno an OS primitive returned. */
 HRESULT hostmem__hr_from_errno(int err);
 
