@@ -383,7 +383,7 @@ static HRESULT reserve(call *c, uintptr_t addr, size_t size, DWORD protect, bool
         pthread_mutex_lock(&m->state_lock);
         hi_granule = round_up(base + rsize, HOSTMEM_GRANULE);
         if (!err && hostmem__map_prepare(&m->map, base, hi_granule)) {
-            os->release((void *)base, rsize);
+            lost = os->release((void *)base, rsize) != 0; /* cannot keep it unaccounted */
             err = ENOMEM;
             c->reason = HOSTMEM_REASON_no_metadata;
         }
