@@ -69,17 +69,24 @@ static _Atomic uintptr_t *slots_of(hostmem__map *map, hostmem__map_node *node)
     return node ? node->slot : map->root;
 }
 
-/* Visit the entries of one node (level `lv`, first granule `g0`) that overlap
- * granules [lo, hi). */
+/* The entries [*first, *last] of a node (level `lv`, first granule `g0`) that
+ * overlap granules [lo, hi). */
+static void entries_of(unsigned lv, uint64_t g0, uint64_t lo, uint64_t hi, uint64_t *first,
+                       uint64_t *last)
+{
+    *first = lo > g0 ? (lo - g0) >> shift_of[lv] : 0;
+    *last = (hi - 1 - g0) >> shift_of[lv];
+    if (*last >= fanout_of[lv])
+        *last = fanout_of[lv] - 1;
+}
+
+/* Make nodes where a set of [lo, hi) will cover part of an entry's span. */
 static int prepare(hostmem__map *map, hostmem__map_node *node, unsigned lv, uint64_t g0,
                    uint64_t lo, uint64_t hi)
 {
     _Atomic uintptr_t *slot = slots_of(map, node);
-    uint64_t span = (uint64_t)1 << shift_of[lv];
-    uint64_t first = lo > g0 ? (lo - g0) >> shift_of[lv] : 0;
-    uint64_t last = (hi - 1 - g0) >> shift_of[lv];
-    if (last >= fanout_of[lv])
-        last = fanout_of[lv] - 1;
+    uint64_t span = (uint64_t)1 << shift_of[lv], first, last;
+    entries_of(lv, g0, lo, hi, &first, &last);
     for (uint64_t i = first; i <= last; i++) {
         uint64_t s = g0 + i * span, e = s + span;
         if (s >= lo && e <= hi)
@@ -103,11 +110,8 @@ static void set(hostmem__map *map, hostmem__map_node *node, unsigned lv, uint64_
                 uint64_t hi, uintptr_t value)
 {
     _Atomic uintptr_t *slot = slots_of(map, node);
-    uint64_t span = (uint64_t)1 << shift_of[lv];
-    uint64_t first = lo > g0 ? (lo - g0) >> shift_of[lv] : 0;
-    uint64_t last = (hi - 1 - g0) >> shift_of[lv];
-    if (last >= fanout_of[lv])
-        last = fanout_of[lv] - 1;
+    uint64_t span = (uint64_t)1 << shift_of[lv], first, last;
+    entries_of(lv, g0, lo, hi, &first, &last);
     for (uint64_t i = first; i <= last; i++) {
         uint64_t s = g0 + i * span, e = s + span;
         uintptr_t cur = atomic_load_explicit(&slot[i], memory_order_relaxed);
@@ -150,11 +154,8 @@ uintptr_t hostmem__map_lookup(const hostmem__map *map, uintptr_t addr)
 static bool search(const _Atomic uintptr_t *slot, unsigned lv, uint64_t g0, uint64_t lo, uint64_t hi,
                    bool forward, uint64_t *out)
 {
-    uint64_t span = (uint64_t)1 << shift_of[lv];
-    uint64_t first = lo > g0 ? (lo - g0) >> shift_of[lv] : 0;
-    uint64_t last = (hi - 1 - g0) >> shift_of[lv];
-    if (last >= fanout_of[lv])
-        last = fanout_of[lv] - 1;
+    uint64_t span = (uint64_t)1 << shift_of[lv], first, last;
+    entries_of(lv, g0, lo, hi, &first, &last);
     for (uint64_t k = 0; k <= last - first; k++) {
         uint64_t i = forward ? first + k : last - k;
         uintptr_t e = atomic_load_explicit(&slot[i], memory_order_acquire);
