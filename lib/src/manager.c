@@ -679,7 +679,7 @@ HRESULT hostmem_virtual_alloc(hostmem_manager *m, void *address, SIZE_T size, DW
     if (!size)
         return finish(&c, fail(&c, E_INVALIDARG, HOSTMEM_REASON_zero_size));
     if (!address && (op == HOSTMEM_OP_reserve)) {
-        if (size > hostmem__os_caps_get()->user_end - HOSTMEM_GRANULE)
+        if (size > m->user_end - HOSTMEM_GRANULE)
             return finish(&c, fail(&c, E_OUTOFMEMORY, HOSTMEM_REASON_too_large));
     } else if (FAILED(hr = check_range(&c, addr, size))) {
         return finish(&c, hr);
@@ -832,7 +832,7 @@ HRESULT hostmem_virtual_free(hostmem_manager *m, void *address, SIZE_T size, DWO
         return finish(&c, fail(&c, E_INVALIDARG, HOSTMEM_REASON_bad_type));
     if (size && FAILED(hr = check_range(&c, addr, size)))
         return finish(&c, hr);
-    if (!size && addr >= hostmem__os_caps_get()->user_end)
+    if (!size && addr >= m->user_end)
         return finish(&c, fail(&c, E_INVALIDARG, HOSTMEM_REASON_beyond_user_space));
     return finish(&c, free_type == MEM_DECOMMIT ? decommit(&c, addr, size) : release(&c, addr));
 }
@@ -1006,7 +1006,7 @@ static HRESULT query(call *c, uintptr_t addr, MEMORY_BASIC_INFORMATION *mbi)
     if (err)
         return fail_os(c, err, HOSTMEM_REASON_os_query);
     if (!map.found || map.start > page) {
-        uintptr_t end = map.found ? map.start : hostmem__os_caps_get()->user_end;
+        uintptr_t end = map.found ? map.start : m->user_end;
         describe_free(mbi, page, end);
         return S_OK;
     }
