@@ -17,6 +17,11 @@ const char *hostmem_hresult_name(HRESULT hr)
     }
 }
 
+/* CONTRACT P7: exhausted resources are E_OUTOFMEMORY, and so is any errno the
+ * kernel gives that names no argument or permission problem (EIO, EBUSY...):
+ * the request could not be met and nothing changed.  E_FAIL is never an errno's
+ * translation: it is kept for an inconsistency the manager cannot recover from,
+ * after which the manager is unavailable. */
 HRESULT hostmem__hr_from_errno(int err)
 {
     switch (err) {
@@ -24,6 +29,8 @@ HRESULT hostmem__hr_from_errno(int err)
         return S_OK;
     case ENOMEM: /* no memory, or too many mappings (vm.max_map_count) */
     case EAGAIN: /* locked memory or a temporary shortage */
+    case EMFILE: /* no file descriptor left for /proc (RLIMIT_NOFILE) */
+    case ENFILE: /* ... or in the whole system */
     case EFBIG:
     case EOVERFLOW:
         return E_OUTOFMEMORY;
@@ -35,6 +42,6 @@ HRESULT hostmem__hr_from_errno(int err)
     case EINVAL:
         return E_INVALIDARG;
     default:
-        return E_FAIL;
+        return E_OUTOFMEMORY;
     }
 }

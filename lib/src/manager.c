@@ -141,8 +141,10 @@ static HRESULT lock(call *c, pthread_mutex_t *mu)
     }
     if (err == ETIMEDOUT)
         return fail(c, HOST_E_TIMEOUT, HOSTMEM_REASON_timeout);
-    if (err)
+    if (err) { /* a broken mutex: E_FAIL, and unavailable from now on (P7) */
+        atomic_store(&c->m->unavailable, 1);
         return fail(c, E_FAIL, HOSTMEM_REASON_unavailable);
+    }
     if (atomic_load_explicit(&c->m->shutdown, RELAXED)) {
         pthread_mutex_unlock(mu);
         return fail(c, HOST_E_ABANDONED, HOSTMEM_REASON_abandoned);
@@ -210,7 +212,8 @@ static hostmem__region *region_lock(call *c, uintptr_t addr, HRESULT *hr)
     for (unsigned tries = 0;; tries++) {
         if (tries == 1u << 20) {
             /* The map keeps naming a region that does not hold addr: a broken
-             * invariant, never a state to wait out. */
+             * invariant, never a state to wait out (P7: unavailable from now on). */
+            atomic_store(&m->unavailable, 1);
             *hr = fail(c, E_FAIL, HOSTMEM_REASON_inconsistent);
             return NULL;
         }

@@ -194,7 +194,7 @@ static int query_ioctl(int fd, uintptr_t addr, hostmem__os_mapping *out)
         uint64_t ino = q.inode, maj = q.dev_major, min = q.dev_minor;
         struct hostmem_procmap_query f;
         uint64_t at = 0;
-        while (pmq(fd, at, PMQ_COVERING_OR_NEXT | PMQ_FILE_BACKED, &f) == 0) {
+        while ((err = pmq(fd, at, PMQ_COVERING_OR_NEXT | PMQ_FILE_BACKED, &f)) == 0) {
             if (f.inode == ino && f.dev_major == maj && f.dev_minor == min &&
                 (f.vma_flags & PMQ_EXECUTABLE)) {
                 out->image = true;
@@ -202,6 +202,10 @@ static int query_ioctl(int fd, uintptr_t addr, hostmem__os_mapping *out)
             }
             at = f.vma_end;
         }
+        /* ENOENT: no file mapping above; anything else means the scan was cut
+         * short and MEM_MAPPED might be wrong. */
+        if (err && err != ENOENT)
+            return err;
     }
     return 0;
 }
@@ -260,7 +264,10 @@ static bool parse_line(const char *s, maps_line *l)
 }
 
 /* Calls fn for each line; stops when fn returns true.  No allocation, so it
- * may run where malloc may not (a query from a signal handler). */
+ * may run where malloc may not (a query from a signal handler).  0 once the
+ * file was read to its end (or fn stopped it), else the errno of the open or
+ * read that failed: a failed read is never taken for the end of the file,
+ * which would describe everything after it as unmapped (CONTRACT S9). */
 static int maps_each(bool (*fn)(const maps_line *, void *), void *ctx)
 {
     int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
@@ -268,12 +275,17 @@ static int maps_each(bool (*fn)(const maps_line *, void *), void *ctx)
         return errno;
     char buf[4096];
     size_t have = 0;
-    bool done = false;
+    bool done = false, skipping = false; /* skipping: the rest of an overlong line */
+    int err = 0;
     while (!done) {
         ssize_t n = read(fd, buf + have, sizeof buf - 1 - have);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0)
+        if (n < 0) {
+            err = errno;
+            break;
+        }
+        if (n == 0)
             break;
         have += (size_t)n;
         buf[have] = 0;
@@ -281,15 +293,26 @@ static int maps_each(bool (*fn)(const maps_line *, void *), void *ctx)
         while (!done && (nl = memchr(line, '\n', have - (size_t)(line - buf)))) {
             *nl = 0;
             maps_line l;
-            if (parse_line(line, &l))
+            if (!skipping && parse_line(line, &l))
                 done = fn(&l, ctx);
+            skipping = false;
             line = nl + 1;
         }
         have -= (size_t)(line - buf);
+        if (!done && have == sizeof buf - 1) {
+            /* A line longer than the buffer (a path near PATH_MAX): its fields
+             * are all in front of the path, so parse it now and drop the rest. */
+            maps_line l;
+            if (!skipping && parse_line(buf, &l))
+                done = fn(&l, ctx);
+            skipping = true;
+            have = 0;
+            continue;
+        }
         memmove(buf, line, have);
     }
     close(fd);
-    return 0;
+    return err;
 }
 
 typedef struct maps_find {
@@ -356,15 +379,27 @@ int hostmem__os_query_maps_file(uintptr_t addr, hostmem__os_mapping *out)
     return err;
 }
 
+/* The ioctl when the kernel has it, else the file.  Only ENOTTY ("no such
+ * ioctl": a kernel before 6.11) gives up the ioctl for good; any other error
+ * that is not about resources (EINVAL, EOPNOTSUPP, an interrupted wait)
+ * answers this one call from the file.  Running out of descriptors or memory
+ * fails the call: the file would need them too. */
 static int linux_query(uintptr_t addr, hostmem__os_mapping *out)
 {
     int saved = errno, err;
-    int fd = atomic_load(&procmap_query_works) ? maps_open() : -1;
-    if (fd >= 0) {
-        err = query_ioctl(fd, addr, out);
-        if (err != ENOTTY && err != EINVAL && err != EOPNOTSUPP)
+    if (atomic_load(&procmap_query_works)) {
+        int fd = maps_open();
+        if (fd < 0) {
+            err = errno;
             goto done;
-        atomic_store(&procmap_query_works, 0); /* kernel before 6.11 */
+        }
+        err = query_ioctl(fd, addr, out);
+        for (unsigned tries = 0; err == EINTR && tries < 3; tries++)
+            err = query_ioctl(fd, addr, out);
+        if (err != ENOTTY && err != EINVAL && err != EOPNOTSUPP && err != EINTR)
+            goto done;
+        if (err == ENOTTY)
+            atomic_store(&procmap_query_works, 0);
     }
     err = query_maps_file(addr, out);
 done:
@@ -430,13 +465,18 @@ const hostmem__os_caps *hostmem__os_caps_get(void)
 int hostmem__os_meminfo(uint64_t *total, uint64_t *available)
 {
     char buf[4096];
-    int fd = open("/proc/meminfo", O_RDONLY | O_CLOEXEC);
+    int fd = open("/proc/meminfo", O_RDONLY | O_CLOEXEC), saved = errno;
     if (fd < 0)
         return errno;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
+    ssize_t n;
+    do
+        n = read(fd, buf, sizeof buf - 1);
+    while (n < 0 && errno == EINTR);
+    int err = n < 0 ? errno : n == 0 ? EIO : 0; /* the read's own errno (EAGAIN, ENOMEM...) */
     close(fd);
-    if (n <= 0)
-        return EIO;
+    errno = saved;
+    if (err)
+        return err;
     buf[n] = 0;
     const char *t = strstr(buf, "MemTotal:"), *a = strstr(buf, "MemAvailable:");
     if (!t || !a)

@@ -267,7 +267,11 @@ HOSTMEM_API const char *hostmem_hresult_name(HRESULT hr);
  * E_ACCESSDENIED            PAGE_EXECUTE_READWRITE while deny_write_execute is set; the
  *                           kernel answered EACCES or EPERM.
  * E_NOTIMPL                 MEM_WRITE_WATCH with MEM_RESERVE.
- * E_OUTOFMEMORY             the OS refused memory or address space (ENOMEM, EAGAIN), a
+ * E_OUTOFMEMORY             the OS refused memory or address space (ENOMEM, EAGAIN), the
+ *                           process is out of file descriptors (EMFILE, ENFILE: query and
+ *                           get_memory_load read /proc), the kernel's answer could not be
+ *                           read or the kernel gave any other errno that names no bad
+ *                           argument or permission (EIO...), a
  *                           critical-level ceiling denied the request, the size cannot be
  *                           reserved, MEM_RESET_UNDO found a page whose data may be gone,
  *                           needs_virtual_address_space would exceed the limit, bookkeeping
