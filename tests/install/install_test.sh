@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the build into a temporary prefix, then build a consumer against it
-# with pkg-config (shared and static) and with CMake's find_package, and run them.
+# with pkg-config (shared and static) and with CMake's find_package, and run them;
+# run the installed programs from that prefix after moving it.
 set -euo pipefail
 build=$1 cc=$2 src=$3 flags=${4:-}
 tmp=$(mktemp -d)
@@ -26,9 +27,27 @@ cmake -S "$tmp/cmake" -B "$tmp/cmake/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" -D
     -DCMAKE_C_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="$flags" >/dev/null
 cmake --build "$tmp/cmake/build" >/dev/null
 "$tmp/cmake/build/consumer"
+# Installed programs run from any prefix, even one moved after installing:
+# they find libhostmem through a run path relative to themselves.
+mv "$tmp/prefix" "$tmp/moved"
+programs=0
+for exe in "$tmp/moved/bin"/*; do
+    head -c4 "$exe" | grep -q ELF || continue   # the analysis wrappers are scripts
+    programs=$((programs + 1))
+    if env -u LD_LIBRARY_PATH ldd "$exe" | grep 'not found'; then
+        echo "$exe: a library it needs is not found from the installed prefix" >&2
+        exit 1
+    fi
+done
+if [ "$programs" -eq 0 ]; then
+    echo "no installed program found in $tmp/moved/bin" >&2
+    exit 1
+fi
+env -u LD_LIBRARY_PATH "$tmp/moved/bin/hostmem-demo" --cycles 1 --quiet >/dev/null
+mv "$tmp/moved" "$tmp/prefix"
 # No lttng-ust in the library's own dependencies: it loads the provider at run time.
 if ldd "$tmp/prefix/lib/libhostmem.so" | grep -q lttng; then
     echo "libhostmem.so links lttng-ust directly" >&2
     exit 1
 fi
-echo "install: pkg-config (shared, static) and find_package consumers ran"
+echo "install: pkg-config (shared, static) and find_package consumers ran; $programs installed programs run from a moved prefix"
