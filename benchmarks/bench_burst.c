@@ -2,7 +2,7 @@
  * bench_burst.c: --burst=N, the load of the event-loss measurement.
  *
  * N back-to-back operations that each emit exactly one hostmem event
- * (CONTRACT T1), as fast as the library allows, with nothing else between
+ * (T1), as fast as the library allows, with nothing else between
  * them: the worst case for a session's ring buffers.  query is the cheapest
  * operation, so it gives the highest event rate; protect is a typical one.
  * The summary says how many hostmem events the run emitted in all, which is

@@ -1,7 +1,7 @@
 /*
  * bench_metadata.c: what the bookkeeping costs in bytes (hostmem_stats
  * metadata_bytes), per 64 KiB region and for one 1 TiB reservation with
- * 1,000 committed runs.  CONTRACT S12: a region's metadata never grows with
+ * 1,000 committed runs.  S12: a region's metadata never grows with
  * its size, only with the number of distinct runs of page state in it.
  */
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /*
  * bench_scaling.c: query and commit with 10, 1k and 100k live regions.
  *
- * CONTRACT S12: finding the region of an address is O(log n) or better, so
+ * S12: finding the region of an address is O(log n) or better, so
  * neither operation may grow faster than log n with the number of live
  * regions.  Each scale gets a fresh manager holding n reservations of 64 KiB;
  * every operation picks a random one (fixed seed), so the map is walked cold
@@ -111,7 +111,7 @@ static int hm_commit_op(bench_batch *b, size_t i)
 static int hm_commit_teardown(bench_batch *b)
 {
     int rc = 0;
-    /* Decommitting pages that are only reserved succeeds (CONTRACT S6), so
+    /* Decommitting pages that are only reserved succeeds (S6), so
      * this is right even after a batch that stopped early. */
     for (size_t i = 0; i < b->n; i++)
         rc |= bench_check_hr(hostmem_virtual_free(sc(b)->m, b->addr[i], REGION, MEM_DECOMMIT),

@@ -1,5 +1,5 @@
 /*
- * hostmem_tp.h: the LTTng-UST provider `hostmem` (CONTRACT T1-T5).
+ * hostmem_tp.h: the LTTng-UST provider `hostmem` (T1-T5, docs/tracing.md).
  *
  * This header is read twice over: by hostmem_tp.c, which creates the probes
  * (LTTNG_UST_TRACEPOINT_CREATE_PROBES) and becomes libhostmem-lttng.so, and

@@ -88,7 +88,7 @@ def parser():
     common.add_argument("--temporary-ms", type=float, default=None,
                         help="a region released within this many ms is temporary (default 100)")
     s = sub.add_parser("summary", parents=[common], help="print what happened")
-    s.add_argument("--json", action="store_true", help="one JSON object (CONTRACT R1)")
+    s.add_argument("--json", action="store_true", help="one JSON object (R1 in docs/analysis.md)")
     s.add_argument("--speed", action="store_true", help="print events/s read on stderr")
     s.set_defaults(func=_summary)
     r = sub.add_parser("report", parents=[common], help="write PNG plots and index.html")

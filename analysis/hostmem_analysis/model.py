@@ -23,7 +23,7 @@ from array import array
 
 REGION_OPS = ("reserve", "commit", "decommit", "release", "protect", "reset",
               "reset_undo", "query")
-# The operations CONTRACT R1 reports (query is debug-level and often off).
+# The operations R1 reports (query is debug-level and often off).
 REPORTED_OPS = ("reserve", "commit", "decommit", "release", "protect", "reset",
                 "reset_undo")
 LEVELS = ("task", "appdomain", "process")

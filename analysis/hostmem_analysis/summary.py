@@ -1,7 +1,7 @@
 """The figures of a replayed model, as one JSON-able dict and as text.
 
 The dict's top level is every process merged ("all") and holds the keys of
-CONTRACT R1; ``processes`` holds the same figures for each process apart.
+R1; ``processes`` holds the same figures for each process apart.
 """
 
 import datetime

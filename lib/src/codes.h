@@ -81,7 +81,7 @@
     X(rollback_failed)         \
     X(inconsistent)
 
-/* Critical-level decisions (CONTRACT P1-P3).  X(name) */
+/* Critical-level decisions (P1-P3).  X(name) */
 #define HOSTMEM_DECISION_LIST(X) \
     X(granted)                   \
     X(granted_from_reserve)      \

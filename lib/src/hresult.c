@@ -17,7 +17,7 @@ const char *hostmem_hresult_name(HRESULT hr)
     }
 }
 
-/* CONTRACT P7: exhausted resources are E_OUTOFMEMORY, and so is any errno the
+/* P7: exhausted resources are E_OUTOFMEMORY, and so is any errno the
  * kernel gives that names no argument or permission problem (EIO, EBUSY...):
  * the request could not be met and nothing changed.  E_FAIL is never an errno's
  * translation: it is kept for an inconsistency the manager cannot recover from,

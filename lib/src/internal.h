@@ -7,6 +7,9 @@
  *   arena.c (address space held for small regions) -> region_map.c (address ->
  *   region) -> page_runs.c (page state as runs) -> protect.c (PAGE_* rules) ->
  *   os.h / os_linux.c (the kernel) ; hresult.c (code tables) ; trace.h (events).
+ *
+ * Rule numbers in comments (A3, S4, P7, T1...) are those of docs/ (docs/README.md
+ * says which page defines each).
  */
 #ifndef HOSTMEM_INTERNAL_H
 #define HOSTMEM_INTERNAL_H
@@ -23,7 +26,7 @@
 HRESULT hostmem__hr_from_errno(int err);
 
 /* ---- protect.c ------------------------------------------------------------ */
-/* CONTRACT S2: S_OK, E_INVALIDARG or E_ACCESSDENIED (with the reason). */
+/* S2: S_OK, E_INVALIDARG or E_ACCESSDENIED (with the reason). */
 HRESULT hostmem__protect_check(DWORD protect, bool deny_write_execute, enum hostmem__reason *why);
 /* The access a valid PAGE_* value grants (GUARD: none). */
 unsigned hostmem__protect_access(DWORD protect);
@@ -75,7 +78,7 @@ bool hostmem__map_find(const hostmem__map *map, uintptr_t lo, uintptr_t hi, bool
 #define HOSTMEM_ARENA_MAX_REGION ((size_t)1 << 20)
 /* Map `size` bytes aligned to `align` (over-reserve and trim).  0, or an
  * errno; *lost when the trimming failed and the leftover could not be
- * unmapped either (the manager must become unavailable, CONTRACT P7). */
+ * unmapped either (the manager must become unavailable, P7). */
 int hostmem__reserve_aligned(size_t size, size_t align, uintptr_t *out, bool *lost);
 /* Carve `granules` granules for a region (state lock held; may map a new arena,
  * which drops and retakes the lock).  0, or an errno (and *lost as above). */
@@ -99,7 +102,7 @@ typedef struct hostmem__notice {
 } hostmem__notice;
 
 void hostmem__policy_init(hostmem__policy *p, const hostmem_config *config);
-/* Decide a commit of `bytes` at `level` (CONTRACT P1) and, when granted, charge
+/* Decide a commit of `bytes` at `level` (P1) and, when granted, charge
  * it (in flight until settled).  State lock held.  Emits the critical_decision
  * event when a limit applies. */
 enum hostmem__decision hostmem__policy_charge(struct hostmem_manager *m,
@@ -115,12 +118,12 @@ void hostmem__policy_low_notice(struct hostmem_manager *m, hostmem__notice *noti
 /* Wait (state lock held) until charge is given back or `deadline_ns` passes.
  * HOST_E_ABANDONED when the manager shuts down meanwhile, else S_OK. */
 HRESULT hostmem__policy_wait(struct hostmem_manager *m, uint64_t deadline_ns);
-/* Admit `bytes` more address space at `level` (CONTRACT P3) and count them as
+/* Admit `bytes` more address space at `level` (P3) and count them as
  * reserved, state lock held.  S_OK or E_OUTOFMEMORY. */
 HRESULT hostmem__policy_reserve(struct hostmem_manager *m, EMemoryCriticalLevel level,
                                 size_t bytes);
 void hostmem__policy_unreserve(struct hostmem_manager *m, size_t bytes);
-/* Current EMemoryAvailable (CONTRACT P4); without a limit, from the system's load. */
+/* Current EMemoryAvailable (P4); without a limit, from the system's load. */
 int hostmem__policy_state(const hostmem__policy *p);
 /* The notice for the state at registration (state lock held). */
 void hostmem__policy_register(struct hostmem_manager *m, void (*fn)(void *, EMemoryAvailable),

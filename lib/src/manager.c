@@ -1,5 +1,5 @@
 /*
- * manager.c: the public entry points (CONTRACT A3).  Each one validates its
+ * manager.c: the public entry points (A3).  Each one validates its
  * arguments first, then finds and locks the region it works on, asks the
  * policy, makes the OS calls, and only when they succeeded updates the
  * bookkeeping; a failed OS call is rolled back from the bookkeeping (which
@@ -178,7 +178,7 @@ static void seq_end(hostmem__region *r)
 static size_t page_down(const hostmem_manager *m, uintptr_t a) { return a & ~(m->page_size - 1); }
 static uintptr_t round_up(uintptr_t a, size_t to) { return (a + to - 1) & ~(uintptr_t)(to - 1); }
 
-/* CONTRACT S3 for a range at a given address: 0 or the failing HRESULT. */
+/* S3 for a range at a given address: 0 or the failing HRESULT. */
 static HRESULT check_range(call *c, uintptr_t addr, size_t size)
 {
     uintptr_t end = c->m->user_end;
@@ -302,7 +302,7 @@ static void region_recycle(hostmem_manager *m, hostmem__region *r)
     m->free_regions = r;
 }
 
-/* ---- reserve (CONTRACT S4) ------------------------------------------------------ */
+/* ---- reserve (S4) ------------------------------------------------------ */
 
 /* `settle`: raise the peaks now; a reserve-and-commit settles after its commit. */
 static HRESULT reserve(call *c, uintptr_t addr, size_t size, DWORD protect, bool large,
@@ -473,7 +473,7 @@ static HRESULT release_region(call *c, hostmem__region *r)
     return S_OK;
 }
 
-/* ---- commit (CONTRACT S5, P1, P2) --------------------------------------------- */
+/* ---- commit (S5, P1, P2) --------------------------------------------- */
 
 static HRESULT commit(call *c, uintptr_t addr, size_t size, DWORD protect,
                       EMemoryCriticalLevel level, uintptr_t *out_base)
@@ -565,7 +565,7 @@ static HRESULT commit(call *c, uintptr_t addr, size_t size, DWORD protect,
     (MEM_COMMIT | MEM_RESERVE | MEM_RESET | MEM_RESET_UNDO | MEM_TOP_DOWN | MEM_LARGE_PAGES | \
      MEM_WRITE_WATCH)
 
-/* CONTRACT S1. */
+/* S1. */
 static HRESULT check_alloc_type(call *c, DWORD type)
 {
     DWORD base = type & (MEM_COMMIT | MEM_RESERVE);
@@ -738,7 +738,7 @@ HRESULT hostmem_virtual_alloc(hostmem_manager *m, void *address, SIZE_T size, DW
     return finish(&c, hr);
 }
 
-/* ---- virtual_free (CONTRACT S6, S7) ------------------------------------------ */
+/* ---- virtual_free (S6, S7) ------------------------------------------ */
 
 static HRESULT decommit(call *c, uintptr_t addr, size_t size)
 {
@@ -840,7 +840,7 @@ HRESULT hostmem_virtual_free(hostmem_manager *m, void *address, SIZE_T size, DWO
     return finish(&c, free_type == MEM_DECOMMIT ? decommit(&c, addr, size) : release(&c, addr));
 }
 
-/* ---- virtual_protect (CONTRACT S8) -------------------------------------------- */
+/* ---- virtual_protect (S8) -------------------------------------------- */
 
 HRESULT hostmem_virtual_protect(hostmem_manager *m, void *address, SIZE_T size, DWORD new_protect,
                                 DWORD *old_protect)
@@ -895,7 +895,7 @@ out:
     return finish(&c, hr);
 }
 
-/* ---- virtual_query (CONTRACT S9) ------------------------------------------------ */
+/* ---- virtual_query (S9) ------------------------------------------------ */
 
 /* Visible state of a page: what query reports (the reset mark is not visible). */
 static uint32_t visible(uint32_t st) { return st & (HOSTMEM_STATE_COMMITTED | HOSTMEM_STATE_PROTECT_MASK); }
@@ -1067,7 +1067,7 @@ HRESULT hostmem_virtual_query(hostmem_manager *m, const void *address, void *buf
     return finish(&c, hr);
 }
 
-/* ---- memory load, notifications, address space (CONTRACT P4-P6) ------------------ */
+/* ---- memory load, notifications, address space (P4-P6) ------------------ */
 
 HRESULT hostmem_get_memory_load(hostmem_manager *m, DWORD *memory_load, SIZE_T *available_bytes)
 {
@@ -1245,7 +1245,7 @@ void hostmem__manager_foreach_region(struct hostmem_manager *m,
     pthread_mutex_unlock(&m->state_lock);
 }
 
-/* ---- life cycle (CONTRACT A3) ------------------------------------------------------ */
+/* ---- life cycle (A3) ------------------------------------------------------ */
 
 /* Every manager, so fork() can take their locks (a child forked while another
  * thread held one would otherwise inherit it locked forever). */

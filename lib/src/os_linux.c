@@ -267,7 +267,7 @@ static bool parse_line(const char *s, maps_line *l)
  * may run where malloc may not (a query from a signal handler).  0 once the
  * file was read to its end (or fn stopped it), else the errno of the open or
  * read that failed: a failed read is never taken for the end of the file,
- * which would describe everything after it as unmapped (CONTRACT S9). */
+ * which would describe everything after it as unmapped (S9). */
 static int maps_each(bool (*fn)(const maps_line *, void *), void *ctx)
 {
     int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);

@@ -1,6 +1,6 @@
 /*
  * policy.c: commit charge, critical-level ceilings, memory state and the
- * notification callback (CONTRACT P1-P6).  Everything here runs with the
+ * notification callback (P1-P6).  Everything here runs with the
  * manager's state lock held and makes no syscall; notices are handed back to
  * the caller, which delivers them once every internal lock is dropped, so the
  * callback may call back into the manager.

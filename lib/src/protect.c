@@ -1,4 +1,4 @@
-/* protect.c: PAGE_* validation (CONTRACT S2) and PAGE_* <-> access translation. */
+/* protect.c: PAGE_* validation (S2) and PAGE_* <-> access translation. */
 #include "internal.h"
 
 #define BASE_MASK 0xffu
@@ -36,7 +36,7 @@ HRESULT hostmem__protect_check(DWORD protect, bool deny_write_execute, enum host
 
 unsigned hostmem__protect_access(DWORD protect)
 {
-    if (protect & PAGE_GUARD) /* a guard page faults on any access (CONTRACT S11) */
+    if (protect & PAGE_GUARD) /* a guard page faults on any access (S11) */
         return HOSTMEM_ACCESS_NONE;
     switch (protect & BASE_MASK) {
     case PAGE_READONLY:

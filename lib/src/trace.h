@@ -1,7 +1,7 @@
 /*
  * trace.h: the tracing facade.  manager.c reports what happened through these
  * calls and nothing else; trace_lttng.c turns them into LTTng-UST events of
- * the provider `hostmem` (CONTRACT T), trace_none.c (HOSTMEM_WITH_LTTNG=OFF)
+ * the provider `hostmem` (the T rules of docs/tracing.md), trace_none.c (HOSTMEM_WITH_LTTNG=OFF)
  * into nothing.
  *
  * Cost rule: with no session the whole facade is one predictable branch per
@@ -24,7 +24,7 @@ typedef struct hostmem__trace_call {
     uintptr_t caller; /* return address into the host */
 } hostmem__trace_call;
 
-/* The fields of a region-operation event (CONTRACT T1). */
+/* The fields of a region-operation event (T1). */
 typedef struct hostmem__trace_op_event {
     enum hostmem__op op;
     uintptr_t address;     /* as given */

@@ -1,6 +1,6 @@
 /*
  * trace_lttng.c: the tracing facade (trace.h) over the LTTng-UST provider
- * `hostmem` (tracepoints/hostmem_tp.h, CONTRACT T).
+ * `hostmem` (tracepoints/hostmem_tp.h, the T rules of docs/tracing.md).
  *
  * The tracepoints are defined here with dynamic linkage: libhostmem needs
  * neither liblttng-ust nor the probes at link time.  At load, a constructor

@@ -5,7 +5,7 @@
  *   page      P bytes (the OS page size, 4096 here): the unit of state.
  *   granule   G = 64 KiB: the unit of address space; every region starts on one.
  *   region    one reservation: [base, base + size), size a page multiple.  The rest
- *             of its last granule is unusable for other regions (CONTRACT S4).
+ *             of its last granule is unusable for other regions (S4).
  *   run       a maximal stretch of pages of one region in the same state; a region
  *             keeps its pages as runs, so its metadata never grows with its size.
  *   state     per page: reserved or committed, the PAGE_* protection, and whether
@@ -13,7 +13,7 @@
  *   charge    committed pages * P: what a commit limit counts (committed_bytes).
  *   level     EMemoryCriticalLevel of a request: how deep into a limit it may go.
  *   ceiling   the charge a level may reach: task_percent / appdomain_percent / 100 %
- *             of the limit (CONTRACT P1).
+ *             of the limit (P1).
  *   arena     address space the manager already holds (inaccessible, uncharged), out
  *             of which small regions are carved with no syscall; its free granules
  *             query as MEM_FREE.
@@ -152,7 +152,7 @@ struct hostmem_manager {
     hostmem__external *externals;
     size_t metadata_bytes;
     _Atomic int shutdown;       /* 1 after hostmem_shutdown */
-    _Atomic int unavailable;    /* 1 after E_FAIL (CONTRACT P7) */
+    _Atomic int unavailable;    /* 1 after E_FAIL (P7) */
     _Atomic int waiters;
     size_t page_size;
     unsigned page_shift;

@@ -1,4 +1,4 @@
-/* CONTRACT A1-A4: names and values, the manager's life cycle, NULL pointers,
+/* A1-A4: names and values, the manager's life cycle, NULL pointers,
  * statistics, independent managers and shutdown. */
 #include "util.h"
 

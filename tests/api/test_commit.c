@@ -1,4 +1,4 @@
-/* CONTRACT S5 (commit) and S6 (decommit). */
+/* S5 (commit) and S6 (decommit). */
 #include "util.h"
 
 TestSuite(s5_commit, .fini = hm_leak_check);

@@ -1,4 +1,4 @@
-/* CONTRACT S1 (allocation types), S2 (protections, deny_write_execute), S7 (free types). */
+/* S1 (allocation types), S2 (protections, deny_write_execute), S7 (free types). */
 #include "util.h"
 
 TestSuite(s1_alloc_type, .fini = hm_leak_check);

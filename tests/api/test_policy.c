@@ -1,4 +1,4 @@
-/* CONTRACT P1-P6: critical-level ceilings, notifications, waits, memory load,
+/* P1-P6: critical-level ceilings, notifications, waits, memory load,
  * address-space accounting; shutdown of a waiting call. */
 #include "util.h"
 

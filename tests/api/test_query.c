@@ -1,4 +1,4 @@
-/* CONTRACT S9: query, inside our regions and outside them. */
+/* S9: query, inside our regions and outside them. */
 #include "util.h"
 
 #include <fcntl.h>

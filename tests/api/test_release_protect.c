@@ -1,4 +1,4 @@
-/* CONTRACT S7 (release) and S8 (protect). */
+/* S7 (release) and S8 (protect). */
 #include "util.h"
 
 TestSuite(s7_release, .fini = hm_leak_check);

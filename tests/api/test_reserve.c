@@ -1,4 +1,4 @@
-/* CONTRACT S3 (sizes and ranges), S4 (reserve), S12 (bookkeeping independent of size). */
+/* S3 (sizes and ranges), S4 (reserve), S12 (bookkeeping independent of size). */
 #include "util.h"
 
 TestSuite(s3_range, .fini = hm_leak_check);

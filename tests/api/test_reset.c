@@ -1,4 +1,4 @@
-/* CONTRACT S10 (reset, reset undo), S11 (guard, no-cache, write-combine) and the
+/* S10 (reset, reset undo), S11 (guard, no-cache, write-combine) and the
  * faults of S4, S6, S7, S8, S11: touching memory that is not accessible kills the
  * process with SIGSEGV (death tests). */
 #include "util.h"

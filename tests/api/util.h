@@ -104,7 +104,7 @@ static HM_UNUSED void *commit(hostmem_manager *m, void *addr, size_t size, DWORD
     return alloc_ok(m, addr, size, MEM_COMMIT, prot);
 }
 
-/* Expect a virtual_alloc failure; *out_mem must come back NULL (CONTRACT A4). */
+/* Expect a virtual_alloc failure; *out_mem must come back NULL (A4). */
 static HM_UNUSED HRESULT alloc_fail(hostmem_manager *m, void *addr, size_t size, DWORD type, DWORD prot,
                                     EMemoryCriticalLevel level)
 {

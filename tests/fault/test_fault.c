@@ -5,7 +5,7 @@
  * the HRESULT and that nothing changed (a query walk of every region, the
  * statistics and the process's own mappings).  Then fail the call and the
  * restoring call after it: E_FAIL, and HOST_E_CLRNOTAVAILABLE from then on
- * (CONTRACT P7).  Also: lock timeouts and shutdown while waiting for a lock,
+ * (P7).  Also: lock timeouts and shutdown while waiting for a lock,
  * and arena placement the kernel makes rare.
  */
 #define _GNU_SOURCE 1
@@ -480,7 +480,7 @@ static void run_one(const scenario *sc, int prim, int nth, int err, int fail_aft
         return;
     }
     if (fail_after) {
-        /* CONTRACT P7: E_FAIL, then HOST_E_CLRNOTAVAILABLE for every call. */
+        /* P7: E_FAIL, then HOST_E_CLRNOTAVAILABLE for every call. */
         if (hr != E_FAIL) {
             PROBLEM("%s (restoring call %d): %s, want E_FAIL", what, fail_after, hostmem_hresult_name(hr));
         } else {

@@ -6,7 +6,7 @@
  *
  * Each test is the regression test of one defect:
  *   query_*            the kernel's answer cannot be read: the call fails, it
- *                      never reports MEM_FREE for it (CONTRACT S9); a transient
+ *                      never reports MEM_FREE for it (S9); a transient
  *                      PROCMAP_QUERY error does not give up the ioctl for good
  *   exhausted_*        EMFILE / ENFILE / ENOMEM / EAGAIN are E_OUTOFMEMORY and the
  *                      manager stays available (P7)

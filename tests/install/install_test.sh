@@ -27,6 +27,13 @@ cmake -S "$tmp/cmake" -B "$tmp/cmake/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" -D
     -DCMAKE_C_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="$flags" >/dev/null
 cmake --build "$tmp/cmake/build" >/dev/null
 "$tmp/cmake/build/consumer"
+# The documentation the header cites is installed with it.
+for page in README.md api.md semantics.md policy.md; do
+    if [ ! -f "$tmp/prefix/share/doc/hostmem/$page" ]; then
+        echo "$tmp/prefix/share/doc/hostmem/$page: not installed" >&2
+        exit 1
+    fi
+done
 # Installed programs run from any prefix, even one moved after installing:
 # they find libhostmem through a run path relative to themselves.
 mv "$tmp/prefix" "$tmp/moved"

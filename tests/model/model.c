@@ -1,5 +1,5 @@
 /*
- * model.c: the reference model (see model.h).  Written from CONTRACT S and P
+ * model.c: the reference model (see model.h).  Written from the S and P rules of docs/
  * alone; every rule is cited where it is applied.  Page-granular and slow on
  * purpose: obviously right beats fast here.
  */
@@ -77,7 +77,7 @@ void hm_model_init(hm_model *m, size_t page, const hostmem_config *config, hm_pr
             m->huge = (size_t)v;
         fclose(f);
     }
-    m->user_end = (uintptr_t)1 << 47; /* CONTRACT S3: 4-level page tables */
+    m->user_end = (uintptr_t)1 << 47; /* S3: 4-level page tables */
     m->big = (size_t)256 << 20;
     if (config)
         m->config = *config;
@@ -116,7 +116,7 @@ bool hm_model_overlaps(const hm_model *m, uintptr_t lo, uintptr_t hi)
     return false;
 }
 
-/* CONTRACT S2. */
+/* S2. */
 unsigned hm_protect_errors(const hm_model *m, DWORD protect)
 {
     DWORD base = protect & 0xff, mod = protect & 0x700;
@@ -161,7 +161,7 @@ bool hm_protect_writable(DWORD p)
     return p == PAGE_READWRITE || p == PAGE_EXECUTE_READWRITE;
 }
 
-/* CONTRACT P1/P3: may `used + add` bytes be held at `level` under `limit`?
+/* P1/P3: may `used + add` bytes be held at `level` under `limit`?
  * 0 granted, 1 denied, 2 either: nothing is added but the level is already
  * past its ceiling (the contract's formula denies; a library may skip the
  * check when no charge is added). */

@@ -1,5 +1,5 @@
 /*
- * model.h: a reference model of CONTRACT S (region operations) and P1/P3
+ * model.h: a reference model of the S rules (region operations) and P1/P3
  * (critical-level ceilings of a commit limit and an address-space limit),
  * written from the contract alone and independent of the library.
  *
@@ -122,7 +122,7 @@ long hm_model_find(const hm_model *m, uintptr_t addr);
 /* Does [lo, hi) touch a page of any region? */
 bool hm_model_overlaps(const hm_model *m, uintptr_t lo, uintptr_t hi);
 
-/* CONTRACT S2 (+ deny_write_execute): bits of the argument errors of a protection. */
+/* S2 (+ deny_write_execute): bits of the argument errors of a protection. */
 unsigned hm_protect_errors(const hm_model *m, DWORD protect);
 /* Is the memory behind a committed page of this protection readable / writable? */
 bool hm_protect_readable(DWORD protect);

@@ -4,7 +4,7 @@
 Each test creates its own session (unique name, temporary output), records
 the provider `hostmem` with the vpid context, runs one scenario of
 trace_workload and compares the events of that process with what the
-workload printed it did (CONTRACT T1-T5).  Other processes tracing at the
+workload printed it did (T1-T5).  Other processes tracing at the
 same time do not matter: events are kept by vpid.
 
     test_trace.py --workload PATH [--workload-static PATH] --provider PATH [unittest args]

@@ -100,7 +100,7 @@ static void basic(void)
     emit("reset", c + page, page, hr, q);
 
     hr = hostmem_virtual_alloc(m, c + page, page, MEM_RESET_UNDO, PAGE_NOACCESS, eTaskCritical, &q);
-    emit("reset_undo", c + page, page, hr, q); /* S_OK or E_OUTOFMEMORY (CONTRACT S10) */
+    emit("reset_undo", c + page, page, hr, q); /* S_OK or E_OUTOFMEMORY (S10) */
 
     hr = hostmem_virtual_free(m, c + page, page, MEM_DECOMMIT);
     CHECK(hr == S_OK);

@@ -5,6 +5,10 @@
  * Every call is thread-safe, returns an HRESULT and never crashes the host
  * on bad input: a failed call changes nothing.  The error codes and the
  * condition behind each are listed at the end of this file.
+ *
+ * The rules cited here by number (A1, S4, P7...) are defined in the
+ * documentation: docs/ in the source tree, installed under share/doc/hostmem
+ * (docs/README.md maps every rule to its page; docs/api.md covers this file).
  */
 #ifndef HOSTMEM_HOSTMEM_H
 #define HOSTMEM_HOSTMEM_H
@@ -48,7 +52,7 @@ typedef size_t SIZE_T;
     ((HRESULT)(x) <= 0 ? ((HRESULT)(x)) : ((HRESULT)(((x) & 0x0000FFFF) | (7 << 16) | 0x80000000)))
 #endif
 
-/* ---- allocation and free types (CONTRACT A1) -------------------------- */
+/* ---- allocation and free types (docs/api.md A1) ----------------------- */
 #ifndef MEM_COMMIT
 #define MEM_COMMIT 0x00001000
 #endif
@@ -124,7 +128,7 @@ typedef size_t SIZE_T;
 #define PAGE_WRITECOMBINE 0x400
 #endif
 
-/* ---- HRESULTs (CONTRACT A2) ------------------------------------------- */
+/* ---- HRESULTs (docs/api.md A2) ---------------------------------------- */
 #ifndef S_OK
 #define S_OK ((HRESULT)0)
 #endif
@@ -221,7 +225,7 @@ typedef struct hostmem_stats {
 typedef struct hostmem_manager hostmem_manager;
 typedef void (*hostmem_notification_fn)(void *context, EMemoryAvailable state);
 
-/* ---- the manager (CONTRACT A3) ---------------------------------------- */
+/* ---- the manager (docs/api.md A3) ------------------------------------- */
 HOSTMEM_API void hostmem_config_init(hostmem_config *config);
 HOSTMEM_API HRESULT hostmem_create(const hostmem_config *config, hostmem_manager **out);
 HOSTMEM_API void hostmem_shutdown(hostmem_manager *m);
@@ -258,7 +262,7 @@ HOSTMEM_API const char *hostmem_hresult_name(HRESULT hr);
  * S_OK                      success.
  * E_POINTER                 NULL manager, NULL out_mem / buffer / out_written / old_protect /
  *                           memory_load / available_bytes / out, NULL callback.
- * E_INVALIDARG              bad allocation or free type, bad protection (CONTRACT S1, S2,
+ * E_INVALIDARG              bad allocation or free type, bad protection (rules S1, S2,
  *                           S7), size 0 where a size is needed, a range that wraps or ends
  *                           beyond the user address space, a reservation in the first 64 KiB,
  *                           a decommit range past the region end, MEM_RELEASE with a size, a
