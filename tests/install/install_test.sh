@@ -3,7 +3,7 @@
 # with pkg-config (shared and static) and with CMake's find_package, and run them;
 # run the installed programs from that prefix after moving it.
 set -euo pipefail
-build=$1 cc=$2 src=$3 flags=${4:-}
+build=$1 cc=$2 src=$3 flags=${4:-} source=${5:-}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
@@ -52,6 +52,22 @@ if [ "$programs" -eq 0 ]; then
 fi
 env -u LD_LIBRARY_PATH "$tmp/moved/bin/hostmem-demo" --cycles 1 --quiet >/dev/null
 mv "$tmp/moved" "$tmp/prefix"
+# hostmem.pc finds its prefix relative to itself whatever the depth of the
+# libdir: a /usr install on Debian puts it in lib/x86_64-linux-gnu/pkgconfig.
+if [ -n "$source" ]; then
+    deep=lib/x86_64-linux-gnu
+    cmake -S "$source" -B "$tmp/deep" -DCMAKE_INSTALL_LIBDIR=$deep -DHOSTMEM_WITH_LTTNG=OFF \
+        -DHOSTMEM_BUILD_TESTS=OFF -DHOSTMEM_BUILD_BENCHMARKS=OFF -DHOSTMEM_BUILD_EXAMPLES=OFF >/dev/null
+    mkdir -p "$tmp/prefix/$deep/pkgconfig"
+    cp "$tmp/deep/hostmem.pc" "$tmp/prefix/$deep/pkgconfig/"
+    for var in libdir:$deep includedir:include; do
+        got=$(PKG_CONFIG_PATH="$tmp/prefix/$deep/pkgconfig" pkg-config --variable="${var%%:*}" hostmem)
+        if [ "$(readlink -m "$got")" != "$(readlink -m "$tmp/prefix/${var#*:}")" ]; then
+            echo "$tmp/deep/hostmem.pc: ${var%%:*} is $got, not $tmp/prefix/${var#*:}" >&2
+            exit 1
+        fi
+    done
+fi
 # No lttng-ust in the library's own dependencies: it loads the provider at run time.
 if ldd "$tmp/prefix/lib/libhostmem.so" | grep -q lttng; then
     echo "libhostmem.so links lttng-ust directly" >&2
