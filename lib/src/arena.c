@@ -65,6 +65,39 @@ static bool arena_find(const hostmem__arena *a, uint32_t granules, uint32_t *out
     return false;
 }
 
+/* No room for the slack of an over-reservation (RLIMIT_AS, a crowded address
+ * space): a mapping of exactly `size` may still fit.  The kernel places it
+ * where it likes; if that is not aligned, try the aligned addresses just below
+ * and just above it, never over anything mapped (os->reserve at an address
+ * refuses an overlap).  ENOMEM when none of them works. */
+static int reserve_exact_aligned(size_t size, size_t align, uintptr_t *out, bool *lost)
+{
+    const hostmem__os *os = hostmem__os_get();
+    void *p;
+    int err = os->reserve(NULL, size, &p);
+    if (err)
+        return err;
+    uintptr_t at = (uintptr_t)p;
+    if (!(at & (align - 1))) {
+        *out = at;
+        return 0;
+    }
+    if ((err = os->release(p, size))) {
+        *lost = true;
+        return err;
+    }
+    uintptr_t tries[2] = {at & ~(uintptr_t)(align - 1), (at + align - 1) & ~(uintptr_t)(align - 1)};
+    for (int i = 0; i < 2; i++) {
+        if (!tries[i])
+            continue;
+        if (!os->reserve((void *)tries[i], size, &p)) {
+            *out = (uintptr_t)p;
+            return 0;
+        }
+    }
+    return ENOMEM;
+}
+
 int hostmem__reserve_aligned(size_t size, size_t align, uintptr_t *out, bool *lost)
 {
     const hostmem__os *os = hostmem__os_get();
@@ -75,6 +108,8 @@ int hostmem__reserve_aligned(size_t size, size_t align, uintptr_t *out, bool *lo
         return ENOMEM;
     void *p;
     int err = os->reserve(NULL, span, &p);
+    if (err == ENOMEM && span > size)
+        return reserve_exact_aligned(size, align, out, lost);
     if (err)
         return err;
     uintptr_t start = (uintptr_t)p, end = start + span;
@@ -153,14 +188,142 @@ uintptr_t hostmem__arena_next_used(const hostmem__arena *a, uintptr_t addr)
     return a->base + ((uintptr_t)g << HOSTMEM_GRANULE_SHIFT);
 }
 
+static bool granule_gone(const hostmem__arena *a, uint32_t g)
+{
+    return (atomic_load_explicit(&a->gone[g / 64], memory_order_relaxed) >> (g % 64)) & 1;
+}
+
+/* The arena's address space still its own: every run of granules not gone. */
+static void arena_release(const hostmem__arena *a)
+{
+    const hostmem__os *os = hostmem__os_get();
+    uint32_t g = 0;
+    while (g < HOSTMEM_ARENA_GRANULES) {
+        while (g < HOSTMEM_ARENA_GRANULES && granule_gone(a, g))
+            g++;
+        uint32_t start = g;
+        while (g < HOSTMEM_ARENA_GRANULES && !granule_gone(a, g))
+            g++;
+        if (g > start)
+            os->release((void *)(a->base + ((uintptr_t)start << HOSTMEM_GRANULE_SHIFT)),
+                        (size_t)(g - start) << HOSTMEM_GRANULE_SHIFT);
+    }
+}
+
 void hostmem__arena_destroy_all(struct hostmem_manager *m)
 {
     hostmem__arena *a = m->arenas;
     while (a) {
         hostmem__arena *next = a->next;
-        hostmem__os_get()->release((void *)a->base, ARENA_BYTES);
+        arena_release(a);
         free(a);
         a = next;
     }
     m->arenas = NULL;
+}
+
+/* ---- reservations across an arena's edge (CONTRACT S4) ------------------------------ */
+
+/* The arena whose granule holds addr, or NULL (map entry of a region, or none). */
+static hostmem__arena *arena_at(struct hostmem_manager *m, uintptr_t addr, uintptr_t *out_entry)
+{
+    uintptr_t e = hostmem__map_lookup(&m->map, addr);
+    *out_entry = e;
+    if ((e & HOSTMEM_MAP_TAG_MASK) != HOSTMEM_MAP_TAG_ARENA)
+        return NULL;
+    return (hostmem__arena *)(e & ~HOSTMEM_MAP_TAG_MASK);
+}
+
+static void gone_mark(hostmem__arena *a, uint32_t g, bool gone)
+{
+    uint64_t bit = (uint64_t)1 << (g % 64);
+    if (gone)
+        atomic_fetch_or_explicit(&a->gone[g / 64], bit, memory_order_relaxed);
+    else
+        atomic_fetch_and_explicit(&a->gone[g / 64], ~bit, memory_order_relaxed);
+}
+
+int hostmem__arena_claim(struct hostmem_manager *m, uintptr_t lo, uintptr_t hi)
+{
+    bool any = false;
+    /* Check first, then take: on EEXIST nothing changed. */
+    for (int pass = 0; pass < 2; pass++) {
+        uintptr_t at = lo, g;
+        while (at < hi && hostmem__map_find(&m->map, at, hi, true, &g)) {
+            uintptr_t e;
+            hostmem__arena *a = arena_at(m, g, &e);
+            if (!a)
+                return EEXIST; /* a region's granule (the rest of its last one too) */
+            uintptr_t end = a->base + ARENA_BYTES < hi ? a->base + ARENA_BYTES : hi;
+            uint32_t g0 = (uint32_t)((g - a->base) >> HOSTMEM_GRANULE_SHIFT);
+            uint32_t g1 = (uint32_t)((end - a->base) >> HOSTMEM_GRANULE_SHIFT);
+            for (uint32_t k = g0; k < g1; k++) {
+                if (pass == 0 && granule_used(a, k))
+                    return EEXIST;
+                if (pass == 1)
+                    gone_mark(a, k, true);
+            }
+            if (pass == 1)
+                hostmem__arena_mark(a, g, end, true);
+            any = true;
+            at = end;
+        }
+        if (!any)
+            return ENOENT;
+    }
+    return 0;
+}
+
+void hostmem__arena_unclaim(struct hostmem_manager *m, uintptr_t lo, uintptr_t hi)
+{
+    uintptr_t at = lo, g;
+    while (at < hi && hostmem__map_find(&m->map, at, hi, true, &g)) {
+        uintptr_t e;
+        hostmem__arena *a = arena_at(m, g, &e);
+        if (!a)
+            return; /* cannot happen: the claim checked every entry */
+        uintptr_t end = a->base + ARENA_BYTES < hi ? a->base + ARENA_BYTES : hi;
+        for (uint32_t k = (uint32_t)((g - a->base) >> HOSTMEM_GRANULE_SHIFT);
+             k < (uint32_t)((end - a->base) >> HOSTMEM_GRANULE_SHIFT); k++)
+            gone_mark(a, k, false);
+        hostmem__arena_mark(a, g, end, false);
+        at = end;
+    }
+}
+
+int hostmem__arena_map_around(struct hostmem_manager *m, uintptr_t lo, uintptr_t end, bool unmap,
+                              bool *lost)
+{
+    const hostmem__os *os = hostmem__os_get();
+    uintptr_t hi = (end + HOSTMEM_GRANULE - 1) & ~(uintptr_t)(HOSTMEM_GRANULE - 1);
+    uintptr_t at = lo, g;
+    int err = 0;
+    *lost = false;
+    /* The map still names the claimed arena granules (until the region takes
+     * them), so the gaps between its entries are the parts outside. */
+    while (at < end) {
+        uintptr_t next = hostmem__map_find(&m->map, at, hi, true, &g) ? g : hi;
+        uintptr_t stop = next < end ? next : end;
+        if (stop > at) {
+            if (unmap) {
+                if (os->release((void *)at, stop - at))
+                    *lost = true;
+            } else {
+                void *p;
+                if ((err = os->reserve((void *)at, stop - at, &p)))
+                    break;
+            }
+        }
+        if (next >= end)
+            break;
+        uintptr_t e;
+        hostmem__arena *a = arena_at(m, next, &e);
+        at = a && a->base + ARENA_BYTES < hi ? a->base + ARENA_BYTES : hi;
+    }
+    if (err) {
+        bool lost2;
+        hostmem__arena_map_around(m, lo, at, true, &lost2);
+        *lost = lost2;
+    }
+    return err;
 }

@@ -90,6 +90,20 @@ void hostmem__arena_mark(hostmem__arena *a, uintptr_t lo, uintptr_t hi, bool use
 /* First address >= addr inside arena `a` that belongs to a region, or the arena end. */
 uintptr_t hostmem__arena_next_used(const hostmem__arena *a, uintptr_t addr);
 void hostmem__arena_destroy_all(struct hostmem_manager *m);
+/* A reservation at [lo, hi) (granule-aligned) that is not inside one arena's
+ * free granules (S4: what query calls free is reservable, across an arena's
+ * edge too).  State lock held.  ENOENT: it touches no arena (an ordinary
+ * mapping of its own); EEXIST: it touches a granule of a region; 0: every
+ * arena granule it touches is free, and they are now taken (marked used and
+ * gone) for a region of its own. */
+int hostmem__arena_claim(struct hostmem_manager *m, uintptr_t lo, uintptr_t hi);
+/* Undo hostmem__arena_claim(lo, hi) (state lock held). */
+void hostmem__arena_unclaim(struct hostmem_manager *m, uintptr_t lo, uintptr_t hi);
+/* After a claim: map the parts of [lo, end) outside the arenas (no lock held;
+ * end page-aligned), or with `unmap`, unmap them again.  0, or an errno (on
+ * failure what was mapped is unmapped again; *lost if that failed too). */
+int hostmem__arena_map_around(struct hostmem_manager *m, uintptr_t lo, uintptr_t end, bool unmap,
+                              bool *lost);
 
 /* ---- policy.c ------------------------------------------------------------- */
 /* A notification to deliver once every internal lock is dropped. */

@@ -343,14 +343,22 @@ static HRESULT reserve(call *c, uintptr_t addr, size_t size, DWORD protect, bool
         pthread_mutex_unlock(&m->state_lock);
         return fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
     }
-    uintptr_t hi_granule;
+    uintptr_t hi_granule = round_up(base + rsize, HOSTMEM_GRANULE);
     hostmem__arena *arena = NULL;
+    bool tail_mapped = false;
     if (addr) {
         arena = hostmem__arena_free_at(m, base, round_up(base + rsize, HOSTMEM_GRANULE));
     } else if (!large && rsize <= HOSTMEM_ARENA_MAX_REGION) {
         uint32_t granules = (uint32_t)(round_up(rsize, HOSTMEM_GRANULE) >> HOSTMEM_GRANULE_SHIFT);
         bool lost;
         err = hostmem__arena_carve(m, granules, &base, &arena, &lost);
+        if (err && !lost) {
+            /* P7: the arena is an optimisation, not a requirement.  When 32 MiB
+             * cannot be had (RLIMIT_AS, a full address space), the region gets
+             * a mapping of its own, which may still fit. */
+            err = 0;
+            arena = NULL;
+        }
         if (err) {
             pthread_mutex_unlock(&r->lock);
             region_recycle(m, r);
@@ -371,11 +379,21 @@ static HRESULT reserve(call *c, uintptr_t addr, size_t size, DWORD protect, bool
         }
         hostmem__arena_mark(arena, base, hi_granule, true);
     } else {
-        /* Our own mapping: the syscall runs without the state lock. */
+        /* Our own mapping: the syscall runs without the state lock.  At an
+         * address, it may also take free arena granules (S4: across an arena's
+         * edge); those are already reserved memory, only the rest is mapped. */
+        int claim = addr ? hostmem__arena_claim(m, base, hi_granule) : ENOENT;
+        bool across = claim == 0;
+        tail_mapped = across && (hostmem__map_lookup(&m->map, hi_granule - HOSTMEM_GRANULE) &
+                                 HOSTMEM_MAP_TAG_MASK) == HOSTMEM_MAP_TAG_ARENA;
         pthread_mutex_unlock(&m->state_lock);
         void *p = NULL;
         bool lost = false;
-        if (addr) {
+        if (claim == EEXIST) {
+            err = EEXIST; /* a granule of one of our regions */
+        } else if (across) {
+            err = hostmem__arena_map_around(m, base, base + rsize, false, &lost);
+        } else if (addr) {
             err = os->reserve((void *)base, rsize, &p);
             base = (uintptr_t)p;
         } else {
@@ -384,12 +402,19 @@ static HRESULT reserve(call *c, uintptr_t addr, size_t size, DWORD protect, bool
         if (!err && large)
             os->advise_huge((void *)base, rsize); /* a hint; failure is not an error */
         pthread_mutex_lock(&m->state_lock);
-        hi_granule = round_up(base + rsize, HOSTMEM_GRANULE);
+        if (!across)
+            hi_granule = round_up(base + rsize, HOSTMEM_GRANULE);
         if (!err && hostmem__map_prepare(&m->map, base, hi_granule)) {
-            lost = os->release((void *)base, rsize) != 0; /* cannot keep it unaccounted */
+            /* cannot keep it unaccounted */
+            if (across)
+                hostmem__arena_map_around(m, base, base + rsize, true, &lost);
+            else
+                lost = os->release((void *)base, rsize) != 0;
             err = ENOMEM;
             c->reason = HOSTMEM_REASON_no_metadata;
         }
+        if (err && across)
+            hostmem__arena_unclaim(m, base, hi_granule);
         if (err) {
             pthread_mutex_unlock(&r->lock);
             region_recycle(m, r);
@@ -409,6 +434,7 @@ static HRESULT reserve(call *c, uintptr_t addr, size_t size, DWORD protect, bool
     atomic_store_explicit(&r->committed_pages, 0, RELAXED);
     atomic_store_explicit(&r->live, true, RELAXED);
     atomic_store_explicit(&r->arena, arena, RELAXED);
+    atomic_store_explicit(&r->tail_mapped, tail_mapped, RELAXED);
     r->caller = caller;
     seq_end(r);
     hostmem__map_set(&m->map, base, hi_granule, (uintptr_t)r | HOSTMEM_MAP_TAG_REGION);
@@ -419,6 +445,17 @@ static HRESULT reserve(call *c, uintptr_t addr, size_t size, DWORD protect, bool
     pthread_mutex_unlock(&r->lock);
     *out = r;
     return S_OK;
+}
+
+/* What a region of its own unmaps at release: its pages, and the rest of its
+ * last granule when that granule came from an arena. */
+static size_t unmap_bytes(const hostmem__region *r)
+{
+    uintptr_t base = atomic_load_explicit(&r->base, RELAXED);
+    size_t size = atomic_load_explicit(&r->size, RELAXED);
+    if (atomic_load_explicit(&r->tail_mapped, RELAXED))
+        return round_up(base + size, HOSTMEM_GRANULE) - base;
+    return size;
 }
 
 /* Give a region's address space back (region lock held, r still live).  On
@@ -455,7 +492,7 @@ static HRESULT release_region(call *c, hostmem__region *r)
         seq_end(r);
         hostmem__map_set(&m->map, base, hi, 0);
         pthread_mutex_unlock(&m->state_lock);
-        err = os->release((void *)base, size);
+        err = os->release((void *)base, unmap_bytes(r));
         pthread_mutex_lock(&m->state_lock);
         if (err) {
             hostmem__map_set(&m->map, base, hi, (uintptr_t)r | HOSTMEM_MAP_TAG_REGION);
@@ -610,8 +647,14 @@ static HRESULT reset_pages(call *c, uintptr_t addr, size_t size, bool undo)
     }
     int err = hostmem__os_get()->reset((void *)c->ev.base, count << m->page_shift);
     if (err) {
-        /* Discarding is advice: whatever part the kernel applied, the data reads
-         * intact or zero, as a reset allows; the state is unchanged. */
+        /* The kernel may have applied part of the range before it failed (an
+         * madvise over several VMAs stops at the first it refuses): the data
+         * of those pages may be gone.  Which pages is unknown, so every
+         * committed page of the range is marked reset and MEM_RESET_UNDO fails
+         * for them (S10, P7); state and protection are unchanged. */
+        seq_begin(r);
+        hostmem__runs_apply(&r->runs, npages, first, count, HOSTMEM_PAGES_RESET, 0);
+        seq_end(r);
         hr = fail_os(c, err, HOSTMEM_REASON_os_reset);
         goto out;
     }
@@ -933,7 +976,8 @@ static query_result query_ours(hostmem_manager *m, uintptr_t addr, MEMORY_BASIC_
         res = Q_OUTSIDE;
         if (*free_end <= page)
             res = trust ? Q_OUTSIDE : Q_RETRY; /* torn: addr is past that granule */
-        if (*free_end <= page || !atomic_load_explicit(&r->arena, RELAXED))
+        if (*free_end <= page ||
+            (!atomic_load_explicit(&r->arena, RELAXED) && !atomic_load_explicit(&r->tail_mapped, RELAXED)))
             *free_end = 0; /* ask the kernel: something foreign may sit there */
     } else {
         size_t npages = size >> m->page_shift, at = (page - base) >> m->page_shift;
@@ -1372,7 +1416,7 @@ void hostmem_destroy(hostmem_manager *m)
     while (r) {
         hostmem__region *next = r->next_all;
         if (atomic_load_explicit(&r->live, RELAXED) && !atomic_load_explicit(&r->arena, RELAXED))
-            os->release((void *)atomic_load_explicit(&r->base, RELAXED), atomic_load_explicit(&r->size, RELAXED));
+            os->release((void *)atomic_load_explicit(&r->base, RELAXED), unmap_bytes(r));
         hostmem__runs_free(&r->runs);
         pthread_mutex_destroy(&r->lock);
         free(r);

@@ -107,14 +107,20 @@ static int linux_decommit(void *addr, size_t size)
     return err;
 }
 
+/* Does this kernel know MADV_FREE (Linux 4.5)?  Asked once, at start-up
+ * (caps_init), with an empty range: madvise(2) accepts that for any advice it
+ * knows and refuses one it does not with EINVAL. */
+static bool madv_free_known = true;
+
+/* One advice, never two: an EINVAL for MADV_FREE over a range with a locked
+ * page (mlock) comes after the pages before it were already freed, and
+ * falling back to MADV_DONTNEED there would zero them at once. */
 static int linux_reset(void *addr, size_t size)
 {
-    int saved = errno, err = 0;
-    if (madvise(addr, size, MADV_FREE)) {
-        err = errno;
-        if (err == EINVAL) /* kernels before 4.5 lack MADV_FREE */
-            err = madvise(addr, size, MADV_DONTNEED) ? errno : 0;
-    }
+    int saved = errno;
+    hostmem__os_caps_get();
+    int advice = madv_free_known ? MADV_FREE : MADV_DONTNEED;
+    int err = madvise(addr, size, advice) ? errno : 0;
     errno = saved;
     return err;
 }
@@ -453,6 +459,9 @@ static void caps_init(void)
     if (!caps.huge_page_size)
         caps.huge_page_size = (size_t)2 << 20;
     caps.user_end = (uintptr_t)1 << HOSTMEM_VA_BITS;
+    int saved = errno;
+    madv_free_known = !(madvise((void *)caps.page_size, 0, MADV_FREE) && errno == EINVAL);
+    errno = saved;
     pthread_atfork(NULL, NULL, maps_fd_reset_in_child);
 }
 

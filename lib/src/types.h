@@ -87,6 +87,9 @@ typedef struct hostmem__region {
     _Atomic size_t committed_pages; /* written under `lock` */
     uintptr_t caller;          /* who reserved it (for region_state and leaks) */
     struct hostmem__arena *_Atomic arena; /* carved from this arena, or NULL (own mapping) */
+    /* Own mapping whose last granule came from an arena: the rest of that
+     * granule after the region is mapped too, and is unmapped with it. */
+    _Atomic bool tail_mapped;
     hostmem__runs runs;
     struct hostmem__region *next_free;
     struct hostmem__region *next_all; /* every region struct ever made, for destroy */
@@ -99,6 +102,10 @@ typedef struct hostmem__arena {
     uint32_t free_granules;
     uint32_t hint;                  /* no free granule below this one */
     _Atomic uint64_t used[HOSTMEM_ARENA_GRANULES / 64]; /* bit set: granule belongs to a region */
+    /* Bit set: the granule went to a region of its own that also covers space
+     * outside the arena (a reservation across the arena's edge); it left the
+     * arena for good, and the region's release gives it back to the kernel. */
+    _Atomic uint64_t gone[HOSTMEM_ARENA_GRANULES / 64];
     struct hostmem__arena *next;
 } hostmem__arena;
 

@@ -10,6 +10,10 @@
  *                      PROCMAP_QUERY error does not give up the ioctl for good
  *   exhausted_*        EMFILE / ENFILE / ENOMEM / EAGAIN are E_OUTOFMEMORY and the
  *                      manager stays available (P7)
+ *   small_reserve_*    a small reservation never fails where a mapping of its own
+ *                      size would succeed (P7, S3): the arena is an optimisation
+ *   reset_*            a failed MEM_RESET zeroes nothing MEM_RESET_UNDO then calls
+ *                      intact (S10, P7)
  */
 #define _GNU_SOURCE 1
 #include <criterion/criterion.h>
@@ -257,4 +261,273 @@ Test(os_errors, query_maps_file_after_an_overlong_line)
         *slash = 0;
         rmdir(path);
     }
+}
+
+/* ---- P7, S3: the arena is an optimisation ------------------------------------------ */
+
+/* RLIMIT_AS just above what the process uses: the 32 MiB arena cannot be
+ * mapped, a 64 KiB region can.  `slack` is the room left above VmSize. */
+static int small_reserve_child(void *arg)
+{
+    size_t slack = (size_t)(uintptr_t)arg;
+    hostmem_manager *m = NULL;
+    CK_OK(hostmem_create(NULL, &m));
+    /* Warm up: the bookkeeping of one region exists before the limit. */
+    void *w;
+    CK_OK(hostmem_virtual_alloc(m, NULL, 2 * MiB, MEM_RESERVE, PAGE_READWRITE, eTaskCritical, &w));
+    CK_OK(hostmem_virtual_free(m, w, 0, MEM_RELEASE));
+    long long vm = status_bytes("VmSize");
+    CK(vm > 0, "VmSize unreadable");
+    struct rlimit lim;
+    CK(getrlimit(RLIMIT_AS, &lim) == 0, "getrlimit");
+    lim.rlim_cur = (rlim_t)vm + slack;
+    CK(setrlimit(RLIMIT_AS, &lim) == 0, "setrlimit(RLIMIT_AS): %s", strerror(errno));
+    /* The premise: a mapping of 64 KiB fits, 32 MiB does not. */
+    void *probe = mmap(NULL, 64 * KiB, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CK(probe != MAP_FAILED, "a 64 KiB mmap fails under the limit");
+    munmap(probe, 64 * KiB);
+    probe = mmap(NULL, 32 * MiB, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CK(probe == MAP_FAILED, "a 32 MiB mmap fits under the limit");
+    char *p = NULL;
+    CK_OK(hostmem_virtual_alloc(m, NULL, 64 * KiB, MEM_RESERVE, PAGE_READWRITE, eTaskCritical, (void **)&p));
+    CK(((uintptr_t)p & (GRAN - 1)) == 0, "base %p not 64 KiB-aligned", (void *)p);
+    MEMORY_BASIC_INFORMATION mbi;
+    SIZE_T n;
+    CK_OK(hostmem_virtual_query(m, p, &mbi, sizeof mbi, &n));
+    CK(mbi.State == MEM_RESERVE && mbi.AllocationBase == p && mbi.RegionSize == 64 * KiB,
+       "state 0x%x base %p size %zu", (unsigned)mbi.State, mbi.AllocationBase, (size_t)mbi.RegionSize);
+    void *c;
+    CK_OK(hostmem_virtual_alloc(m, p, 64 * KiB, MEM_COMMIT, PAGE_READWRITE, eTaskCritical, &c));
+    memset(p, 0x5a, 64 * KiB);
+    hostmem_stats s = stats_of(m);
+    CK(s.reserved_bytes == 64 * KiB && s.committed_bytes == 64 * KiB && s.region_count == 1, "stats");
+    CK_OK(hostmem_virtual_free(m, p, 0, MEM_RELEASE));
+    uintptr_t st, en;
+    char perms[5];
+    CK(maps_find((uintptr_t)p, &st, &en, perms) != 0, "the released region is still mapped");
+    hostmem_destroy(m);
+    return 0;
+}
+
+Test(os_errors, small_reserve_without_room_for_an_arena)
+{
+#ifdef SOAK_ASAN
+    cr_skip_test("RLIMIT_AS cannot be tested under AddressSanitizer (its shadow reserves terabytes)");
+#else
+    char why[128];
+    cr_assert_eq(child_run(small_reserve_child, (void *)(uintptr_t)(4 * MiB), 60, why, sizeof why), 0,
+                 "4 MiB above VmSize: %s", why);
+#endif
+}
+
+/* Room for the region alone, not for the slack an aligned over-reservation
+ * takes (64 KiB + 60 KiB). */
+Test(os_errors, small_reserve_with_room_for_itself_only)
+{
+#ifdef SOAK_ASAN
+    cr_skip_test("RLIMIT_AS cannot be tested under AddressSanitizer (its shadow reserves terabytes)");
+#else
+    char why[128];
+    cr_assert_eq(child_run(small_reserve_child, (void *)(uintptr_t)(64 * KiB + 16 * KiB), 60, why, sizeof why), 0,
+                 "80 KiB above VmSize: %s", why);
+#endif
+}
+
+/* ---- S10, P7: a failed MEM_RESET -------------------------------------------------- */
+
+static void fill(char *p, size_t n, int v) { memset(p, v, n); }
+static int intact(const char *p, size_t n, int v)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != (char)v)
+            return 0;
+    return 1;
+}
+
+/* Two committed pages, the second locked in memory: the kernel refuses to
+ * reset a locked page after it has already advised the first. */
+Test(os_errors, reset_failing_on_a_locked_page)
+{
+    size_t P = pg();
+    hostmem_manager *m = mk();
+    char *p;
+    HR_OK(hostmem_virtual_alloc(m, NULL, 2 * P, MEM_COMMIT, PAGE_READWRITE, eTaskCritical, (void **)&p));
+    fill(p, 2 * P, 0x3c);
+    if (mlock(p + P, P))
+        cr_skip_test("mlock: %s (RLIMIT_MEMLOCK)", strerror(errno));
+    void *out;
+    HRESULT hr = hostmem_virtual_alloc(m, p, 2 * P, MEM_RESET, PAGE_READWRITE, eTaskCritical, &out);
+    cr_assert(FAILED(hr), "MEM_RESET over a locked page succeeded");
+    HRESULT undo = hostmem_virtual_alloc(m, p, P, MEM_RESET_UNDO, PAGE_READWRITE, eTaskCritical, &out);
+    if (undo == S_OK)
+        cr_assert(intact(p, P, 0x3c), "MEM_RESET failed (%s), zeroed page 0, and MEM_RESET_UNDO calls it intact",
+                  hostmem_hresult_name(hr));
+    /* The kernel advised page 0 before it refused page 1: its data may go. */
+    HR_EQ(undo, E_OUTOFMEMORY);
+    cr_assert(intact(p + P, P, 0x3c), "the locked page lost its data");
+    /* State and protection did not change. */
+    MEMORY_BASIC_INFORMATION mbi;
+    HR_OK(query(m, p, &mbi));
+    cr_assert(mbi.State == MEM_COMMIT && mbi.Protect == PAGE_READWRITE && mbi.RegionSize == 2 * P);
+    munlock(p + P, P);
+    hostmem_destroy(m);
+}
+
+/* An madvise that fails part-way (ENOMEM after the first half of the range):
+ * the advised half may lose its data, so MEM_RESET_UNDO must not call it intact. */
+Test(os_errors, reset_partially_applied)
+{
+    static const int errs[] = {ENOMEM, EAGAIN, EINVAL};
+    size_t P = pg();
+    for (size_t i = 0; i < sizeof errs / sizeof *errs; i++) {
+        hostmem_manager *m = mk();
+        char *p;
+        HR_OK(hostmem_virtual_alloc(m, NULL, 8 * P, MEM_COMMIT, PAGE_READWRITE, eTaskCritical, (void **)&p));
+        fill(p, 8 * P, 0x11);
+        J->fail_nth(HMINJ_MADVISE, 1, errs[i], HMINJ_PARTIAL);
+        void *out;
+        HRESULT hr = hostmem_virtual_alloc(m, p, 8 * P, MEM_RESET, PAGE_READWRITE, eTaskCritical, &out);
+        cr_assert_eq(J->injected(HMINJ_MADVISE), (long)i + 1, "MEM_RESET made no madvise");
+        cr_assert(FAILED(hr));
+        HRESULT undo = hostmem_virtual_alloc(m, p, P, MEM_RESET_UNDO, PAGE_READWRITE, eTaskCritical, &out);
+        HR_EQ(undo, E_OUTOFMEMORY);
+        /* Pages never part of a reset are still provably intact. */
+        char *q;
+        HR_OK(hostmem_virtual_alloc(m, NULL, P, MEM_COMMIT, PAGE_READWRITE, eTaskCritical, (void **)&q));
+        HR_OK(hostmem_virtual_alloc(m, q, P, MEM_RESET_UNDO, PAGE_READWRITE, eTaskCritical, &out));
+        /* A reset that succeeds later keeps working. */
+        HR_OK(hostmem_virtual_alloc(m, p, 8 * P, MEM_RESET, PAGE_READWRITE, eTaskCritical, &out));
+        hostmem_destroy(m);
+    }
+}
+
+/* ---- S4: query and reserve agree at an arena's edge ------------------------------ */
+
+/* A fresh manager's first small region sits at the start of a new arena.
+ * Find one whose granule below is free space (the kernel placed the arena
+ * after trimming an over-reservation, so the granule below is usually free;
+ * keep trying with more managers otherwise).  Returns the arena's base. */
+static char *arena_with_free_space_below(hostmem_manager **ms, int *nms)
+{
+    for (*nms = 0; *nms < 8;) {
+        hostmem_manager *m = ms[(*nms)++] = mk();
+        char *p;
+        HR_OK(hostmem_virtual_alloc(m, NULL, 64 * KiB, MEM_RESERVE, PAGE_READWRITE, eTaskCritical, (void **)&p));
+        MEMORY_BASIC_INFORMATION mbi;
+        HR_OK(query(m, p - GRAN, &mbi));
+        if (mbi.State == MEM_FREE && (char *)mbi.BaseAddress + mbi.RegionSize >= p)
+            return p;
+    }
+    cr_assert_fail("no arena with free space below it in 8 tries");
+    return NULL;
+}
+
+Test(os_errors, reserve_across_an_arena_edge)
+{
+    size_t P = pg();
+    hostmem_manager *ms[8];
+    int nms;
+    char *p = arena_with_free_space_below(ms, &nms);
+    hostmem_manager *m = ms[nms - 1];
+    HR_OK(hostmem_virtual_free(m, p, 0, MEM_RELEASE));
+    /* What query says: the granule below and the arena's first granules are free. */
+    MEMORY_BASIC_INFORMATION below, at;
+    HR_OK(query(m, p - GRAN, &below));
+    HR_OK(query(m, p, &at));
+    cr_assert_eq(below.State, MEM_FREE);
+    cr_assert_eq(at.State, MEM_FREE);
+    cr_assert_geq(at.RegionSize, 2 * GRAN);
+    /* So a reservation across the edge succeeds, at the address asked for. */
+    char *r;
+    HR_OK(hostmem_virtual_alloc(m, p - GRAN, 2 * GRAN, MEM_RESERVE, PAGE_READWRITE, eTaskCritical, (void **)&r));
+    cr_assert_eq(r, p - GRAN);
+    MEMORY_BASIC_INFORMATION mbi;
+    HR_OK(query(m, r + GRAN + P, &mbi));
+    cr_assert(mbi.State == MEM_RESERVE && mbi.AllocationBase == r && mbi.BaseAddress == r + GRAN + P &&
+              mbi.RegionSize == 2 * GRAN - GRAN - P, "state 0x%x base %p size 0x%zx", (unsigned)mbi.State,
+              mbi.AllocationBase, (size_t)mbi.RegionSize);
+    /* It is a whole region: commit across the edge, write, read back. */
+    void *c;
+    HR_OK(hostmem_virtual_alloc(m, r, 2 * GRAN, MEM_COMMIT, PAGE_READWRITE, eTaskCritical, &c));
+    memset(r, 0x6b, 2 * GRAN);
+    cr_assert(intact(r, 2 * GRAN, 0x6b));
+    hostmem_stats s = stats_of(m);
+    cr_assert_eq(s.reserved_bytes, 2 * GRAN);
+    cr_assert_eq(s.committed_bytes, 2 * GRAN);
+    /* The arena still serves small regions, never from the granule now taken. */
+    char *small;
+    HR_OK(hostmem_virtual_alloc(m, NULL, 64 * KiB, MEM_COMMIT, PAGE_READWRITE, eTaskCritical, (void **)&small));
+    cr_assert(small >= r + 2 * GRAN || small + 64 * KiB <= r, "small region %p inside %p", (void *)small, (void *)r);
+    /* A region ending mid-granule inside the arena, then released: the rest of
+     * that granule goes back to the kernel with it. */
+    HR_OK(hostmem_virtual_free(m, r, 0, MEM_RELEASE));
+    uintptr_t st, en;
+    char perms[5];
+    cr_assert_neq(maps_find((uintptr_t)r, &st, &en, perms), 0, "the released region is still mapped");
+    cr_assert_neq(maps_find((uintptr_t)r + GRAN, &st, &en, perms), 0, "the arena granule it took is still mapped");
+    HR_OK(hostmem_virtual_alloc(m, r, GRAN + 3 * P, MEM_RESERVE, PAGE_READWRITE, eTaskCritical, (void **)&r));
+    HR_OK(hostmem_virtual_free(m, r, 0, MEM_RELEASE));
+    cr_assert_neq(maps_find((uintptr_t)r + GRAN + 3 * P, &st, &en, perms), 0,
+                  "the rest of the last granule is still mapped after release");
+    /* Space given back is the host's: destroying the manager leaves a mapping
+     * the host made there alone. */
+    char *host = mmap(r + GRAN, GRAN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    cr_assert_eq(host, r + GRAN, "the granule the region gave back cannot be mapped: %s", strerror(errno));
+    memset(host, 0x42, GRAN);
+    for (int i = 0; i < nms; i++)
+        hostmem_destroy(ms[i]);
+    cr_assert_eq(maps_find((uintptr_t)host, &st, &en, perms), 0, "destroy unmapped the host's mapping");
+    cr_assert(intact(host, GRAN, 0x42));
+    munmap(host, GRAN);
+}
+
+/* Free granules of two arenas side by side, or an arena and free space on
+ * both sides: one reservation over all of it. */
+Test(os_errors, reserve_over_a_whole_free_arena_and_beyond)
+{
+    hostmem_manager *ms[8];
+    int nms;
+    char *p = arena_with_free_space_below(ms, &nms);
+    hostmem_manager *m = ms[nms - 1];
+    HR_OK(hostmem_virtual_free(m, p, 0, MEM_RELEASE));
+    MEMORY_BASIC_INFORMATION at;
+    HR_OK(query(m, p, &at));
+    size_t arena_free = at.RegionSize; /* the whole arena is free now */
+    char *r;
+    HRESULT hr = hostmem_virtual_alloc(m, p - GRAN, GRAN + arena_free, MEM_RESERVE, PAGE_READWRITE, eTaskCritical,
+                                       (void **)&r);
+    HR_OK(hr);
+    cr_assert_eq(r, p - GRAN);
+    /* The arena is all gone: small regions come from a new one. */
+    char *small;
+    HR_OK(hostmem_virtual_alloc(m, NULL, 64 * KiB, MEM_RESERVE, PAGE_READWRITE, eTaskCritical, (void **)&small));
+    cr_assert(small >= r + GRAN + arena_free || small + 64 * KiB <= r);
+    HR_OK(hostmem_virtual_free(m, r, 0, MEM_RELEASE));
+    for (int i = 0; i < nms; i++)
+        hostmem_destroy(ms[i]);
+}
+
+/* A reservation that touches a granule of a region is refused, with nothing
+ * taken from the arena. */
+Test(os_errors, reserve_across_an_arena_edge_into_a_region)
+{
+    hostmem_manager *ms[8];
+    int nms;
+    char *p = arena_with_free_space_below(ms, &nms);
+    hostmem_manager *m = ms[nms - 1];
+    void *o = (void *)1;
+    HR_EQ(hostmem_virtual_alloc(m, p - GRAN, 2 * GRAN, MEM_RESERVE, PAGE_READWRITE, eTaskCritical, &o),
+          HOSTMEM_E_INVALID_ADDRESS);
+    cr_assert_null(o);
+    MEMORY_BASIC_INFORMATION mbi;
+    HR_OK(query(m, p - GRAN, &mbi));
+    cr_assert_eq(mbi.State, MEM_FREE);
+    HR_OK(query(m, p, &mbi));
+    cr_assert_eq(mbi.State, MEM_RESERVE);
+    HR_OK(hostmem_virtual_free(m, p, 0, MEM_RELEASE));
+    char *r;
+    HR_OK(hostmem_virtual_alloc(m, p - GRAN, 2 * GRAN, MEM_RESERVE, PAGE_READWRITE, eTaskCritical, (void **)&r));
+    HR_OK(hostmem_virtual_free(m, r, 0, MEM_RELEASE));
+    for (int i = 0; i < nms; i++)
+        hostmem_destroy(ms[i]);
 }
