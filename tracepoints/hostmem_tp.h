@@ -223,13 +223,16 @@ LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, manager_create, LTTNG_UST_TRACEPOINT_LOGL
 
 LTTNG_UST_TRACEPOINT_EVENT(hostmem, manager_destroy,
     LTTNG_UST_TP_ARGS(uint64_t, seq, uint64_t, manager, uint64_t, regions,
-                      uint64_t, reserved_bytes, uint64_t, committed_bytes),
+                      uint64_t, reserved_bytes, uint64_t, committed_bytes,
+                      uint64_t, unreturned_mappings, uint64_t, unreturned_bytes),
     LTTNG_UST_TP_FIELDS(
         lttng_ust_field_integer(uint64_t, seq, seq)
         lttng_ust_field_integer_hex(uint64_t, manager, manager)
         lttng_ust_field_integer(uint64_t, regions, regions)
         lttng_ust_field_integer(uint64_t, reserved_bytes, reserved_bytes)
-        lttng_ust_field_integer(uint64_t, committed_bytes, committed_bytes)))
+        lttng_ust_field_integer(uint64_t, committed_bytes, committed_bytes)
+        lttng_ust_field_integer(uint64_t, unreturned_mappings, unreturned_mappings)
+        lttng_ust_field_integer(uint64_t, unreturned_bytes, unreturned_bytes)))
 LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, manager_destroy, LTTNG_UST_TRACEPOINT_LOGLEVEL_INFO)
 
 /* ---- statedump: one event per live region ------------------------------- */

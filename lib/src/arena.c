@@ -13,6 +13,7 @@
  * new arena, for which the lock is dropped.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 
 #include "internal.h"
@@ -193,10 +194,21 @@ static bool granule_gone(const hostmem__arena *a, uint32_t g)
     return (atomic_load_explicit(&a->gone[g / 64], memory_order_relaxed) >> (g % 64)) & 1;
 }
 
-/* The arena's address space still its own: every run of granules not gone. */
-static void arena_release(const hostmem__arena *a)
+void hostmem__release_retry(void *addr, size_t size, hostmem__unreturned *lost)
 {
     const hostmem__os *os = hostmem__os_get();
+    for (unsigned tries = 0; tries < 4; tries++) {
+        if (!os->release(addr, size))
+            return;
+        sched_yield();
+    }
+    lost->mappings++;
+    lost->bytes += size;
+}
+
+/* The arena's address space still its own: every run of granules not gone. */
+static void arena_release(const hostmem__arena *a, hostmem__unreturned *lost)
+{
     uint32_t g = 0;
     while (g < HOSTMEM_ARENA_GRANULES) {
         while (g < HOSTMEM_ARENA_GRANULES && granule_gone(a, g))
@@ -205,17 +217,17 @@ static void arena_release(const hostmem__arena *a)
         while (g < HOSTMEM_ARENA_GRANULES && !granule_gone(a, g))
             g++;
         if (g > start)
-            os->release((void *)(a->base + ((uintptr_t)start << HOSTMEM_GRANULE_SHIFT)),
-                        (size_t)(g - start) << HOSTMEM_GRANULE_SHIFT);
+            hostmem__release_retry((void *)(a->base + ((uintptr_t)start << HOSTMEM_GRANULE_SHIFT)),
+                                   (size_t)(g - start) << HOSTMEM_GRANULE_SHIFT, lost);
     }
 }
 
-void hostmem__arena_destroy_all(struct hostmem_manager *m)
+void hostmem__arena_destroy_all(struct hostmem_manager *m, hostmem__unreturned *lost)
 {
     hostmem__arena *a = m->arenas;
     while (a) {
         hostmem__arena *next = a->next;
-        arena_release(a);
+        arena_release(a, lost);
         free(a);
         a = next;
     }

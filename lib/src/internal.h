@@ -89,7 +89,15 @@ hostmem__arena *hostmem__arena_free_at(struct hostmem_manager *m, uintptr_t lo, 
 void hostmem__arena_mark(hostmem__arena *a, uintptr_t lo, uintptr_t hi, bool used);
 /* First address >= addr inside arena `a` that belongs to a region, or the arena end. */
 uintptr_t hostmem__arena_next_used(const hostmem__arena *a, uintptr_t addr);
-void hostmem__arena_destroy_all(struct hostmem_manager *m);
+/* What destroy could not give back to the kernel (reported in manager_destroy). */
+typedef struct hostmem__unreturned {
+    uint64_t mappings, bytes;
+} hostmem__unreturned;
+/* Unmap [addr, addr + size) at destroy, trying again when the kernel refuses
+ * (munmap fails with ENOMEM when it must split a mapping at the map-count
+ * limit, which another thread may relieve).  Counts a failure in *lost. */
+void hostmem__release_retry(void *addr, size_t size, hostmem__unreturned *lost);
+void hostmem__arena_destroy_all(struct hostmem_manager *m, hostmem__unreturned *lost);
 /* A reservation at [lo, hi) (granule-aligned) that is not inside one arena's
  * free granules (S4: what query calls free is reservable, across an arena's
  * edge too).  State lock held.  ENOENT: it touches no arena (an ordinary

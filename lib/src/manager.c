@@ -1410,19 +1410,23 @@ void hostmem_destroy(hostmem_manager *m)
         }
     pthread_mutex_unlock(&managers_lock);
     hostmem_shutdown(m);
-    hostmem__trace_manager_destroy(m, m->policy.regions, m->policy.reserved, m->policy.committed);
-    const hostmem__os *os = hostmem__os_get();
+    /* What the host left live, and what the kernel would not take back (a
+     * failed munmap is retried, then reported: the mapping stays). */
+    uint64_t live_regions = m->policy.regions, live_reserved = m->policy.reserved;
+    uint64_t live_committed = m->policy.committed;
+    hostmem__unreturned lost = {0, 0};
     hostmem__region *r = m->all_regions;
     while (r) {
         hostmem__region *next = r->next_all;
         if (atomic_load_explicit(&r->live, RELAXED) && !atomic_load_explicit(&r->arena, RELAXED))
-            os->release((void *)atomic_load_explicit(&r->base, RELAXED), unmap_bytes(r));
+            hostmem__release_retry((void *)atomic_load_explicit(&r->base, RELAXED), unmap_bytes(r), &lost);
         hostmem__runs_free(&r->runs);
         pthread_mutex_destroy(&r->lock);
         free(r);
         r = next;
     }
-    hostmem__arena_destroy_all(m); /* and every region carved from them */
+    hostmem__arena_destroy_all(m, &lost); /* and every region carved from them */
+    hostmem__trace_manager_destroy(m, live_regions, live_reserved, live_committed, lost.mappings, lost.bytes);
     while (m->externals) {
         hostmem__external *x = m->externals;
         m->externals = x->next;

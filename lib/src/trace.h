@@ -61,8 +61,11 @@ void hostmem__trace_address_space(const struct hostmem_manager *m, enum hostmem_
                                   uint64_t external_bytes);
 void hostmem__trace_manager_create(const struct hostmem_manager *m, uint64_t commit_limit,
                                    uint64_t address_space_limit, uint64_t page_size);
+/* regions / reserved_bytes / committed_bytes: what the host left live;
+ * unreturned_*: mappings the kernel refused to take back (munmap failed). */
 void hostmem__trace_manager_destroy(const struct hostmem_manager *m, uint64_t regions,
-                                    uint64_t reserved_bytes, uint64_t committed_bytes);
+                                    uint64_t reserved_bytes, uint64_t committed_bytes,
+                                    uint64_t unreturned_mappings, uint64_t unreturned_bytes);
 
 /* Called at every public entry: when a session has just enabled
  * hostmem:region_state, emits one event per live region of `m` (through

@@ -373,7 +373,8 @@ void hostmem__trace_manager_create(const struct hostmem_manager *m, uint64_t com
 }
 
 void hostmem__trace_manager_destroy(const struct hostmem_manager *m, uint64_t regions,
-                                    uint64_t reserved_bytes, uint64_t committed_bytes)
+                                    uint64_t reserved_bytes, uint64_t committed_bytes,
+                                    uint64_t unreturned_mappings, uint64_t unreturned_bytes)
 {
     pthread_mutex_lock(&trace_dump_lock);
     trace_dump_entry *e = trace_dump_find(m);
@@ -392,5 +393,6 @@ void hostmem__trace_manager_destroy(const struct hostmem_manager *m, uint64_t re
     if (!TP_ON(manager_destroy))
         return;
     lttng_ust_do_tracepoint(hostmem, manager_destroy, trace_next_seq(), trace_manager_id(m),
-                            regions, reserved_bytes, committed_bytes);
+                            regions, reserved_bytes, committed_bytes, unreturned_mappings,
+                            unreturned_bytes);
 }

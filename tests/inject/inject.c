@@ -18,6 +18,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/types.h>
@@ -394,4 +395,64 @@ static const hminj_api api = {
 EXPORT const hminj_api *hminj_api_get(void);
 EXPORT const hminj_api *hminj_api_get(void) { return &api; }
 
-__attribute__((constructor)) static void inject_init(void) { resolve(); }
+/* HOSTMEM_INJECT="call:when:errno[:partial],...": rules from the environment,
+ * for a host run under the injector without a line of test code.  `when` is
+ * N (the Nth call), pN (N per million calls) or always; errno is a number or
+ * one of ENOMEM EAGAIN EINVAL EPERM EACCES EIO EMFILE ENFILE EINTR ENOTTY.
+ * Example: HOSTMEM_INJECT=munmap:always:ENOMEM,mmap:p20000:ENOMEM */
+static int errno_of(const char *s, size_t n)
+{
+    static const struct {
+        const char *name;
+        int err;
+    } names[] = {{"ENOMEM", ENOMEM}, {"EAGAIN", EAGAIN}, {"EINVAL", EINVAL}, {"EPERM", EPERM},
+                 {"EACCES", EACCES}, {"EIO", EIO},       {"EMFILE", EMFILE}, {"ENFILE", ENFILE},
+                 {"EINTR", EINTR},   {"ENOTTY", ENOTTY}};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (strlen(names[i].name) == n && !strncmp(s, names[i].name, n))
+            return names[i].err;
+    int v = 0;
+    for (size_t i = 0; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+        v = v * 10 + (s[i] - '0');
+    return v ? v : ENOMEM;
+}
+
+static void env_rules(void)
+{
+    const char *spec = getenv("HOSTMEM_INJECT");
+    while (spec && *spec) {
+        const char *end = strchr(spec, ',');
+        size_t len = end ? (size_t)(end - spec) : strlen(spec);
+        const char *f[4] = {spec, NULL, NULL, NULL};
+        size_t fl[4] = {0, 0, 0, 0};
+        int nf = 1;
+        for (size_t i = 0; i < len; i++) {
+            if (spec[i] == ':' && nf < 4) {
+                fl[nf - 1] = (size_t)(&spec[i] - f[nf - 1]);
+                f[nf++] = &spec[i + 1];
+            }
+        }
+        fl[nf - 1] = (size_t)(spec + len - f[nf - 1]);
+        for (int c = 0; c < HMINJ_CALL_COUNT && nf >= 3; c++) {
+            const char *name = api.name((enum hminj_call)c);
+            if (strlen(name) != fl[0] || strncmp(name, f[0], fl[0]))
+                continue;
+            int err = errno_of(f[2], fl[2]);
+            enum hminj_how how = nf == 4 && fl[3] == 7 && !strncmp(f[3], "partial", 7) ? HMINJ_PARTIAL : HMINJ_FAIL;
+            if (fl[1] == 6 && !strncmp(f[1], "always", 6)) {
+                api_fail_rate((enum hminj_call)c, 1000000, &err, 1, how);
+            } else if (f[1][0] == 'p') {
+                api_fail_rate((enum hminj_call)c, (unsigned)strtoul(f[1] + 1, NULL, 10), &err, 1, how);
+            } else {
+                api_fail_nth((enum hminj_call)c, strtol(f[1], NULL, 10), err, how);
+            }
+        }
+        spec = end ? end + 1 : NULL;
+    }
+}
+
+__attribute__((constructor)) static void inject_init(void)
+{
+    resolve();
+    env_rules();
+}

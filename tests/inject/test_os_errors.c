@@ -531,3 +531,20 @@ Test(os_errors, reserve_across_an_arena_edge_into_a_region)
     for (int i = 0; i < nms; i++)
         hostmem_destroy(ms[i]);
 }
+
+/* ---- destroy gives everything back, asking again when refused --------------------- */
+
+Test(os_errors, destroy_retries_a_refused_munmap)
+{
+    hostmem_manager *m = mk();
+    char *big, *small;
+    HR_OK(hostmem_virtual_alloc(m, NULL, 4 * MiB, MEM_RESERVE, PAGE_READWRITE, eTaskCritical, (void **)&big));
+    HR_OK(hostmem_virtual_alloc(m, NULL, 64 * KiB, MEM_RESERVE, PAGE_READWRITE, eTaskCritical, (void **)&small));
+    uintptr_t st, en;
+    char perms[5];
+    J->fail_nth(HMINJ_MUNMAP, 1, ENOMEM, HMINJ_FAIL);
+    hostmem_destroy(m);
+    cr_assert_eq(J->injected(HMINJ_MUNMAP), 1, "destroy made no munmap");
+    cr_assert_neq(maps_find((uintptr_t)big, &st, &en, perms), 0, "a region refused once stays mapped after destroy");
+    cr_assert_neq(maps_find((uintptr_t)small, &st, &en, perms), 0, "the arena stays mapped after destroy");
+}

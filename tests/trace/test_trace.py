@@ -54,7 +54,8 @@ SCHEMA = {
     "address_space": {"seq", "manager", "action", "action#", "start", "size", "hr", "hr#",
                       "external_bytes"},
     "manager_create": {"seq", "manager", "commit_limit", "address_space_limit", "page_size"},
-    "manager_destroy": {"seq", "manager", "regions", "reserved_bytes", "committed_bytes"},
+    "manager_destroy": {"seq", "manager", "regions", "reserved_bytes", "committed_bytes",
+                        "unreturned_mappings", "unreturned_bytes"},
     "region_state": {"seq", "manager", "base", "region_size", "committed_bytes", "protect", "caller"},
 }
 REGION_OPS = {"reserve", "commit", "decommit", "release", "protect", "reset", "reset_undo", "query"}
