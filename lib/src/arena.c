@@ -234,7 +234,7 @@ void hostmem__arena_destroy_all(struct hostmem_manager *m, hostmem__unreturned *
     m->arenas = NULL;
 }
 
-/* ---- reservations across an arena's edge (CONTRACT S4) ------------------------------ */
+/* ---- reservations across an arena's edge (S4) ------------------------------ */
 
 /* The arena whose granule holds addr, or NULL (map entry of a region, or none). */
 static hostmem__arena *arena_at(struct hostmem_manager *m, uintptr_t addr, uintptr_t *out_entry)

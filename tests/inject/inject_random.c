@@ -14,7 +14,7 @@
  * changed nothing (the region's query walk, its pages in /proc/self/maps and
  * its contents are as the model says; a failed MEM_RESET may only mark its
  * pages reset), or fail with E_FAIL, after which every call answers
- * HOST_E_CLRNOTAVAILABLE (CONTRACT P7).  A query never reports MEM_FREE for
+ * HOST_E_CLRNOTAVAILABLE (P7).  A query never reports MEM_FREE for
  * mapped memory (S9).  At the end of each round the totals must add up, and
  * once the manager is destroyed none of its regions is still mapped.
  *
