@@ -402,6 +402,26 @@ static int linux_query(uintptr_t addr, hostmem__os_mapping *out)
         err = query_ioctl(fd, addr, out);
         for (unsigned tries = 0; err == EINTR && tries < 3; tries++)
             err = query_ioctl(fd, addr, out);
+        if (err == EBADF || err == ENOTTY) {
+            /* The host may have closed our descriptor (a daemon closing every
+             * inherited one), and maybe opened something else under its
+             * number: ask through a fresh one.  Never close the old number,
+             * which may be the host's now. */
+            int nfd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+            if (nfd < 0) {
+                err = errno;
+                goto done;
+            }
+            int again = query_ioctl(nfd, addr, out);
+            if (again == ENOTTY) {
+                close(nfd); /* the kernel has no such ioctl: the old one was ours */
+            } else {
+                int expected = fd;
+                if (!atomic_compare_exchange_strong(&maps_fd, &expected, nfd))
+                    close(nfd); /* another thread replaced it first */
+                err = again;
+            }
+        }
         if (err != ENOTTY && err != EINVAL && err != EOPNOTSUPP && err != EINTR)
             goto done;
         if (err == ENOTTY)

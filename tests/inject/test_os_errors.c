@@ -74,15 +74,22 @@ static void query_mapped_ok(hostmem_manager *m)
     cr_assert_eq(mbi.Type, MEM_IMAGE);
 }
 
+/* A kernel before 6.11: every PROCMAP_QUERY answers ENOTTY. */
+static void old_kernel(void)
+{
+    static const int enotty = ENOTTY;
+    J->fail_rate(HMINJ_IOCTL, 1000000, &enotty, 1, HMINJ_FAIL);
+}
+
 /* S9: with the ioctl gone (a kernel before 6.11 answers ENOTTY), the answer
  * comes from /proc/self/maps; a read() of it that fails is not the end of the
  * file, whatever the errno. */
 static void query_read_fails(int err, HRESULT want)
 {
     hostmem_manager *m = mk();
-    J->fail_nth(HMINJ_IOCTL, 1, ENOTTY, HMINJ_FAIL);
+    old_kernel();
     query_mapped_ok(m); /* from the maps file now */
-    cr_assert_eq(J->injected(HMINJ_IOCTL), 1, "the query did not try PROCMAP_QUERY first");
+    cr_assert_geq(J->injected(HMINJ_IOCTL), 1, "the query did not try PROCMAP_QUERY first");
     long reads = J->reached(HMINJ_READ);
     J->only_path("/proc/self/maps");
     for (long nth = 1; nth <= 3; nth++) {
@@ -107,7 +114,7 @@ Test(os_errors, query_read_eio_fails) { query_read_fails(EIO, E_OUTOFMEMORY); }
 Test(os_errors, query_read_eintr_is_retried)
 {
     hostmem_manager *m = mk();
-    J->fail_nth(HMINJ_IOCTL, 1, ENOTTY, HMINJ_FAIL);
+    old_kernel();
     query_mapped_ok(m);
     J->only_path("/proc/self/maps");
     J->fail_nth(HMINJ_READ, 1, EINTR, HMINJ_FAIL);
@@ -245,7 +252,7 @@ Test(os_errors, query_maps_file_after_an_overlong_line)
     close(fd);
     int local = 1;
     hostmem_manager *m = mk();
-    J->fail_nth(HMINJ_IOCTL, 1, ENOTTY, HMINJ_FAIL); /* the maps file from now on */
+    old_kernel(); /* the maps file from now on */
     MEMORY_BASIC_INFORMATION mbi;
     HR_OK(query(m, &local, &mbi));
     cr_assert_eq(mbi.State, MEM_COMMIT, "the stack (after a %zu-char path in the maps file) queries as state 0x%x", len,
@@ -547,4 +554,51 @@ Test(os_errors, destroy_retries_a_refused_munmap)
     cr_assert_eq(J->injected(HMINJ_MUNMAP), 1, "destroy made no munmap");
     cr_assert_neq(maps_find((uintptr_t)big, &st, &en, perms), 0, "a region refused once stays mapped after destroy");
     cr_assert_neq(maps_find((uintptr_t)small, &st, &en, perms), 0, "the arena stays mapped after destroy");
+}
+
+/* ---- S9: the descriptor of /proc/self/maps belongs to the host too ---------------- */
+
+/* The descriptor the manager keeps for PROCMAP_QUERY, found in /proc/self/fd. */
+static int maps_descriptor(void)
+{
+    char path[64], target[256];
+    for (int fd = 3; fd < 1024; fd++) {
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(path, target, sizeof target - 1);
+        if (n <= 0)
+            continue;
+        target[n] = 0;
+        size_t len = strlen(target);
+        if (len > 5 && !strcmp(target + len - 5, "/maps") && !strncmp(target, "/proc/", 6))
+            return fd;
+    }
+    return -1;
+}
+
+/* A host that closes every descriptor it did not open (as daemons do), or
+ * reuses the number for a file of its own: queries still answer, through the
+ * ioctl. */
+Test(os_errors, query_after_the_host_closed_the_descriptor)
+{
+    hostmem_manager *m = mk();
+    query_mapped_ok(m);
+    if (J->reached(HMINJ_IOCTL) == 0)
+        cr_skip_test("this kernel has no PROCMAP_QUERY");
+    int fd = maps_descriptor();
+    cr_assert_geq(fd, 0, "no descriptor of /proc/self/maps is open");
+    close(fd);
+    query_mapped_ok(m);
+    /* Now the host's own file under the number the manager uses. */
+    fd = maps_descriptor();
+    cr_assert_geq(fd, 0);
+    int other = open("/dev/null", O_RDONLY);
+    cr_assert_geq(other, 0);
+    cr_assert_eq(dup2(other, fd), fd);
+    close(other);
+    query_mapped_ok(m);
+    long reads = J->reached(HMINJ_READ);
+    query_mapped_ok(m);
+    cr_assert_eq(J->reached(HMINJ_READ), reads, "queries read /proc/self/maps: the ioctl was given up");
+    close(fd);
+    hostmem_destroy(m);
 }
