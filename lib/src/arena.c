@@ -14,7 +14,6 @@
  */
 #include <errno.h>
 #include <sched.h>
-#include <stdlib.h>
 
 #include "internal.h"
 
@@ -141,7 +140,7 @@ int hostmem__arena_carve(struct hostmem_manager *m, uint32_t granules, uintptr_t
             return 0;
         }
     }
-    hostmem__arena *a = calloc(1, sizeof *a);
+    hostmem__arena *a = hostmem__meta_alloc(sizeof *a);
     if (!a)
         return ENOMEM;
     uintptr_t base;
@@ -151,7 +150,7 @@ int hostmem__arena_carve(struct hostmem_manager *m, uint32_t granules, uintptr_t
     if (!err && (err = hostmem__map_prepare(&m->map, base, base + ARENA_BYTES)))
         hostmem__os_get()->release((void *)base, ARENA_BYTES);
     if (err) {
-        free(a);
+        hostmem__meta_free(a, sizeof *a);
         return err;
     }
     a->base = base;
@@ -228,7 +227,7 @@ void hostmem__arena_destroy_all(struct hostmem_manager *m, hostmem__unreturned *
     while (a) {
         hostmem__arena *next = a->next;
         arena_release(a, lost);
-        free(a);
+        hostmem__meta_free(a, sizeof *a);
         a = next;
     }
     m->arenas = NULL;

@@ -21,6 +21,13 @@
 
 #define HOSTMEM_HIDDEN __attribute__((visibility("hidden")))
 
+/* ---- meta.c --------------------------------------------------------------- */
+/* The manager's own memory, from the OS (never the process heap, CONTRACT A5):
+ * `size` zeroed bytes, 16-byte aligned, or NULL.  Any lock may be held. */
+void *hostmem__meta_alloc(size_t size);
+/* Give back a block of hostmem__meta_alloc(size); NULL is a no-op. */
+void hostmem__meta_free(void *p, size_t size);
+
 /* ---- hresult.c ------------------------------------------------------------ */
 /* The HRESULT for an errno an OS primitive returned. */
 HRESULT hostmem__hr_from_errno(int err);

@@ -285,7 +285,7 @@ static hostmem__region *region_new(hostmem_manager *m)
         m->free_regions = r->next_free;
         return r;
     }
-    r = calloc(1, sizeof *r);
+    r = hostmem__meta_alloc(sizeof *r);
     if (!r)
         return NULL;
     pthread_mutex_init(&r->lock, NULL);
@@ -1185,7 +1185,7 @@ static HRESULT address_space_call(hostmem_manager *m, enum hostmem__op op, enum 
             hr = fail(&c, HOST_E_INVALIDOPERATION, HOSTMEM_REASON_already_acquired);
             break;
         }
-        hostmem__external *x = malloc(sizeof *x);
+        hostmem__external *x = hostmem__meta_alloc(sizeof *x);
         if (!x) {
             hr = fail(&c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
             break;
@@ -1204,7 +1204,7 @@ static HRESULT address_space_call(hostmem_manager *m, enum hostmem__op op, enum 
         *link = x->next;
         p->external -= x->size;
         c.ev.size = size = x->size;
-        free(x);
+        hostmem__meta_free(x, sizeof *x);
         break;
     }
     default:
@@ -1363,7 +1363,7 @@ HRESULT hostmem_create(const hostmem_config *config, hostmem_manager **out)
     if (cfg.task_percent > 100 || cfg.appdomain_percent > 100 || cfg.task_percent > cfg.appdomain_percent ||
         cfg.low_memory_percent > 100 || cfg.high_memory_percent > cfg.low_memory_percent)
         return finish(&c, fail(&c, E_INVALIDARG, HOSTMEM_REASON_bad_type));
-    hostmem_manager *m = calloc(1, sizeof *m);
+    hostmem_manager *m = hostmem__meta_alloc(sizeof *m);
     if (!m)
         return finish(&c, fail(&c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata));
     const hostmem__os_caps *caps = hostmem__os_caps_get();
@@ -1422,7 +1422,7 @@ void hostmem_destroy(hostmem_manager *m)
             hostmem__release_retry((void *)atomic_load_explicit(&r->base, RELAXED), unmap_bytes(r), &lost);
         hostmem__runs_free(&r->runs);
         pthread_mutex_destroy(&r->lock);
-        free(r);
+        hostmem__meta_free(r, sizeof *r);
         r = next;
     }
     hostmem__arena_destroy_all(m, &lost); /* and every region carved from them */
@@ -1430,10 +1430,10 @@ void hostmem_destroy(hostmem_manager *m)
     while (m->externals) {
         hostmem__external *x = m->externals;
         m->externals = x->next;
-        free(x);
+        hostmem__meta_free(x, sizeof *x);
     }
     hostmem__map_fini(&m->map);
     pthread_cond_destroy(&m->freed);
     pthread_mutex_destroy(&m->state_lock);
-    free(m);
+    hostmem__meta_free(m, sizeof *m);
 }

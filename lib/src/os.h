@@ -74,6 +74,11 @@ void hostmem__os_set(const hostmem__os *ops);
  * the PROCMAP_QUERY ioctl (ENOTTY before Linux 6.11) and /proc/self/maps. */
 int hostmem__os_query_ioctl(uintptr_t addr, hostmem__os_mapping *out);
 int hostmem__os_query_maps_file(uintptr_t addr, hostmem__os_mapping *out);
+/* Readable, writable, zeroed anonymous memory for the manager's own bookkeeping
+ * (meta.c), never from the process heap.  Not replaceable by tests: failing it
+ * would only test the metadata allocator.  size > 0, page multiple. */
+int hostmem__os_map_meta(size_t size, void **out);
+int hostmem__os_unmap_meta(void *addr, size_t size);
 /* Memory in use / available for the system (get_memory_load without a limit). */
 int hostmem__os_meminfo(uint64_t *total, uint64_t *available);
 

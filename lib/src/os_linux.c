@@ -514,3 +514,17 @@ int hostmem__os_meminfo(uint64_t *total, uint64_t *available)
     *available = strtoull(a + 13, NULL, 10) * 1024;
     return 0;
 }
+
+int hostmem__os_map_meta(size_t size, void **out)
+{
+    int saved = errno, err = 0;
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        err = errno;
+    else
+        *out = p;
+    errno = saved;
+    return err;
+}
+
+int hostmem__os_unmap_meta(void *addr, size_t size) { return linux_release(addr, size); }

@@ -9,15 +9,16 @@
  * reader that raced a writer reads stale but in-bounds memory.
  */
 #include <errno.h>
-#include <stdlib.h>
 
 #include "internal.h"
 
 #define RELAXED memory_order_relaxed
 
+static size_t block_bytes(uint32_t cap) { return sizeof(hostmem__run_block) + (size_t)cap * sizeof(hostmem__run); }
+
 static hostmem__run_block *block_new(uint32_t cap)
 {
-    hostmem__run_block *b = malloc(sizeof *b + (size_t)cap * sizeof(hostmem__run));
+    hostmem__run_block *b = hostmem__meta_alloc(block_bytes(cap));
     if (b) {
         b->retired = NULL;
         b->cap = cap;
@@ -54,7 +55,7 @@ void hostmem__runs_free(hostmem__runs *runs)
     hostmem__run_block *b = atomic_load_explicit(&runs->block, RELAXED);
     while (b) {
         hostmem__run_block *older = b->retired;
-        free(b);
+        hostmem__meta_free(b, block_bytes(b->cap));
         b = older;
     }
     atomic_store_explicit(&runs->block, NULL, RELAXED);

@@ -10,7 +10,7 @@
  * map is, so a reader never follows a pointer into freed memory.
  */
 #include <errno.h>
-#include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -32,8 +32,8 @@ int hostmem__map_init(hostmem__map *map)
 void hostmem__map_fini(hostmem__map *map)
 {
     for (size_t i = 0; i < map->node_count; i++)
-        free(map->nodes[i]);
-    free(map->nodes);
+        hostmem__meta_free(map->nodes[i], sizeof(hostmem__map_node));
+    hostmem__meta_free(map->nodes, map->node_cap * sizeof *map->nodes);
     map->nodes = NULL;
     map->node_count = map->node_cap = 0;
 }
@@ -49,13 +49,16 @@ static hostmem__map_node *node_new(hostmem__map *map, uintptr_t fill)
 {
     if (map->node_count == map->node_cap) {
         size_t cap = map->node_cap ? map->node_cap * 2 : 16;
-        hostmem__map_node **nodes = realloc(map->nodes, cap * sizeof *nodes);
+        hostmem__map_node **nodes = hostmem__meta_alloc(cap * sizeof *nodes);
         if (!nodes)
             return NULL;
+        if (map->node_count)
+            memcpy(nodes, map->nodes, map->node_count * sizeof *nodes);
+        hostmem__meta_free(map->nodes, map->node_cap * sizeof *nodes);
         map->nodes = nodes;
         map->node_cap = cap;
     }
-    hostmem__map_node *n = malloc(sizeof *n);
+    hostmem__map_node *n = hostmem__meta_alloc(sizeof *n);
     if (!n)
         return NULL;
     for (unsigned i = 0; i < 256; i++)

@@ -285,9 +285,13 @@ static bool trace_dump_add(const struct hostmem_manager *m, uint64_t gen)
 {
     if (trace_dump_count == trace_dump_cap) {
         size_t cap = trace_dump_cap != 0 ? trace_dump_cap * 2 : 8;
-        trace_dump_entry *t = realloc(trace_dump_table, cap * sizeof *t);
+        /* Never the process heap (CONTRACT A5): the host's malloc may be ours. */
+        trace_dump_entry *t = hostmem__meta_alloc(cap * sizeof *t);
         if (t == NULL)
             return false;
+        if (trace_dump_count != 0)
+            memcpy(t, trace_dump_table, trace_dump_count * sizeof *t);
+        hostmem__meta_free(trace_dump_table, trace_dump_cap * sizeof *t);
         trace_dump_table = t;
         trace_dump_cap = cap;
     }
@@ -384,7 +388,7 @@ void hostmem__trace_manager_destroy(const struct hostmem_manager *m, uint64_t re
         *e = trace_dump_table[--trace_dump_count];
     }
     if (trace_dump_count == 0) {
-        free(trace_dump_table);
+        hostmem__meta_free(trace_dump_table, trace_dump_cap * sizeof *trace_dump_table);
         trace_dump_table = NULL;
         trace_dump_cap = 0;
     }

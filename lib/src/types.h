@@ -149,7 +149,8 @@ typedef struct hostmem__external {
 } hostmem__external;
 
 struct hostmem_manager {
-    pthread_mutex_t state_lock; /* map structure, pools, arenas, policy: never held across a syscall */
+    pthread_mutex_t state_lock; /* map structure, pools, arenas, policy: never held across a syscall
+                                 * but the rare mapping of a metadata chunk (meta.c) */
     pthread_cond_t freed;       /* signalled when charge goes down (eProcessCritical waits) */
     hostmem__map map;
     hostmem__policy policy;
