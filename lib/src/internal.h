@@ -162,7 +162,8 @@ void hostmem__notice_deliver(struct hostmem_manager *m, hostmem__notice *notice)
 uint64_t hostmem__now_ns(void);
 
 /* ---- manager.c ------------------------------------------------------------ */
-/* Every live region of m, for the region_state statedump. */
+/* Every live region of m, for the region_state statedump.  fn runs with no
+ * internal lock held (it emits events, CONTRACT A5). */
 void hostmem__manager_foreach_region(struct hostmem_manager *m,
                                      void (*fn)(void *ctx, const hostmem__region_info *info),
                                      void *ctx);

@@ -69,6 +69,7 @@ static HRESULT finish(call *c, HRESULT hr)
 {
     hostmem_manager *m = c->m;
     c->ev.hr = hr;
+    hostmem__trace_flush(); /* decisions made under the state lock, first */
     if (c->traced) {
         if (m) {
             /* Totals for the event: a racy but harmless read, for the trace only. */
@@ -547,6 +548,7 @@ static HRESULT commit(call *c, uintptr_t addr, size_t size, DWORD protect,
                 hostmem__policy_low_notice(m, notice_slot(c));
                 pthread_mutex_unlock(&m->state_lock);
                 hostmem__notice *n = c->notice;
+                hostmem__trace_flush();
                 for (unsigned i = 0; i < 3; i++)
                     hostmem__notice_deliver(m, &n[i]);
                 told_low = true;
@@ -561,6 +563,7 @@ static HRESULT commit(call *c, uintptr_t addr, size_t size, DWORD protect,
                 if (now < deadline) {
                     hr = hostmem__policy_wait(m, deadline);
                     pthread_mutex_unlock(&m->state_lock);
+                    hostmem__trace_flush();
                     waited = hostmem__now_ns() - started;
                     if (FAILED(hr))
                         return fail(c, hr, HOSTMEM_REASON_abandoned);
@@ -1273,18 +1276,33 @@ HRESULT hostmem_get_stats(hostmem_manager *m, hostmem_stats *out)
 void hostmem__manager_foreach_region(struct hostmem_manager *m,
                                      void (*fn)(void *ctx, const hostmem__region_info *info), void *ctx)
 {
+    /* fn emits events, which may call the host's malloc and so hostmem: never
+     * under the lock (CONTRACT A5).  Copy a batch under it, call fn after.
+     * Region structs are never freed while the manager lives, so `next`
+     * stays a valid place to resume; regions made meanwhile join at the head
+     * of the list and are not visited (their own reserve event tells them). */
+    enum { BATCH = 32 };
+    hostmem__region_info batch[BATCH];
     pthread_mutex_lock(&m->state_lock);
-    for (hostmem__region *r = m->all_regions; r; r = r->next_all) {
-        if (!atomic_load_explicit(&r->live, RELAXED))
-            continue;
-        hostmem__region_info info = {
-            .base = atomic_load_explicit(&r->base, RELAXED),
-            .size = atomic_load_explicit(&r->size, RELAXED),
-            .committed_bytes = atomic_load_explicit(&r->committed_pages, RELAXED) << m->page_shift,
-            .alloc_protect = atomic_load_explicit(&r->alloc_protect, RELAXED),
-            .caller = r->caller,
-        };
-        fn(ctx, &info);
+    hostmem__region *next = m->all_regions;
+    while (next) {
+        unsigned n = 0;
+        for (; next && n < BATCH; next = next->next_all) {
+            hostmem__region *r = next;
+            if (!atomic_load_explicit(&r->live, RELAXED))
+                continue;
+            batch[n++] = (hostmem__region_info){
+                .base = atomic_load_explicit(&r->base, RELAXED),
+                .size = atomic_load_explicit(&r->size, RELAXED),
+                .committed_bytes = atomic_load_explicit(&r->committed_pages, RELAXED) << m->page_shift,
+                .alloc_protect = atomic_load_explicit(&r->alloc_protect, RELAXED),
+                .caller = r->caller,
+            };
+        }
+        pthread_mutex_unlock(&m->state_lock);
+        for (unsigned i = 0; i < n; i++)
+            fn(ctx, &batch[i]);
+        pthread_mutex_lock(&m->state_lock);
     }
     pthread_mutex_unlock(&m->state_lock);
 }

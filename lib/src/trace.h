@@ -4,6 +4,11 @@
  * the provider `hostmem` (the T rules of docs/tracing.md), trace_none.c (HOSTMEM_WITH_LTTNG=OFF)
  * into nothing.
  *
+ * Re-entry rule (CONTRACT A5): no function here may be called with an internal
+ * lock held, except hostmem__trace_decision and hostmem__trace_memory_state,
+ * which only queue.  A call made from inside the tracer (the host's malloc,
+ * called by lttng-ust while it emits) is not traced.
+ *
  * Cost rule: with no session the whole facade is one predictable branch per
  * call.  hostmem__trace_begin() says whether the operation's event is
  * enabled; only then does the manager read the clock and its caller.
@@ -56,6 +61,11 @@ void hostmem__trace_decision(const struct hostmem_manager *m, enum hostmem__reso
                              enum hostmem__decision decision, uint64_t waited_ns);
 void hostmem__trace_memory_state(const struct hostmem_manager *m, int old_state, int new_state,
                                  uint64_t committed_bytes, uint64_t limit);
+/* Decisions and state changes are decided under the state lock, where the
+ * tracer must not run (it may call the host's malloc, CONTRACT A5): they are
+ * queued per thread and emitted here, which the manager calls with no
+ * internal lock held (every exit, and every turn of a loop that decides). */
+void hostmem__trace_flush(void);
 void hostmem__trace_address_space(const struct hostmem_manager *m, enum hostmem__as_action action,
                                   uintptr_t start, uint64_t size, int32_t hr,
                                   uint64_t external_bytes);

@@ -13,6 +13,15 @@
  * Cost: with no session each facade call is one load and one branch on the
  * tracepoint's state (lttng_ust_tracepoint_enabled); a sequence number, the
  * clock and the event body are only touched for enabled events.
+ *
+ * Re-entry (CONTRACT A5).  Emitting an event may call the host's malloc:
+ * lttng-ust's thread-local storage is allocated on a thread's first event
+ * (__tls_get_addr -> malloc), and a host's malloc may sit on hostmem.  So an
+ * event is emitted only with no internal lock held (events the policy decides
+ * under the state lock wait in a per-thread queue until the call flushes it),
+ * and a hostmem call made while this thread is emitting -- from inside the
+ * tracer -- is not traced at all: it completes, and emits nothing, which is
+ * what keeps it from recursing.
  */
 #include <dlfcn.h>
 #include <limits.h>
@@ -34,6 +43,21 @@
 #include "hostmem_tp.h"
 
 #define TP_ON(name) lttng_ust_tracepoint_enabled(hostmem, name)
+
+/* >0 while this thread is inside the tracer.  initial-exec: reading it never
+ * allocates (a dynamic TLS access could call malloc itself). */
+static __thread unsigned trace_depth __attribute__((tls_model("initial-exec")));
+
+/* Emit `stmt` unless this thread is already emitting (then the call that got
+ * here came from inside the tracer and stays untraced). */
+#define TRACE_EMIT(stmt)                                                           \
+    do {                                                                           \
+        if (trace_depth == 0) {                                                    \
+            trace_depth++;                                                         \
+            stmt;                                                                  \
+            trace_depth--;                                                         \
+        }                                                                          \
+    } while (0)
 
 /* ---- loading the probes ------------------------------------------------- */
 
@@ -148,6 +172,8 @@ bool hostmem__trace_begin(enum hostmem__op op, hostmem__trace_call *call, uintpt
 {
     call->caller = caller;
     call->t0 = 0;
+    if (trace_depth != 0)
+        return false; /* a call from inside the tracer: untraced (A5) */
     /* A reserve-and-commit emits both events from one call: either one
      * enabled needs the start time. */
     bool on = trace_region_enabled(op);
@@ -163,7 +189,7 @@ bool hostmem__trace_begin(enum hostmem__op op, hostmem__trace_call *call, uintpt
 void hostmem__trace_region_op(const struct hostmem_manager *m, const hostmem__trace_call *call,
                               const hostmem__trace_op_event *ev)
 {
-    if (!trace_region_enabled(ev->op))
+    if (!trace_region_enabled(ev->op) || trace_depth != 0)
         return;
     /* A session that started during the call has no start time: 0. */
     uint64_t t0 = call != NULL ? call->t0 : 0;
@@ -185,6 +211,7 @@ void hostmem__trace_region_op(const struct hostmem_manager *m, const hostmem__tr
         .reserved_bytes = ev->reserved_bytes,
         .caller = call != NULL ? (uint64_t)call->caller : 0,
     };
+    trace_depth++;
     switch (ev->op) {
     case HOSTMEM_OP_reserve: lttng_ust_do_tracepoint(hostmem, reserve, &e); break;
     case HOSTMEM_OP_commit: lttng_ust_do_tracepoint(hostmem, commit, &e); break;
@@ -196,6 +223,7 @@ void hostmem__trace_region_op(const struct hostmem_manager *m, const hostmem__tr
     case HOSTMEM_OP_query: lttng_ust_do_tracepoint(hostmem, query, &e); break;
     default: break;
     }
+    trace_depth--;
 }
 
 /* ---- the other events (T2-T4) ---------------------------------------------- */
@@ -206,9 +234,32 @@ void hostmem__trace_failure(const struct hostmem_manager *m, enum hostmem__op op
 {
     if (!TP_ON(failure))
         return;
-    lttng_ust_do_tracepoint(hostmem, failure, trace_next_seq(), trace_manager_id(m), (uint8_t)op,
-                            hr, (uint8_t)reason, (int32_t)os_errno, (uint64_t)address, size,
-                            level);
+    TRACE_EMIT(lttng_ust_do_tracepoint(hostmem, failure, trace_next_seq(), trace_manager_id(m),
+                                       (uint8_t)op, hr, (uint8_t)reason, (int32_t)os_errno,
+                                       (uint64_t)address, size, level));
+}
+
+/* Decisions and state changes are made under the state lock: they wait here
+ * (per thread) until hostmem__trace_flush, which the manager calls with no
+ * lock held.  A call makes at most a few between flushes; the queue is small
+ * because it lives in static TLS. */
+#define TRACE_QUEUE 8
+typedef struct trace_pending {
+    const struct hostmem_manager *m;
+    uint64_t a, b, c, d, waited_ns; /* request, current, ceiling, limit | committed, limit */
+    int32_t level_or_old, new_state;
+    uint8_t is_decision, resource, decision;
+} trace_pending;
+static __thread trace_pending trace_queue[TRACE_QUEUE] __attribute__((tls_model("initial-exec")));
+static __thread unsigned trace_queued __attribute__((tls_model("initial-exec")));
+
+static trace_pending *trace_enqueue(void)
+{
+    if (trace_depth != 0)
+        return NULL; /* a call from inside the tracer: untraced */
+    if (trace_queued == TRACE_QUEUE)
+        return NULL; /* cannot happen with a flush at every exit and loop; never block */
+    return &trace_queue[trace_queued++];
 }
 
 void hostmem__trace_decision(const struct hostmem_manager *m, enum hostmem__resource resource,
@@ -218,9 +269,13 @@ void hostmem__trace_decision(const struct hostmem_manager *m, enum hostmem__reso
 {
     if (!TP_ON(critical_decision))
         return;
-    lttng_ust_do_tracepoint(hostmem, critical_decision, trace_next_seq(), trace_manager_id(m),
-                            (uint8_t)resource, level, request_bytes, current_bytes, level_ceiling,
-                            limit, (uint8_t)decision, waited_ns);
+    trace_pending *p = trace_enqueue();
+    if (p == NULL)
+        return;
+    *p = (trace_pending){.m = m, .a = request_bytes, .b = current_bytes, .c = level_ceiling,
+                         .d = limit, .waited_ns = waited_ns, .level_or_old = level,
+                         .is_decision = 1, .resource = (uint8_t)resource,
+                         .decision = (uint8_t)decision};
 }
 
 void hostmem__trace_memory_state(const struct hostmem_manager *m, int old_state, int new_state,
@@ -228,8 +283,31 @@ void hostmem__trace_memory_state(const struct hostmem_manager *m, int old_state,
 {
     if (!TP_ON(memory_state))
         return;
-    lttng_ust_do_tracepoint(hostmem, memory_state, trace_next_seq(), trace_manager_id(m),
-                            (int32_t)old_state, (int32_t)new_state, committed_bytes, limit);
+    trace_pending *p = trace_enqueue();
+    if (p == NULL)
+        return;
+    *p = (trace_pending){.m = m, .a = committed_bytes, .b = limit, .level_or_old = old_state,
+                         .new_state = new_state};
+}
+
+void hostmem__trace_flush(void)
+{
+    if (trace_queued == 0 || trace_depth != 0)
+        return;
+    trace_depth++;
+    for (unsigned i = 0; i < trace_queued; i++) {
+        const trace_pending *p = &trace_queue[i];
+        if (p->is_decision)
+            lttng_ust_do_tracepoint(hostmem, critical_decision, trace_next_seq(),
+                                    trace_manager_id(p->m), p->resource, p->level_or_old, p->a,
+                                    p->b, p->c, p->d, p->decision, p->waited_ns);
+        else
+            lttng_ust_do_tracepoint(hostmem, memory_state, trace_next_seq(),
+                                    trace_manager_id(p->m), p->level_or_old, p->new_state, p->a,
+                                    p->b);
+    }
+    trace_queued = 0;
+    trace_depth--;
 }
 
 void hostmem__trace_address_space(const struct hostmem_manager *m, enum hostmem__as_action action,
@@ -238,8 +316,9 @@ void hostmem__trace_address_space(const struct hostmem_manager *m, enum hostmem_
 {
     if (!TP_ON(address_space))
         return;
-    lttng_ust_do_tracepoint(hostmem, address_space, trace_next_seq(), trace_manager_id(m),
-                            (uint8_t)action, (uint64_t)start, size, hr, external_bytes);
+    TRACE_EMIT(lttng_ust_do_tracepoint(hostmem, address_space, trace_next_seq(),
+                                       trace_manager_id(m), (uint8_t)action, (uint64_t)start, size,
+                                       hr, external_bytes));
 }
 
 /* ---- statedump: region_state ------------------------------------------------
@@ -311,7 +390,7 @@ static void trace_dump_one(void *ctx, const hostmem__region_info *info)
 
 void hostmem__trace_poll_statedump(struct hostmem_manager *m)
 {
-    if (!TP_ON(region_state))
+    if (!TP_ON(region_state) || trace_depth != 0)
         return;
     uintptr_t token = trace_dump_probes();
     if (token == atomic_load_explicit(&trace_dump_token, memory_order_acquire) &&
@@ -355,7 +434,7 @@ void hostmem__trace_region_state(const struct hostmem_manager *m, const hostmem_
         .protect = r->alloc_protect,
         .caller = (uint64_t)r->caller,
     };
-    lttng_ust_do_tracepoint(hostmem, region_state, &e);
+    TRACE_EMIT(lttng_ust_do_tracepoint(hostmem, region_state, &e));
 }
 
 /* ---- manager life (T4) ------------------------------------------------------ */
@@ -372,8 +451,9 @@ void hostmem__trace_manager_create(const struct hostmem_manager *m, uint64_t com
 
     if (!TP_ON(manager_create))
         return;
-    lttng_ust_do_tracepoint(hostmem, manager_create, trace_next_seq(), trace_manager_id(m),
-                            commit_limit, address_space_limit, page_size);
+    TRACE_EMIT(lttng_ust_do_tracepoint(hostmem, manager_create, trace_next_seq(),
+                                       trace_manager_id(m), commit_limit, address_space_limit,
+                                       page_size));
 }
 
 void hostmem__trace_manager_destroy(const struct hostmem_manager *m, uint64_t regions,
@@ -396,7 +476,7 @@ void hostmem__trace_manager_destroy(const struct hostmem_manager *m, uint64_t re
 
     if (!TP_ON(manager_destroy))
         return;
-    lttng_ust_do_tracepoint(hostmem, manager_destroy, trace_next_seq(), trace_manager_id(m),
-                            regions, reserved_bytes, committed_bytes, unreturned_mappings,
-                            unreturned_bytes);
+    TRACE_EMIT(lttng_ust_do_tracepoint(hostmem, manager_destroy, trace_next_seq(),
+                                       trace_manager_id(m), regions, reserved_bytes,
+                                       committed_bytes, unreturned_mappings, unreturned_bytes));
 }

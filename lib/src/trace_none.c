@@ -30,5 +30,6 @@ void hostmem__trace_manager_create(const struct hostmem_manager *m, uint64_t com
 void hostmem__trace_manager_destroy(const struct hostmem_manager *m, uint64_t regions,
                                     uint64_t reserved_bytes, uint64_t committed_bytes,
                                     uint64_t unreturned_mappings, uint64_t unreturned_bytes) {}
+void hostmem__trace_flush(void) {}
 void hostmem__trace_poll_statedump(struct hostmem_manager *m) {}
 void hostmem__trace_region_state(const struct hostmem_manager *m, const hostmem__region_info *r) {}
