@@ -22,7 +22,7 @@
 #define HOSTMEM_HIDDEN __attribute__((visibility("hidden")))
 
 /* ---- meta.c --------------------------------------------------------------- */
-/* The manager's own memory, from the OS (never the process heap, CONTRACT A5):
+/* The manager's own memory, from the OS (never the process heap, A5):
  * `size` zeroed bytes, 16-byte aligned, or NULL.  Any lock may be held. */
 void *hostmem__meta_alloc(size_t size);
 /* Give back a block of hostmem__meta_alloc(size); NULL is a no-op. */
@@ -163,7 +163,7 @@ uint64_t hostmem__now_ns(void);
 
 /* ---- manager.c ------------------------------------------------------------ */
 /* Every live region of m, for the region_state statedump.  fn runs with no
- * internal lock held (it emits events, CONTRACT A5). */
+ * internal lock held (it emits events, A5). */
 void hostmem__manager_foreach_region(struct hostmem_manager *m,
                                      void (*fn)(void *ctx, const hostmem__region_info *info),
                                      void *ctx);

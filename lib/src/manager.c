@@ -1277,7 +1277,7 @@ void hostmem__manager_foreach_region(struct hostmem_manager *m,
                                      void (*fn)(void *ctx, const hostmem__region_info *info), void *ctx)
 {
     /* fn emits events, which may call the host's malloc and so hostmem: never
-     * under the lock (CONTRACT A5).  Copy a batch under it, call fn after.
+     * under the lock (A5).  Copy a batch under it, call fn after.
      * Region structs are never freed while the manager lives, so `next`
      * stays a valid place to resume; regions made meanwhile join at the head
      * of the list and are not visited (their own reserve event tells them). */

@@ -2,7 +2,7 @@
  * meta.c: the manager's own memory -- the manager, region structs, map nodes,
  * run arrays, arena and external-range records, the statedump table -- taken
  * from the OS, never from the process heap.  A host's malloc may itself sit on
- * hostmem (CONTRACT A5): a heap call from inside hostmem would come back into
+ * hostmem (A5): a heap call from inside hostmem would come back into
  * hostmem, under one of its locks, and deadlock or recurse.
  *
  * Blocks of up to META_MAX_SMALL bytes come in power-of-two classes carved

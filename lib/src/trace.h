@@ -4,7 +4,7 @@
  * the provider `hostmem` (the T rules of docs/tracing.md), trace_none.c (HOSTMEM_WITH_LTTNG=OFF)
  * into nothing.
  *
- * Re-entry rule (CONTRACT A5): no function here may be called with an internal
+ * Re-entry rule (A5): no function here may be called with an internal
  * lock held, except hostmem__trace_decision and hostmem__trace_memory_state,
  * which only queue.  A call made from inside the tracer (the host's malloc,
  * called by lttng-ust while it emits) is not traced.
@@ -62,7 +62,7 @@ void hostmem__trace_decision(const struct hostmem_manager *m, enum hostmem__reso
 void hostmem__trace_memory_state(const struct hostmem_manager *m, int old_state, int new_state,
                                  uint64_t committed_bytes, uint64_t limit);
 /* Decisions and state changes are decided under the state lock, where the
- * tracer must not run (it may call the host's malloc, CONTRACT A5): they are
+ * tracer must not run (it may call the host's malloc, A5): they are
  * queued per thread and emitted here, which the manager calls with no
  * internal lock held (every exit, and every turn of a loop that decides). */
 void hostmem__trace_flush(void);

@@ -14,7 +14,7 @@
  * tracepoint's state (lttng_ust_tracepoint_enabled); a sequence number, the
  * clock and the event body are only touched for enabled events.
  *
- * Re-entry (CONTRACT A5).  Emitting an event may call the host's malloc:
+ * Re-entry (A5).  Emitting an event may call the host's malloc:
  * lttng-ust's thread-local storage is allocated on a thread's first event
  * (__tls_get_addr -> malloc), and a host's malloc may sit on hostmem.  So an
  * event is emitted only with no internal lock held (events the policy decides
@@ -364,7 +364,7 @@ static bool trace_dump_add(const struct hostmem_manager *m, uint64_t gen)
 {
     if (trace_dump_count == trace_dump_cap) {
         size_t cap = trace_dump_cap != 0 ? trace_dump_cap * 2 : 8;
-        /* Never the process heap (CONTRACT A5): the host's malloc may be ours. */
+        /* Never the process heap (A5): the host's malloc may be ours. */
         trace_dump_entry *t = hostmem__meta_alloc(cap * sizeof *t);
         if (t == NULL)
             return false;

@@ -1,5 +1,5 @@
 /*
- * hosted_malloc: a host whose own malloc sits on hostmem (CONTRACT A5).
+ * hosted_malloc: a host whose own malloc sits on hostmem (A5).
  *
  * malloc, free, calloc, realloc and the aligned variants of this executable
  * replace the C library's, so everything in the process allocates here: the

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Re-entrancy tests (CONTRACT A5): a host whose malloc sits on hostmem.
+"""Re-entrancy tests (A5): a host whose malloc sits on hostmem.
 
 hosted_malloc replaces malloc with a bump allocator whose every thread takes
 its memory through hostmem, so any heap call hostmem or the tracer makes comes
