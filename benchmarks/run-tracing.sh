@@ -5,14 +5,18 @@
 #                             [--burst N] [--burst-op query|protect] [--no-burst]
 #                             [--no-modes] [--shared] [-- HOSTMEM-BENCH ARGS...]
 #
-# 1. Modes.  Runs hostmem-bench (default args: --only=region,pages,query) with
+# 1. Modes.  Runs hostmem-bench (default args: --only=region,pages,query,trace) with
 #    no session ("none"), inside a started session whose hostmem events are
 #    disabled ("disabled": enabled then disabled again, so the tracepoints are
 #    registered but off), and inside a started session recording hostmem:*
-#    into the profiler's channel, 8 x 4 MiB sub-buffers ("enabled").  Rounds
+#    as hostmem-profile does: its channel (8 x 4 MiB sub-buffers) and its
+#    contexts (vpid, vtid, procname) ("enabled").  Rounds
 #    rotate the order of the modes so drift hits each one alike.  Every run's
 #    floors are raw syscalls that emit nothing, so they stay put while the
-#    hostmem side pays for tracing.
+#    hostmem side pays for tracing.  The trace family fires a bare lttng-ust
+#    event with one integer field (hostmem_bench:bare, recorded by the same
+#    session): the yardstick of CONTRACT T6, which the report divides the
+#    cost tracing adds to each operation by (at most 1.5 per event).
 # 2. Burst.  --burst N operations back to back (default 1,000,000 queries, one
 #    event each) recorded with the default channel (4 x 512 KiB) and with the
 #    profiler's 8 x 4 MiB; events lost are read from `lttng list` (the
@@ -75,7 +79,7 @@ if [[ -z "$bench" || ! -x "$bench" ]]; then
     exit 2
 fi
 bench=$(cd "$(dirname "$bench")" && pwd)/$(basename "$bench")
-[[ ${#bench_args[@]} -gt 0 ]] || bench_args=(--only=region,pages,query)
+[[ ${#bench_args[@]} -gt 0 ]] || bench_args=(--only=region,pages,query,trace)
 if [[ $quick -eq 1 ]]; then
     bench_args+=(--quick)
     [[ "$burst" -le 10000 ]] || burst=10000
@@ -121,9 +125,13 @@ session_create() { # name channel(default|profiler) events(on|off)
         lttng enable-channel -u -s "$name" --subbuf-size=4M --num-subbuf=8 hostmem >/dev/null
         c=(-c hostmem)
     fi
-    lttng enable-event -u -s "$name" "${c[@]}" 'hostmem:*' >/dev/null
+    lttng enable-event -u -s "$name" "${c[@]}" 'hostmem:*,hostmem_bench:*' >/dev/null
+    if [[ $channel == profiler ]]; then
+        # The contexts hostmem-profile records (the analysis needs the pid).
+        lttng add-context -u -s "$name" "${c[@]}" -t vpid -t vtid -t procname >/dev/null
+    fi
     if [[ $events == off ]]; then
-        lttng disable-event -u -s "$name" "${c[@]}" 'hostmem:*' >/dev/null
+        lttng disable-event -u -s "$name" "${c[@]}" 'hostmem:*,hostmem_bench:*' >/dev/null
     fi
     lttng start "$name" >/dev/null
 }
@@ -177,7 +185,7 @@ if [[ $do_burst -eq 1 ]]; then
         discarded_lttng=$(session_discarded "$name")
         session_destroy "$name"
         recorded=$(babeltrace2 "$out/traces/$name" 2>"$out/burst/$channel.bt.err" |
-            grep -c ' hostmem:[a-z_]*: ' || true)
+            grep -v ' hostmem:totals: ' | grep -c ' hostmem:[a-z_]*: ' || true)
         discarded_bt=$({ grep -o 'discarded [0-9]* events' "$out/burst/$channel.bt.err" || true; } |
             awk '{ n += $2 } END { print n + 0 }')
         if [[ $channel == profiler ]]; then sub=4194304 n=8; else sub=524288 n=4; fi

@@ -36,28 +36,27 @@
 #ifndef HOSTMEM_TP_TYPES
 #define HOSTMEM_TP_TYPES
 /*
- * A region operation has more fields than a tracepoint takes arguments
- * (10), so it travels as one struct.  The name carries a version: the
- * provider and the library must agree on the layout, and lttng-ust only
- * compares the argument text when it matches a probe to a tracepoint.
+ * A region operation has more values than a tracepoint takes arguments
+ * (10), so they travel as one struct; each event class records only the
+ * members its operation needs (docs/tracing.md, "Layout v2").  The name
+ * carries the layout version: the provider and the library must agree on
+ * it, and lttng-ust only compares the argument text when it matches a probe
+ * to a tracepoint.
  */
-struct hostmem_tp_region_op_v1 {
+struct hostmem_tp_op_v2 {
     uint64_t seq;
     uint64_t manager;
+    uint64_t start_ns; /* CLOCK_MONOTONIC at entry: duration = event time - start_ns */
     uint64_t address;
     uint64_t size;
     uint64_t base;
     uint64_t region_size;
+    uint64_t caller;
     uint32_t alloc_type;
-    uint32_t free_type;
     uint32_t protect;
     uint32_t old_protect;
     int32_t level;
     int32_t hr;
-    uint64_t duration_ns;
-    uint64_t committed_bytes;
-    uint64_t reserved_bytes;
-    uint64_t caller;
 };
 
 /* A live region, for the region_state statedump. */
@@ -110,41 +109,102 @@ LTTNG_UST_TRACEPOINT_ENUM(hostmem, resource,
 LTTNG_UST_TRACEPOINT_ENUM(hostmem, action,
     LTTNG_UST_TP_ENUM_VALUES(HOSTMEM_AS_ACTION_LIST(HOSTMEM_TP_AS)))
 
-/* ---- region operations (T1): one class, one event per operation --------- */
-LTTNG_UST_TRACEPOINT_EVENT_CLASS(hostmem, region_op,
-    LTTNG_UST_TP_ARGS(const struct hostmem_tp_region_op_v1 *, ev),
+/* ---- region operations (T1, layout v2) ----------------------------------
+ *
+ * Every field an operation's event carries costs 7-12 ns while a session
+ * records (T6), so each class keeps only what the analysis cannot derive:
+ * the arguments as given, the result where it is not a function of them,
+ * and the call's start (the event's own timestamp is its end).  Totals come
+ * from hostmem:totals and from replay; free types from the event name;
+ * region sizes from the arguments and the page size (docs/tracing.md).
+ */
+#define HOSTMEM_TP_OP_HEAD                                                 \
+    lttng_ust_field_integer(uint64_t, seq, ev->seq)                        \
+    lttng_ust_field_integer_hex(uint64_t, manager, ev->manager)            \
+    lttng_ust_field_integer(uint64_t, start_ns, ev->start_ns)              \
+    lttng_ust_field_enum(hostmem, hresult, int32_t, hr, ev->hr)            \
+    lttng_ust_field_integer_hex(uint64_t, address, ev->address)
+
+/* reserve: where it landed, how, and who asked.  (The level of a reserve
+ * matters only under an address-space limit, where critical_decision
+ * carries it; a failure carries it too.) */
+LTTNG_UST_TRACEPOINT_EVENT_CLASS(hostmem, op_reserve,
+    LTTNG_UST_TP_ARGS(const struct hostmem_tp_op_v2 *, ev),
     LTTNG_UST_TP_FIELDS(
-        lttng_ust_field_integer(uint64_t, seq, ev->seq)
-        lttng_ust_field_integer_hex(uint64_t, manager, ev->manager)
-        lttng_ust_field_integer_hex(uint64_t, address, ev->address)
+        HOSTMEM_TP_OP_HEAD
         lttng_ust_field_integer(uint64_t, size, ev->size)
         lttng_ust_field_integer_hex(uint64_t, base, ev->base)
-        lttng_ust_field_integer(uint64_t, region_size, ev->region_size)
         lttng_ust_field_integer_hex(uint32_t, alloc_type, ev->alloc_type)
-        lttng_ust_field_integer_hex(uint32_t, free_type, ev->free_type)
         lttng_ust_field_integer_hex(uint32_t, protect, ev->protect)
-        lttng_ust_field_integer_hex(uint32_t, old_protect, ev->old_protect)
-        lttng_ust_field_enum(hostmem, level, int32_t, level, ev->level)
-        lttng_ust_field_enum(hostmem, hresult, int32_t, hr, ev->hr)
-        lttng_ust_field_integer(uint64_t, duration_ns, ev->duration_ns)
-        lttng_ust_field_integer(uint64_t, committed_bytes, ev->committed_bytes)
-        lttng_ust_field_integer(uint64_t, reserved_bytes, ev->reserved_bytes)
         lttng_ust_field_integer_hex(uint64_t, caller, ev->caller)))
 
-#define HOSTMEM_TP_REGION_OP(n)                                            \
-    LTTNG_UST_TRACEPOINT_EVENT_INSTANCE(hostmem, region_op, hostmem, n,    \
-        LTTNG_UST_TP_ARGS(const struct hostmem_tp_region_op_v1 *, ev))    \
-    LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, n, LTTNG_UST_TRACEPOINT_LOGLEVEL_INFO)
-HOSTMEM_TP_REGION_OP(reserve)
-HOSTMEM_TP_REGION_OP(commit)
-HOSTMEM_TP_REGION_OP(decommit)
-HOSTMEM_TP_REGION_OP(release)
-HOSTMEM_TP_REGION_OP(protect)
-HOSTMEM_TP_REGION_OP(reset)
-HOSTMEM_TP_REGION_OP(reset_undo)
-LTTNG_UST_TRACEPOINT_EVENT_INSTANCE(hostmem, region_op, hostmem, query,
-    LTTNG_UST_TP_ARGS(const struct hostmem_tp_region_op_v1 *, ev))
-LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, query, LTTNG_UST_TRACEPOINT_LOGLEVEL_DEBUG)
+/* commit: the range is the page-rounded argument range (for the commit half
+ * of a reserve-and-commit: the new region, see trace_lttng.c). */
+LTTNG_UST_TRACEPOINT_EVENT_CLASS(hostmem, op_commit,
+    LTTNG_UST_TP_ARGS(const struct hostmem_tp_op_v2 *, ev),
+    LTTNG_UST_TP_FIELDS(
+        HOSTMEM_TP_OP_HEAD
+        lttng_ust_field_integer(uint64_t, size, ev->size)
+        lttng_ust_field_integer_hex(uint32_t, alloc_type, ev->alloc_type)
+        lttng_ust_field_integer_hex(uint32_t, protect, ev->protect)
+        lttng_ust_field_enum(hostmem, level, int32_t, level, ev->level)))
+
+/* decommit, reset, reset_undo: a range; the type is the event's name. */
+LTTNG_UST_TRACEPOINT_EVENT_CLASS(hostmem, op_range,
+    LTTNG_UST_TP_ARGS(const struct hostmem_tp_op_v2 *, ev),
+    LTTNG_UST_TP_FIELDS(
+        HOSTMEM_TP_OP_HEAD
+        lttng_ust_field_integer(uint64_t, size, ev->size)))
+
+/* release: the base; the size it frees is the region's (replay). */
+LTTNG_UST_TRACEPOINT_EVENT_CLASS(hostmem, op_release,
+    LTTNG_UST_TP_ARGS(const struct hostmem_tp_op_v2 *, ev),
+    LTTNG_UST_TP_FIELDS(
+        HOSTMEM_TP_OP_HEAD))
+
+LTTNG_UST_TRACEPOINT_EVENT_CLASS(hostmem, op_protect,
+    LTTNG_UST_TP_ARGS(const struct hostmem_tp_op_v2 *, ev),
+    LTTNG_UST_TP_FIELDS(
+        HOSTMEM_TP_OP_HEAD
+        lttng_ust_field_integer(uint64_t, size, ev->size)
+        lttng_ust_field_integer_hex(uint32_t, protect, ev->protect)
+        lttng_ust_field_integer_hex(uint32_t, old_protect, ev->old_protect)))
+
+/* query (debug level): what it answered. */
+LTTNG_UST_TRACEPOINT_EVENT_CLASS(hostmem, op_query,
+    LTTNG_UST_TP_ARGS(const struct hostmem_tp_op_v2 *, ev),
+    LTTNG_UST_TP_FIELDS(
+        HOSTMEM_TP_OP_HEAD
+        lttng_ust_field_integer_hex(uint64_t, base, ev->base)
+        lttng_ust_field_integer(uint64_t, region_size, ev->region_size)
+        lttng_ust_field_integer_hex(uint32_t, state, ev->alloc_type)
+        lttng_ust_field_integer_hex(uint32_t, protect, ev->protect)))
+
+#define HOSTMEM_TP_REGION_OP(cls, n, lvl)                                  \
+    LTTNG_UST_TRACEPOINT_EVENT_INSTANCE(hostmem, cls, hostmem, n,          \
+        LTTNG_UST_TP_ARGS(const struct hostmem_tp_op_v2 *, ev))           \
+    LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, n, LTTNG_UST_TRACEPOINT_LOGLEVEL_##lvl)
+HOSTMEM_TP_REGION_OP(op_reserve, reserve, INFO)
+HOSTMEM_TP_REGION_OP(op_commit, commit, INFO)
+HOSTMEM_TP_REGION_OP(op_range, decommit, INFO)
+HOSTMEM_TP_REGION_OP(op_release, release, INFO)
+HOSTMEM_TP_REGION_OP(op_protect, protect, INFO)
+HOSTMEM_TP_REGION_OP(op_range, reset, INFO)
+HOSTMEM_TP_REGION_OP(op_range, reset_undo, INFO)
+HOSTMEM_TP_REGION_OP(op_query, query, DEBUG)
+
+/* ---- totals: the manager's books, every HOSTMEM_TRACE_TOTALS_EVERY region
+ * events of a thread (and never more often), so a reader that missed events
+ * or joined late resynchronises its replay. */
+LTTNG_UST_TRACEPOINT_EVENT(hostmem, totals,
+    LTTNG_UST_TP_ARGS(uint64_t, seq, uint64_t, manager, uint64_t, reserved_bytes,
+                      uint64_t, committed_bytes),
+    LTTNG_UST_TP_FIELDS(
+        lttng_ust_field_integer(uint64_t, seq, seq)
+        lttng_ust_field_integer_hex(uint64_t, manager, manager)
+        lttng_ust_field_integer(uint64_t, reserved_bytes, reserved_bytes)
+        lttng_ust_field_integer(uint64_t, committed_bytes, committed_bytes)))
+LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, totals, LTTNG_UST_TRACEPOINT_LOGLEVEL_INFO)
 
 /* ---- failure (T2): after the operation's own event ---------------------- */
 LTTNG_UST_TRACEPOINT_EVENT(hostmem, failure,

@@ -31,20 +31,24 @@ DECISIONS = ("granted", "granted_from_reserve", "denied")
 STATES = ("high", "neutral", "low")
 
 # The payload fields the model reads, per event.  reader.py reads these and
-# nothing else: field access is what reading a trace costs.
-# Totals change only on reserve, commit, decommit and release; only a
-# reserve's caller is kept.
-_OP_FIELDS = ("seq", "manager", "base", "region_size", "hr", "duration_ns")
+# nothing else: field access is what reading a trace costs.  Both layouts:
+# v1 events carry totals, region_size and duration_ns; v2 events (docs/
+# tracing.md) carry start_ns (the reader turns it into duration_ns) and
+# leave totals to replay and to hostmem:totals.  Only a reserve's caller is
+# kept.
+_OP_FIELDS = ("seq", "manager", "address", "size", "base", "region_size", "hr",
+              "duration_ns", "start_ns")
 _TOTALS = ("committed_bytes", "reserved_bytes")
 FIELDS = {
-    "reserve": _OP_FIELDS + _TOTALS + ("caller",),
-    "commit": _OP_FIELDS + _TOTALS,
+    "reserve": _OP_FIELDS + _TOTALS + ("caller", "alloc_type"),
+    "commit": _OP_FIELDS + _TOTALS + ("alloc_type",),
     "decommit": _OP_FIELDS + _TOTALS,
     "release": _OP_FIELDS + _TOTALS,
     "protect": _OP_FIELDS,
     "reset": _OP_FIELDS,
     "reset_undo": _OP_FIELDS,
     "query": _OP_FIELDS,
+    "totals": ("seq", "manager") + _TOTALS,
 }
 FIELDS.update({
     "failure": ("seq", "manager", "op", "hr", "reason", "os_errno", "address",
@@ -68,6 +72,8 @@ FIELDS.update({
     "lttng_ust_dl:dlopen": ("baddr", "memsz", "path"),
     "lttng_ust_statedump:procname": ("procname",),
 })
+
+MEM_RESERVE = 0x2000
 
 DEFAULT_TEMPORARY_NS = 100 * 1000 * 1000  # released within 100 ms
 
@@ -115,7 +121,12 @@ class Region:
         placed = sum(e - s for s, e in self.committed)
         return min(self.size, placed + self.unplaced)
 
+    def placed(self):
+        return sum(e - s for s, e in self.committed)
+
     def commit(self, start, end):
+        """Mark [start, end) committed; returns the bytes newly committed."""
+        before = self.committed_bytes()
         runs = self.committed
         out = []
         for s, e in runs:
@@ -127,12 +138,15 @@ class Region:
         out.append((start, end))
         out.sort()
         self.committed = out
+        return self.committed_bytes() - before
 
     def decommit(self, start, end):
+        """Mark [start, end) decommitted; returns the bytes given back."""
+        before = self.committed_bytes()
         if start <= self.base and end >= self.base + self.size:
             self.committed = []
             self.unplaced = 0
-            return
+            return before
         out = []
         for s, e in self.committed:
             if e <= start or s >= end:
@@ -143,6 +157,7 @@ class Region:
             if e > end:
                 out.append((end, e))
         self.committed = out
+        return before - self.committed_bytes()
 
 
 class Manager:
@@ -421,6 +436,41 @@ class Model:
             p.move(ts, dr, dc)
             self.all.move(ts, dr, dc)
 
+    def _replay(self, p, m, ts, dr, dc):
+        """Layout v2: the totals move by what replay computed."""
+        if dr or dc:
+            m.reserved += dr
+            m.committed += dc
+            p.move(ts, dr, dc)
+            self.all.move(ts, dr, dc)
+
+    def _resync(self, p, m, ev, ts):
+        """hostmem:totals: the manager's own books; replay joins them."""
+        self._totals(p, m, ev, ts)
+
+    @staticmethod
+    def _span(ev, m, op):
+        """(start, length) of the pages an operation touched.
+
+        v1 events carry the rounded result (base, region_size); v2 events the
+        arguments, rounded here as the library rounds them (CONTRACT S4-S6).
+        """
+        if "region_size" in ev and ev.get("region_size") is not None and op != "query":
+            base = ev.get("base") or ev.get("address") or 0
+            return base, ev.get("region_size") or ev.get("size") or 0
+        page = m.page_size or 4096
+        addr = ev.get("address") or 0
+        size = ev.get("size") or 0
+        if op == "reserve":
+            base = ev.get("base") or 0
+            if addr:
+                return base, -(-(addr + size) // page) * page - base
+            return base, -(-size // page) * page
+        if op == "release":
+            return addr, 0
+        start = addr - addr % page
+        return start, -(-(addr + size) // page) * page - start
+
     def _region_op(self, p, m, ev, ts):
         op = ev["name"]
         st = p.ops[op]
@@ -428,17 +478,26 @@ class Model:
         d = ev.get("duration_ns")
         if d is not None:
             st.latencies.append(d)
+        v1 = "committed_bytes" in ev
         ok = ev.get("hr", "S_OK") == "S_OK"
         if not ok:
             st.failed += 1
-            self._totals(p, m, ev, ts)
+            if v1:
+                self._totals(p, m, ev, ts)
+            elif op == "commit" and (ev.get("alloc_type") or 0) & MEM_RESERVE:
+                # A reserve-and-commit whose commit failed gave its new
+                # region back (untraced): the v2 event names that region.
+                reg = m.remove(ev.get("address") or 0)
+                if reg is not None:
+                    self._replay(p, m, ts, -reg.size, -reg.committed_bytes())
             return
-        size = ev.get("region_size") or ev.get("size") or 0
-        base = ev.get("base") or ev.get("address") or 0
+        base, size = self._span(ev, m, op)
+        dr = dc = 0
         if op == "reserve":
             st.bytes += size
             reg = Region(base, size, ev.get("caller"), ts)
             m.add(reg)
+            dr = size
             b = size.bit_length()
             p.size_hist[b] = p.size_hist.get(b, 0) + 1
         elif op == "release":
@@ -452,23 +511,30 @@ class Model:
                 st.bytes += size
             else:
                 st.bytes += size or reg.size
+                dr, dc = -reg.size, -reg.committed_bytes()
                 if not reg.from_statedump:
                     p.lifetimes += 1
                     life = ts - reg.t_reserve
                     if life <= self.temporary_ns:
                         p.temporary.append((life, reg.size, reg.caller))
         elif op in ("commit", "decommit"):
-            st.bytes += size
             reg = m.find(base)
+            if op == "decommit" and not v1 and not ev.get("size") and reg is not None:
+                size = reg.size  # size 0: the whole region (CONTRACT S6)
+                base = reg.base
+            st.bytes += size
             if reg is None:
                 p.untracked += 1
             elif op == "commit":
-                reg.commit(base, base + size)
+                dc = reg.commit(base, base + size)
             else:
-                reg.decommit(base, base + size)
+                dc = -reg.decommit(base, base + size)
         elif op != "query":
             st.bytes += size
-        self._totals(p, m, ev, ts)
+        if v1:
+            self._totals(p, m, ev, ts)
+        else:
+            self._replay(p, m, ts, dr, dc)
 
     def _failure(self, p, m, ev, ts):
         key = (ev.get("op"), ev.get("level"), ev.get("hr"), ev.get("reason"))
@@ -582,6 +648,7 @@ class Model:
 
 _HANDLERS = {op: Model._region_op for op in REGION_OPS}
 _HANDLERS.update({
+    "totals": Model._resync,
     "failure": Model._failure,
     "critical_decision": Model._decision,
     "memory_state": Model._memory_state,

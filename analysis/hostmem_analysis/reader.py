@@ -125,7 +125,7 @@ def _plan(struct_fc, names):
 
 
 class _EventClassPlan:
-    __slots__ = ("name", "payload", "ctx_pid", "ctx_procname", "skip", "own")
+    __slots__ = ("name", "payload", "ctx_pid", "ctx_procname", "skip", "own", "start")
 
     def __init__(self, ev, fields):
         full = ev.cls.name
@@ -135,6 +135,8 @@ class _EventClassPlan:
         wanted = fields.get(self.name)
         self.skip = wanted is None
         self.payload = [] if self.skip else _plan(ev.cls.payload_field_class, wanted)
+        # Layout v2: the call's start travels, its end is the event's time.
+        self.start = any(n == "start_ns" for n, _, _ in self.payload)
         cc = ev.stream.cls.event_common_context_field_class
         pid = _plan(cc, ("vpid",))
         name = _plan(cc, ("procname",))
@@ -214,6 +216,7 @@ class _Sink(bt2._UserSinkComponent):
         borrow_stream = _raw.event_borrow_stream_const
         borrow_clock = _raw.message_event_borrow_default_clock_snapshot_const
         ns_from_origin = _raw.clock_snapshot_get_ns_from_origin
+        clock_value = _raw.clock_snapshot_get_value
         procnames = self._procnames
         member = _member
         for m in msgs:
@@ -248,11 +251,18 @@ class _Sink(bt2._UserSinkComponent):
                         procnames[pkey] = procname
                 else:
                     procname = None
-            status, ts = ns_from_origin(borrow_clock(m))
+            snap = borrow_clock(m)
+            status, ts = ns_from_origin(snap)
             ev = {"name": plan.name, "ts": ts, "host": host, "pid": pid, "procname": procname}
             p = borrow_payload(e)
             for name, idx, get in plan.payload:
                 ev[name] = get(member(p, idx))
+            if plan.start:
+                # lttng-ust's clock is CLOCK_MONOTONIC in ns, as start_ns;
+                # 0: the session began during the call.
+                start = ev.pop("start_ns")
+                end = clock_value(snap)
+                ev["duration_ns"] = end - start if 0 < start <= end else None
             out.append(ev)
 
     def _discarded(self, m, kind):

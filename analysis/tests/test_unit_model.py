@@ -281,6 +281,98 @@ class ModelTest(unittest.TestCase):
         json.dumps(s)
 
 
+def to_v2(events):
+    """The same events in layout v2: no totals, no rounded results, a release
+    names only its base (the reader has already turned start_ns into
+    duration_ns)."""
+    out = []
+    for e in events:
+        e = dict(e)
+        if e["name"] in model.REGION_OPS:
+            for k in ("committed_bytes", "reserved_bytes", "region_size"):
+                e.pop(k, None)
+            if e["name"] != "reserve":
+                e.pop("base", None)
+                e.pop("caller", None)
+            if e["name"] == "release":
+                e.pop("size", None)
+        out.append(e)
+    return out
+
+
+def figures(s):
+    keep = ("peak_committed_bytes", "peak_reserved_bytes", "end_committed_bytes",
+            "end_reserved_bytes", "leaks", "ops", "failures", "temporary",
+            "reserve_size_histogram", "untracked_ops")
+    return {k: s[k] for k in keep}
+
+
+class LayoutV2Test(unittest.TestCase):
+    """Layout v2 events carry no totals: replay must find the same figures."""
+
+    def workload(self):
+        h = Host()
+        h.reserve(0x10000, 1 * MiB)
+        h.commit(0x10000, 256 * KiB)
+        h.commit(0x50000, 128 * KiB)
+        h.decommit(0x10000, 64 * KiB)
+        h.op("protect", 0x50000, 64 * KiB)
+        h.reserve(0x200000, 2 * MiB, caller=0x99)
+        h.commit(0x200000, 2 * MiB)
+        h.fail("commit", 0x10000, 4 * MiB, "E_OUTOFMEMORY", "limit_denied", level="appdomain")
+        h.release(0x10000, 1 * MiB, 320 * KiB)
+        h.reserve(0x400000, 64 * KiB)
+        return h
+
+    def test_replay_equals_the_totals_v1_carried(self):
+        h = self.workload()
+        _, s1 = replay(h)
+        m2 = model.Model().feed_all(to_v2(h.events))
+        s2 = summary.build(m2)
+        self.assertEqual(figures(s2), figures(s1))
+        self.assertEqual(s2["peak_committed_bytes"], 2 * MiB + 320 * KiB)
+        self.assertEqual(s2["end_reserved_bytes"], 2 * MiB + 64 * KiB)
+        self.assertEqual(s2["leaks"]["regions"], 2)
+
+    def test_v2_rounds_arguments_as_the_library_does(self):
+        h = Host()
+        e = h.reserve(0x10000, 100000)
+        e["size"] = 100000
+        c = h.commit(0x10000, 4096 + 1)
+        c["address"] = 0x10000 + 5
+        m = model.Model().feed_all(to_v2(h.events))
+        s = summary.build(m)
+        self.assertEqual(s["end_reserved_bytes"], 102400)        # 25 pages
+        self.assertEqual(s["end_committed_bytes"], 2 * 4096)     # [0x10005, 0x11006)
+        # Committing pages already committed adds no charge.
+        h.commit(0x10000, 4096)
+        s = summary.build(model.Model().feed_all(to_v2(h.events)))
+        self.assertEqual(s["end_committed_bytes"], 2 * 4096)
+
+    def test_totals_event_resynchronises_after_lost_events(self):
+        h = self.workload()
+        evs = [e for e in to_v2(h.events)
+               if not (e["name"] == "commit" and e["address"] == 0x200000)]
+        evs.append(dict(evs[-1], name="totals", seq=evs[-1]["seq"] + 1, ts=evs[-1]["ts"] + 1,
+                        reserved_bytes=2 * MiB + 64 * KiB, committed_bytes=2 * MiB))
+        for k in ("address", "size", "base", "caller", "hr", "duration_ns", "level"):
+            evs[-1].pop(k, None)
+        s = summary.build(model.Model().feed_all(evs))
+        self.assertEqual(s["end_committed_bytes"], 2 * MiB)
+        self.assertEqual(s["end_reserved_bytes"], 2 * MiB + 64 * KiB)
+
+    def test_failed_reserve_and_commit_gives_its_region_back(self):
+        h = Host()
+        h.reserve(0x10000, 1 * MiB)["alloc_type"] = 0x3000
+        c = h.op("commit", 0x10000, 1 * MiB, hr="E_OUTOFMEMORY")
+        c["alloc_type"] = 0x3000
+        h.reserved -= 1 * MiB
+        s = summary.build(model.Model().feed_all(to_v2(h.events)))
+        self.assertEqual(s["end_reserved_bytes"], 0)
+        self.assertEqual(s["leaks"]["regions"], 0)
+
+
+
 class DiffTest(unittest.TestCase):
     def _summary(self, latency, failures):
         h = Host()

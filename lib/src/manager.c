@@ -775,6 +775,8 @@ HRESULT hostmem_virtual_alloc(hostmem_manager *m, void *address, SIZE_T size, DW
     call_start(&c, m, HOSTMEM_OP_commit, caller, addr, size, (int32_t)level);
     c.ev.alloc_type = type;
     c.ev.protect = protect;
+    c.ev.base = base; /* the event names the region even if the commit fails */
+    c.ev.region_size = rsize;
     /* The whole new region is committed, as Windows does for both flags. */
     hr = commit(&c, base, rsize, protect, level, &result);
     if (FAILED(hr) && FAILED(undo_reserve(&c, r, caller)))

@@ -186,35 +186,55 @@ bool hostmem__trace_begin(enum hostmem__op op, hostmem__trace_call *call, uintpt
     return on;
 }
 
+/* Region events of this thread since its last totals event. */
+static __thread uint32_t trace_totals_countdown __attribute__((tls_model("initial-exec")));
+
+static void trace_totals(const struct hostmem_manager *m, const hostmem__trace_op_event *ev)
+{
+    if (trace_totals_countdown-- != 0)
+        return;
+    trace_totals_countdown = HOSTMEM_TRACE_TOTALS_EVERY - 1;
+    if (TP_ON(totals))
+        lttng_ust_do_tracepoint(hostmem, totals, trace_next_seq(), trace_manager_id(m),
+                                ev->reserved_bytes, ev->committed_bytes);
+}
+
 void hostmem__trace_region_op(const struct hostmem_manager *m, const hostmem__trace_call *call,
                               const hostmem__trace_op_event *ev)
 {
     if (!trace_region_enabled(ev->op) || trace_depth != 0)
         return;
-    /* A session that started during the call has no start time: 0. */
-    uint64_t t0 = call != NULL ? call->t0 : 0;
-    struct hostmem_tp_region_op_v1 e = {
+    /* Layout v2 (hostmem_tp.h): the event's timestamp is the end of the
+     * call, so only its start travels; a session that started during the
+     * call has none (0). */
+    struct hostmem_tp_op_v2 e = {
         .seq = trace_next_seq(),
         .manager = trace_manager_id(m),
+        .start_ns = call != NULL ? call->t0 : 0,
         .address = (uint64_t)ev->address,
         .size = ev->size,
         .base = (uint64_t)ev->base,
         .region_size = ev->region_size,
+        .caller = call != NULL ? (uint64_t)call->caller : 0,
         .alloc_type = ev->alloc_type,
-        .free_type = ev->free_type,
         .protect = ev->protect,
         .old_protect = ev->old_protect,
         .level = ev->level,
         .hr = ev->hr,
-        .duration_ns = t0 != 0 ? hostmem__trace_now_ns() - t0 : 0,
-        .committed_bytes = ev->committed_bytes,
-        .reserved_bytes = ev->reserved_bytes,
-        .caller = call != NULL ? (uint64_t)call->caller : 0,
     };
     trace_depth++;
     switch (ev->op) {
     case HOSTMEM_OP_reserve: lttng_ust_do_tracepoint(hostmem, reserve, &e); break;
-    case HOSTMEM_OP_commit: lttng_ust_do_tracepoint(hostmem, commit, &e); break;
+    case HOSTMEM_OP_commit:
+        /* The commit half of a reserve-and-commit commits the whole new
+         * region: its range travels instead of the arguments, which the
+         * reserve event just before already carries. */
+        if (ev->alloc_type & MEM_RESERVE) {
+            e.address = (uint64_t)ev->base;
+            e.size = ev->region_size;
+        }
+        lttng_ust_do_tracepoint(hostmem, commit, &e);
+        break;
     case HOSTMEM_OP_decommit: lttng_ust_do_tracepoint(hostmem, decommit, &e); break;
     case HOSTMEM_OP_release: lttng_ust_do_tracepoint(hostmem, release, &e); break;
     case HOSTMEM_OP_protect: lttng_ust_do_tracepoint(hostmem, protect, &e); break;
@@ -223,6 +243,9 @@ void hostmem__trace_region_op(const struct hostmem_manager *m, const hostmem__tr
     case HOSTMEM_OP_query: lttng_ust_do_tracepoint(hostmem, query, &e); break;
     default: break;
     }
+    /* Still inside the guard: totals are part of this call's tracing. */
+    if (ev->op != HOSTMEM_OP_query && m != NULL)
+        trace_totals(m, ev);
     trace_depth--;
 }
 

@@ -37,13 +37,19 @@ TIMEOUT = 60  # seconds per command; a run takes about one
 MEM_COMMIT, MEM_RESERVE, MEM_DECOMMIT, MEM_RELEASE = 0x1000, 0x2000, 0x4000, 0x8000
 MEM_RESET, MEM_RESET_UNDO = 0x80000, 0x1000000
 PAGE_NOACCESS, PAGE_READONLY, PAGE_READWRITE, PAGE_EXECUTE_READ = 0x01, 0x02, 0x04, 0x20
-_REGION_FIELDS = {"seq", "manager", "address", "size", "base", "region_size", "alloc_type",
-                  "free_type", "protect", "old_protect", "level", "level#", "hr", "hr#",
-                  "duration_ns", "committed_bytes", "reserved_bytes", "caller"}
-# Every field each event may have (an enum adds its integer as "name#").
+# Layout v2 (docs/tracing.md): every region event starts with these.
+_HEAD = {"seq", "manager", "start_ns", "hr", "hr#", "address"}
+# Every field of each event, exactly (an enum adds its integer as "name#").
 SCHEMA = {
-    **{op: _REGION_FIELDS for op in ("reserve", "commit", "decommit", "release", "protect", "reset",
-                                     "reset_undo", "query")},
+    "reserve": _HEAD | {"size", "base", "alloc_type", "protect", "caller"},
+    "commit": _HEAD | {"size", "alloc_type", "protect", "level", "level#"},
+    "decommit": _HEAD | {"size"},
+    "release": _HEAD,
+    "protect": _HEAD | {"size", "protect", "old_protect"},
+    "reset": _HEAD | {"size"},
+    "reset_undo": _HEAD | {"size"},
+    "query": _HEAD | {"base", "region_size", "state", "protect"},
+    "totals": {"seq", "manager", "reserved_bytes", "committed_bytes"},
     "failure": {"seq", "manager", "op", "op#", "hr", "hr#", "reason", "reason#", "os_errno",
                 "address", "size", "level", "level#"},
     "critical_decision": {"seq", "manager", "resource", "resource#", "level", "level#",
@@ -139,7 +145,10 @@ class Session:
                     continue
                 if not ev.name.startswith("hostmem:"):
                     continue
-                d = {"event": ev.name[len("hostmem:"):]}
+                # "_end": the event's clock value (CLOCK_MONOTONIC ns), the
+                # end of a region operation whose start_ns the event carries.
+                d = {"event": ev.name[len("hostmem:"):],
+                     "_end": msg.default_clock_snapshot.value}
                 for key, field in ev.payload_field.items():
                     if hasattr(field, "labels"):
                         labels = list(field.labels)
@@ -182,12 +191,19 @@ class TraceTest(unittest.TestCase):
         self.assertEqual([e["seq"] for e in events], list(range(first, first + len(events))))
         for e in events:
             self.assertEqual(e["manager"], header["manager"], e)
-            # Addresses, sizes and codes only: no field could carry memory contents.
-            self.assertLessEqual(set(e) - {"event"}, SCHEMA[e["event"]], e)
-            if e["event"] in REGION_OPS:
+            # The documented layout, exactly: addresses, sizes and codes only,
+            # no field could carry memory contents.
+            self.assertEqual(set(e) - {"event", "_end"}, SCHEMA[e["event"]], e)
+            if e["event"] == "reserve":
                 self.assertTrue(header["text_lo"] <= e["caller"] < header["text_hi"],
                                 "caller %#x is not in the host's code: %r" % (e["caller"], e))
+            if e["event"] in REGION_OPS:
                 self.assertIsNotNone(e["hr"], "hr without a label: %r" % e)
+                # The call started before its event was recorded (0: before the session).
+                self.assertLess(e["start_ns"], e["_end"], e)
+                if from_start:
+                    self.assertGreater(e["start_ns"], 0, e)
+            if e["event"] == "commit":
                 self.assertIsNotNone(e["level"], "level without a label: %r" % e)
 
     def expect(self, ev, name, **fields):
@@ -218,51 +234,45 @@ class TraceTest(unittest.TestCase):
         for c in calls:
             by.setdefault(c["call"], []).append(c)
 
+        # hostmem:totals: the thread's first region event brings one (and
+        # then every 64th); it reports the manager's books after that call.
         c = by["reserve_commit"][0]
         p, psize = c["result"], round_up(100000, P)
-        self.expect(next(ev), "reserve", address=0, size=100000, base=p, region_size=psize,
-                    alloc_type=MEM_RESERVE | MEM_COMMIT, protect=PAGE_READWRITE, level="task",
-                    hr="S_OK")
+        self.expect(next(ev), "reserve", address=0, size=100000, base=p,
+                    alloc_type=MEM_RESERVE | MEM_COMMIT, protect=PAGE_READWRITE, hr="S_OK")
+        self.expect(next(ev), "totals", reserved_bytes=psize, committed_bytes=0)
+        # The commit half of a reserve-and-commit names the whole new region.
         e = next(ev)
-        self.expect(e, "commit", address=0, size=100000, base=p, region_size=psize,
-                    alloc_type=MEM_RESERVE | MEM_COMMIT, protect=PAGE_READWRITE, level="task",
-                    hr="S_OK", committed_bytes=psize, reserved_bytes=psize)
-        self.assertGreater(e["duration_ns"], 0)
+        self.expect(e, "commit", address=p, size=psize, alloc_type=MEM_RESERVE | MEM_COMMIT,
+                    protect=PAGE_READWRITE, level="task", hr="S_OK")
 
         r = by["reserve"][0]["result"]
         MB = 1 << 20
-        self.expect(next(ev), "reserve", address=0, size=MB, base=r, region_size=MB,
-                    alloc_type=MEM_RESERVE, protect=PAGE_NOACCESS, level="appdomain", hr="S_OK",
-                    committed_bytes=psize, reserved_bytes=psize + MB)
+        self.expect(next(ev), "reserve", address=0, size=MB, base=r, alloc_type=MEM_RESERVE,
+                    protect=PAGE_NOACCESS, hr="S_OK")
 
         c = by["commit"][0]
         cp = c["address"]
-        self.expect(next(ev), "commit", address=cp, size=2 * P + 1, base=cp, region_size=3 * P,
-                    alloc_type=MEM_COMMIT, protect=PAGE_READWRITE, level="process", hr="S_OK",
-                    committed_bytes=psize + 3 * P, reserved_bytes=psize + MB)
+        self.expect(next(ev), "commit", address=cp, size=2 * P + 1, alloc_type=MEM_COMMIT,
+                    protect=PAGE_READWRITE, level="process", hr="S_OK")
 
-        self.expect(next(ev), "protect", address=cp, size=P, base=cp, region_size=P,
-                    protect=PAGE_READONLY, old_protect=PAGE_READWRITE, level="none", hr="S_OK",
-                    committed_bytes=psize + 3 * P)
+        self.expect(next(ev), "protect", address=cp, size=P, protect=PAGE_READONLY,
+                    old_protect=PAGE_READWRITE, hr="S_OK")
 
         self.expect(next(ev), "query", address=cp + 5, base=cp, region_size=P,
-                    protect=PAGE_READONLY, level="none", hr="S_OK")
+                    protect=PAGE_READONLY, state=MEM_COMMIT, hr="S_OK")
 
-        self.expect(next(ev), "reset", address=cp + P, size=P, base=cp + P, region_size=P,
-                    alloc_type=MEM_RESET, hr="S_OK", committed_bytes=psize + 3 * P)
+        self.expect(next(ev), "reset", address=cp + P, size=P, hr="S_OK")
 
         c = by["reset_undo"][0]
-        self.expect(next(ev), "reset_undo", address=cp + P, size=P, alloc_type=MEM_RESET_UNDO,
-                    hr=c["hr"])
+        self.expect(next(ev), "reset_undo", address=cp + P, size=P, hr=c["hr"])
         if c["hr"] != "S_OK":
             self.expect_failure(next(ev), "reset_undo", c["hr"], cp + P, P, "task")
 
-        self.expect(next(ev), "decommit", address=cp + P, size=P, base=cp + P, region_size=P,
-                    free_type=MEM_DECOMMIT, level="none", hr="S_OK",
-                    committed_bytes=psize + 2 * P)
+        self.expect(next(ev), "decommit", address=cp + P, size=P, hr="S_OK")
 
-        self.expect(next(ev), "release", address=r, size=5, free_type=MEM_RELEASE,
-                    hr="E_INVALIDARG", committed_bytes=psize + 2 * P, reserved_bytes=psize + MB)
+        # A release with a size: the failure carries the size given.
+        self.expect(next(ev), "release", address=r, hr="E_INVALIDARG")
         self.expect_failure(next(ev), "release", "E_INVALIDARG", r, 5, "none")
 
         bad = by["protect"][1]["address"]
@@ -270,8 +280,7 @@ class TraceTest(unittest.TestCase):
                     hr="HOSTMEM_E_INVALID_ADDRESS")
         self.expect_failure(next(ev), "protect", "HOSTMEM_E_INVALID_ADDRESS", bad, P, "none")
 
-        self.expect(next(ev), "release", address=p, size=0, base=p, free_type=MEM_RELEASE,
-                    hr="S_OK", committed_bytes=2 * P, reserved_bytes=MB)
+        self.expect(next(ev), "release", address=p, hr="S_OK")
 
         self.expect(next(ev), "manager_destroy", regions=1, reserved_bytes=MB,
                     committed_bytes=2 * P)
@@ -314,7 +323,6 @@ class TraceTest(unittest.TestCase):
         self.assertEqual([e["hr"] for e in ops], [c["hr"] for c in commits])
         self.assertEqual([e["level"] for e in ops],
                          ["task", "task", "appdomain", "process", "process"])
-        self.assertEqual([e["committed_bytes"] // P for e in ops], [80, 80, 95, 99, 99])
         # Each denied commit: the commit event, then its failure.
         for i, e in enumerate(events):
             if e["event"] == "commit" and e["hr"] != "S_OK":
@@ -467,13 +475,14 @@ class TraceTest(unittest.TestCase):
         # The child registers as a new process: its first call dumps the
         # region it inherited, then its own calls follow.
         dumped = [e for e in child_events if e["event"] == "region_state"]
-        calls = [e for e in child_events if e["event"] != "region_state"]
-        self.assertEqual([e["base"] for e in dumped], [calls[0]["base"]])
+        calls = [e for e in child_events if e["event"] not in ("region_state", "totals")]
+        self.assertEqual([e["base"] for e in dumped], [calls[0]["address"]])
         self.assertEqual([e["event"] for e in calls], ["commit", "release"])
         for e in calls:
             self.expect(e, e["event"], manager=header["manager"], hr="S_OK")
         names = [e["event"] for e in parent_events]
-        self.assertEqual(names, ["manager_create", "reserve", "release", "manager_destroy"])
+        self.assertEqual(names, ["manager_create", "reserve", "totals", "release",
+                                 "manager_destroy"])
 
     def test_static_host(self):
         """A host linking the static library finds the provider in ../lib and traces alike."""
@@ -484,7 +493,7 @@ class TraceTest(unittest.TestCase):
             s.stop()
             events, _ = s.read(lines[0]["pid"])
         self.check_common(lines[0], events)
-        names = [e["event"] for e in events if e["event"] != "region_state"]
+        names = [e["event"] for e in events if e["event"] not in ("region_state", "totals")]
         self.assertEqual(names[:3], ["manager_create", "reserve", "commit"])
         self.assertEqual(names[-1], "manager_destroy")
 
@@ -506,7 +515,7 @@ class TraceTest(unittest.TestCase):
         self.assertEqual(names.count("failure"), 0)
         for e in events:
             self.assertEqual(e["manager"], header["manager"])
-            if e["event"] in REGION_OPS:
+            if e["event"] == "reserve":
                 self.assertTrue(header["text_lo"] <= e["caller"] < header["text_hi"], e)
 
 
