@@ -14,6 +14,10 @@ class UsageError(Exception):
     pass
 
 
+# The summary was printed, but some input file was damaged (docs/analysis.md).
+EXIT_DAMAGED = 3
+
+
 def load(paths, temporary_ms=None, stats=None):
     """Read the traces under `paths` and return (model, summary dict)."""
     try:
@@ -26,17 +30,31 @@ def load(paths, temporary_ms=None, stats=None):
     t0 = time.monotonic()
     n = 0
     feed = m.feed
-    for ev in reader.read(paths, model_mod.FIELDS):
+    trust = reader.new_trust()
+    for ev in reader.read(paths, model_mod.FIELDS, trust):
         feed(ev)
         n += 1
     t1 = time.monotonic()
     if m.all.events == 0:
         raise reader.TraceError("%s: no hostmem events in the trace (was 'hostmem:*' enabled, "
                                 "and did the program use libhostmem?)" % ", ".join(paths))
-    s = summary_mod.build(m)
+    s = summary_mod.build(m, trust)
+    _say_input_trust(trust)
     if stats is not None:
-        stats.update(records=n, read_s=t1 - t0, total_s=time.monotonic() - t0)
+        stats.update(records=n, read_s=t1 - t0, total_s=time.monotonic() - t0,
+                     damaged=bool(trust["damage"] or trust["stopped"]))
     return m, s
+
+
+def _say_input_trust(trust):
+    """One line on stderr for damaged input, one per duplicate trace."""
+    for d in trust["duplicates"]:
+        sys.stderr.write("hostmem-analyze: %s\n" % d)
+    bad = trust["damage"] + trust["stopped"]
+    if bad:
+        more = " (and %d more damaged files)" % (len(bad) - 1) if len(bad) > 1 else ""
+        sys.stderr.write("hostmem-analyze: %s%s; the summary covers what precedes the damage "
+                         "and is marked incomplete\n" % (bad[0], more))
 
 
 def _summary(args):
@@ -51,17 +69,18 @@ def _summary(args):
         rate = stats["records"] / stats["read_s"] if stats["read_s"] else 0.0
         sys.stderr.write("read %d events in %.2f s (%.0f events/s); total with summary %.2f s\n"
                          % (stats["records"], stats["read_s"], rate, stats["total_s"]))
-    return 0
+    return EXIT_DAMAGED if stats.get("damaged") else 0
 
 
 def _report(args):
     from . import report
-    m, s = load(args.traces, args.temporary_ms)
+    stats = {}
+    m, s = load(args.traces, args.temporary_ms, stats)
     index = report.write(m, s, args.output)
     if not args.quiet:
         sys.stdout.write(summary_mod.format_text(s))
     sys.stdout.write("report: %s\n" % index)
-    return 0
+    return EXIT_DAMAGED if stats.get("damaged") else 0
 
 
 def _diff(args):

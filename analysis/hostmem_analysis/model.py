@@ -21,6 +21,8 @@ What the model keeps, per process and merged over all of them:
 import bisect
 from array import array
 
+from .hist import Hist
+
 REGION_OPS = ("reserve", "commit", "decommit", "release", "protect", "reset",
               "reset_undo", "query")
 # The operations R1 reports (query is debug-level and often off).
@@ -74,12 +76,14 @@ FIELDS.update({
 })
 
 MEM_RESERVE = 0x2000
+# Samples a process keeps for the memory plot (more than a plot has pixels).
+MAX_SAMPLES = 16384
 
 DEFAULT_TEMPORARY_NS = 100 * 1000 * 1000  # released within 100 ms
 
 
 class OpStats:
-    """Counts, failures, bytes and latencies of one operation."""
+    """Counts, failures, bytes and latencies (a mergeable histogram) of one operation."""
 
     __slots__ = ("count", "failed", "bytes", "latencies")
 
@@ -87,13 +91,13 @@ class OpStats:
         self.count = 0
         self.failed = 0
         self.bytes = 0
-        self.latencies = array("q")
+        self.latencies = Hist()
 
     def merge(self, other):
         self.count += other.count
         self.failed += other.failed
         self.bytes += other.bytes
-        self.latencies.extend(other.latencies)
+        self.latencies.merge(other.latencies)
 
 
 class Region:
@@ -269,7 +273,8 @@ class Stats:
         self.state_changes = []
         self.leaks = []
         self.leaks_at_destroy = []
-        self.temporary = []          # (lifetime_ns, size, caller)
+        self.temporary = {}          # caller -> [regions, bytes] released within the threshold
+        self.temporary_life = Hist() # their lifetimes
         self.lifetimes = 0           # regions whose release was seen
         self.size_hist = {}          # bit_length(size) -> count
         self.untracked = 0           # ops on regions the trace never showed
@@ -289,12 +294,41 @@ class Stats:
             self.t_ts.append(ts)
             self.t_reserved.append(self.reserved)
             self.t_committed.append(self.committed)
+            if len(self.t_ts) >= MAX_SAMPLES:
+                self._halve_samples()
         if self.reserved > self.peak_reserved:
             self.peak_reserved = self.reserved
             self.peak_reserved_ts = ts
         if self.committed > self.peak_committed:
             self.peak_committed = self.committed
             self.peak_committed_ts = ts
+
+
+    def _halve_samples(self):
+        """Keep memory bounded: pairs of samples become one, the pair's first
+        time and each series' maximum (the envelope a plot draws); the last
+        sample stays as it is, so the end value is exact."""
+        ts, rs, cs = self.t_ts, self.t_reserved, self.t_committed
+        n = len(ts) - 1
+        nts, nrs, ncs = array("q"), array("q"), array("q")
+        for i in range(0, n - 1, 2):
+            nts.append(ts[i])
+            nrs.append(max(rs[i], rs[i + 1]))
+            ncs.append(max(cs[i], cs[i + 1]))
+        if n % 2:
+            nts.append(ts[n - 1])
+            nrs.append(rs[n - 1])
+            ncs.append(cs[n - 1])
+        nts.append(ts[n])
+        nrs.append(rs[n])
+        ncs.append(cs[n])
+        self.t_ts, self.t_reserved, self.t_committed = nts, nrs, ncs
+
+    def mark_failure(self, ts, op, hr):
+        marks = self.failure_marks
+        marks.append((ts, op, hr))
+        if len(marks) >= MAX_SAMPLES:
+            del marks[1::2]  # every other one: the plot shows where, not how many
 
 
 class Process(Stats):
@@ -516,7 +550,13 @@ class Model:
                     p.lifetimes += 1
                     life = ts - reg.t_reserve
                     if life <= self.temporary_ns:
-                        p.temporary.append((life, reg.size, reg.caller))
+                        t = p.temporary.get(reg.caller)
+                        if t is None:
+                            p.temporary[reg.caller] = [1, reg.size]
+                        else:
+                            t[0] += 1
+                            t[1] += reg.size
+                        p.temporary_life.add(life)
         elif op in ("commit", "decommit"):
             reg = m.find(base)
             if op == "decommit" and not v1 and not ev.get("size") and reg is not None:
@@ -539,7 +579,7 @@ class Model:
     def _failure(self, p, m, ev, ts):
         key = (ev.get("op"), ev.get("level"), ev.get("hr"), ev.get("reason"))
         p.failures[key] = p.failures.get(key, 0) + 1
-        p.failure_marks.append((ts, ev.get("op"), ev.get("hr")))
+        p.mark_failure(ts, ev.get("op"), ev.get("hr"))
 
     def _decision(self, p, m, ev, ts):
         key = (ev.get("resource"), ev.get("level"), ev.get("decision"))
@@ -633,7 +673,11 @@ class Model:
             all_.state_changes.extend(p.state_changes)
             all_.leaks.extend(p.leaks)
             all_.leaks_at_destroy.extend(p.leaks_at_destroy)
-            all_.temporary.extend(p.temporary)
+            for c, (n, b) in p.temporary.items():
+                t = all_.temporary.setdefault(c, [0, 0])
+                t[0] += n
+                t[1] += b
+            all_.temporary_life.merge(p.temporary_life)
             all_.lifetimes += p.lifetimes
             all_.untracked += p.untracked
         return self

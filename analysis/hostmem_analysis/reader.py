@@ -23,6 +23,8 @@ from bt2 import native_bt as _nbt
 from bt2 import _native_bt as _raw  # the SWIG builtins, without native_bt.py's Python shims
 from bt2 import message as _bt2_message
 
+from . import ctfcheck
+
 
 class TraceError(Exception):
     """Input that is not a readable hostmem trace; the message is one line."""
@@ -288,15 +290,60 @@ def _one_line(err):
     return msg
 
 
-def read(paths, fields):
+def new_trust():
+    """What read() found about the input: damage, duplicates, decoding stops."""
+    return {"damage": [], "duplicates": [], "stopped": []}
+
+
+def _check_all(paths, trust):
+    """Checked traces under `paths`, each trace once."""
+    dirs = []
+    for p in paths:
+        dirs.extend(find_traces(p))
+    out, by_real, by_key = [], {}, {}
+    for d in dirs:
+        real = os.path.realpath(d)
+        if real in by_real:
+            trust["duplicates"].append("%s: the same trace as %s, read once" % (d, by_real[real]))
+            continue
+        by_real[real] = d
+        try:
+            c = ctfcheck.check(d)
+        except OSError as e:
+            raise TraceError("%s: cannot read the trace: %s" % (d, e.strerror or e)) from None
+        if c.key is not None and c.key in by_key:
+            trust["duplicates"].append("%s: the same trace as %s (uuid %s), read once"
+                                       % (d, by_key[c.key], c.uuid))
+            c.cleanup()
+            continue
+        if c.key is not None:
+            by_key[c.key] = d
+        trust["damage"].extend(str(x) for x in c.damage)
+        out.append(c)
+    return out
+
+
+def read(paths, fields, trust=None):
     """Yield the event dicts of every trace under `paths`, in time order.
 
     `fields`: event name -> payload field names to read; other events are
     skipped.  Raises TraceError for input that is not a readable trace.
+    `trust` (from new_trust()) collects damaged files (read up to their
+    damage), duplicate traces (read once) and where decoding had to stop.
     """
-    dirs = []
-    for p in paths:
-        dirs.extend(find_traces(p))
+    if trust is None:
+        trust = new_trust()
+    checked = _check_all(paths, trust)
+    try:
+        yield from _read(checked, paths, fields, trust)
+    finally:
+        for c in checked:
+            c.cleanup()
+
+
+def _read(checked, paths, fields, trust):
+    dirs = [c.read_dir for c in checked]
+    names = ", ".join(c.path for c in checked)
     graph = bt2.Graph()
     try:
         src_cls = bt2.find_plugin("ctf").source_component_classes["fs"]
@@ -315,9 +362,10 @@ def read(paths, fields):
                 n += 1
         graph.connect_ports(mux.output_ports["out"], sink.input_ports["in"])
     except bt2._Error as e:
-        raise TraceError("%s: cannot open the trace: %s" % (", ".join(paths), _one_line(e))) from None
+        raise TraceError("%s: cannot open the trace: %s" % (names, _one_line(e))) from None
     if n == 0:
-        raise TraceError("%s: the trace has no data streams" % ", ".join(paths))
+        raise TraceError("%s: the trace has no data streams" % names)
+    got = 0
     while True:
         try:
             graph.run_once()
@@ -328,11 +376,16 @@ def read(paths, fields):
         except bt2.TryAgain:
             continue
         except bt2._Error as e:
-            raise TraceError("%s: truncated or corrupt trace: %s"
-                             % (", ".join(paths), _one_line(e))) from None
+            # Damage the packet walk did not see (an event cut inside a
+            # whole packet, an unknown event class): keep what came before.
+            if not got and not out:
+                raise TraceError("%s: truncated or corrupt trace: %s"
+                                 % (names, _one_line(e))) from None
+            trust["stopped"].append("%s: decoding stopped: %s" % (names, _one_line(e)))
+            break
         if out:
+            got += len(out)
             yield from out
             out.clear()
     yield from out
     out.clear()
-

@@ -170,12 +170,16 @@ def plot_latency(model, s, path):
     for ax in axes.flat[len(ops):]:
         ax.set_visible(False)
     for ax, (op, st) in zip(axes.flat, ops):
-        lat = [max(1, v) for v in st.latencies]
+        # The histogram's buckets, weighted: one point per bucket, not per call.
+        pts = st.latencies.values()
+        lat = [max(1, b) for b, _ in pts]
+        weights = [k for _, k in pts]
         lo, hi = min(lat), max(lat)
         lo_e, hi_e = math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + (1 if hi == lo else 0)
         nb = max(10, 10 * (hi_e - lo_e))
         bins = [10 ** (lo_e + (hi_e - lo_e) * i / nb) for i in range(nb + 1)]
-        counts, _, _ = ax.hist(lat, bins=bins, color=LEVEL_COLOURS["task"], alpha=0.85)
+        counts, _, _ = ax.hist(lat, bins=bins, weights=weights, color=LEVEL_COLOURS["task"],
+                               alpha=0.85)
         ax.set_xscale("log")
         if max(counts) > 50:
             # Log counts only when the tail would vanish on a linear scale.

@@ -24,11 +24,24 @@ def percentile(sorted_values, p):
     return sorted_values[k]
 
 
-def _latency(values):
-    s = sorted(values)
-    out = {name: percentile(s, p) for name, p in PERCENTILES}
-    out["max"] = s[-1] if s else 0
+def _latency(hist):
+    """Percentiles of a mergeable histogram (hist.py): exact below 1 us,
+    within 0.1 % above."""
+    got = hist.percentiles([p for _, p in PERCENTILES])
+    out = {name: got[p] for name, p in PERCENTILES}
+    out["max"] = hist.max
     return out
+
+
+def _temp_sites(temporary, sites):
+    """Temporary regions by resolved call site, biggest first."""
+    by = {}
+    for caller, (n, b) in temporary.items():
+        site = sites.get(caller, "?")
+        e = by.setdefault(site, {"site": site, "regions": 0, "bytes": 0, "committed_bytes": 0})
+        e["regions"] += n
+        e["bytes"] += b
+    return sorted(by.values(), key=lambda e: (-e["bytes"], -e["regions"], e["site"]))
 
 
 def _sites(entries, key_bytes):
@@ -80,8 +93,9 @@ def _stats_json(st, sites, temporary_ns):
              for lk in st.leaks + st.leaks_at_destroy]
     at_destroy = [(sites.get(lk.caller, "?") if lk.site is None else lk.site, lk.size, lk.committed)
                   for lk in st.leaks_at_destroy]
-    temps = [(sites.get(c, "?"), size, 0) for _, size, c in st.temporary]
-    lifetimes = sorted(t[0] for t in st.temporary)
+    temp_regions = sum(n for n, _ in st.temporary.values())
+    temp_bytes = sum(b for _, b in st.temporary.values())
+    life = st.temporary_life.percentiles([50])
     hist = {}
     for b, n in sorted(st.size_hist.items()):
         lo = 0 if b == 0 else 1 << (b - 1)
@@ -111,12 +125,11 @@ def _stats_json(st, sites, temporary_ns):
                   "at_destroy": {"regions": len(at_destroy),
                                  "reserved_bytes": sum(x[1] for x in at_destroy),
                                  "committed_bytes": sum(x[2] for x in at_destroy)}},
-        "temporary": {"threshold_ns": temporary_ns, "regions": len(temps),
-                      "bytes": sum(x[1] for x in temps),
+        "temporary": {"threshold_ns": temporary_ns, "regions": temp_regions,
+                      "bytes": temp_bytes,
                       "of_released": st.lifetimes,
-                      "lifetime_ns": {"p50": percentile(lifetimes, 50),
-                                      "max": lifetimes[-1] if lifetimes else 0},
-                      "by_caller": _sites(temps, "bytes")[:TOP_SITES]},
+                      "lifetime_ns": {"p50": life[50], "max": st.temporary_life.max},
+                      "by_caller": _temp_sites(st.temporary, sites)[:TOP_SITES]},
         "reserve_size_histogram": hist,
         "address_space": [{"action": a, "hresult": h, "count": n}
                           for (a, h), n in sorted(st.address_space.items(), key=str)],
@@ -124,15 +137,38 @@ def _stats_json(st, sites, temporary_ns):
     }
 
 
-def build(model):
-    """The summary dict of a finished model."""
+def trust_of(model, procs, input_trust=None):
+    """CONTRACT T8: complete, or the list of what failed."""
+    reasons = []
+    if model.discarded_events:
+        reasons.append("%d events discarded by the tracer (ring buffer full)" % model.discarded_events)
+    if model.discarded_packets:
+        reasons.append("%d packets lost" % model.discarded_packets)
+    gaps = sum(j["seq_gaps"] for _, j, _ in procs)
+    if gaps:
+        reasons.append("%d events missing by seq gaps" % gaps)
+    t = input_trust or {}
+    reasons.extend(t.get("damage", []))
+    reasons.extend(t.get("stopped", []))
+    for p, j, _ in procs:
+        live = len(p.managers_by_addr)
+        if live:
+            reasons.append("%s: %d manager%s never destroyed (the trace ends before the process "
+                           "closed %s)" % (p.label(), live, "s" if live > 1 else "",
+                                           "them" if live > 1 else "it"))
+    return {"complete": not reasons, "reasons": reasons,
+            "duplicates": list(t.get("duplicates", []))}
+
+
+def build(model, trust=None):
+    """The summary dict of a finished model; `trust`: reader.new_trust() filled by read()."""
     model.finish()
     procs = []
     for p in model.sorted_processes():
         if not p.events:
             continue
         callers = {lk.caller for lk in p.leaks} | {lk.caller for lk in p.leaks_at_destroy}
-        callers |= {c for _, _, c in p.temporary}
+        callers |= set(p.temporary)
         sites = Symbolizer(p.objects).resolve(callers)
         for lk in p.leaks + p.leaks_at_destroy:
             lk.site = sites.get(lk.caller, "?")
@@ -149,15 +185,20 @@ def build(model):
             all_sites.setdefault(c, s)
     # Temporary regions of "all" are grouped by resolved site, not address.
     out = _stats_json(model.all, {}, model.temporary_ns)
-    temps = []
+    by = {}
     for p, j, sites in procs:
-        temps.extend((sites.get(c, "?"), size, 0) for _, size, c in p.temporary)
-    out["temporary"]["by_caller"] = _sites(temps, "bytes")[:TOP_SITES]
+        for e in _temp_sites(p.temporary, sites):
+            t = by.setdefault(e["site"], dict(e, regions=0, bytes=0))
+            t["regions"] += e["regions"]
+            t["bytes"] += e["bytes"]
+    out["temporary"]["by_caller"] = sorted(by.values(), key=lambda e: (-e["bytes"], -e["regions"],
+                                                                       e["site"]))[:TOP_SITES]
     out.update({
         "discarded_events": model.discarded_events,
         "discarded_packets": model.discarded_packets,
         "seq_gaps": sum(j["seq_gaps"] for _, j, _ in procs),
         "hosts": sorted({p.host or "?" for p, _, _ in procs}),
+        "trust": trust_of(model, procs, trust),
         "processes": [j for _, j, _ in procs],
     })
     return out
@@ -226,18 +267,15 @@ def _rows(summary):
 
 
 def trust_banner(s):
-    de, dp, gaps = s["discarded_events"], s["discarded_packets"], s["seq_gaps"]
-    if not (de or dp or gaps):
-        return ("Trust: complete. No discarded events, no lost packets, no gaps in seq: "
-                "every figure below is exact.")
-    parts = []
-    if de:
-        parts.append("%d events discarded by the tracer (ring buffer full)" % de)
-    if dp:
-        parts.append("%d packets lost" % dp)
-    if gaps:
-        parts.append("%d events missing by seq gaps" % gaps)
-    return ("WARNING: INCOMPLETE TRACE: " + "; ".join(parts) + ".\n"
+    t = s.get("trust")
+    if t is None or t["complete"]:
+        return ("Trust: complete. No discarded events, no lost packets, no gaps in seq, whole "
+                "packets, every manager closed: every figure below is exact.")
+    head = "WARNING: INCOMPLETE TRACE: " + "; ".join(t["reasons"]) + "."
+    if all("never destroyed" in r for r in t["reasons"]):
+        return head + ("\n  Nothing was lost: every figure is exact for what the processes "
+                       "did while traced.")
+    return (head + "\n"
             "  Lower bounds: event and operation counts, failures, bytes, critical decisions,\n"
             "  temporary regions.  Peaks are the highest totals the kept events carried (the\n"
             "  true peak may be higher).  Leaks may include regions whose release was lost.\n"

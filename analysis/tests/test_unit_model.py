@@ -254,9 +254,19 @@ class ModelTest(unittest.TestCase):
         first = summary.format_text(s).splitlines()[2]
         self.assertTrue(first.startswith("WARNING: INCOMPLETE TRACE"), first)
         self.assertIn("Lower bounds", summary.format_text(s))
+        self.assertFalse(s["trust"]["complete"])
+        self.assertIn("7 events discarded by the tracer (ring buffer full)", s["trust"]["reasons"])
+        self.assertIn("5 events missing by seq gaps", s["trust"]["reasons"])
+        # T8: complete also means every manager was closed.
         h2 = Host()
         h2.reserve(0x100000, 64 * KiB)
-        self.assertIn("Trust: complete", summary.format_text(replay(h2)[1]))
+        s2 = replay(h2)[1]
+        self.assertEqual(s2["trust"]["complete"], False)
+        self.assertIn("1 manager never destroyed", s2["trust"]["reasons"][0])
+        h2.ev("manager_destroy", regions=1, reserved_bytes=64 * KiB, committed_bytes=0)
+        s2 = replay(h2)[1]
+        self.assertEqual(s2["trust"], {"complete": True, "reasons": [], "duplicates": []})
+        self.assertIn("Trust: complete", summary.format_text(s2))
 
     def test_untracked_operations_are_counted(self):
         h = Host()
@@ -371,6 +381,48 @@ class LayoutV2Test(unittest.TestCase):
         self.assertEqual(s["end_reserved_bytes"], 0)
         self.assertEqual(s["leaks"]["regions"], 0)
 
+
+
+class BoundedTest(unittest.TestCase):
+    """What the model keeps does not grow with events; histograms merge exactly."""
+
+    def test_histogram_merge_equals_histogram_of_union(self):
+        import random
+        from hostmem_analysis.hist import Hist
+        rnd = random.Random(7)
+        vals = [rnd.randrange(0, 1 << rnd.randrange(1, 40)) for _ in range(20000)]
+        whole = Hist()
+        parts = [Hist() for _ in range(5)]
+        for i, v in enumerate(vals):
+            whole.add(v)
+            parts[i % 5].add(v)
+        merged = Hist()
+        for p in reversed(parts):
+            merged.merge(p)
+        self.assertEqual(merged, whole)
+        self.assertEqual(merged.max, max(vals))
+        got = whole.percentiles([50, 99])
+        s = sorted(vals)
+        for p in (50, 99):
+            exact = summary.percentile(s, p)
+            self.assertLessEqual(got[p], exact)
+            self.assertGreaterEqual(got[p], exact - exact // 512 - 1)
+        self.assertLess(len(whole.counts), 20000)
+        self.assertEqual(Hist.from_json(json.loads(json.dumps(whole.to_json()))), whole)
+
+    def test_samples_and_temporaries_stay_bounded(self):
+        h = Host()
+        for i in range(3 * model.MAX_SAMPLES):
+            base = 0x100000 + (i % 8) * 0x10000
+            h.reserve(base, 64 * KiB, caller=0x1000 + i % 3)
+            h.release(base, 64 * KiB, 0)
+        m, s = replay(h)
+        p = next(iter(m.processes.values()))
+        self.assertLess(len(p.t_ts), model.MAX_SAMPLES)
+        self.assertEqual(p.t_reserved[-1], 0)                   # the end stays exact
+        self.assertEqual(max(p.t_reserved), 64 * KiB)           # so does the peak
+        self.assertEqual(len(p.temporary), 3)                   # one entry per call site
+        self.assertEqual(s["temporary"]["regions"], 3 * model.MAX_SAMPLES)
 
 
 class DiffTest(unittest.TestCase):
