@@ -4,7 +4,7 @@
  * run without a session both sides are the harness's own noise; with a
  * session recording hostmem_bench:* the hostmem side is what one event with
  * one integer field costs.  run-tracing.sh divides the cost tracing adds to
- * a hostmem operation by this (CONTRACT T6: at most 1.5).
+ * a hostmem operation by this (T6: at most 1.5).
  */
 #include "bench.h"
 

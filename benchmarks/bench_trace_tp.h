@@ -1,5 +1,5 @@
 /*
- * bench_trace_tp.h: the yardstick of CONTRACT T6, a bare lttng-ust event
+ * bench_trace_tp.h: the yardstick of T6, a bare lttng-ust event
  * with one integer field (provider `hostmem_bench`).  hostmem-bench fires it
  * beside hostmem's own events, in the same session and the same run, so
  * run-tracing.sh can say what a hostmem event costs in units of the

@@ -15,7 +15,7 @@
 #    floors are raw syscalls that emit nothing, so they stay put while the
 #    hostmem side pays for tracing.  The trace family fires a bare lttng-ust
 #    event with one integer field (hostmem_bench:bare, recorded by the same
-#    session): the yardstick of CONTRACT T6, which the report divides the
+#    session): the yardstick of T6, which the report divides the
 #    cost tracing adds to each operation by (at most 1.5 per event).
 # 2. Burst.  --burst N operations back to back (default 1,000,000 queries, one
 #    event each) recorded with the default channel (4 x 512 KiB) and with the

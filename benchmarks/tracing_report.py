@@ -17,7 +17,7 @@ import statistics
 import sys
 
 TARGET_ADDED_NS = 100.0
-# CONTRACT T6: an event of a region operation costs at most this many bare
+# T6: an event of a region operation costs at most this many bare
 # one-field lttng-ust events (hostmem_bench:bare, same session, same run).
 T6_MAX_RATIO = 1.5
 # hostmem events one timed operation emits (the pair emits two).

@@ -1,4 +1,4 @@
-"""Find damage in a CTF trace before the decoder meets it (CONTRACT R4).
+"""Find damage in a CTF trace before the decoder meets it (R4).
 
 babeltrace2 gives up on a whole trace when one stream ends in the middle of
 a packet, carries garbage after its last packet, or when the metadata is

@@ -487,7 +487,7 @@ class Model:
         """(start, length) of the pages an operation touched.
 
         v1 events carry the rounded result (base, region_size); v2 events the
-        arguments, rounded here as the library rounds them (CONTRACT S4-S6).
+        arguments, rounded here as the library rounds them (S4-S6).
         """
         if "region_size" in ev and ev.get("region_size") is not None and op != "query":
             base = ev.get("base") or ev.get("address") or 0
@@ -560,7 +560,7 @@ class Model:
         elif op in ("commit", "decommit"):
             reg = m.find(base)
             if op == "decommit" and not v1 and not ev.get("size") and reg is not None:
-                size = reg.size  # size 0: the whole region (CONTRACT S6)
+                size = reg.size  # size 0: the whole region (S6)
                 base = reg.base
             st.bytes += size
             if reg is None:

@@ -138,7 +138,7 @@ def _stats_json(st, sites, temporary_ns):
 
 
 def trust_of(model, procs, input_trust=None):
-    """CONTRACT T8: complete, or the list of what failed."""
+    """T8: complete, or the list of what failed."""
     reasons = []
     if model.discarded_events:
         reasons.append("%d events discarded by the tracer (ring buffer full)" % model.discarded_events)

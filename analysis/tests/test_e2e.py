@@ -303,7 +303,7 @@ def packet_ends(path):
 
 
 class DamagedInput(unittest.TestCase):
-    """CONTRACT R4: the summary of what precedes the damage, marked incomplete,
+    """R4: the summary of what precedes the damage, marked incomplete,
     a message naming the file; a trace given twice is read once."""
 
     @classmethod
