@@ -285,6 +285,33 @@ int hostmem__arena_claim(struct hostmem_manager *m, uintptr_t lo, uintptr_t hi)
     return 0;
 }
 
+uintptr_t hostmem__arena_free_extend(struct hostmem_manager *m, uintptr_t end)
+{
+    /* Each step crosses one arena or one unmapped gap; a bound keeps a query
+     * short however the arenas lie. */
+    for (unsigned step = 0; step < 16 && end < m->user_end; step++) {
+        uintptr_t e;
+        hostmem__arena *a = arena_at(m, end, &e);
+        if (a) {
+            uint32_t g = (uint32_t)((end - a->base) >> HOSTMEM_GRANULE_SHIFT);
+            if (granule_used(a, g))
+                break;
+            end = hostmem__arena_next_used(a, end);
+            continue;
+        }
+        if (e)
+            break; /* a region (or the rest of its last granule) */
+        hostmem__os_mapping map;
+        if (hostmem__os_get()->query(end, &map) || (map.found && map.start <= end))
+            break; /* mapped by someone else, or unknown: stop here */
+        uintptr_t next = map.found ? map.start : m->user_end;
+        if (next <= end)
+            break;
+        end = next;
+    }
+    return end;
+}
+
 void hostmem__arena_unclaim(struct hostmem_manager *m, uintptr_t lo, uintptr_t hi)
 {
     uintptr_t at = lo, g;

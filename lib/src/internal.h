@@ -112,6 +112,11 @@ void hostmem__arena_destroy_all(struct hostmem_manager *m, hostmem__unreturned *
  * arena granule it touches is free, and they are now taken (marked used and
  * gone) for a region of its own. */
 int hostmem__arena_claim(struct hostmem_manager *m, uintptr_t lo, uintptr_t hi);
+/* Where free space that ends at `end` really ends (S9: RegionSize runs to the
+ * next mapping): across free arena granules and the unmapped space beside
+ * arenas, up to a region, a foreign mapping or the end of user space.
+ * Lock-free; asks the kernel about space that is not ours. */
+uintptr_t hostmem__arena_free_extend(struct hostmem_manager *m, uintptr_t end);
 /* Undo hostmem__arena_claim(lo, hi) (state lock held). */
 void hostmem__arena_unclaim(struct hostmem_manager *m, uintptr_t lo, uintptr_t hi);
 /* After a claim: map the parts of [lo, end) outside the arenas (no lock held;

@@ -1050,7 +1050,7 @@ static HRESULT query(call *c, uintptr_t addr, MEMORY_BASIC_INFORMATION *mbi)
     if (res == Q_DONE)
         return S_OK;
     if (free_end) {
-        describe_free(mbi, page, free_end);
+        describe_free(mbi, page, hostmem__arena_free_extend(m, free_end));
         return S_OK;
     }
     hostmem__os_mapping map;
@@ -1059,7 +1059,7 @@ static HRESULT query(call *c, uintptr_t addr, MEMORY_BASIC_INFORMATION *mbi)
         return fail_os(c, err, HOSTMEM_REASON_os_query);
     if (!map.found || map.start > page) {
         uintptr_t end = map.found ? map.start : m->user_end;
-        describe_free(mbi, page, end);
+        describe_free(mbi, page, hostmem__arena_free_extend(m, end));
         return S_OK;
     }
     /* The kernel merges a foreign anonymous mapping with an adjacent region of

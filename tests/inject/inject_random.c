@@ -50,6 +50,7 @@ static size_t P;
 static hostmem_manager *M;
 static atomic_int broken;   /* a thread saw E_FAIL or HOST_E_CLRNOTAVAILABLE */
 static atomic_int efails;   /* calls that returned E_FAIL this round */
+static atomic_long at_tried, at_done; /* reservations at an address */
 static atomic_int problems; /* checks that failed */
 static atomic_long deadline_ns;
 static int some_static = 7;
@@ -60,6 +61,8 @@ typedef struct thr {
     hm_model model;
     char *maps;
     uint64_t tag;
+    uintptr_t released[8]; /* bases of regions this thread released lately */
+    unsigned nreleased;
     long calls, faulted, worked_around, failed_clean;
     char log[16][192];
     unsigned nlog;
@@ -313,8 +316,48 @@ static void op_release(thr *t, hm_region *g)
     snprintf(what, sizeof what, "release(%#lx)", (unsigned long)base);
     long f = J->injected_here();
     HRESULT hr = hostmem_virtual_free(M, (void *)base, 0, MEM_RELEASE);
-    if (judge(t, what, hr, e.accept, f, g))
+    if (judge(t, what, hr, e.accept, f, g)) {
         hm_model_free_apply(&t->model, base, 0, MEM_RELEASE);
+        t->released[t->nreleased++ % 8] = base;
+    }
+}
+
+/* A reservation at an address near space this thread gave back: free arena
+ * granules, unmapped space, both (across an arena's edge), or space someone
+ * took meanwhile (S4: never over a mapping, never refused where query says
+ * MEM_FREE all along, which the model cannot know: it accepts both). */
+static void op_reserve_at(thr *t)
+{
+    if (!t->nreleased || t->model.nregions >= MAX_REGIONS)
+        return;
+    const size_t G = 65536;
+    uintptr_t base = t->released[rnd(t) % (t->nreleased < 8 ? t->nreleased : 8)];
+    uintptr_t addr = base - (rnd(t) % 3 == 0 ? G : 0) + (rnd(t) % 2) * P;
+    size_t size = (1 + rnd(t) % 3) * G - (rnd(t) % 2) * 3 * P;
+    DWORD type = rnd(t) % 3 ? MEM_RESERVE : MEM_RESERVE | MEM_COMMIT;
+    DWORD prot = protects[rnd(t) % 6];
+    hm_expect e;
+    hm_alloc_plan plan;
+    hm_model_alloc(&t->model, addr, size, type, prot, eTaskCritical, &e, &plan);
+    void *out = (void *)1;
+    long f = J->injected_here();
+    HRESULT hr = hostmem_virtual_alloc(M, (void *)addr, size, type, prot, eTaskCritical, &out);
+    char what[128];
+    snprintf(what, sizeof what, "alloc(%#lx, %#zx, %#x, %#x) = %p", (unsigned long)addr, size, (unsigned)type,
+             (unsigned)prot, out);
+    if (FAILED(hr) && out) {
+        problem(t, "%s failed but left *out_mem set (A4)", what);
+        return;
+    }
+    const char *why;
+    atomic_fetch_add(&at_tried, 1);
+    if (judge(t, what, hr, e.accept, f, NULL)) {
+        atomic_fetch_add(&at_done, 1);
+        if ((uintptr_t)out != e.out)
+            problem(t, "%s: the contract requires %#lx (S4)", what, (unsigned long)e.out);
+        else if (!hm_model_alloc_apply(&t->model, &plan, (uintptr_t)out, &why))
+            problem(t, "%s: %s", what, why);
+    }
 }
 
 static void op_reserve(thr *t)
@@ -466,8 +509,10 @@ static void *thread_main(void *arg)
     while ((uint64_t)now_ns() < (uint64_t)atomic_load(&deadline_ns) && !atomic_load(&broken) &&
            atomic_load(&problems) == 0) {
         unsigned r = (unsigned)(rnd(t) % 100);
-        if (r < 18)
+        if (r < 14)
             op_reserve(t);
+        else if (r < 18)
+            op_reserve_at(t);
         else if (r < 33)
             op_alloc_in(t, MEM_COMMIT);
         else if (r < 43)
@@ -546,6 +591,7 @@ int main(void)
         for (int i = 0; i < nthreads; i++) {
             hm_model_init(&ts[i].model, P, &cfg, probe_unknown, NULL);
             ts[i].id = i;
+            ts[i].nreleased = 0;
             ts[i].rng = seed * 1000003u + (unsigned long long)rounds * 7919u + (unsigned long long)i;
             pthread_create(&tids[i], NULL, thread_main, &ts[i]);
         }
@@ -604,6 +650,8 @@ int main(void)
     printf("inject_random: %ld rounds (%ld ended by E_FAIL), %ld threads, %ld checked calls, %ld met a fault "
            "(%ld worked around, %ld failed changing nothing), seed %llu\n",
            rounds, broken_rounds, nthreads, calls, faulted, around, clean, seed);
+    printf("reservations at an address near released space: %ld made of %ld\n", atomic_load(&at_done),
+           atomic_load(&at_tried));
     printf("libc calls of libhostmem the injector reached (calls / faults injected):");
     for (int c = 0; c < HMINJ_CALL_COUNT; c++)
         printf(" %s %ld/%ld", J->name((enum hminj_call)c), J->reached((enum hminj_call)c),
