@@ -308,6 +308,72 @@ LTTNG_UST_TRACEPOINT_EVENT(hostmem, region_state,
         lttng_ust_field_integer_hex(uint64_t, caller, r->caller)))
 LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, region_state, LTTNG_UST_TRACEPOINT_LOGLEVEL_INFO)
 
+/* ---- the heap (H4) ---------------------------------------------------------
+ * malloc_alloc / malloc_free: one per call that succeeded (a refused call
+ * emits failure).  Level DEBUG_SYSTEM: `--loglevel TRACE_INFO` leaves the heap
+ * (and query) out; `--loglevel TRACE_DEBUG_SYSTEM` keeps the heap, not query.
+ * `file` is "" and `line` 0 unless the block came from debug_alloc; `size` is
+ * what was asked for on alloc and the block's usable size on free. */
+LTTNG_UST_TRACEPOINT_EVENT(hostmem, malloc_alloc,
+    LTTNG_UST_TP_ARGS(uint64_t, seq, uint64_t, heap, uint64_t, address, uint64_t, size,
+                      int32_t, level, uint64_t, caller, const char *, file, int32_t, line),
+    LTTNG_UST_TP_FIELDS(
+        lttng_ust_field_integer(uint64_t, seq, seq)
+        lttng_ust_field_integer_hex(uint64_t, heap, heap)
+        lttng_ust_field_integer_hex(uint64_t, address, address)
+        lttng_ust_field_integer(uint64_t, size, size)
+        lttng_ust_field_enum(hostmem, level, int32_t, level, level)
+        lttng_ust_field_integer_hex(uint64_t, caller, caller)
+        lttng_ust_field_string(file, file)
+        lttng_ust_field_integer(int32_t, line, line)))
+LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, malloc_alloc, LTTNG_UST_TRACEPOINT_LOGLEVEL_DEBUG_SYSTEM)
+
+LTTNG_UST_TRACEPOINT_EVENT(hostmem, malloc_free,
+    LTTNG_UST_TP_ARGS(uint64_t, seq, uint64_t, heap, uint64_t, address, uint64_t, size,
+                      uint64_t, caller),
+    LTTNG_UST_TP_FIELDS(
+        lttng_ust_field_integer(uint64_t, seq, seq)
+        lttng_ust_field_integer_hex(uint64_t, heap, heap)
+        lttng_ust_field_integer_hex(uint64_t, address, address)
+        lttng_ust_field_integer(uint64_t, size, size)
+        lttng_ust_field_integer_hex(uint64_t, caller, caller)))
+LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, malloc_free, LTTNG_UST_TRACEPOINT_LOGLEVEL_DEBUG_SYSTEM)
+
+/* A heap's life: which manager it draws on; at destroy, what was still live. */
+LTTNG_UST_TRACEPOINT_EVENT(hostmem, malloc_create,
+    LTTNG_UST_TP_ARGS(uint64_t, seq, uint64_t, manager, uint64_t, heap, uint32_t, type),
+    LTTNG_UST_TP_FIELDS(
+        lttng_ust_field_integer(uint64_t, seq, seq)
+        lttng_ust_field_integer_hex(uint64_t, manager, manager)
+        lttng_ust_field_integer_hex(uint64_t, heap, heap)
+        lttng_ust_field_integer_hex(uint32_t, type, type)))
+LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, malloc_create, LTTNG_UST_TRACEPOINT_LOGLEVEL_INFO)
+
+LTTNG_UST_TRACEPOINT_EVENT(hostmem, malloc_destroy,
+    LTTNG_UST_TP_ARGS(uint64_t, seq, uint64_t, manager, uint64_t, heap, uint64_t, live_blocks,
+                      uint64_t, live_bytes),
+    LTTNG_UST_TP_FIELDS(
+        lttng_ust_field_integer(uint64_t, seq, seq)
+        lttng_ust_field_integer_hex(uint64_t, manager, manager)
+        lttng_ust_field_integer_hex(uint64_t, heap, heap)
+        lttng_ust_field_integer(uint64_t, live_blocks, live_blocks)
+        lttng_ust_field_integer(uint64_t, live_bytes, live_bytes)))
+LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, malloc_destroy, LTTNG_UST_TRACEPOINT_LOGLEVEL_INFO)
+
+/* A region the heap took from its manager (live 1) or gave back (live 0):
+ * the analysis counts the commits inside these as the heap's. */
+LTTNG_UST_TRACEPOINT_EVENT(hostmem, malloc_region,
+    LTTNG_UST_TP_ARGS(uint64_t, seq, uint64_t, manager, uint64_t, heap, uint64_t, base,
+                      uint64_t, size, uint8_t, live),
+    LTTNG_UST_TP_FIELDS(
+        lttng_ust_field_integer(uint64_t, seq, seq)
+        lttng_ust_field_integer_hex(uint64_t, manager, manager)
+        lttng_ust_field_integer_hex(uint64_t, heap, heap)
+        lttng_ust_field_integer_hex(uint64_t, base, base)
+        lttng_ust_field_integer(uint64_t, size, size)
+        lttng_ust_field_integer(uint8_t, live, live)))
+LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, malloc_region, LTTNG_UST_TRACEPOINT_LOGLEVEL_INFO)
+
 #endif /* HOSTMEM_TP_H */
 
 #include <lttng/tracepoint-event.h>

@@ -40,7 +40,10 @@
     X(needs_address_space) \
     X(acquired_address_space) \
     X(released_address_space) \
-    X(stats)
+    X(stats)                 \
+    X(create_malloc)         \
+    X(malloc_alloc)          \
+    X(malloc_free)
 
 /* Why a call failed: the `reason` of a failure event.  X(name) */
 #define HOSTMEM_REASON_LIST(X) \
@@ -79,7 +82,10 @@
     X(timeout)                 \
     X(unavailable)             \
     X(rollback_failed)         \
-    X(inconsistent)
+    X(inconsistent)            \
+    X(foreign_pointer)         \
+    X(interior_pointer)        \
+    X(double_free)
 
 /* Critical-level decisions (P1-P3).  X(name) */
 #define HOSTMEM_DECISION_LIST(X) \

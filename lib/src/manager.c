@@ -436,6 +436,7 @@ static HRESULT reserve(call *c, uintptr_t addr, size_t size, DWORD protect, bool
     atomic_store_explicit(&r->live, true, RELAXED);
     atomic_store_explicit(&r->arena, arena, RELAXED);
     atomic_store_explicit(&r->tail_mapped, tail_mapped, RELAXED);
+    atomic_store_explicit(&r->owner, NULL, RELAXED); /* a recycled struct may name a heap */
     r->caller = caller;
     seq_end(r);
     hostmem__map_set(&m->map, base, hi_granule, (uintptr_t)r | HOSTMEM_MAP_TAG_REGION);

@@ -94,6 +94,8 @@ static void state_update(struct hostmem_manager *m, hostmem__notice *notice)
         return;
     hostmem__trace_memory_state(m, p->state, now, p->committed, p->config.commit_limit);
     p->state = now;
+    if (now == eMemoryAvailableLow) /* heaps give back free pages at their next call (H3) */
+        atomic_fetch_add_explicit(&p->low_count, 1, memory_order_relaxed);
     make_notice(p, now, false, notice);
 }
 
@@ -137,6 +139,7 @@ void hostmem__policy_uncharge(struct hostmem_manager *m, size_t bytes, hostmem__
 
 void hostmem__policy_low_notice(struct hostmem_manager *m, hostmem__notice *notice)
 {
+    atomic_fetch_add_explicit(&m->policy.low_count, 1, memory_order_relaxed);
     make_notice(&m->policy, eMemoryAvailableLow, true, notice);
 }
 

@@ -82,6 +82,20 @@ void hostmem__trace_manager_destroy(const struct hostmem_manager *m, uint64_t re
                                     uint64_t reserved_bytes, uint64_t committed_bytes,
                                     uint64_t unreturned_mappings, uint64_t unreturned_bytes);
 
+/* The heap (CONTRACT H4).  Each returns at once when its event is off. */
+struct hostmem_malloc;
+void hostmem__trace_malloc_alloc(const struct hostmem_malloc *h, uintptr_t address, uint64_t size,
+                                 int32_t level, uintptr_t caller, const char *file, int line);
+void hostmem__trace_malloc_free(const struct hostmem_malloc *h, uintptr_t address, uint64_t size,
+                                uintptr_t caller);
+/* created (live_* 0) or destroyed (what was still live). */
+void hostmem__trace_malloc_heap(const struct hostmem_manager *m, const struct hostmem_malloc *h,
+                                bool created, uint32_t type, uint64_t live_blocks,
+                                uint64_t live_bytes);
+/* A region the heap took from its manager (live) or gave back. */
+void hostmem__trace_malloc_region(const struct hostmem_manager *m, const struct hostmem_malloc *h,
+                                  uintptr_t base, uint64_t size, bool live);
+
 /* Called at every public entry: when a session has just enabled
  * hostmem:region_state, emits one event per live region of `m` (through
  * hostmem__manager_foreach_region) so a session attached mid-run sees them. */

@@ -503,3 +503,47 @@ void hostmem__trace_manager_destroy(const struct hostmem_manager *m, uint64_t re
                                        trace_manager_id(m), regions, reserved_bytes,
                                        committed_bytes, unreturned_mappings, unreturned_bytes));
 }
+
+/* ---- the heap (H4) ------------------------------------------------------------ */
+
+void hostmem__trace_malloc_alloc(const struct hostmem_malloc *h, uintptr_t address, uint64_t size,
+                                 int32_t level, uintptr_t caller, const char *file, int line)
+{
+    if (!TP_ON(malloc_alloc))
+        return;
+    lttng_ust_do_tracepoint(hostmem, malloc_alloc, trace_next_seq(), (uint64_t)(uintptr_t)h,
+                            (uint64_t)address, size, level, (uint64_t)caller, file ? file : "",
+                            (int32_t)line);
+}
+
+void hostmem__trace_malloc_free(const struct hostmem_malloc *h, uintptr_t address, uint64_t size,
+                                uintptr_t caller)
+{
+    if (!TP_ON(malloc_free))
+        return;
+    lttng_ust_do_tracepoint(hostmem, malloc_free, trace_next_seq(), (uint64_t)(uintptr_t)h,
+                            (uint64_t)address, size, (uint64_t)caller);
+}
+
+void hostmem__trace_malloc_heap(const struct hostmem_manager *m, const struct hostmem_malloc *h,
+                                bool created, uint32_t type, uint64_t live_blocks,
+                                uint64_t live_bytes)
+{
+    if (created ? !TP_ON(malloc_create) : !TP_ON(malloc_destroy))
+        return;
+    if (created)
+        lttng_ust_do_tracepoint(hostmem, malloc_create, trace_next_seq(), trace_manager_id(m),
+                                (uint64_t)(uintptr_t)h, type);
+    else
+        lttng_ust_do_tracepoint(hostmem, malloc_destroy, trace_next_seq(), trace_manager_id(m),
+                                (uint64_t)(uintptr_t)h, live_blocks, live_bytes);
+}
+
+void hostmem__trace_malloc_region(const struct hostmem_manager *m, const struct hostmem_malloc *h,
+                                  uintptr_t base, uint64_t size, bool live)
+{
+    if (!TP_ON(malloc_region))
+        return;
+    lttng_ust_do_tracepoint(hostmem, malloc_region, trace_next_seq(), trace_manager_id(m),
+                            (uint64_t)(uintptr_t)h, (uint64_t)base, size, (uint8_t)live);
+}

@@ -33,3 +33,12 @@ void hostmem__trace_manager_destroy(const struct hostmem_manager *m, uint64_t re
 void hostmem__trace_flush(void) {}
 void hostmem__trace_poll_statedump(struct hostmem_manager *m) {}
 void hostmem__trace_region_state(const struct hostmem_manager *m, const hostmem__region_info *r) {}
+void hostmem__trace_malloc_alloc(const struct hostmem_malloc *h, uintptr_t address, uint64_t size,
+                                 int32_t level, uintptr_t caller, const char *file, int line) {}
+void hostmem__trace_malloc_free(const struct hostmem_malloc *h, uintptr_t address, uint64_t size,
+                                uintptr_t caller) {}
+void hostmem__trace_malloc_heap(const struct hostmem_manager *m, const struct hostmem_malloc *h,
+                                bool created, uint32_t type, uint64_t live_blocks,
+                                uint64_t live_bytes) {}
+void hostmem__trace_malloc_region(const struct hostmem_manager *m, const struct hostmem_malloc *h,
+                                  uintptr_t base, uint64_t size, bool live) {}

@@ -86,6 +86,7 @@ typedef struct hostmem__region {
     _Atomic bool live;
     _Atomic size_t committed_pages; /* written under `lock` */
     uintptr_t caller;          /* who reserved it (for region_state and leaks) */
+    _Atomic(const void *) owner; /* the heap (heap.h) that reserved it, else NULL */
     struct hostmem__arena *_Atomic arena; /* carved from this arena, or NULL (own mapping) */
     /* Own mapping whose last granule came from an arena: the rest of that
      * granule after the region is mapped too, and is unmapped with it. */
@@ -140,6 +141,7 @@ typedef struct hostmem__policy {
     void *callback_context;
     uint64_t generation;   /* +1 per notice made; older notices are dropped */
     _Atomic uint64_t delivered; /* generation of the newest notice delivered */
+    _Atomic uint64_t low_count; /* +1 whenever the state becomes (or is told) Low: heaps trim */
 } hostmem__policy;
 
 typedef struct hostmem__external {

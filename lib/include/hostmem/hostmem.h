@@ -253,6 +253,43 @@ HOSTMEM_API HRESULT hostmem_acquired_virtual_address_space(hostmem_manager *m, v
 HOSTMEM_API HRESULT hostmem_released_virtual_address_space(hostmem_manager *m, void *start);
 HOSTMEM_API HRESULT hostmem_get_stats(hostmem_manager *m, hostmem_stats *out);
 
+/* ---- the manager's heap (CONTRACT H1-H4, IHostMalloc) ------------------ */
+#ifndef MALLOC_THREADSAFE
+#define MALLOC_THREADSAFE 0x1 /* any thread may call at any time (else one at a time) */
+#endif
+#ifndef MALLOC_EXECUTABLE
+#define MALLOC_EXECUTABLE 0x2 /* blocks are PAGE_EXECUTE_READWRITE */
+#endif
+
+typedef struct hostmem_malloc hostmem_malloc;
+
+typedef struct hostmem_malloc_stats {
+    SIZE_T live_blocks;     /* allocated and not yet freed                                  */
+    SIZE_T live_bytes;      /* their usable sizes: the size class, or a large block's size  */
+    SIZE_T committed_bytes; /* bytes the heap has committed in its manager (all of its own) */
+    SIZE_T reserved_bytes;  /* bytes of the regions it holds                                */
+    SIZE_T segments;        /* 1 MiB segments of small blocks                               */
+    SIZE_T large_blocks;    /* blocks above 16 KiB, each in a region of its own             */
+} hostmem_malloc_stats;
+
+/* A heap whose memory comes from m (reserved and committed through m, so its
+ * limits, levels, memory state and trace see it).  docs/heap.md describes it. */
+HOSTMEM_API HRESULT hostmem_create_malloc(hostmem_manager *m, DWORD malloc_type, hostmem_malloc **out);
+/* A block of at least `size` bytes, 16-byte aligned; memory it needs from the
+ * manager is committed at `level`.  Size 0 gives a unique block. */
+HOSTMEM_API HRESULT hostmem_malloc_alloc(hostmem_malloc *h, SIZE_T size, EMemoryCriticalLevel level,
+                                         void **out);
+/* As hostmem_malloc_alloc; the trace records `file` and `line` (not copied, may be NULL). */
+HOSTMEM_API HRESULT hostmem_malloc_debug_alloc(hostmem_malloc *h, SIZE_T size,
+                                               EMemoryCriticalLevel level, const char *file,
+                                               int line, void **out);
+HOSTMEM_API HRESULT hostmem_malloc_free(hostmem_malloc *h, void *p);
+/* Decommits and releases every region the heap holds; live blocks go with it. NULL: no-op. */
+HOSTMEM_API void hostmem_malloc_destroy(hostmem_malloc *h);
+/* Extensions: the heap's counters, and giving back every free page now. */
+HOSTMEM_API HRESULT hostmem_malloc_get_stats(hostmem_malloc *h, hostmem_malloc_stats *out);
+HOSTMEM_API HRESULT hostmem_malloc_trim(hostmem_malloc *h);
+
 /* The symbolic name of an HRESULT ("E_OUTOFMEMORY"), "UNKNOWN" outside the table. */
 HOSTMEM_API const char *hostmem_hresult_name(HRESULT hr);
 
@@ -293,6 +330,16 @@ HOSTMEM_API const char *hostmem_hresult_name(HRESULT hr);
  * HOST_E_TIMEOUT            lock_timeout_ms passed while waiting for the manager.
  * E_FAIL                    the OS refused to restore state during a rollback; the manager is
  *                           unavailable from then on (every later call: HOST_E_CLRNOTAVAILABLE).
+ * Heap (hostmem_create_malloc, hostmem_malloc_*):
+ *   E_POINTER               NULL manager, heap or out-pointer.
+ *   E_INVALIDARG            unknown malloc_type bits; a level outside 0..2; freeing a pointer
+ *                           that is not 16-byte aligned, outside the heap's memory (the stack,
+ *                           the system malloc, another heap, a region of the host), inside a
+ *                           block, never handed out, or already freed (nothing changes).
+ *   E_ACCESSDENIED          MALLOC_EXECUTABLE while deny_write_execute is set.
+ *   E_OUTOFMEMORY           the manager refused the memory (limit, level, OS), or the size
+ *                           cannot be met; *out is NULL.
+ *   (any HRESULT of hostmem_virtual_alloc when the manager refuses for another reason)
  * HOST_E_NOT_OWNER          never returned: hostmem has no lock-ownership API, and a region of
  *                           another manager is "inside no region of this manager"
  *                           (HOST_E_INVALIDOPERATION).
