@@ -17,7 +17,7 @@ static void usage(FILE *f)
           "  --wide               table with p90, p99.9 and max too\n"
           "  --reps=N             timed batches per side, alternated (default 10; --quick 1)\n"
           "  --only=LIST          families, comma-separated: region,pages,query,scaling,threads,\n"
-          "                       metadata, trace (default: all)\n"
+          "                       metadata, trace, heap (default: all)\n"
           "  --max-regions=N      largest live-region count of the scaling family (default 100000)\n"
           "  --tracing-mode=LABEL label every row (none, disabled, enabled); changes nothing else\n"
           "  --timer=tsc|clock    rdtsc calibrated against CLOCK_MONOTONIC (default), or\n"
@@ -38,6 +38,7 @@ static unsigned parse_families(const char *list)
                  {"query", BENCH_FAMILY_QUERY},     {"scaling", BENCH_FAMILY_SCALING},
                  {"threads", BENCH_FAMILY_THREADS}, {"metadata", BENCH_FAMILY_METADATA},
                  {"trace", BENCH_FAMILY_TRACE},
+                 {"heap", BENCH_FAMILY_HEAP},
                  {"all", BENCH_FAMILY_ALL}};
     unsigned bits = 0;
     char *copy = strdup(list), *save = NULL;
@@ -332,7 +333,8 @@ int main(int argc, char **argv)
                     {BENCH_FAMILY_SCALING, bench_family_scaling, "scaling"},
                     {BENCH_FAMILY_THREADS, bench_family_threads, "threads"},
                     {BENCH_FAMILY_METADATA, bench_family_metadata, "metadata"},
-                    {BENCH_FAMILY_TRACE, bench_family_trace, "trace"}};
+                    {BENCH_FAMILY_TRACE, bench_family_trace, "trace"},
+                    {BENCH_FAMILY_HEAP, bench_family_heap, "heap"}};
     for (size_t k = 0; k < sizeof families / sizeof families[0]; k++) {
         if (!(o.families & families[k].bit))
             continue;

@@ -15,7 +15,12 @@ What the model keeps, per process and merged over all of them:
   - memory-state intervals per manager;
   - every region (base, size, caller, committed pages) from reserve to
     release, so what is left at the end is a leak with its call site;
-  - trust figures: discarded events and packets, gaps in ``seq``.
+  - trust figures: discarded events and packets, gaps in ``seq``;
+  - the manager's heaps (``malloc_*`` events): every live block with its call
+    site and, for debug allocations, file and line, so what is left when the
+    heap is destroyed or the trace ends is a heap leak; and the bytes the heap
+    holds committed (the commits inside the regions ``malloc_region`` names),
+    to give its share of the process's committed bytes.
 """
 
 import bisect
@@ -68,6 +73,11 @@ FIELDS.update({
                         "committed_bytes"),
     "region_state": ("seq", "manager", "base", "region_size", "committed_bytes",
                      "protect", "caller"),
+    "malloc_alloc": ("seq", "heap", "address", "size", "level", "caller", "file", "line"),
+    "malloc_free": ("seq", "heap", "address", "size", "caller"),
+    "malloc_create": ("seq", "manager", "heap", "type"),
+    "malloc_destroy": ("seq", "manager", "heap", "live_blocks", "live_bytes"),
+    "malloc_region": ("seq", "manager", "heap", "base", "size", "live"),
     "lttng_ust_statedump:bin_info": ("baddr", "memsz", "path", "is_pic"),
     "lttng_ust_statedump:build_id": ("baddr", "build_id"),
     "lttng_ust_statedump:debug_link": ("baddr", "filename"),
@@ -110,9 +120,10 @@ class Region:
     """
 
     __slots__ = ("base", "size", "caller", "t_reserve", "committed", "unplaced",
-                 "from_statedump")
+                 "from_statedump", "heap")
 
     def __init__(self, base, size, caller, ts, from_statedump=False):
+        self.heap = None  # the heap that took this region (malloc_region), if any
         self.base = base
         self.size = size
         self.caller = caller
@@ -240,6 +251,60 @@ class Leak:
         self.site = None
 
 
+class HeapBlock:
+    """A block of a heap: live while allocated; a leak when still live at the end."""
+
+    __slots__ = ("heap", "address", "size", "caller", "file", "line", "ts")
+
+    def __init__(self, heap, address, size, caller, file, line, ts):
+        self.heap = heap
+        self.address = address
+        self.size = size
+        self.caller = caller
+        self.file = file or None
+        self.line = line or 0
+        self.ts = ts
+
+
+class Heap:
+    """One hostmem_malloc of one process."""
+
+    __slots__ = ("addr", "manager", "live", "created", "destroyed")
+
+    def __init__(self, addr, ts):
+        self.addr = addr
+        self.manager = None
+        self.live = {}
+        self.created = None
+        self.destroyed = None
+
+
+class HeapStats:
+    """The heaps of a process (or of all of them)."""
+
+    def __init__(self):
+        self.heaps = 0
+        self.allocs = 0
+        self.frees = 0
+        self.alloc_bytes = 0
+        self.unknown_frees = 0      # frees of blocks the trace never saw allocated
+        self.leaks = []             # HeapBlock, live at the end or at destroy
+        self.committed = 0          # bytes committed inside heap regions now
+        self.peak_committed = 0
+        self.committed_at_peak = 0  # heap bytes when the process's committed peaked
+
+    def merge(self, other):
+        self.heaps += other.heaps
+        self.allocs += other.allocs
+        self.frees += other.frees
+        self.alloc_bytes += other.alloc_bytes
+        self.unknown_frees += other.unknown_frees
+        self.leaks.extend(other.leaks)
+        self.committed += other.committed
+        self.peak_committed += other.peak_committed
+        self.committed_at_peak += other.committed_at_peak
+
+
 class Stats:
     """Everything counted over a set of events; one per process, plus "all"."""
 
@@ -280,6 +345,7 @@ class Stats:
         self.untracked = 0           # ops on regions the trace never showed
         self.address_space = {}      # (action, hr) -> count
         self.managers = 0
+        self.heap = HeapStats()
 
     def touch(self, ts):
         # Events arrive in time order (the reader's muxer sees to it).
@@ -302,6 +368,7 @@ class Stats:
         if self.committed > self.peak_committed:
             self.peak_committed = self.committed
             self.peak_committed_ts = ts
+            self.heap.committed_at_peak = self.heap.committed
 
 
     def _halve_samples(self):
@@ -347,6 +414,15 @@ class Process(Stats):
         self.discarded_packets = 0
         # Loaded objects from lttng_ust_statedump: baddr -> dict
         self.objects = {}
+        self.heaps_by_addr = {}
+        # heap -> regions (manager, base) it took
+        self.heap_regions = {}
+
+    def heap_moved(self, delta):
+        h = self.heap
+        h.committed += delta
+        if h.committed > h.peak_committed:
+            h.peak_committed = h.committed
 
     @property
     def seq_gaps(self):
@@ -398,7 +474,7 @@ class Model:
         if ":" in name:
             self._statedump(p, name, ev)
             return
-        handler = _HANDLERS.get(name)
+        handler = _HANDLERS.get(name) or _HEAP_HANDLERS.get(name)
         if handler is None:
             self.other_events += 1
             return
@@ -418,6 +494,9 @@ class Model:
         self.all.events_by_name[name] = self.all.events_by_name.get(name, 0) + 1
         p.touch(ts)
         self.all.touch(ts)
+        if name in _HEAP_HANDLERS:
+            _HEAP_HANDLERS[name](self, p, ev, ts)
+            return
         m = p.managers_by_addr.get(ev.get("manager"))
         if m is None:
             m = Manager(ev.get("manager"), ts)
@@ -544,6 +623,8 @@ class Model:
                 p.untracked += 1
                 st.bytes += size
             else:
+                if reg.heap is not None:
+                    p.heap_moved(-reg.committed_bytes())
                 st.bytes += size or reg.size
                 dr, dc = -reg.size, -reg.committed_bytes()
                 if not reg.from_statedump:
@@ -569,6 +650,8 @@ class Model:
                 dc = reg.commit(base, base + size)
             else:
                 dc = -reg.decommit(base, base + size)
+            if reg is not None and reg.heap is not None:
+                p.heap_moved(dc)
         elif op != "query":
             st.bytes += size
         if v1:
@@ -617,7 +700,10 @@ class Model:
         m.state_ns = {}
         m.state = None
         for base in list(m.bases):
-            p.leaks_at_destroy.append(Leak(m.regions[base], m.addr))
+            reg = m.regions[base]
+            if reg.heap is not None:
+                p.heap_moved(-reg.committed_bytes())
+            p.leaks_at_destroy.append(Leak(reg, m.addr))
         m.regions.clear()
         m.bases.clear()
         dr, dc = -m.reserved, -m.committed
@@ -661,6 +747,10 @@ class Model:
             for m in p.managers_by_addr.values():
                 for s, ns in m.state_ns.items():
                     p.state_ns[s] = p.state_ns.get(s, 0) + ns
+            for h in p.heaps_by_addr.values():
+                p.heap.leaks.extend(h.live.values())
+                h.live = {}
+            all_.heap.merge(p.heap)
             for op, st in p.ops.items():
                 all_.ops[op].merge(st)
             for src, dst in ((p.failures, all_.failures), (p.decisions, all_.decisions),
@@ -689,6 +779,84 @@ class Model:
     def hosts(self):
         return sorted({p.host or "?" for p in self.processes.values()})
 
+
+# -- heaps ----------------------------------------------------------------
+
+def _heap(p, ev, ts):
+    addr = ev.get("heap")
+    h = p.heaps_by_addr.get(addr)
+    if h is None:
+        h = Heap(addr, ts)
+        p.heaps_by_addr[addr] = h
+        p.heap.heaps += 1
+    return h
+
+
+def _malloc_create(model, p, ev, ts):
+    addr = ev.get("heap")
+    old = p.heaps_by_addr.pop(addr, None)
+    if old is not None:  # a new heap at a destroyed one's address
+        p.heap.leaks.extend(old.live.values())
+    h = _heap(p, ev, ts)
+    h.created = ts
+    h.manager = ev.get("manager")
+
+
+def _malloc_destroy(model, p, ev, ts):
+    h = _heap(p, ev, ts)
+    h.destroyed = ts
+    # Blocks the host never freed: destroy took them with the heap.
+    p.heap.leaks.extend(h.live.values())
+    h.live = {}
+    del p.heaps_by_addr[h.addr]
+
+
+def _malloc_alloc(model, p, ev, ts):
+    h = _heap(p, ev, ts)
+    hs = p.heap
+    hs.allocs += 1
+    size = ev.get("size") or 0
+    hs.alloc_bytes += size
+    addr = ev.get("address")
+    old = h.live.get(addr)
+    if old is not None:  # its free was lost: count the block once
+        hs.unknown_frees += 1
+    h.live[addr] = HeapBlock(h.addr, addr, size, ev.get("caller"), ev.get("file"),
+                             ev.get("line"), ts)
+
+
+def _malloc_free(model, p, ev, ts):
+    addr = ev.get("address")
+    if not addr:
+        return
+    h = _heap(p, ev, ts)
+    p.heap.frees += 1
+    if h.live.pop(addr, None) is None:
+        p.heap.unknown_frees += 1
+
+
+def _malloc_region(model, p, ev, ts):
+    if not ev.get("live"):
+        return  # a region given back leaves the heap's books with its release event
+    _heap(p, ev, ts)
+    m = p.managers_by_addr.get(ev.get("manager"))
+    if m is None:
+        return
+    reg = m.regions.get(ev.get("base"))
+    if reg is None:
+        return
+    if reg.heap is None:
+        reg.heap = ev.get("heap")
+        p.heap_moved(reg.committed_bytes())
+
+
+_HEAP_HANDLERS = {
+    "malloc_create": _malloc_create,
+    "malloc_destroy": _malloc_destroy,
+    "malloc_alloc": _malloc_alloc,
+    "malloc_free": _malloc_free,
+    "malloc_region": _malloc_region,
+}
 
 _HANDLERS = {op: Model._region_op for op in REGION_OPS}
 _HANDLERS.update({

@@ -55,6 +55,38 @@ def _sites(entries, key_bytes):
     return sorted(by.values(), key=lambda e: (-e[key_bytes], -e["regions"], e["site"]))
 
 
+def _heap_json(hs, sites, peak_committed, end_committed):
+    """Heap figures (CONTRACT H4): leaks by call site and by file:line, share of committed."""
+    by_site, by_line = {}, {}
+    for b in hs.leaks:
+        site = sites.get(b.caller, "?")
+        e = by_site.setdefault(site, {"site": site, "blocks": 0, "bytes": 0})
+        e["blocks"] += 1
+        e["bytes"] += b.size
+        if b.file:
+            where = "%s:%d" % (b.file, b.line)
+            e = by_line.setdefault(where, {"file": b.file, "line": b.line, "site": site,
+                                           "blocks": 0, "bytes": 0})
+            e["blocks"] += 1
+            e["bytes"] += b.size
+
+    def top(d):
+        return sorted(d.values(), key=lambda e: (-e["bytes"], -e["blocks"], str(e.get("site"))))[:TOP_SITES]
+
+    def share(part, whole):
+        return round(part / whole, 4) if whole else 0.0
+
+    return {"heaps": hs.heaps, "allocs": hs.allocs, "frees": hs.frees,
+            "alloc_bytes": hs.alloc_bytes, "unknown_frees": hs.unknown_frees,
+            "leaks": {"blocks": len(hs.leaks), "bytes": sum(b.size for b in hs.leaks),
+                      "by_site": top(by_site), "by_file_line": top(by_line)},
+            "committed_bytes": hs.committed,
+            "peak_committed_bytes": hs.peak_committed,
+            "committed_at_peak_bytes": hs.committed_at_peak,
+            "share_of_committed": {"at_peak": share(hs.committed_at_peak, peak_committed),
+                                   "at_end": share(hs.committed, end_committed)}}
+
+
 def _stats_json(st, sites, temporary_ns):
     """The figures of one Stats (a process or "all").  `sites`: caller -> str."""
     ops = {}
@@ -134,6 +166,7 @@ def _stats_json(st, sites, temporary_ns):
         "address_space": [{"action": a, "hresult": h, "count": n}
                           for (a, h), n in sorted(st.address_space.items(), key=str)],
         "untracked_ops": st.untracked,
+        "heap": _heap_json(st.heap, sites, st.peak_committed, st.committed),
     }
 
 
@@ -169,6 +202,7 @@ def build(model, trust=None):
             continue
         callers = {lk.caller for lk in p.leaks} | {lk.caller for lk in p.leaks_at_destroy}
         callers |= set(p.temporary)
+        callers |= {b.caller for b in p.heap.leaks}
         sites = Symbolizer(p.objects).resolve(callers)
         for lk in p.leaks + p.leaks_at_destroy:
             lk.site = sites.get(lk.caller, "?")
@@ -193,6 +227,7 @@ def build(model, trust=None):
             t["bytes"] += e["bytes"]
     out["temporary"]["by_caller"] = sorted(by.values(), key=lambda e: (-e["bytes"], -e["regions"],
                                                                        e["site"]))[:TOP_SITES]
+    out["heap"] = _heap_json(model.all.heap, all_sites, model.all.peak_committed, model.all.committed)
     out.update({
         "discarded_events": model.discarded_events,
         "discarded_packets": model.discarded_packets,
@@ -385,6 +420,36 @@ def format_text(s):
         w(table(["bytes", "regions", "call site"],
                 [[human_bytes(e["bytes"]), e["regions"], e["site"]] for e in t["by_caller"]],
                 indent="    "))
+    w("")
+
+    w("Heaps (hostmem_malloc): blocks never freed, by call site and by file:line")
+    rows = []
+    for label, f in _rows(s):
+        hp = f["heap"]
+        if not hp["allocs"] and not hp["heaps"]:
+            continue
+        rows.append([label, hp["heaps"], hp["allocs"], hp["frees"], hp["leaks"]["blocks"],
+                     human_bytes(hp["leaks"]["bytes"]), human_bytes(hp["committed_at_peak_bytes"]),
+                     "%.1f%%" % (100.0 * hp["share_of_committed"]["at_peak"]),
+                     human_bytes(hp["committed_bytes"])])
+    if rows:
+        w(table(["process", "heaps", "allocs", "frees", "leaked blocks", "leaked bytes",
+                 "heap at peak", "share of peak", "heap at end"], rows))
+        for label, f in _rows(s):
+            lk = f["heap"]["leaks"]
+            if not lk["blocks"] or (label == "all" and len(s["processes"]) > 1):
+                continue
+            w("  leaks by call site, %s:" % label)
+            w(table(["bytes", "blocks", "call site"],
+                    [[human_bytes(e["bytes"]), e["blocks"], e["site"]] for e in lk["by_site"]],
+                    indent="    "))
+            if lk["by_file_line"]:
+                w("  leaks by file:line (debug allocations), %s:" % label)
+                w(table(["bytes", "blocks", "file:line", "call site"],
+                        [[human_bytes(e["bytes"]), e["blocks"], "%s:%d" % (e["file"], e["line"]),
+                          e["site"]] for e in lk["by_file_line"]], indent="    "))
+    else:
+        w("  no heap events")
     w("")
 
     w("Reserve sizes (successful reserves, power-of-two buckets)")

@@ -107,6 +107,74 @@ class ModelTest(unittest.TestCase):
         self.assertEqual(sum(s["events_by_name"].values()), s["events"])
         self.assertEqual(s["events_by_name"]["reserve"], sum(e["name"] == "reserve" for e in h.events))
 
+    def test_heap_leaks_by_call_site_and_file_line_and_share_of_committed(self):
+        h = Host()
+        heap = 0x7000
+        h.ev("malloc_create", heap=heap, type=1)
+        # The heap's meta region and a segment, committed through the manager.
+        h.reserve(0x100000, 1 * MiB, caller=0x999)
+        h.commit(0x100000, 64 * KiB)
+        h.ev("malloc_region", heap=heap, base=0x100000, size=1 * MiB, live=1)
+        h.reserve(0x200000, 1 * MiB, caller=0x999)
+        h.ev("malloc_region", heap=heap, base=0x200000, size=1 * MiB, live=1)
+        h.commit(0x200000, 128 * KiB)
+        # The host's own region beside it.
+        h.reserve(0x400000, 1 * MiB, caller=0x555)
+        h.commit(0x400000, 192 * KiB)
+
+        def alloc(addr, size, caller, file="", line=0):
+            h.ev("malloc_alloc", heap=heap, address=addr, size=size, level="task", caller=caller,
+                 file=file, line=line)
+
+        alloc(0x200010, 100, 0xaaa, "gc.c", 42)
+        alloc(0x200080, 100, 0xaaa, "gc.c", 42)
+        alloc(0x200100, 300, 0xaaa, "gc.c", 77)
+        alloc(0x200400, 50, 0xbbb)
+        alloc(0x200500, 60, 0xbbb)
+        h.ev("malloc_free", heap=heap, address=0x200500, size=64, caller=0xccc)
+        h.ev("malloc_free", heap=heap, address=0, size=0, caller=0xccc)
+        _, s = replay(h)
+        hp = s["heap"]
+        self.assertEqual((hp["heaps"], hp["allocs"], hp["frees"]), (1, 5, 1))
+        self.assertEqual((hp["leaks"]["blocks"], hp["leaks"]["bytes"]), (4, 550))
+        sites = {e["site"]: (e["blocks"], e["bytes"]) for e in hp["leaks"]["by_site"]}
+        self.assertEqual(sites, {"0xaaa": (3, 500), "0xbbb": (1, 50)})
+        lines = {(e["file"], e["line"]): (e["blocks"], e["bytes"]) for e in hp["leaks"]["by_file_line"]}
+        self.assertEqual(lines, {("gc.c", 42): (2, 200), ("gc.c", 77): (1, 300)})
+        self.assertEqual(hp["committed_bytes"], 192 * KiB)
+        self.assertEqual(hp["committed_at_peak_bytes"], 192 * KiB)
+        self.assertEqual(hp["share_of_committed"]["at_peak"], 0.5)
+        self.assertIn("gc.c:42", summary.format_text(s))
+
+    def test_heap_destroy_makes_live_blocks_leaks_and_releases_leave_the_heap_books(self):
+        h = Host()
+        heap = 0x7000
+        h.ev("malloc_create", heap=heap, type=1)
+        h.reserve(0x200000, 1 * MiB)
+        h.commit(0x200000, 128 * KiB)
+        h.ev("malloc_region", heap=heap, base=0x200000, size=1 * MiB, live=1)
+        h.ev("malloc_alloc", heap=heap, address=0x200010, size=24, level="process", caller=0xaaa,
+             file="a.c", line=3)
+        h.ev("malloc_alloc", heap=heap, address=0x200030, size=24, level="task", caller=0xaaa,
+             file="", line=0)
+        h.ev("malloc_free", heap=heap, address=0x200030, size=32, caller=0xaaa)
+        h.ev("malloc_destroy", heap=heap, live_blocks=1, live_bytes=32)
+        h.ev("malloc_region", heap=heap, base=0x200000, size=1 * MiB, live=0)
+        h.release(0x200000, 1 * MiB, 128 * KiB)
+        # A new heap at the same address starts afresh.
+        h.ev("malloc_create", heap=heap, type=0)
+        h.ev("malloc_alloc", heap=heap, address=0x200010, size=8, level="task", caller=0xbbb,
+             file="", line=0)
+        h.ev("malloc_free", heap=heap, address=0x200010, size=16, caller=0xbbb)
+        _, s = replay(h)
+        hp = s["heap"]
+        self.assertEqual(hp["heaps"], 2)
+        self.assertEqual((hp["leaks"]["blocks"], hp["leaks"]["bytes"]), (1, 24))
+        self.assertEqual(hp["leaks"]["by_file_line"][0]["file"], "a.c")
+        self.assertEqual(hp["committed_bytes"], 0)
+        self.assertEqual(hp["peak_committed_bytes"], 128 * KiB)
+        self.assertEqual(hp["unknown_frees"], 0)
+
     def test_latency_percentiles_nearest_rank(self):
         h = Host()
         for i in range(1, 1001):
