@@ -59,16 +59,15 @@ static pthread_key_t heap_exit_key;
 static bool heap_exit_usable;
 
 /* Blocks a cache keeps per class: about 32 KiB, 4 to 128 blocks. */
-static uint32_t cache_cap(uint32_t cls)
+static const uint8_t cache_caps[HEAP_CLASSES] = {128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 102, 85, 73, 64, 51, 42, 36, 32, 25, 21, 18, 16, 12, 10, 9, 8, 6, 5, 4, 4, 4, 4, 4, 4};
+static inline uint32_t cache_cap(uint32_t cls) { return cache_caps[cls]; }
+
+static inline uint64_t low_count(const hostmem_malloc *h)
 {
-    uint32_t n = 32768u / hostmem__heap_class_size(cls);
-    return n < 4 ? 4 : n > 128 ? 128 : n;
+    return atomic_load_explicit(h->low, RELAXED);
 }
 
-static uint64_t low_count(const hostmem_malloc *h)
-{
-    return atomic_load_explicit(&h->m->policy.low_count, RELAXED);
-}
+#define HEAP_SEG_NONE ((uintptr_t)1 << 63) /* p - NONE >= HEAP_SEGMENT for any user address */
 
 /* ---- counters (single writer per cache) -------------------------------------- */
 
@@ -86,24 +85,27 @@ static void heap_count(hostmem_malloc *h, int64_t blocks, int64_t bytes)
 
 /* ---- caches ---------------------------------------------------------------------- */
 
-static void cache_flush_class(hostmem_malloc *h, heap_cache *c, uint32_t cls, uint32_t keep)
+/* True when the heap should be trimmed (hostmem__heap_give). */
+static bool cache_flush_class(hostmem_malloc *h, heap_cache *c, uint32_t cls, uint32_t keep)
 {
     uint32_t n = c->bin[cls].count;
     if (n <= keep)
-        return;
+        return false;
     /* Give the top n - keep blocks; the rest stay. */
     void *list = c->bin[cls].head, *cut = list;
     for (uint32_t i = 1; i < n - keep; i++)
         cut = *(void **)cut;
     c->bin[cls].head = *(void **)cut;
     c->bin[cls].count = keep;
-    hostmem__heap_give(h, cls, list, n - keep);
+    return hostmem__heap_give(h, cls, list, n - keep);
 }
 
-static void cache_flush(hostmem_malloc *h, heap_cache *c)
+static bool cache_flush(hostmem_malloc *h, heap_cache *c)
 {
+    bool excess = false;
     for (uint32_t cls = 0; cls < HEAP_CLASSES; cls++)
-        cache_flush_class(h, c, cls, 0);
+        excess |= cache_flush_class(h, c, cls, 0);
+    return excess;
 }
 
 static void heap_thread_exit(void *unused)
@@ -151,6 +153,8 @@ static heap_cache *cache_new(hostmem_malloc *h, uintptr_t owner, EMemoryCritical
             heap_cache *c = (heap_cache *)(h->meta + off);
             h->cache_count++;
             memset(c, 0, sizeof *c);
+            for (unsigned i = 0; i < 4; i++)
+                c->seg[i] = HEAP_SEG_NONE;
             atomic_store_explicit(&c->owner, owner, RELAXED);
             c->low_seen = low_count(h);
             c->next = atomic_load_explicit(&h->caches, RELAXED);
@@ -214,8 +218,10 @@ static inline heap_cache *cache_get(hostmem_malloc *h, EMemoryCriticalLevel leve
     return cache_slow(h, slot, level);
 }
 
-/* The manager went Low since this cache (or the pool) last looked: empty the
- * cache, and decommit the free spans once per turn to Low (H3). */
+/* The manager went Low since this cache (or the heap) last looked: empty the
+ * cache and decommit every free span (H3).  Each cache does it once per turn
+ * to Low, so what the caches of other threads give back later is trimmed by
+ * their own next call. */
 static __attribute__((noinline)) void heap_low(hostmem_malloc *h, heap_cache *c)
 {
     uint64_t now = low_count(h);
@@ -223,9 +229,8 @@ static __attribute__((noinline)) void heap_low(hostmem_malloc *h, heap_cache *c)
         cache_flush(h, c);
         c->low_seen = now;
     }
-    uint64_t seen = atomic_load_explicit(&h->low_seen, RELAXED);
-    if (seen != now && atomic_compare_exchange_strong(&h->low_seen, &seen, now))
-        hostmem__heap_trim(h);
+    atomic_store_explicit(&h->low_seen, now, RELAXED);
+    hostmem__heap_trim(h, 0);
 }
 
 /* ---- failures ------------------------------------------------------------------- */
@@ -267,8 +272,9 @@ static HRESULT alloc_large(hostmem_malloc *h, size_t size, EMemoryCriticalLevel 
     return S_OK;
 }
 
-static HRESULT heap_alloc(hostmem_malloc *h, size_t size, EMemoryCriticalLevel level, void **out,
-                          uintptr_t caller, const char *file, int line)
+static inline __attribute__((always_inline)) HRESULT
+heap_alloc(hostmem_malloc *h, size_t size, EMemoryCriticalLevel level, void **out, uintptr_t caller,
+           const char *file, int line)
 {
     if (!out)
         return heap_fail(h, HOSTMEM_OP_malloc_alloc, E_POINTER, HOSTMEM_REASON_null_pointer, 0, size, level);
@@ -317,7 +323,8 @@ static HRESULT heap_alloc(hostmem_malloc *h, size_t size, EMemoryCriticalLevel l
         if (FAILED(hr = alloc_large(h, size, level, out)))
             goto failed;
     }
-    hostmem__trace_malloc_alloc(h, (uintptr_t)*out, size, level, caller, file, line);
+    if (unlikely(atomic_load_explicit((const _Atomic int *)hostmem__trace_malloc_alloc_on, RELAXED)))
+        hostmem__trace_malloc_alloc(h, (uintptr_t)*out, size, level, caller, file, line);
     return S_OK;
 failed:
     return heap_fail(h, HOSTMEM_OP_malloc_alloc, hr, HOSTMEM_REASON_limit_denied, 0, size, level);
@@ -373,18 +380,26 @@ HRESULT hostmem_malloc_free(hostmem_malloc *h, void *ptr)
     why = HOSTMEM_REASON_misaligned;
     if (p & 15)
         goto invalid;
-    why = HOSTMEM_REASON_foreign_pointer;
-    uintptr_t base = hostmem__heap_region_of(h, p);
-    if (!base)
-        goto invalid;
     size_t usable;
-    if (*(const uint32_t *)base == HEAP_KIND_LARGE) {
-        HRESULT hr = free_large(h, base, p, &usable);
-        if (FAILED(hr)) {
-            why = hr == E_INVALIDARG ? HOSTMEM_REASON_interior_pointer : HOSTMEM_REASON_double_free;
+    heap_cache *c = cache_get(h, eTaskCritical);
+    uintptr_t base;
+    unsigned slot = (unsigned)(p >> 20) & 3u;
+    if (!(likely(c) && p - (base = c->seg[slot]) < HEAP_SEGMENT)) {
+        why = HOSTMEM_REASON_foreign_pointer;
+        if (!(base = hostmem__heap_region_of(h, p)))
             goto invalid;
+        if (*(const uint32_t *)base == HEAP_KIND_LARGE) {
+            HRESULT hr = free_large(h, base, p, &usable);
+            if (FAILED(hr)) {
+                why = hr == E_INVALIDARG ? HOSTMEM_REASON_interior_pointer : HOSTMEM_REASON_double_free;
+                goto invalid;
+            }
+            goto done;
         }
-    } else {
+        if (c)
+            c->seg[slot] = base; /* a segment: it lives as long as the heap */
+    }
+    {
         heap_segment *seg = (heap_segment *)base;
         heap_span *s = &seg->span[(p - base) >> HEAP_SPAN_SHIFT];
         uint32_t cls1 = atomic_load_explicit(&s->cls1, memory_order_acquire);
@@ -407,23 +422,26 @@ HRESULT hostmem_malloc_free(hostmem_malloc *h, void *ptr)
             goto invalid;
         uint32_t cls = cls1 - 1;
         usable = bsize;
-        heap_cache *c = cache_get(h, eTaskCritical);
         if (likely(c)) {
             *(void **)p = c->bin[cls].head;
             c->bin[cls].head = (void *)p;
             cache_count(c, -1, -(int64_t)usable);
-            if (unlikely(++c->bin[cls].count >= cache_cap(cls)))
-                cache_flush_class(h, c, cls, cache_cap(cls) / 2);
+            if (unlikely(++c->bin[cls].count >= cache_cap(cls)) &&
+                cache_flush_class(h, c, cls, cache_cap(cls) / 2))
+                hostmem__heap_trim(h, HEAP_RETAIN / 2); /* no lock held here */
             if (unlikely(c->low_seen != low_count(h)))
                 heap_low(h, c);
         } else {
-            hostmem__heap_give(h, cls, (void *)p, 1);
+            if (hostmem__heap_give(h, cls, (void *)p, 1))
+                hostmem__heap_trim(h, HEAP_RETAIN / 2);
             heap_count(h, -1, -(int64_t)usable);
             if (atomic_load_explicit(&h->low_seen, RELAXED) != low_count(h))
                 heap_low(h, NULL);
         }
     }
-    hostmem__trace_malloc_free(h, p, usable, caller);
+done:
+    if (unlikely(atomic_load_explicit((const _Atomic int *)hostmem__trace_malloc_free_on, RELAXED)))
+        hostmem__trace_malloc_free(h, p, usable, caller);
     return S_OK;
 invalid:
     return heap_fail(h, HOSTMEM_OP_malloc_free, E_INVALIDARG, why, p, 0, -1);
@@ -460,6 +478,7 @@ HRESULT hostmem_create_malloc(hostmem_manager *m, DWORD malloc_type, hostmem_mal
     }
     hostmem_malloc *h = p;
     h->m = m;
+    h->low = &m->policy.low_count;
     h->id = atomic_fetch_add(&heap_next_id, 1);
     h->type = malloc_type;
     h->protect = (malloc_type & MALLOC_EXECUTABLE) ? PAGE_EXECUTE_READWRITE : PAGE_READWRITE;
@@ -518,7 +537,7 @@ HRESULT hostmem_malloc_trim(hostmem_malloc *h)
     heap_cache *c = cache_get(h, eTaskCritical);
     if (c)
         cache_flush(h, c);
-    hostmem__heap_trim(h);
+    hostmem__heap_trim(h, 0);
     return S_OK;
 }
 

@@ -34,6 +34,7 @@
 #define HEAP_CLASSES 36u
 #define HEAP_SMALL_MAX ((size_t)16384)
 #define HEAP_LARGE_OFFSET ((size_t)64) /* a large block starts this far into its region */
+#define HEAP_RETAIN ((size_t)4 << 20) /* free committed spans kept for reuse; more are decommitted */
 #define HEAP_META_SIZE ((size_t)1 << 20)
 #define HEAP_META_CHUNK ((size_t)65536) /* meta is committed a chunk at a time */
 #define HEAP_META_CHUNKS (HEAP_META_SIZE / HEAP_META_CHUNK)
@@ -98,6 +99,9 @@ typedef struct heap_cache {
     uint64_t low_seen;        /* manager's Low count when this cache last emptied */
     _Atomic int64_t live_blocks, live_bytes;
     struct heap_cache *next;  /* every cache of the heap (push only) */
+    /* Segments this thread found lately (segments live as long as the heap):
+     * a free inside one skips the lookup in the manager's map. */
+    uintptr_t seg[4];
     struct {
         void *head;
         uint32_t count;
@@ -106,6 +110,7 @@ typedef struct heap_cache {
 
 struct hostmem_malloc {
     hostmem_manager *m;
+    const _Atomic uint64_t *low; /* the manager's count of turns to Low */
     uint64_t id;              /* unique in the process, never reused */
     uint64_t key;             /* mixed into tags */
     DWORD type;               /* MALLOC_* */
@@ -118,6 +123,7 @@ struct hostmem_malloc {
     uint8_t chunk_state[HEAP_META_CHUNKS]; /* 0 reserved, 1 committing, 2 committed (pool_lock) */
     pthread_mutex_t pool_lock;
     heap_span *committed_spans, *uncommitted_spans; /* free spans (pool_lock) */
+    size_t free_committed;    /* bytes of committed_spans (pool_lock) */
     heap_segment *segments;
     heap_large *large;
     _Atomic size_t committed, reserved, segment_count, large_count;
@@ -129,8 +135,17 @@ struct hostmem_malloc {
 
 /* ---- heap_page.c -------------------------------------------------------- */
 /* Class of a size <= HEAP_SMALL_MAX, and the block size of a class. */
-uint32_t hostmem__heap_class(size_t size);
-uint32_t hostmem__heap_class_size(uint32_t cls);
+static inline uint32_t hostmem__heap_class(size_t size)
+{
+    if (size <= 128)
+        return size ? (uint32_t)((size - 1) >> 4) : 0; /* 16, 32, ... 128 */
+    /* Four classes per doubling: the top bit and the two below it. */
+    size_t s = size - 1;
+    uint32_t top = 63u - (uint32_t)__builtin_clzl(s);
+    return 8u + (top - 7u) * 4u + (uint32_t)((s >> (top - 2)) & 3u);
+}
+extern const uint32_t hostmem__heap_sizes[HEAP_CLASSES];
+static inline uint32_t hostmem__heap_class_size(uint32_t cls) { return hostmem__heap_sizes[cls]; }
 /* The block index of `off` bytes into a span of blocks of size `bsize`
  * (inverse `inv`), as off / bsize. */
 static inline uint32_t hostmem__heap_index(uintptr_t off, uint32_t inv)
@@ -143,11 +158,14 @@ uint32_t hostmem__heap_inverse(uint32_t bsize);
  * at `level`, with no lock held; 0 with *hr set when memory is refused. */
 uint32_t hostmem__heap_take(hostmem_malloc *h, uint32_t cls, uint32_t want, EMemoryCriticalLevel level,
                             void **out, HRESULT *hr);
-/* Give back `n` free blocks of class `cls` (linked, tags set). */
-void hostmem__heap_give(hostmem_malloc *h, uint32_t cls, void *list, uint32_t n);
-/* Decommit every free committed span (the pool's), with no lock held across
- * a manager call.  Returns the bytes decommitted. */
-size_t hostmem__heap_trim(hostmem_malloc *h);
+/* Give back `n` free blocks of class `cls` (linked, tags set).  True when the
+ * heap now keeps more than HEAP_RETAIN bytes of free committed spans: the
+ * caller, once it holds no lock, trims them (hostmem__heap_trim). */
+bool hostmem__heap_give(hostmem_malloc *h, uint32_t cls, void *list, uint32_t n);
+/* Decommit free committed spans (the pool's) until at most `keep` bytes of
+ * them remain, with no lock held across a manager call.  Returns the bytes
+ * decommitted. */
+size_t hostmem__heap_trim(hostmem_malloc *h, size_t keep);
 /* A region of the manager for the heap (reserve, then commit `commit` bytes of
  * it with `protect`); the region is tagged as the heap's.  S_OK or the
  * manager's HRESULT. */

@@ -19,23 +19,12 @@
 
 /* ---- size classes ------------------------------------------------------------ */
 
-uint32_t hostmem__heap_class(size_t size)
-{
-    if (size <= 128)
-        return size ? (uint32_t)((size - 1) >> 4) : 0; /* 16, 32, ... 128 */
-    /* Four classes per doubling: the top bit and the two below it. */
-    size_t s = size - 1;
-    uint32_t top = 63u - (uint32_t)__builtin_clzl(s);
-    return 8u + (top - 7u) * 4u + (uint32_t)((s >> (top - 2)) & 3u);
-}
-
-uint32_t hostmem__heap_class_size(uint32_t cls)
-{
-    if (cls < 8)
-        return (cls + 1) * 16;
-    uint32_t g = (cls - 8) / 4, i = (cls - 8) % 4;
-    return (128u << g) + (i + 1) * (32u << g);
-}
+#define HEAP_SIZES_4(g) (128u << g) + 1 * (32u << g), (128u << g) + 2 * (32u << g), \
+                        (128u << g) + 3 * (32u << g), (128u << g) + 4 * (32u << g)
+/* 16-byte steps to 128, then four classes per doubling up to 16 KiB. */
+const uint32_t hostmem__heap_sizes[HEAP_CLASSES] = {
+    16, 32, 48, 64, 80, 96, 112, 128, HEAP_SIZES_4(0), HEAP_SIZES_4(1), HEAP_SIZES_4(2),
+    HEAP_SIZES_4(3), HEAP_SIZES_4(4), HEAP_SIZES_4(5), HEAP_SIZES_4(6)};
 
 uint32_t hostmem__heap_inverse(uint32_t bsize)
 {
@@ -203,6 +192,7 @@ static heap_span *span_get(hostmem_malloc *h, EMemoryCriticalLevel level, HRESUL
     pthread_mutex_lock(&h->pool_lock);
     heap_span *s = list_pop(&h->committed_spans);
     if (s) {
+        h->free_committed -= span_end(s) - atomic_load_explicit(&s->start, RELAXED);
         s->state = HEAP_SPAN_BUSY;
         pthread_mutex_unlock(&h->pool_lock);
         return s;
@@ -298,7 +288,7 @@ uint32_t hostmem__heap_take(hostmem_malloc *h, uint32_t cls, uint32_t want, EMem
     return n;
 }
 
-void hostmem__heap_give(hostmem_malloc *h, uint32_t cls, void *list, uint32_t n)
+bool hostmem__heap_give(hostmem_malloc *h, uint32_t cls, void *list, uint32_t n)
 {
     heap_bin *b = &h->bin[cls];
     heap_span *emptied = NULL;
@@ -325,26 +315,33 @@ void hostmem__heap_give(hostmem_malloc *h, uint32_t cls, void *list, uint32_t n)
     }
     pthread_mutex_unlock(&b->lock);
     if (!emptied)
-        return;
+        return false;
     pthread_mutex_lock(&h->pool_lock);
     while (emptied) {
         heap_span *s = emptied;
         emptied = s->next;
         s->state = HEAP_SPAN_COMMITTED;
         list_push(&h->committed_spans, s);
+        h->free_committed += span_end(s) - atomic_load_explicit(&s->start, RELAXED);
     }
+    bool excess = h->free_committed > HEAP_RETAIN;
     pthread_mutex_unlock(&h->pool_lock);
+    return excess;
 }
 
 /* ---- giving memory back --------------------------------------------------------- */
 
-size_t hostmem__heap_trim(hostmem_malloc *h)
+size_t hostmem__heap_trim(hostmem_malloc *h, size_t keep)
 {
     pthread_mutex_lock(&h->pool_lock);
-    heap_span *list = h->committed_spans;
-    h->committed_spans = NULL;
-    for (heap_span *s = list; s; s = s->next)
+    heap_span *list = NULL;
+    while (h->committed_spans && h->free_committed > keep) {
+        heap_span *s = list_pop(&h->committed_spans);
+        h->free_committed -= span_end(s) - atomic_load_explicit(&s->start, RELAXED);
         s->state = HEAP_SPAN_BUSY;
+        s->next = list;
+        list = s;
+    }
     pthread_mutex_unlock(&h->pool_lock);
     size_t freed = 0;
     while (list) {
@@ -361,6 +358,7 @@ size_t hostmem__heap_trim(hostmem_malloc *h)
         } else {
             s->state = HEAP_SPAN_COMMITTED;
             list_push(&h->committed_spans, s);
+            h->free_committed += hi - lo;
         }
         pthread_mutex_unlock(&h->pool_lock);
     }

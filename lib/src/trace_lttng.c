@@ -506,6 +506,10 @@ void hostmem__trace_manager_destroy(const struct hostmem_manager *m, uint64_t re
 
 /* ---- the heap (H4) ------------------------------------------------------------ */
 
+/* The tracepoints' own state words (what lttng_ust_tracepoint_enabled reads). */
+const int *const hostmem__trace_malloc_alloc_on = &lttng_ust_tracepoint_hostmem___malloc_alloc.state;
+const int *const hostmem__trace_malloc_free_on = &lttng_ust_tracepoint_hostmem___malloc_free.state;
+
 void hostmem__trace_malloc_alloc(const struct hostmem_malloc *h, uintptr_t address, uint64_t size,
                                  int32_t level, uintptr_t caller, const char *file, int line)
 {
