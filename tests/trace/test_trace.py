@@ -63,6 +63,11 @@ SCHEMA = {
     "manager_destroy": {"seq", "manager", "regions", "reserved_bytes", "committed_bytes",
                         "unreturned_mappings", "unreturned_bytes"},
     "region_state": {"seq", "manager", "base", "region_size", "committed_bytes", "protect", "caller"},
+    "malloc_alloc": {"seq", "heap", "address", "size", "level", "level#", "caller", "file", "line"},
+    "malloc_free": {"seq", "heap", "address", "size", "caller"},
+    "malloc_create": {"seq", "manager", "heap", "type"},
+    "malloc_destroy": {"seq", "manager", "heap", "live_blocks", "live_bytes"},
+    "malloc_region": {"seq", "manager", "heap", "base", "size", "live"},
 }
 REGION_OPS = {"reserve", "commit", "decommit", "release", "protect", "reset", "reset_undo", "query"}
 
@@ -154,6 +159,8 @@ class Session:
                         labels = list(field.labels)
                         d[key] = labels[0] if labels else None
                         d[key + "#"] = int(field)
+                    elif isinstance(field, bt2._StringFieldConst):
+                        d[key] = str(field)
                     else:
                         d[key] = int(field)
                 events.append(d)
@@ -173,6 +180,14 @@ def run_workload(scenario, workload=None, **env):
     out = subprocess.run([workload or WORKLOAD, scenario], check=True, stdout=subprocess.PIPE,
                          env=workload_env(**env), timeout=TIMEOUT, text=True).stdout
     return [json.loads(line) for line in out.splitlines()]
+
+
+def analyze_json(trace_dir):
+    """The analysis's summary of a recorded trace (the installed-tree layout: analysis/ beside tests/)."""
+    tool = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "analysis", "hostmem-analyze")
+    out = subprocess.run([sys.executable, tool, "summary", "--json", trace_dir], check=True,
+                         stdout=subprocess.PIPE, timeout=TIMEOUT, text=True).stdout
+    return json.loads(out)
 
 
 def round_up(n, to):
@@ -397,6 +412,81 @@ class TraceTest(unittest.TestCase):
         self.assertEqual(set(names[:first_other]), {"region_state"})
         self.assertIn("query", names)
         self.expect(events[-1], "manager_destroy", regions=2)
+
+    def test_heap(self):
+        """H4: every heap call is an event with its heap, block, size, level and
+        caller (file and line for a debug allocation); refusals are failures;
+        the heap's regions are named; destroy reports what was still live; and
+        the analysis finds the leaks by call site and by file:line."""
+        with Session() as s:
+            lines = run_workload("heap")
+            s.stop()
+            events, discarded = s.read(lines[0]["pid"])
+            summary = analyze_json(s.path)
+        self.assertEqual(discarded, 0)
+        header, calls = lines[0], [l for l in lines[1:] if "call" in l]
+        self.assertEqual([e["seq"] for e in events], list(range(1, len(events) + 1)))
+        for e in events:
+            self.assertLessEqual(set(e) - {"event"}, SCHEMA[e["event"]], e)
+        heap = calls[0]["result"]
+        create = [e for e in events if e["event"] == "malloc_create"]
+        self.assertEqual(len(create), 1)
+        self.expect(create[0], "malloc_create", manager=header["manager"], heap=heap, type=1)
+        allocs = [e for e in events if e["event"] == "malloc_alloc"]
+        frees = [e for e in events if e["event"] == "malloc_free"]
+        filled = [l for l in lines if "filled" in l][0]["filled"]
+        self.assertEqual(len(allocs), 3 + filled)
+        self.assertEqual(len(frees), 2 + filled)  # NULL included, the refused one not
+        for e in allocs + frees:
+            self.assertEqual(e["heap"], heap)
+            self.assertTrue(header["text_lo"] <= e["caller"] < header["text_hi"],
+                            "caller %#x is not in the host's code: %r" % (e["caller"], e))
+        self.expect(allocs[0], "malloc_alloc", address=calls[1]["result"], size=100, level="task",
+                    file="", line=0)
+        self.expect(allocs[1], "malloc_alloc", address=calls[2]["result"], size=40,
+                    level="appdomain", file="workload.c", line=123)
+        self.expect(allocs[2], "malloc_alloc", address=calls[3]["result"], size=50000,
+                    level="process", file="", line=0)
+        self.expect(frees[0], "malloc_free", address=calls[1]["result"], size=112)
+        self.expect(frees[1], "malloc_free", address=0, size=0)
+        failures = [e for e in events if e["event"] == "failure"]
+        self.assertEqual([(f["op"], f["hr"], f["reason"]) for f in failures if f["op"].startswith("malloc")],
+                         [("malloc_free", "E_INVALIDARG", "foreign_pointer"),
+                          ("malloc_alloc", "E_OUTOFMEMORY", "limit_denied")])
+        # Every region the heap names is one the manager reserved for it.
+        reserved = {e["base"] for e in events if e["event"] == "reserve" and e["hr"] == "S_OK"}
+        regions = [e for e in events if e["event"] == "malloc_region"]
+        self.assertTrue(regions)
+        for r in regions:
+            if r["live"]:
+                self.assertIn(r["base"], reserved)
+        destroy = [e for e in events if e["event"] == "malloc_destroy"]
+        self.expect(destroy[0], "malloc_destroy", heap=heap, live_blocks=2, live_bytes=48 + 50000)
+        hp = summary["heap"]
+        self.assertEqual((hp["leaks"]["blocks"], hp["leaks"]["bytes"]), (2, 50040))
+        self.assertEqual([(e["file"], e["line"], e["blocks"]) for e in hp["leaks"]["by_file_line"]],
+                         [("workload.c", 123, 1)])
+        self.assertEqual(sum(e["blocks"] for e in hp["leaks"]["by_site"]), 2)
+        self.assertGreater(hp["peak_committed_bytes"], 3 << 20)
+        self.assertGreater(hp["share_of_committed"]["at_peak"], 0.9)
+
+    def test_heap_loglevel(self):
+        """The heap's events are DEBUG_SYSTEM: off at TRACE_INFO, on (without query) at
+        TRACE_DEBUG_SYSTEM."""
+        with Session(loglevel="TRACE_INFO") as s:
+            lines = run_workload("heap")
+            s.stop()
+            info, _ = s.read(lines[0]["pid"])
+        names = {e["event"] for e in info}
+        self.assertFalse(names & {"malloc_alloc", "malloc_free"}, names)
+        self.assertTrue({"malloc_create", "malloc_region", "malloc_destroy", "reserve"} <= names, names)
+        with Session(loglevel="TRACE_DEBUG_SYSTEM") as s:
+            lines = run_workload("heap")
+            s.stop()
+            debug, _ = s.read(lines[0]["pid"])
+        names = {e["event"] for e in debug}
+        self.assertTrue({"malloc_alloc", "malloc_free"} <= names, names)
+        self.assertNotIn("query", names)
 
     def test_loglevel(self):
         """query is a debug event: a session at INFO and above does not get it."""

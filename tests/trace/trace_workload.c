@@ -4,7 +4,7 @@
  * recorded.  It prints one JSON object per line on stdout: what it did and
  * what each call returned, so the checker can compare field by field.
  *
- *   trace_workload basic | limits | statedump | threads
+ *   trace_workload basic | limits | statedump | threads | heap
  *
  * statedump: after building its regions it prints {"ready": true} and waits
  * for a line on stdin (the checker starts its session meanwhile), then makes
@@ -271,6 +271,50 @@ static void forked(void)
     hostmem_destroy(m);
 }
 
+/* The manager's heap (CONTRACT H4): allocations, a debug allocation, frees,
+ * refused calls, a limit reached, a destroy with blocks still live. */
+static void heap(void)
+{
+    hostmem_config c;
+    hostmem_config_init(&c);
+    c.commit_limit = 4u << 20;
+    hostmem_manager *m;
+    CHECK(hostmem_create(&c, &m) == S_OK);
+    emit_header("heap", m);
+    hostmem_malloc *h;
+    HRESULT hr = hostmem_create_malloc(m, MALLOC_THREADSAFE, &h);
+    CHECK(hr == S_OK);
+    emit("create_malloc", NULL, MALLOC_THREADSAFE, hr, h);
+    void *a, *d, *big, *x;
+    CHECK((hr = hostmem_malloc_alloc(h, 100, eTaskCritical, &a)) == S_OK);
+    emit("malloc_alloc", NULL, 100, hr, a);
+    CHECK((hr = hostmem_malloc_debug_alloc(h, 40, eAppDomainCritical, "workload.c", 123, &d)) == S_OK);
+    emit("malloc_debug_alloc", NULL, 40, hr, d);
+    CHECK((hr = hostmem_malloc_alloc(h, 50000, eProcessCritical, &big)) == S_OK);
+    emit("malloc_alloc", NULL, 50000, hr, big);
+    CHECK((hr = hostmem_malloc_free(h, a)) == S_OK);
+    emit("malloc_free", a, 0, hr, NULL);
+    int on_stack;
+    hr = hostmem_malloc_free(h, &on_stack);
+    CHECK(hr == E_INVALIDARG);
+    emit("malloc_free", &on_stack, 0, hr, NULL);
+    CHECK((hr = hostmem_malloc_free(h, NULL)) == S_OK);
+    emit("malloc_free", NULL, 0, hr, NULL);
+    /* Task level until the ceiling refuses; then all of it back. */
+    void *blocks[2048];
+    size_t n = 0;
+    while (n < 2048 && (hr = hostmem_malloc_alloc(h, 4000, eTaskCritical, &x)) == S_OK)
+        blocks[n++] = x;
+    CHECK(hr == E_OUTOFMEMORY);
+    emit("malloc_alloc", NULL, 4000, hr, NULL);
+    printf("{\"filled\": %zu}\n", n);
+    while (n)
+        CHECK(hostmem_malloc_free(h, blocks[--n]) == S_OK);
+    hostmem_malloc_destroy(h); /* d and big still live: leaks */
+    emit("malloc_destroy", h, 0, S_OK, NULL);
+    hostmem_destroy(m);
+}
+
 int main(int argc, char **argv)
 {
     page = (size_t)sysconf(_SC_PAGESIZE);
@@ -286,8 +330,10 @@ int main(int argc, char **argv)
         threads();
     else if (strcmp(s, "fork") == 0)
         forked();
+    else if (strcmp(s, "heap") == 0)
+        heap();
     else {
-        fprintf(stderr, "usage: %s basic|limits|statedump|threads|fork\n", argv[0]);
+        fprintf(stderr, "usage: %s basic|limits|statedump|threads|fork|heap\n", argv[0]);
         return 2;
     }
     return 0;
