@@ -23,7 +23,12 @@
 
 #define MiB ((size_t)1 << 20)
 #define THREADS 4
-#define HALLOC(h, size, level, out) hostmem_malloc_debug_alloc(h, size, level, __FILE__, __LINE__, out)
+#ifdef __FILE_NAME__ /* the file name alone, not the build machine's path */
+#define DEMO_FILE __FILE_NAME__
+#else
+#define DEMO_FILE __FILE__
+#endif
+#define HALLOC(h, size, level, out) hostmem_malloc_debug_alloc(h, size, level, DEMO_FILE, __LINE__, out)
 
 static hostmem_malloc *heap;
 static bool quiet;

@@ -325,7 +325,7 @@ int hm_heap_run(const uint8_t *data, size_t size, const hm_run_opts *opts, hm_ru
             op_alloc(r, usable_of(v % 16385) + (a & 1), level_of(a), false);
             break;
         case 6:
-            op_alloc(r, 16385 + (size_t)v * 4, level_of(a), a & 8);
+            op_alloc(r, 16385 + (size_t)v % 49152, level_of(a), a & 8);
             break;
         case 7:
             if (a == 0xff)

@@ -134,6 +134,8 @@ static void *producer(void *arg)
         while (atomic_load_explicit(&ring.slot[k], memory_order_acquire) &&
                !atomic_load_explicit(&stop, memory_order_relaxed))
             ;
+        if (atomic_load_explicit(&ring.slot[k], memory_order_acquire))
+            break; /* stopped with the slot still full: it keeps its block */
         size_t n = pick_size(&s);
         unsigned char *p = get(n, eTaskCritical);
         if (!p)

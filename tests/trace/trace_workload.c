@@ -294,10 +294,10 @@ static void heap(void)
     emit("malloc_alloc", NULL, 50000, hr, big);
     CHECK((hr = hostmem_malloc_free(h, a)) == S_OK);
     emit("malloc_free", a, 0, hr, NULL);
-    int on_stack;
-    hr = hostmem_malloc_free(h, &on_stack);
+    _Alignas(16) char on_stack[16];
+    hr = hostmem_malloc_free(h, on_stack);
     CHECK(hr == E_INVALIDARG);
-    emit("malloc_free", &on_stack, 0, hr, NULL);
+    emit("malloc_free", on_stack, 0, hr, NULL);
     CHECK((hr = hostmem_malloc_free(h, NULL)) == S_OK);
     emit("malloc_free", NULL, 0, hr, NULL);
     /* Task level until the ceiling refuses; then all of it back. */
