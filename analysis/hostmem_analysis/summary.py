@@ -56,7 +56,7 @@ def _sites(entries, key_bytes):
 
 
 def _heap_json(hs, sites, peak_committed, end_committed):
-    """Heap figures (CONTRACT H4): leaks by call site and by file:line, share of committed."""
+    """Heap figures (H4): leaks by call site and by file:line, share of committed."""
     by_site, by_line = {}, {}
     for b in hs.leaks:
         site = sites.get(b.caller, "?")

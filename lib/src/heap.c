@@ -1,5 +1,5 @@
 /*
- * heap.c: IHostMalloc, the manager's own heap (CONTRACT H1-H4): the entry
+ * heap.c: IHostMalloc, the manager's own heap (H1-H4): the entry
  * points and the per-thread caches in front of the bins (heap_page.c).
  *
  * Fast path.  Each thread has a cache per heap: a stack of free blocks per

@@ -1,5 +1,5 @@
 /*
- * heap.h: the manager's own heap (IHostMalloc, CONTRACT H1-H4), its words and
+ * heap.h: the manager's own heap (IHostMalloc, H1-H4), its words and
  * structures.  heap.c holds the entry points and the per-thread caches,
  * heap_page.c the segments, spans and bins behind them.
  *

@@ -1,5 +1,5 @@
 /*
- * heap_page.c: where the heap's blocks come from (CONTRACT H3).  Segments are
+ * heap_page.c: where the heap's blocks come from (H3).  Segments are
  * regions of the heap's manager, reserved and committed through the public
  * entry points, so the commit limit, the critical levels, the memory state
  * and the trace see every byte the heap holds, at the level of the allocation
@@ -9,7 +9,7 @@
  * Locks: a bin's lock guards its spans' free lists; the pool lock guards the
  * free spans, the segment and large lists and the meta chunks.  Order: bin,
  * then pool.  No lock is held across a call into the manager (which may
- * trace and notify, CONTRACT A5), and nothing here calls the process heap.
+ * trace and notify, A5), and nothing here calls the process heap.
  */
 #include <string.h>
 

@@ -82,7 +82,7 @@ void hostmem__trace_manager_destroy(const struct hostmem_manager *m, uint64_t re
                                     uint64_t reserved_bytes, uint64_t committed_bytes,
                                     uint64_t unreturned_mappings, uint64_t unreturned_bytes);
 
-/* The heap (CONTRACT H4).  Each returns at once when its event is off; the
+/* The heap (H4).  Each returns at once when its event is off; the
  * heap's fast paths test these first, so a disabled event costs a load and a
  * branch and no call. */
 struct hostmem_malloc;

@@ -1,4 +1,4 @@
-/* CONTRACT H1-H3: the manager's heap (IHostMalloc) through the public header:
+/* H1-H3: the manager's heap (IHostMalloc) through the public header:
  * arguments, alignment, bad frees, executable heaps, memory drawn from the
  * manager under its commit limit and levels, Low, destroy. */
 #include "util.h"

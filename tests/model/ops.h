@@ -42,7 +42,7 @@ typedef struct hm_run_stats {
  * with the last calls).  `stats` may be NULL. */
 int hm_run(const uint8_t *data, size_t size, const hm_run_opts *opts, hm_run_stats *stats);
 
-/* The heap (CONTRACT H1-H3) against its model, from the same kind of bytes
+/* The heap (H1-H3) against its model, from the same kind of bytes
  * (heap_ops.c).  0: agreed; 1: a difference, reported on stderr. */
 int hm_heap_run(const uint8_t *data, size_t size, const hm_run_opts *opts, hm_run_stats *stats);
 

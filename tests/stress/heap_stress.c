@@ -1,5 +1,5 @@
 /*
- * heap_stress: the heap (CONTRACT H2-H3) under concurrency, as a plain
+ * heap_stress: the heap (H2-H3) under concurrency, as a plain
  * program (Criterion cannot run under TSan).  For HOSTMEM_STRESS_SECONDS
  * (default 2), on one thread-safe heap of a manager with a commit limit:
  *

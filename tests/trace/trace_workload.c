@@ -271,7 +271,7 @@ static void forked(void)
     hostmem_destroy(m);
 }
 
-/* The manager's heap (CONTRACT H4): allocations, a debug allocation, frees,
+/* The manager's heap (H4): allocations, a debug allocation, frees,
  * refused calls, a limit reached, a destroy with blocks still live. */
 static void heap(void)
 {

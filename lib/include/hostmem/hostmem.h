@@ -253,7 +253,7 @@ HOSTMEM_API HRESULT hostmem_acquired_virtual_address_space(hostmem_manager *m, v
 HOSTMEM_API HRESULT hostmem_released_virtual_address_space(hostmem_manager *m, void *start);
 HOSTMEM_API HRESULT hostmem_get_stats(hostmem_manager *m, hostmem_stats *out);
 
-/* ---- the manager's heap (CONTRACT H1-H4, IHostMalloc) ------------------ */
+/* ---- the manager's heap (H1-H4, IHostMalloc) ------------------ */
 #ifndef MALLOC_THREADSAFE
 #define MALLOC_THREADSAFE 0x1 /* any thread may call at any time (else one at a time) */
 #endif
