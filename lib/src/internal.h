@@ -8,6 +8,10 @@
  *   region) -> page_runs.c (page state as runs) -> protect.c (PAGE_* rules) ->
  *   os.h / os_linux.c (the kernel) ; hresult.c (code tables) ; trace.h (events).
  *
+ * The manager's heap (IHostMalloc) sits on top, through the public entry
+ * points: heap.h (its words, structures and cross-file declarations), heap.c
+ * (entry points, per-thread caches) -> heap_page.c (segments, spans, bins).
+ *
  * Rule numbers in comments (A3, S4, P7, T1...) are those of docs/ (docs/README.md
  * says which page defines each).
  */

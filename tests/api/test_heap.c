@@ -196,7 +196,7 @@ Test(h1_h2_heap_api, concurrent_double_free_has_one_winner)
 {
     hostmem_manager *m = mk(NULL);
     hostmem_malloc *h = mkheap(m, MALLOC_THREADSAFE);
-    for (int round = 0; round < 200; round++) {
+    for (int round = 0; round < 60; round++) {
         race a = {.h = h}, b = {.h = h};
         a.p = b.p = halloc(h, 32 + (round % 3) * 40000, eTaskCritical);
         pthread_t t;
