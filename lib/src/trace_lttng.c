@@ -515,9 +515,9 @@ void hostmem__trace_malloc_alloc(const struct hostmem_malloc *h, uintptr_t addre
 {
     if (!TP_ON(malloc_alloc))
         return;
-    lttng_ust_do_tracepoint(hostmem, malloc_alloc, trace_next_seq(), (uint64_t)(uintptr_t)h,
-                            (uint64_t)address, size, level, (uint64_t)caller, file ? file : "",
-                            (int32_t)line);
+    TRACE_EMIT(lttng_ust_do_tracepoint(hostmem, malloc_alloc, trace_next_seq(), (uint64_t)(uintptr_t)h,
+                                       (uint64_t)address, size, level, (uint64_t)caller,
+                                       file ? file : "", (int32_t)line));
 }
 
 void hostmem__trace_malloc_free(const struct hostmem_malloc *h, uintptr_t address, uint64_t size,
@@ -525,8 +525,8 @@ void hostmem__trace_malloc_free(const struct hostmem_malloc *h, uintptr_t addres
 {
     if (!TP_ON(malloc_free))
         return;
-    lttng_ust_do_tracepoint(hostmem, malloc_free, trace_next_seq(), (uint64_t)(uintptr_t)h,
-                            (uint64_t)address, size, (uint64_t)caller);
+    TRACE_EMIT(lttng_ust_do_tracepoint(hostmem, malloc_free, trace_next_seq(), (uint64_t)(uintptr_t)h,
+                                       (uint64_t)address, size, (uint64_t)caller));
 }
 
 void hostmem__trace_malloc_heap(const struct hostmem_manager *m, const struct hostmem_malloc *h,
@@ -536,11 +536,11 @@ void hostmem__trace_malloc_heap(const struct hostmem_manager *m, const struct ho
     if (created ? !TP_ON(malloc_create) : !TP_ON(malloc_destroy))
         return;
     if (created)
-        lttng_ust_do_tracepoint(hostmem, malloc_create, trace_next_seq(), trace_manager_id(m),
-                                (uint64_t)(uintptr_t)h, type);
+        TRACE_EMIT(lttng_ust_do_tracepoint(hostmem, malloc_create, trace_next_seq(), trace_manager_id(m),
+                                           (uint64_t)(uintptr_t)h, type));
     else
-        lttng_ust_do_tracepoint(hostmem, malloc_destroy, trace_next_seq(), trace_manager_id(m),
-                                (uint64_t)(uintptr_t)h, live_blocks, live_bytes);
+        TRACE_EMIT(lttng_ust_do_tracepoint(hostmem, malloc_destroy, trace_next_seq(), trace_manager_id(m),
+                                           (uint64_t)(uintptr_t)h, live_blocks, live_bytes));
 }
 
 void hostmem__trace_malloc_region(const struct hostmem_manager *m, const struct hostmem_malloc *h,
@@ -548,6 +548,6 @@ void hostmem__trace_malloc_region(const struct hostmem_manager *m, const struct 
 {
     if (!TP_ON(malloc_region))
         return;
-    lttng_ust_do_tracepoint(hostmem, malloc_region, trace_next_seq(), trace_manager_id(m),
-                            (uint64_t)(uintptr_t)h, (uint64_t)base, size, (uint8_t)live);
+    TRACE_EMIT(lttng_ust_do_tracepoint(hostmem, malloc_region, trace_next_seq(), trace_manager_id(m),
+                                       (uint64_t)(uintptr_t)h, (uint64_t)base, size, (uint8_t)live));
 }
