@@ -427,7 +427,7 @@ class TraceTest(unittest.TestCase):
         header, calls = lines[0], [l for l in lines[1:] if "call" in l]
         self.assertEqual([e["seq"] for e in events], list(range(1, len(events) + 1)))
         for e in events:
-            self.assertLessEqual(set(e) - {"event"}, SCHEMA[e["event"]], e)
+            self.assertEqual(set(e) - {"event", "_end"}, SCHEMA[e["event"]], e)
         heap = calls[0]["result"]
         create = [e for e in events if e["event"] == "malloc_create"]
         self.assertEqual(len(create), 1)
