@@ -267,6 +267,11 @@ static bool judge(thr *t, const char *what, HRESULT hr, unsigned accept, long fa
     }
     t->faulted++;
     if (hr == E_FAIL) {
+        /* Unrecoverable only when the restoring call failed too: one injected
+         * fault (nothing done, or half a range done) can always be undone. */
+        if (J->injected_here() - faults_before < 2)
+            problem(t, "%s: E_FAIL after a single injected fault (P7: only when the state cannot be restored)",
+                    what);
         atomic_fetch_add(&efails, 1);
         atomic_store(&broken, 1);
         return false;
