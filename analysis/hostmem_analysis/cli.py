@@ -7,6 +7,7 @@ import sys
 import time
 
 from . import model as model_mod
+from . import progress
 from . import summary as summary_mod
 
 
@@ -18,22 +19,36 @@ class UsageError(Exception):
 EXIT_DAMAGED = 3
 
 
-def load(paths, temporary_ms=None, stats=None):
-    """Read the traces under `paths` and return (model, summary dict)."""
+def load(paths, temporary_ms=None, stats=None, jobs=None, scheduler=None):
+    """Read the traces under `paths` and return (model, summary dict).
+
+    Several trace directories are read apart and merged (fleet.py): on
+    `jobs` local processes (default: every core), or on the Dask cluster
+    at `scheduler`.  One directory is read here, in this process."""
     try:
         from . import reader  # bt2 is needed only here: diff and the unit tests run without it
     except ImportError as e:
         raise UsageError("cannot import babeltrace2's Python bindings (%s): install python3-bt2 "
                          "and run with /usr/bin/python3" % e)
     tns = model_mod.DEFAULT_TEMPORARY_NS if temporary_ms is None else int(temporary_ms * 1e6)
-    m = model_mod.Model(temporary_ns=tns)
     t0 = time.monotonic()
     n = 0
-    feed = m.feed
-    trust = reader.new_trust()
-    for ev in reader.read(paths, model_mod.FIELDS, trust):
-        feed(ev)
-        n += 1
+    dirs, _ = reader.unique_traces(paths)
+    if scheduler or (len(dirs) > 1 and jobs != 1):
+        from . import fleet
+        try:
+            m = fleet.run(paths, tns, jobs=jobs, scheduler=scheduler)
+        except RuntimeError as e:
+            raise UsageError(str(e))
+        trust = m.input_trust
+        n = m.all.events
+    else:
+        m = model_mod.Model(temporary_ns=tns)
+        feed = m.feed
+        trust = reader.new_trust()
+        for ev in progress.wrap(reader.read(paths, model_mod.FIELDS, trust), dirs):
+            feed(ev)
+            n += 1
     t1 = time.monotonic()
     if m.all.events == 0:
         raise reader.TraceError("%s: no hostmem events in the trace (was 'hostmem:*' enabled, "
@@ -59,7 +74,7 @@ def _say_input_trust(trust):
 
 def _summary(args):
     stats = {}
-    _, s = load(args.traces, args.temporary_ms, stats)
+    _, s = load(args.traces, args.temporary_ms, stats, args.jobs, args.scheduler)
     if args.json:
         json.dump(s, sys.stdout, indent=2, sort_keys=False)
         sys.stdout.write("\n")
@@ -75,7 +90,7 @@ def _summary(args):
 def _report(args):
     from . import report
     stats = {}
-    m, s = load(args.traces, args.temporary_ms, stats)
+    m, s = load(args.traces, args.temporary_ms, stats, args.jobs, args.scheduler)
     index = report.write(m, s, args.output)
     if not args.quiet:
         sys.stdout.write(summary_mod.format_text(s))
@@ -106,6 +121,11 @@ def parser():
                         help="trace directory (an lttng output or relayd tree; several allowed)")
     common.add_argument("--temporary-ms", type=float, default=None,
                         help="a region released within this many ms is temporary (default 100)")
+    common.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
+                        help="trace directories read in parallel (default: every core)")
+    common.add_argument("--scheduler", metavar="ADDRESS",
+                        help="read the trace directories on this Dask distributed scheduler "
+                             "(e.g. tcp://host:8786)")
     s = sub.add_parser("summary", parents=[common], help="print what happened")
     s.add_argument("--json", action="store_true", help="one JSON object (R1 in docs/analysis.md)")
     s.add_argument("--speed", action="store_true", help="print events/s read on stderr")

@@ -146,6 +146,19 @@ def _check_stream(path, uuid_bytes):
     return off, None
 
 
+def identify(trace_dir):
+    """The identity of a trace (metadata UUID and stream names), or None."""
+    try:
+        text, _ = _read_metadata(os.path.join(trace_dir, "metadata"))
+    except OSError:
+        return None, None
+    m = _UUID_TEXT.search(text)
+    if not m:
+        return None, None
+    uuid = m.group(1).lower()
+    return (uuid, tuple(sorted(os.path.basename(s) for s in _stream_files(trace_dir)))), uuid
+
+
 def check(trace_dir):
     """Check one trace directory (one holding `metadata`); returns Checked."""
     c = Checked(trace_dir)

@@ -371,6 +371,43 @@ class Stats:
             self.heap.committed_at_peak = self.heap.committed
 
 
+    def merge(self, other, series=True):
+        """Add another Stats' figures (R7: partial results merge exactly).
+
+        `series`: also take over its totals over time (a process, which
+        lives in one part); the fleet-wide series is rebuilt by fleet.py."""
+        self.events += other.events
+        for src, dst in ((other.events_by_name, self.events_by_name),
+                         (other.failures, self.failures), (other.decisions, self.decisions),
+                         (other.state_ns, self.state_ns), (other.size_hist, self.size_hist),
+                         (other.address_space, self.address_space)):
+            for k, v in src.items():
+                dst[k] = dst.get(k, 0) + v
+        self.commit_limits |= other.commit_limits
+        if other.first_ts is not None and (self.first_ts is None or other.first_ts < self.first_ts):
+            self.first_ts = other.first_ts
+        if other.last_ts is not None and (self.last_ts is None or other.last_ts > self.last_ts):
+            self.last_ts = other.last_ts
+        for op, st in other.ops.items():
+            self.ops[op].merge(st)
+        self.decision_wait_ns += other.decision_wait_ns
+        self.failure_marks.extend(other.failure_marks)
+        self.state_changes.extend(other.state_changes)
+        self.leaks.extend(other.leaks)
+        self.leaks_at_destroy.extend(other.leaks_at_destroy)
+        for c, (n, b) in other.temporary.items():
+            t = self.temporary.setdefault(c, [0, 0])
+            t[0] += n
+            t[1] += b
+        self.temporary_life.merge(other.temporary_life)
+        self.lifetimes += other.lifetimes
+        self.untracked += other.untracked
+        self.managers += other.managers
+        if series:
+            for t, r, c in zip(other.t_ts, other.t_reserved, other.t_committed):
+                self.move(t, r - self.reserved, c - self.committed)
+        return self
+
     def _halve_samples(self):
         """Keep memory bounded: pairs of samples become one, the pair's first
         time and each series' maximum (the envelope a plot draws); the last
@@ -430,6 +467,22 @@ class Process(Stats):
             return 0
         return max(0, self.seq_max - self.seq_min + 1 - self.seq_count)
 
+    def merge(self, other, series=True):
+        super().merge(other, series)
+        self.procname = self.procname or other.procname
+        self.managers_by_addr.update(other.managers_by_addr)
+        if other.seq_count:
+            if self.seq_count:
+                self.seq_min = min(self.seq_min, other.seq_min)
+                self.seq_max = max(self.seq_max, other.seq_max)
+            else:
+                self.seq_min, self.seq_max = other.seq_min, other.seq_max
+            self.seq_count += other.seq_count
+        self.discarded_events += other.discarded_events
+        self.discarded_packets += other.discarded_packets
+        self.objects.update(other.objects)
+        return self
+
     def label(self):
         name = self.procname or "?"
         pid = "?" if self.pid is None else self.pid
@@ -439,10 +492,12 @@ class Process(Stats):
 class Model:
     """Feed events with `feed` (time order), then call `finish`."""
 
-    def __init__(self, temporary_ns=DEFAULT_TEMPORARY_NS):
+    def __init__(self, temporary_ns=DEFAULT_TEMPORARY_NS, keep_all_samples=False):
         self.temporary_ns = temporary_ns
         self.processes = {}
-        self.all = Stats(keep_samples=False)  # plots draw processes, not the sum
+        # Plots draw processes, not the sum; a part of a fleet keeps the
+        # sum's samples too, for the merge (fleet.py).
+        self.all = Stats(keep_samples=keep_all_samples)
         self._last_key = None
         self._last_proc = None
         self.discarded_events = 0

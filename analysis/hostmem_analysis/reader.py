@@ -295,6 +295,26 @@ def new_trust():
     return {"damage": [], "duplicates": [], "stopped": []}
 
 
+def unique_traces(paths):
+    """(trace directories under `paths`, each trace once; duplicate notes)."""
+    dirs, dups, by_real, by_key = [], [], {}, {}
+    for p in paths:
+        for d in find_traces(p):
+            real = os.path.realpath(d)
+            if real in by_real:
+                dups.append("%s: the same trace as %s, read once" % (d, by_real[real]))
+                continue
+            by_real[real] = d
+            key, uuid = ctfcheck.identify(d)
+            if key is not None and key in by_key:
+                dups.append("%s: the same trace as %s (uuid %s), read once" % (d, by_key[key], uuid))
+                continue
+            if key is not None:
+                by_key[key] = d
+            dirs.append(d)
+    return dirs, dups
+
+
 def _check_all(paths, trust):
     """Checked traces under `paths`, each trace once."""
     dirs = []

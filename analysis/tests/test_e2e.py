@@ -405,6 +405,47 @@ class DamagedInput(unittest.TestCase):
             self.assertTrue(got["trust"]["complete"])
 
 
+class Fleet(unittest.TestCase):
+    """R7: several trace directories read apart (local processes, a Dask
+    cluster) and merged give what one reader of all of them finds."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="hostmem-analysis-fleet.")
+        cls.traces = []
+        for i in range(3):
+            t = os.path.join(cls.tmp, "host%d" % i)
+            record(t, ("churn", str(200 * (i + 1))))
+            cls.traces.append(t)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def summary(self, *extra):
+        r = analyze("summary", "--json", *extra, *self.traces)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return json.loads(r.stdout)
+
+    def test_local_processes_equal_one_reader(self):
+        serial = self.summary("--jobs", "1")
+        self.assertEqual(serial["ops"]["reserve"]["count"], 1200)
+        self.assertEqual(len(serial["processes"]), 3)
+        self.assertEqual(self.summary("--jobs", "2"), serial)
+
+    def test_dask_local_cluster_equals_one_reader(self):
+        try:
+            from distributed import LocalCluster
+        except ImportError:
+            self.skipTest("python3-distributed is not installed")
+        serial = self.summary("--jobs", "1")
+        work = os.path.join(self.tmp, "dask")
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                          dashboard_address=None, local_directory=work) as cluster:
+            got = self.summary("--scheduler", cluster.scheduler_address)
+        self.assertEqual(got, serial)
+
+
 if __name__ == "__main__":
     if not HOST or not os.path.exists(HOST):
         sys.stderr.write("HOSTMEM_SCRIPTED_HOST is not set to the scripted host\n")

@@ -493,6 +493,46 @@ class BoundedTest(unittest.TestCase):
         self.assertEqual(s["temporary"]["regions"], 3 * model.MAX_SAMPLES)
 
 
+class FleetMergeTest(unittest.TestCase):
+    """R7: traces analysed apart and merged give what one reader of all finds."""
+
+    def hosts(self):
+        a = Host(pid=1, host="a", manager=0x10)
+        b = Host(pid=2, host="b", manager=0x20, t0=1_000_000_500)
+        for i in range(300):
+            h = a if i % 3 else b
+            base = 0x100000 + (i % 7) * 0x100000
+            h.reserve(base, (1 + i % 5) * 64 * KiB, caller=0x40 + i % 4)
+            h.commit(base, 64 * KiB)
+            if i % 11:
+                h.release(base, (1 + i % 5) * 64 * KiB, 64 * KiB, dt=10_000 * (i % 13))
+        a.fail("commit", 0x100000, 4 * MiB, "E_OUTOFMEMORY", "limit_denied")
+        b.ev("manager_destroy", regions=0, reserved_bytes=0, committed_bytes=0)
+        return a, b
+
+    def test_merge_equals_one_reader(self):
+        from hostmem_analysis import fleet
+        a, b = self.hosts()
+        _, serial = replay(a, b)
+        parts = []
+        for h in (a, b):
+            m = model.Model(keep_all_samples=True).feed_all(sorted(h.events, key=lambda e: e["ts"]))
+            parts.append(m.finish())
+        # Any order of parts gives the same result.
+        for order in (parts, parts[::-1]):
+            merged = summary.build(fleet.merge(order))
+            self.assertEqual(json.dumps(merged, sort_keys=True), json.dumps(serial, sort_keys=True))
+
+    def test_parts_survive_pickling(self):
+        import pickle
+        from hostmem_analysis import fleet
+        a, b = self.hosts()
+        parts = [pickle.loads(pickle.dumps(
+            model.Model(keep_all_samples=True).feed_all(h.events).finish())) for h in (a, b)]
+        _, serial = replay(a, b)
+        self.assertEqual(summary.build(fleet.merge(parts))["ops"], serial["ops"])
+
+
 class DiffTest(unittest.TestCase):
     def _summary(self, latency, failures):
         h = Host()

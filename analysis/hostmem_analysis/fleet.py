@@ -1,0 +1,123 @@
+"""Many traces at once (R7): each trace directory is analysed on its own,
+on the local cores or on a Dask distributed cluster, and the partial models
+merge into one.
+
+A partial model holds nothing that grows with events (model.py): counts,
+sums, mergeable latency histograms, live regions and leaks, per-call-site
+temporaries, and bounded samples of the totals.  Merging adds counts and
+histograms, concatenates leaks, keeps processes apart (a process lives in
+one trace directory), and rebuilds the fleet-wide totals over time from each
+part's own series, so the merged peak is the peak of the sum, as one reader
+over every trace would find it (exact while each part kept every sample;
+past 16384 changes a part's series is thinned to its envelope, and the peak
+can only be overestimated by the thinning).
+"""
+
+import heapq
+import io
+import os
+import zipfile
+
+from . import model as model_mod
+
+
+def analyse_one(path, temporary_ns=model_mod.DEFAULT_TEMPORARY_NS):
+    """Read one trace directory into a finished model (runs in a worker)."""
+    from . import reader
+    m = model_mod.Model(temporary_ns=temporary_ns, keep_all_samples=True)
+    trust = reader.new_trust()
+    for ev in reader.read([path], model_mod.FIELDS, trust):
+        m.feed(ev)
+    m.finish()
+    m.input_trust = trust
+    return m
+
+
+def merge(models, temporary_ns=model_mod.DEFAULT_TEMPORARY_NS):
+    """One finished model from finished partial models."""
+    out = model_mod.Model(temporary_ns=temporary_ns, keep_all_samples=True)
+    out.finished = True
+    out.input_trust = {"damage": [], "duplicates": [], "stopped": []}
+    for m in models:
+        out.discarded_events += m.discarded_events
+        out.discarded_packets += m.discarded_packets
+        out.other_events += m.other_events
+        for key, p in m.processes.items():
+            q = out.processes.get(key)
+            if q is None:
+                out.processes[key] = p
+            else:
+                q.merge(p)
+        out.all.merge(m.all, series=False)
+        t = getattr(m, "input_trust", None) or {}
+        for k in out.input_trust:
+            out.input_trust[k].extend(t.get(k, []))
+    _sum_series(out.all, [m.all for m in models])
+    return out
+
+
+def _sum_series(dst, parts):
+    """dst's totals over time = the sum of the parts' step series."""
+    cur_r = [0] * len(parts)
+    cur_c = [0] * len(parts)
+    def samples(i, st):
+        for t, r, c in zip(st.t_ts, st.t_reserved, st.t_committed):
+            yield t, i, r, c
+    streams = [samples(i, st) for i, st in enumerate(parts)]
+    dst.peak_reserved = dst.peak_committed = 0
+    dst.peak_reserved_ts = dst.peak_committed_ts = None
+    dst.t_ts = type(dst.t_ts)("q")
+    dst.t_reserved = type(dst.t_reserved)("q")
+    dst.t_committed = type(dst.t_committed)("q")
+    dst.reserved = dst.committed = 0
+    for t, i, r, c in heapq.merge(*streams):
+        dr, dc = r - cur_r[i], c - cur_c[i]
+        cur_r[i], cur_c[i] = r, c
+        dst.move(t, dr, dc)
+
+
+def _package_zip():
+    """The hostmem_analysis package as a zip, for Dask workers to import."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name in sorted(os.listdir(here)):
+            if name.endswith(".py"):
+                z.write(os.path.join(here, name), "hostmem_analysis/" + name)
+    return buf.getvalue()
+
+
+def run(paths, temporary_ns, jobs=None, scheduler=None):
+    """Finished merged model of the trace directories under `paths`."""
+    from . import reader
+    dirs, dups = reader.unique_traces(paths)
+    if scheduler:
+        parts = _run_dask(dirs, temporary_ns, scheduler)
+    elif (jobs or os.cpu_count() or 1) > 1 and len(dirs) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(max_workers=min(len(dirs), jobs or os.cpu_count() or 1)) as ex:
+            parts = list(ex.map(analyse_one, dirs, [temporary_ns] * len(dirs)))
+    else:
+        parts = [analyse_one(d, temporary_ns) for d in dirs]
+    m = merge(parts, temporary_ns)
+    m.input_trust["duplicates"][:0] = dups
+    return m
+
+
+def _run_dask(dirs, temporary_ns, address):
+    try:
+        from distributed import Client
+    except ImportError as e:
+        raise RuntimeError("--scheduler needs Dask distributed (python3-distributed): %s" % e)
+    import tempfile
+    client = Client(address)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            z = os.path.join(tmp, "hostmem_analysis.zip")
+            with open(z, "wb") as f:
+                f.write(_package_zip())
+            client.upload_file(z)
+        futures = client.map(analyse_one, dirs, temporary_ns=temporary_ns, pure=False)
+        return client.gather(futures)
+    finally:
+        client.close()

@@ -1,0 +1,169 @@
+#!/usr/bin/python3
+"""analysis_bench.py: how fast hostmem-analyze reads a big trace, beside babeltrace2.
+
+    benchmarks/analysis_bench.py --host PATH/hostmem_scripted_host [--events N]
+                                 [--out DIR] [--keep] [--json]
+
+Records one trace of N hostmem events (default: $HOSTMEM_ANALYSIS_BENCH_EVENTS,
+else 10,000,000) from `hostmem_scripted_host churn` (reserve, commit,
+decommit, release of 64 KiB per round, plus hostmem:totals every 64th region
+event) in a blocking channel, so nothing is discarded (the host waits for the
+consumer instead), then measures in the same run, on the same trace:
+
+  babeltrace2 TRACE -o dummy         decode and mux, no output
+  hostmem-analyze summary --json     events/s, peak RSS
+  hostmem-analyze report -q -o DIR   time over the summary's
+
+and prints babeltrace2's events/s, the summary's, their ratio (rule R3
+asks >= 1.0; docs/analysis.md says where it stands), the summary's peak RSS
+and report time / summary time (R3: <= 1.5).  Times are wall clock.
+
+The 10M run takes minutes and is not part of CI; CI runs it with
+--events 20000 (ctest bench.analysis_small) to keep it working.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOOL = os.path.join(HERE, "..", "analysis", "hostmem-analyze")
+EVENTS_PER_ROUND = 4 + 4 / 64.0  # four region events and a totals event every 64
+
+
+def lttng(*args):
+    r = subprocess.run(["lttng"] + list(args), capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit("analysis_bench: lttng %s: %s" % (" ".join(args), r.stderr.strip()))
+
+
+def timed(cmd):
+    """Wall seconds of `cmd`."""
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit("analysis_bench: %s failed (%d): %s" % (cmd[0], r.returncode,
+                                                                  r.stderr.strip()[-500:]))
+    return time.monotonic() - t0
+
+
+def rss_of(cmd):
+    """Run `cmd` and return (wall seconds, peak RSS bytes, stdout)."""
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out = p.stdout.read()
+    err = p.stderr.read()
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.monotonic() - t0
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 3):
+        raise SystemExit("analysis_bench: %s failed (%d): %s" % (
+            " ".join(cmd[:3]), code, err.decode(errors="replace").strip()[-500:]))
+    return wall, ru.ru_maxrss * 1024, out
+
+
+def record(host, rounds, trace):
+    name = "hostmem-analysis-bench-%d" % os.getpid()
+    env = dict(os.environ, LTTNG_UST_ALLOW_BLOCKING="1", LTTNG_UST_REGISTER_TIMEOUT="-1")
+    p = subprocess.Popen([host, "churn", str(rounds)], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        if p.stdout.readline().strip() != "ready":
+            raise SystemExit("analysis_bench: the host did not start")
+        lttng("create", name, "--output=" + trace)
+        try:
+            # Blocking: the host waits for the consumer, nothing is discarded.
+            lttng("enable-channel", "-u", "ch", "-s", name, "--subbuf-size=4M",
+                  "--num-subbuf=8", "--blocking-timeout=inf")
+            lttng("enable-event", "-u", "hostmem:*", "-s", name, "-c", "ch")
+            lttng("enable-event", "-u", "lttng_ust_statedump:*", "-s", name, "-c", "ch")
+            lttng("add-context", "-u", "-s", name, "-c", "ch", "-t", "vpid", "-t", "vtid",
+                  "-t", "procname")
+            lttng("untrack", "-u", "-s", name, "--vpid", "--all")
+            lttng("track", "-u", "-s", name, "--vpid=%d" % p.pid)
+            lttng("start", name)
+            t0 = time.monotonic()
+            p.stdin.write("go\n")
+            p.stdin.flush()
+            if p.wait(timeout=3600) != 0:
+                raise SystemExit("analysis_bench: the host failed")
+            rec = time.monotonic() - t0
+            lttng("stop", name)
+        finally:
+            subprocess.run(["lttng", "destroy", name], capture_output=True)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    return rec
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--host", required=True, help="hostmem_scripted_host")
+    ap.add_argument("--events", type=int,
+                    default=int(os.environ.get("HOSTMEM_ANALYSIS_BENCH_EVENTS", "10000000")))
+    ap.add_argument("--out", help="directory for the trace and report (default: a temporary one)")
+    ap.add_argument("--keep", action="store_true", help="keep the trace")
+    ap.add_argument("--json", action="store_true", help="print the figures as JSON")
+    a = ap.parse_args()
+    out = a.out or tempfile.mkdtemp(prefix="hostmem-analysis-bench.")
+    os.makedirs(out, exist_ok=True)
+    trace = os.path.join(out, "trace")
+    shutil.rmtree(trace, ignore_errors=True)
+    try:
+        rounds = max(1, int(a.events / EVENTS_PER_ROUND))
+        sys.stderr.write("analysis_bench: recording %d rounds (~%d events)\n" % (rounds, a.events))
+        rec_s = record(a.host, rounds, trace)
+
+        sys.stderr.write("analysis_bench: babeltrace2 -o dummy\n")
+        bt_s = timed(["babeltrace2", trace, "-o", "dummy"])
+        sys.stderr.write("analysis_bench: summary\n")
+        sum_s, rss, doc = rss_of([sys.executable, TOOL, "summary", "--json", trace])
+        s = json.loads(doc)
+        sys.stderr.write("analysis_bench: report\n")
+        rep_s, rep_rss, _ = rss_of([sys.executable, TOOL, "report", "-q", trace, "-o",
+                                    os.path.join(out, "report")])
+        events = s["events"]
+        fig = {
+            "events": events,
+            "discarded_events": s["discarded_events"],
+            "trust_complete": s["trust"]["complete"],
+            "record_s": rec_s,
+            "babeltrace2_dummy_s": bt_s,
+            "babeltrace2_events_per_s": events / bt_s,
+            "summary_s": sum_s,
+            "summary_events_per_s": events / sum_s,
+            "summary_over_babeltrace2": bt_s / sum_s,
+            "summary_peak_rss_bytes": rss,
+            "report_s": rep_s,
+            "report_peak_rss_bytes": rep_rss,
+            "report_over_summary": rep_s / sum_s,
+        }
+        if a.json:
+            json.dump(fig, sys.stdout, indent=1)
+            sys.stdout.write("\n")
+        else:
+            print("hostmem-analyze on %d events (%d discarded), wall clock, same trace, same run"
+                  % (events, fig["discarded_events"]))
+            print("  babeltrace2 -o dummy      %8.2f s  %10.0f events/s" % (bt_s, fig["babeltrace2_events_per_s"]))
+            print("  summary --json            %8.2f s  %10.0f events/s" % (sum_s, fig["summary_events_per_s"]))
+            print("  summary / babeltrace2 speed ratio  %.2f   (R3: >= 1.0)" % fig["summary_over_babeltrace2"])
+            print("  summary peak RSS          %8.1f MiB" % (rss / 2**20))
+            print("  report                    %8.2f s  (report / summary %.2f; R3: <= 1.5), peak RSS %.1f MiB"
+                  % (rep_s, fig["report_over_summary"], rep_rss / 2**20))
+        if fig["discarded_events"]:
+            sys.stderr.write("analysis_bench: events were discarded: the figures are not valid\n")
+            return 1
+        return 0
+    finally:
+        if not a.keep and not a.out:
+            shutil.rmtree(out, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
