@@ -98,6 +98,20 @@ def _report(args):
     return EXIT_DAMAGED if stats.get("damaged") else 0
 
 
+def _export(args):
+    from . import export, reader
+    trust = reader.new_trust()
+    if args.perfetto:
+        counters, instants = export.write_perfetto(args.traces, args.output, trust)
+        what = "%d counter points, %d instants" % (counters, instants)
+    else:
+        rows = export.write_csv(args.traces, args.output, trust)
+        what = "%d rows" % rows
+    _say_input_trust(trust)
+    sys.stderr.write("export: %s (%s)\n" % (args.output, what))
+    return EXIT_DAMAGED if (trust["damage"] or trust["stopped"]) else 0
+
+
 def _diff(args):
     from . import diff
     docs = []
@@ -134,6 +148,14 @@ def parser():
     r.add_argument("-o", "--output", required=True, metavar="DIR")
     r.add_argument("-q", "--quiet", action="store_true", help="do not print the summary")
     r.set_defaults(func=_report)
+    e = sub.add_parser("export", parents=[common],
+                       help="one row per event (gzip CSV), or --perfetto trace-event JSON")
+    e.add_argument("-o", "--output", required=True, metavar="FILE",
+                   help="FILE.csv.gz, or FILE.json with --perfetto")
+    e.add_argument("--perfetto", action="store_true",
+                   help="Chrome trace-event JSON for ui.perfetto.dev: committed and reserved "
+                        "bytes per process as counters, failures and decisions as instants")
+    e.set_defaults(func=_export)
     d = sub.add_parser("diff", help="compare two `summary --json` outputs")
     d.add_argument("base", metavar="BASE.json")
     d.add_argument("new", metavar="NEW.json")

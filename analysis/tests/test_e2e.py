@@ -256,6 +256,59 @@ class EndToEnd(unittest.TestCase):
         self.assertEqual(r.returncode, 3, r.stderr)
         self.assertIn("recorded no events", r.stderr)
 
+    def test_export_csv_and_perfetto(self):
+        """R7: the flat table reads back in pandas; the Perfetto JSON loads and
+        holds the documented counters and instants."""
+        trace = os.path.join(self.tmp, "export")
+        (pid,) = record(trace, ("run", os.path.join(self.tmp, "export.json")))
+        s = summary_json(trace)
+        csv_path = os.path.join(self.tmp, "events.csv.gz")
+        r = analyze("export", trace, "-o", csv_path)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        from hostmem_analysis import export
+        try:
+            import pandas as pd
+        except ImportError:
+            self.skipTest("python3-pandas is not installed")
+        ints = {c: "UInt64" for c in ("seq", "manager", "address", "size", "base", "caller",
+                                      "duration_ns", "committed_bytes", "reserved_bytes")}
+        df = pd.read_csv(csv_path, compression="gzip", dtype=ints)
+        self.assertEqual(tuple(df.columns), export.COLUMNS)
+        self.assertEqual(len(df), s["events"])
+        self.assertEqual(df["event"].value_counts().to_dict(), s["events_by_name"])
+        self.assertEqual(set(df["pid"]), {pid})
+        self.assertTrue(df["ts_ns"].is_monotonic_increasing)
+        self.assertEqual(sorted(df["seq"].tolist()), list(range(1, len(df) + 1)))
+        fails = df[df["event"] == "failure"]["hr"].value_counts().to_dict()
+        self.assertEqual(fails, s["failures"]["by_hresult"])
+        ops = df[df["event"].isin(["reserve", "commit", "decommit", "release", "protect",
+                                   "reset"])]
+        failed = ops[ops["hr"] != "S_OK"]["event"].value_counts().to_dict()
+        self.assertEqual(failed, {op: o["failed"] for op, o in s["ops"].items() if o["failed"]})
+        self.assertTrue((df[df["event"] == "reserve"]["duration_ns"] > 0).all())
+
+        pf = os.path.join(self.tmp, "events.json")
+        r = analyze("export", "--perfetto", trace, "-o", pf)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(pf) as f:
+            doc = json.load(f)
+        evs = doc["traceEvents"]
+        committed = [e for e in evs if e["ph"] == "C" and e["name"] == "committed_bytes"]
+        reserved = [e for e in evs if e["ph"] == "C" and e["name"] == "reserved_bytes"]
+        self.assertTrue(committed and reserved)
+        self.assertEqual({e["pid"] for e in committed + reserved}, {pid})
+        self.assertEqual(max(e["args"]["committed_bytes"] for e in committed),
+                         s["peak_committed_bytes"])
+        self.assertEqual(max(e["args"]["reserved_bytes"] for e in reserved),
+                         s["peak_reserved_bytes"])
+        self.assertEqual(committed[-1]["args"]["committed_bytes"], s["end_committed_bytes"])
+        instants = [e for e in evs if e["ph"] == "i"]
+        dec = s["critical_decisions"]
+        self.assertEqual(sum(1 for e in instants if e["cat"] == "failure"), s["failures"]["total"])
+        self.assertEqual(sum(1 for e in instants if e["cat"] == "decision"),
+                         dec["granted"] + dec["granted_from_reserve"] + dec["denied"])
+        self.assertTrue(any(e["ph"] == "M" and e["pid"] == pid for e in evs))
+
     def test_bad_input_one_line_errors(self):
         empty = os.path.join(self.tmp, "not-a-trace")
         os.makedirs(empty, exist_ok=True)

@@ -1,0 +1,107 @@
+"""hostmem-analyze export: the events as one flat table, or as a Perfetto trace (R7).
+
+CSV (gzip): one row per hostmem event, in time order, the columns of
+COLUMNS (docs/analysis.md describes each); a field an event does not have
+is an empty cell.  Spark, DuckDB and pandas read it as it is.
+
+Perfetto: Chrome trace-event JSON (ui.perfetto.dev, chrome://tracing): per
+process, the counters `committed_bytes` and `reserved_bytes` (the replayed
+totals, at most 16384 points per process), and an instant event per failure
+and per critical-level decision.
+
+Both stream: memory does not grow with the number of events.
+"""
+
+import csv
+import gzip
+import json
+
+from . import model as model_mod
+
+COLUMNS = ("ts_ns", "host", "pid", "procname", "event", "seq", "manager", "address", "size",
+           "base", "region_size", "alloc_type", "protect", "old_protect", "level", "hr",
+           "duration_ns", "caller", "op", "reason", "os_errno", "resource", "decision",
+           "request_bytes", "level_ceiling", "limit", "waited_ns", "committed_bytes",
+           "reserved_bytes", "old_state", "state", "action", "start", "external_bytes",
+           "commit_limit", "address_space_limit", "page_size", "regions",
+           "unreturned_mappings", "unreturned_bytes")
+
+_PAYLOAD = [c for c in COLUMNS if c not in ("ts_ns", "host", "pid", "procname", "event")]
+# Every payload column, asked of every hostmem event (the reader reads those
+# the event has); start_ns comes back as duration_ns.
+FIELDS = {name: tuple(_PAYLOAD) + ("start_ns",) for name in model_mod.FIELDS if ":" not in name}
+for _n in ("failure", "critical_decision", "memory_state", "address_space", "manager_create",
+           "manager_destroy", "region_state", "totals"):
+    FIELDS[_n] = tuple(_PAYLOAD)
+
+
+def _events(paths, trust):
+    from . import reader
+    for ev in reader.read(paths, FIELDS, trust):
+        if ev["name"] != "discarded":
+            yield ev
+
+
+def write_csv(paths, out_path, trust):
+    """Write the gzip CSV; returns the number of rows."""
+    n = 0
+    with gzip.open(out_path, "wt", newline="", compresslevel=3) as f:
+        w = csv.writer(f)
+        w.writerow(COLUMNS)
+        for ev in _events(paths, trust):
+            row = [ev["ts"], ev.get("host") or "", "" if ev.get("pid") is None else ev["pid"],
+                   ev.get("procname") or "", ev["name"]]
+            for c in _PAYLOAD:
+                v = ev.get(c)
+                row.append("" if v is None else v)
+            w.writerow(row)
+            n += 1
+    return n
+
+
+def write_perfetto(paths, out_path, trust, temporary_ns=model_mod.DEFAULT_TEMPORARY_NS):
+    """Write Chrome trace-event JSON; returns (counters, instants) written."""
+    m = model_mod.Model(temporary_ns=temporary_ns)
+    instants = 0
+    with open(out_path, "w") as f:
+        f.write('{"displayTimeUnit": "ns", "traceEvents": [\n')
+        first = True
+
+        def put(obj):
+            nonlocal first
+            if not first:
+                f.write(",\n")
+            first = False
+            f.write(json.dumps(obj, separators=(",", ":")))
+
+        for ev in _events(paths, trust):
+            m.feed(ev)
+            name = ev["name"]
+            if name == "failure":
+                put({"ph": "i", "s": "p", "pid": ev.get("pid") or 0, "tid": 0,
+                     "ts": ev["ts"] / 1000.0, "cat": "failure",
+                     "name": "failure %s %s" % (ev.get("op"), ev.get("hr")),
+                     "args": {k: ev.get(k) for k in ("op", "hr", "reason", "level", "os_errno",
+                                                     "address", "size")}})
+                instants += 1
+            elif name == "critical_decision":
+                put({"ph": "i", "s": "p", "pid": ev.get("pid") or 0, "tid": 0,
+                     "ts": ev["ts"] / 1000.0, "cat": "decision",
+                     "name": "%s %s" % (ev.get("decision"), ev.get("level")),
+                     "args": {k: ev.get(k) for k in ("resource", "level", "decision",
+                                                     "request_bytes", "committed_bytes",
+                                                     "level_ceiling", "limit", "waited_ns")}})
+                instants += 1
+        m.finish()
+        counters = 0
+        for p in m.sorted_processes():
+            pid = p.pid or 0
+            put({"ph": "M", "name": "process_name", "pid": pid, "args": {"name": p.label()}})
+            for t, r, c in zip(p.t_ts, p.t_reserved, p.t_committed):
+                put({"ph": "C", "name": "committed_bytes", "pid": pid, "ts": t / 1000.0,
+                     "args": {"committed_bytes": c}})
+                put({"ph": "C", "name": "reserved_bytes", "pid": pid, "ts": t / 1000.0,
+                     "args": {"reserved_bytes": r}})
+                counters += 2
+        f.write("\n]}\n")
+    return counters, instants
