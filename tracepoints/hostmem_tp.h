@@ -295,6 +295,36 @@ LTTNG_UST_TRACEPOINT_EVENT(hostmem, manager_destroy,
         lttng_ust_field_integer(uint64_t, unreturned_bytes, unreturned_bytes)))
 LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, manager_destroy, LTTNG_UST_TRACEPOINT_LOGLEVEL_INFO)
 
+/* ---- write watch and guard pages (W3) ------------------------------------ */
+/* One per get_write_watch (read = 1) and reset_write_watch (read = 0) that
+ * reached the region: `pages` returned, `reset` whether pages were reset. */
+LTTNG_UST_TRACEPOINT_EVENT(hostmem, write_watch,
+    LTTNG_UST_TP_ARGS(uint64_t, seq, uint64_t, manager, uint64_t, base, uint64_t, size,
+                      uint64_t, pages, uint8_t, reset, uint8_t, read, int32_t, hr,
+                      uint64_t, duration_ns),
+    LTTNG_UST_TP_FIELDS(
+        lttng_ust_field_integer(uint64_t, seq, seq)
+        lttng_ust_field_integer_hex(uint64_t, manager, manager)
+        lttng_ust_field_integer_hex(uint64_t, base, base)
+        lttng_ust_field_integer(uint64_t, size, size)
+        lttng_ust_field_integer(uint64_t, pages, pages)
+        lttng_ust_field_integer(uint8_t, reset, reset)
+        lttng_ust_field_integer(uint8_t, read, read)
+        lttng_ust_field_enum(hostmem, hresult, int32_t, hr, hr)
+        lttng_ust_field_integer(uint64_t, duration_ns, duration_ns)))
+LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, write_watch, LTTNG_UST_TRACEPOINT_LOGLEVEL_INFO)
+
+/* A guard page's first access: the guard was cleared (emitted from the fault
+ * handler).  `address` is the faulting address, `base` its page. */
+LTTNG_UST_TRACEPOINT_EVENT(hostmem, guard_hit,
+    LTTNG_UST_TP_ARGS(uint64_t, seq, uint64_t, manager, uint64_t, address, uint64_t, base),
+    LTTNG_UST_TP_FIELDS(
+        lttng_ust_field_integer(uint64_t, seq, seq)
+        lttng_ust_field_integer_hex(uint64_t, manager, manager)
+        lttng_ust_field_integer_hex(uint64_t, address, address)
+        lttng_ust_field_integer_hex(uint64_t, base, base)))
+LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, guard_hit, LTTNG_UST_TRACEPOINT_LOGLEVEL_INFO)
+
 /* ---- statedump: one event per live region ------------------------------- */
 LTTNG_UST_TRACEPOINT_EVENT(hostmem, region_state,
     LTTNG_UST_TP_ARGS(const struct hostmem_tp_region_v1 *, r),

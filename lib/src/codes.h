@@ -11,6 +11,7 @@
 #define HOSTMEM_HRESULT_LIST(X)                 \
     X(S_OK, 0x00000000)                         \
     X(E_NOTIMPL, 0x80004001)                    \
+    X(E_NOINTERFACE, 0x80004002)                \
     X(E_POINTER, 0x80004003)                    \
     X(E_FAIL, 0x80004005)                       \
     X(E_ACCESSDENIED, 0x80070005)               \
@@ -40,10 +41,12 @@
     X(needs_address_space) \
     X(acquired_address_space) \
     X(released_address_space) \
-    X(stats)                 \
-    X(create_malloc)         \
-    X(malloc_alloc)          \
-    X(malloc_free)
+    X(stats)                   \
+    X(create_malloc)           \
+    X(malloc_alloc)            \
+    X(malloc_free)             \
+    X(get_write_watch)         \
+    X(reset_write_watch)
 
 /* Why a call failed: the `reason` of a failure event.  X(name) */
 #define HOSTMEM_REASON_LIST(X) \
@@ -85,7 +88,10 @@
     X(inconsistent)            \
     X(foreign_pointer)         \
     X(interior_pointer)        \
-    X(double_free)
+    X(double_free)             \
+    X(not_watched)             \
+    X(zero_count)              \
+    X(os_watch)
 
 /* Critical-level decisions (P1-P3).  X(name) */
 #define HOSTMEM_DECISION_LIST(X) \

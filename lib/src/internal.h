@@ -7,6 +7,8 @@
  *   arena.c (address space held for small regions) -> region_map.c (address ->
  *   region) -> page_runs.c (page state as runs) -> protect.c (PAGE_* rules) ->
  *   os.h / os_linux.c (the kernel) ; hresult.c (code tables) ; trace.h (events).
+ *   Beside the path: watch.c (write watch), guard.c (guard pages, faults),
+ *   com.c (the COM-style binding of <hostmem/mscoree.h>).
  *
  * The manager's heap (IHostMalloc) sits on top, through the public entry
  * points: heap.h (its words, structures and cross-file declarations), heap.c
@@ -61,6 +63,8 @@ uint32_t hostmem__runs_find(const hostmem__runs *runs, size_t page);
 void hostmem__runs_get(const hostmem__runs *runs, size_t npages, uint32_t i, size_t *out_first,
                        size_t *out_count, uint32_t *out_state);
 uint32_t hostmem__runs_count(const hostmem__runs *runs);
+/* Runs that fit without growing the array (writers: region lock held). */
+uint32_t hostmem__runs_room(const hostmem__runs *runs);
 /* Pages of [first, first + count) whose (state & mask) == value. */
 size_t hostmem__runs_pages(const hostmem__runs *runs, size_t npages, size_t first, size_t count,
                            uint32_t mask, uint32_t value);
@@ -176,5 +180,33 @@ uint64_t hostmem__now_ns(void);
 void hostmem__manager_foreach_region(struct hostmem_manager *m,
                                      void (*fn)(void *ctx, const hostmem__region_info *info),
                                      void *ctx);
+/* Find the live region holding addr and take its lock (as every entry point
+ * does).  NULL with *hr = S_OK: in no region of m; NULL with a failed *hr:
+ * the lock failed (timeout, shutdown), *why says why. */
+hostmem__region *hostmem__region_acquire(struct hostmem_manager *m, uintptr_t addr, HRESULT *hr,
+                                         enum hostmem__reason *why);
+/* Around every change of a region's fields or runs (its seqlock; region lock held). */
+void hostmem__region_write_begin(hostmem__region *r);
+void hostmem__region_write_end(hostmem__region *r);
+
+/* ---- watch.c: write watch (W1) ----------------------------------- */
+/* Before pages [first, first + count) of a write-watch region are decommitted
+ * (region lock held): mark the pages the kernel saw written in the runs, since
+ * the new mapping forgets them.  0 or errno (nothing else changed but marks). */
+int hostmem__watch_latch(struct hostmem_manager *m, hostmem__region *r, size_t first, size_t count);
+/* Bytes of live write-watch regions and committed PAGE_GUARD pages (state lock held). */
+void hostmem__win32_stats(struct hostmem_manager *m, SIZE_T *watched_bytes, SIZE_T *guard_pages);
+
+/* ---- guard.c: guard pages and faults (W2) ------------------------ */
+/* Spare runs a commit or protect with `protect` keeps, so that the fault
+ * handler can clear guards without allocating. */
+uint32_t hostmem__guard_headroom(DWORD protect);
+/* Make m's regions visible to hostmem_handle_fault() / take them away
+ * (unregister returns once no fault handler can still read m). */
+void hostmem__fault_register(struct hostmem_manager *m);
+void hostmem__fault_unregister(struct hostmem_manager *m);
+/* Install the process-wide chaining SIGSEGV handler (config.guard_handler),
+ * once.  0 or errno. */
+int hostmem__guard_install(void);
 
 #endif

@@ -306,7 +306,10 @@ static void region_recycle(hostmem_manager *m, hostmem__region *r)
 /* ---- reserve (S4) ------------------------------------------------------ */
 
 /* `settle`: raise the peaks now; a reserve-and-commit settles after its commit. */
-static HRESULT reserve(call *c, uintptr_t addr, size_t size, DWORD protect, bool large,
+static HRESULT release_region(call *c, hostmem__region *r);
+
+/* `watch`: a write-watch region (W1), tracked before anyone can write to it. */
+static HRESULT reserve(call *c, uintptr_t addr, size_t size, DWORD protect, bool large, bool watch,
                        EMemoryCriticalLevel level, uintptr_t caller, bool settle, hostmem__region **out)
 {
     hostmem_manager *m = c->m;
@@ -437,13 +440,30 @@ static HRESULT reserve(call *c, uintptr_t addr, size_t size, DWORD protect, bool
     atomic_store_explicit(&r->arena, arena, RELAXED);
     atomic_store_explicit(&r->tail_mapped, tail_mapped, RELAXED);
     atomic_store_explicit(&r->owner, NULL, RELAXED); /* a recycled struct may name a heap */
+    atomic_store_explicit(&r->watched, watch, RELAXED);
     r->caller = caller;
     seq_end(r);
     hostmem__map_set(&m->map, base, hi_granule, (uintptr_t)r | HOSTMEM_MAP_TAG_REGION);
     m->policy.regions++;
-    if (settle)
+    if (settle && !watch)
         hostmem__policy_settle(m, true, notice_slot(c));
     pthread_mutex_unlock(&m->state_lock);
+    if (watch) {
+        /* Still under the region's lock: nobody has touched its pages yet. */
+        err = os->watch((void *)base, rsize);
+        if (err) {
+            HRESULT hr2 = release_region(c, r);
+            pthread_mutex_unlock(&r->lock);
+            if (FAILED(hr2))
+                return hr2;
+            pthread_mutex_lock(&m->state_lock);
+            region_recycle(m, r);
+            pthread_mutex_unlock(&m->state_lock);
+            return fail_os(c, err, HOSTMEM_REASON_os_watch);
+        }
+        if (settle)
+            hostmem__policy_settle(m, false, notice_slot(c));
+    }
     pthread_mutex_unlock(&r->lock);
     *out = r;
     return S_OK;
@@ -474,8 +494,10 @@ static HRESULT release_region(call *c, hostmem__region *r)
     int err;
     hostmem__arena *arena = atomic_load_explicit(&r->arena, RELAXED);
     if (arena) {
-        /* Back to the arena: its pages must read zero and be uncharged first. */
-        if (committed && (err = os->decommit((void *)base, size))) {
+        /* Back to the arena: its pages must read zero and be uncharged first
+         * (and a write-watch region's tracking must go with the mapping). */
+        if ((committed || atomic_load_explicit(&r->watched, RELAXED)) &&
+            (err = os->decommit((void *)base, size))) {
             int rerr = restore_access(m, r, 0, region_pages(m, r));
             return rerr ? unrecoverable(c, rerr) : fail_os(c, err, HOSTMEM_REASON_os_decommit);
         }
@@ -533,7 +555,7 @@ static HRESULT commit(call *c, uintptr_t addr, size_t size, DWORD protect,
         }
         size_t newly = count - hostmem__runs_pages(&r->runs, npages, first, count,
                                                    HOSTMEM_STATE_COMMITTED, HOSTMEM_STATE_COMMITTED);
-        if (hostmem__runs_reserve(&r->runs, 2)) {
+        if (hostmem__runs_reserve(&r->runs, 2 + hostmem__guard_headroom(protect))) {
             pthread_mutex_unlock(&r->lock);
             return fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
         }
@@ -724,7 +746,7 @@ HRESULT hostmem_virtual_alloc(hostmem_manager *m, void *address, SIZE_T size, DW
         return finish(&c, fail(&c, E_INVALIDARG, HOSTMEM_REASON_bad_type));
     if (FAILED(hr = hostmem__protect_check(protect, m->policy.config.deny_write_execute, &c.reason)))
         return finish(&c, hr);
-    if (type & MEM_WRITE_WATCH)
+    if ((type & MEM_WRITE_WATCH) && !hostmem__os_caps_get()->write_watch) /* W1 */
         return finish(&c, fail(&c, E_NOTIMPL, HOSTMEM_REASON_not_implemented));
     if (!size)
         return finish(&c, fail(&c, E_INVALIDARG, HOSTMEM_REASON_zero_size));
@@ -760,7 +782,8 @@ HRESULT hostmem_virtual_alloc(hostmem_manager *m, void *address, SIZE_T size, DW
     }
 
     hostmem__region *r = NULL;
-    hr = reserve(&c, addr, size, protect, type & MEM_LARGE_PAGES, level, caller, !(type & MEM_COMMIT), &r);
+    hr = reserve(&c, addr, size, protect, type & MEM_LARGE_PAGES, type & MEM_WRITE_WATCH, level, caller,
+                 !(type & MEM_COMMIT), &r);
     if (FAILED(hr))
         return finish(&c, hr);
     uintptr_t base = atomic_load_explicit(&r->base, RELAXED);
@@ -824,7 +847,14 @@ static HRESULT decommit(call *c, uintptr_t addr, size_t size)
         hr = fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
         goto out;
     }
-    int err = hostmem__os_get()->decommit((void *)c->ev.base, count << m->page_shift);
+    bool watched = atomic_load_explicit(&r->watched, RELAXED);
+    int err;
+    /* W1: the new mapping forgets what was written; the books remember it. */
+    if (watched && (err = hostmem__watch_latch(m, r, first, count))) {
+        hr = fail_os(c, err, HOSTMEM_REASON_os_watch);
+        goto out;
+    }
+    err = hostmem__os_get()->decommit((void *)c->ev.base, count << m->page_shift);
     if (err) {
         int rerr = restore_access(m, r, first, count);
         hr = rerr ? unrecoverable(c, rerr) : fail_os(c, err, HOSTMEM_REASON_os_decommit);
@@ -834,6 +864,8 @@ static HRESULT decommit(call *c, uintptr_t addr, size_t size)
     hostmem__runs_apply(&r->runs, npages, first, count, HOSTMEM_PAGES_DECOMMIT, 0);
     atomic_fetch_sub_explicit(&r->committed_pages, committed, RELAXED);
     seq_end(r);
+    if (watched && (err = hostmem__os_get()->watch((void *)c->ev.base, count << m->page_shift)))
+        hr = unrecoverable(c, err); /* the range can no longer be tracked */
     pthread_mutex_lock(&m->state_lock);
     hostmem__policy_uncharge(m, committed << m->page_shift, notice_slot(c));
     pthread_mutex_unlock(&m->state_lock);
@@ -918,7 +950,7 @@ HRESULT hostmem_virtual_protect(hostmem_manager *m, void *address, SIZE_T size, 
         hr = fail(&c, HOSTMEM_E_INVALID_ADDRESS, HOSTMEM_REASON_not_committed);
         goto out;
     }
-    if (hostmem__runs_reserve(&r->runs, 2)) {
+    if (hostmem__runs_reserve(&r->runs, 2 + hostmem__guard_headroom(new_protect))) {
         hr = fail(&c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
         goto out;
     }
@@ -1272,6 +1304,7 @@ HRESULT hostmem_get_stats(hostmem_manager *m, hostmem_stats *out)
         .granularity = HOSTMEM_GRANULE,
         .metadata_bytes = metadata_bytes(m),
     };
+    hostmem__win32_stats(m, &out->watched_bytes, &out->guard_pages);
     pthread_mutex_unlock(&m->state_lock);
     return finish(&c, S_OK);
 }
@@ -1384,6 +1417,8 @@ HRESULT hostmem_create(const hostmem_config *config, hostmem_manager **out)
     if (cfg.task_percent > 100 || cfg.appdomain_percent > 100 || cfg.task_percent > cfg.appdomain_percent ||
         cfg.low_memory_percent > 100 || cfg.high_memory_percent > cfg.low_memory_percent)
         return finish(&c, fail(&c, E_INVALIDARG, HOSTMEM_REASON_bad_type));
+    if (cfg.guard_handler && hostmem__guard_install()) /* W2 */
+        return finish(&c, fail(&c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata));
     hostmem_manager *m = hostmem__meta_alloc(sizeof *m);
     if (!m)
         return finish(&c, fail(&c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata));
@@ -1404,6 +1439,7 @@ HRESULT hostmem_create(const hostmem_config *config, hostmem_manager **out)
     m->next_manager = managers;
     managers = m;
     pthread_mutex_unlock(&managers_lock);
+    hostmem__fault_register(m); /* W2: hostmem_handle_fault() finds its regions */
     hostmem__trace_manager_create(m, cfg.commit_limit, cfg.address_space_limit, m->page_size);
     *out = m;
     return finish(&c, S_OK);
@@ -1430,6 +1466,7 @@ void hostmem_destroy(hostmem_manager *m)
             break;
         }
     pthread_mutex_unlock(&managers_lock);
+    hostmem__fault_unregister(m); /* no fault handler reads m once this returns */
     hostmem_shutdown(m);
     /* What the host left live, and what the kernel would not take back (a
      * failed munmap is retried, then reported: the mapping stays). */
@@ -1458,3 +1495,17 @@ void hostmem_destroy(hostmem_manager *m)
     pthread_mutex_destroy(&m->state_lock);
     hostmem__meta_free(m, sizeof *m);
 }
+
+/* ---- for watch.c and guard.c ------------------------------------------------------ */
+
+hostmem__region *hostmem__region_acquire(hostmem_manager *m, uintptr_t addr, HRESULT *hr,
+                                         enum hostmem__reason *why)
+{
+    call c = {.m = m, .reason = HOSTMEM_REASON_none};
+    hostmem__region *r = region_lock(&c, addr, hr);
+    *why = c.reason;
+    return r;
+}
+
+void hostmem__region_write_begin(hostmem__region *r) { seq_begin(r); }
+void hostmem__region_write_end(hostmem__region *r) { seq_end(r); }

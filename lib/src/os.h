@@ -14,6 +14,7 @@
 #ifndef HOSTMEM_OS_H
 #define HOSTMEM_OS_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -36,6 +37,11 @@ typedef struct hostmem__os_mapping {
     bool found;           /* false: nothing mapped at or above the address */
 } hostmem__os_mapping;
 
+/* A run of pages [start, end), page-aligned (write-watch scans). */
+typedef struct hostmem__os_range {
+    uintptr_t start, end;
+} hostmem__os_range;
+
 typedef struct hostmem__os {
     /* Map `size` bytes of inaccessible anonymous memory, not charged until made
      * writable.  addr == NULL: anywhere, *out set to the result.  addr != NULL
@@ -56,6 +62,24 @@ typedef struct hostmem__os {
     int (*advise_huge)(void *addr, size_t size);
     /* Describe the mapping covering addr or the next one above it. */
     int (*query)(uintptr_t addr, hostmem__os_mapping *out);
+
+    /* Write watch (W1), only where caps.write_watch.  The kernel
+     * tracks writes per page without a fault reaching the process: every
+     * write, the host's or the kernel's (read(2) into the page), marks the
+     * page written.  A tracked range loses its tracking when its mapping is
+     * replaced (decommit): watch it again.  Ranges page-aligned, size > 0,
+     * owned by the manager. */
+    /* Track writes to [addr, addr+size); afterwards no page of it reads as written. */
+    int (*watch)(void *addr, size_t size);
+    /* No page of the tracked range [addr, addr+size) reads as written any more. */
+    int (*watch_reset)(void *addr, size_t size);
+    /* The written pages of the tracked range [addr, addr+size), in address
+     * order, as at most `len` ranges holding at most `max_pages` pages.  With
+     * `reset`, exactly the pages reported stop reading as written.  *out_n:
+     * ranges stored; *out_next: where the walk stopped (addr + size once the
+     * whole range was covered). */
+    int (*watch_scan)(void *addr, size_t size, bool reset, size_t max_pages, hostmem__os_range *out,
+                      size_t len, size_t *out_n, uintptr_t *out_next);
 } hostmem__os;
 
 /* Capabilities, filled once at first use. */
@@ -63,10 +87,14 @@ typedef struct hostmem__os_caps {
     size_t page_size;      /* P */
     size_t huge_page_size; /* transparent huge page size, 0 if unknown */
     uintptr_t user_end;    /* first address past user space (2^47 on x86-64 4-level) */
+    bool write_watch;      /* the watch primitives work: userfaultfd asynchronous
+                              write-protect and PAGEMAP_SCAN (Linux 6.7+) */
 } hostmem__os_caps;
 
 extern const hostmem__os hostmem__os_linux;
 const hostmem__os_caps *hostmem__os_caps_get(void);
+/* Tests pretend the kernel has other capabilities (NULL: the probed ones). */
+void hostmem__os_caps_set(const hostmem__os_caps *caps);
 /* The primitives in use; tests swap them (NULL restores the real ones). */
 const hostmem__os *hostmem__os_get(void);
 void hostmem__os_set(const hostmem__os *ops);
@@ -79,6 +107,11 @@ int hostmem__os_query_maps_file(uintptr_t addr, hostmem__os_mapping *out);
  * would only test the metadata allocator.  size > 0, page multiple. */
 int hostmem__os_map_meta(size_t size, void **out);
 int hostmem__os_unmap_meta(void *addr, size_t size);
+/* Install, once per process, a SIGSEGV handler that calls on_fault(info) and
+ * returns -- retrying the faulting access -- when it answers true, and else
+ * hands the fault to the handler installed before it (the default action when
+ * there was none).  It stays installed.  0 or errno. */
+int hostmem__os_fault_hook(bool (*on_fault)(const siginfo_t *info));
 /* Memory in use / available for the system (get_memory_load without a limit). */
 int hostmem__os_meminfo(uint64_t *total, uint64_t *available);
 

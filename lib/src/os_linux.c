@@ -6,11 +6,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#include <linux/userfaultfd.h>
 
 #include "internal.h"
 
@@ -138,12 +142,16 @@ static int linux_advise_huge(void *addr, size_t size)
 static _Atomic int maps_fd = -1;
 static _Atomic int procmap_query_works = 1;
 
+static void watch_close(void);
+
 static void maps_fd_reset_in_child(void)
 {
-    /* /proc/self was resolved at open time: the child must open its own. */
+    /* /proc/self was resolved at open time: the child must open its own
+     * (and its own userfaultfd: the parent's names the parent's memory). */
     int fd = atomic_exchange(&maps_fd, -1);
     if (fd >= 0)
         close(fd);
+    watch_close();
 }
 
 static int maps_open(void)
@@ -433,6 +441,173 @@ done:
     return err;
 }
 
+static hostmem__os_caps caps; /* probed once (caps_init) */
+
+/* ---- write watch: userfaultfd asynchronous write-protect + PAGEMAP_SCAN ----
+ *
+ * A range registered with a userfaultfd in write-protect mode, with the
+ * features WP_ASYNC (the kernel resolves a write to a protected page itself,
+ * no event, no signal) and WP_UNPOPULATED (pages never touched are protected
+ * too), keeps one bit per page: protected = not written since the last
+ * reset.  The PAGEMAP_SCAN ioctl of /proc/self/pagemap lists the pages whose
+ * bit is clear (PAGE_IS_WRITTEN) and, with PM_SCAN_WP_MATCHING, protects
+ * exactly the pages it listed again.  Both arrived in Linux 6.7; the
+ * structures and constants below are from include/uapi/linux/fs.h and
+ * userfaultfd.h of that version, which older headers lack.
+ */
+struct hostmem_page_region {
+    uint64_t start, end, categories;
+};
+struct hostmem_pm_scan_arg {
+    uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+    uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
+};
+#define HOSTMEM_PAGEMAP_SCAN _IOWR('f', 16, struct hostmem_pm_scan_arg)
+#define HOSTMEM_PM_SCAN_WP_MATCHING 1u
+#define HOSTMEM_PM_SCAN_CHECK_WPASYNC 2u
+#define HOSTMEM_PAGE_IS_WRITTEN 2u
+#define HOSTMEM_UFFD_FEATURE_WP_UNPOPULATED (1u << 13)
+#define HOSTMEM_UFFD_FEATURE_WP_ASYNC (1u << 15)
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY 1
+#endif
+
+/* One userfaultfd and one pagemap descriptor per process.  Both name this
+ * process's address space: a child made by fork() opens its own. */
+static pthread_mutex_t watch_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic int watch_uffd = -1, watch_pagemap = -1;
+
+static void watch_close(void)
+{
+    int fd = atomic_exchange(&watch_uffd, -1);
+    if (fd >= 0)
+        close(fd);
+    fd = atomic_exchange(&watch_pagemap, -1);
+    if (fd >= 0)
+        close(fd);
+}
+
+/* Open both descriptors (once per process).  0 or errno. */
+static int watch_open(void)
+{
+    if (atomic_load(&watch_pagemap) >= 0)
+        return 0;
+    int err = 0;
+    pthread_mutex_lock(&watch_lock);
+    if (atomic_load(&watch_pagemap) < 0) {
+        int uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+        if (uffd < 0) {
+            err = errno;
+        } else {
+            struct uffdio_api api = {
+                .api = UFFD_API,
+                .features = HOSTMEM_UFFD_FEATURE_WP_ASYNC | HOSTMEM_UFFD_FEATURE_WP_UNPOPULATED,
+            };
+            int pm = -1;
+            if (ioctl(uffd, UFFDIO_API, &api))
+                err = errno;
+            else if ((pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)) < 0)
+                err = errno;
+            if (err) {
+                close(uffd);
+            } else {
+                atomic_store(&watch_uffd, uffd);
+                atomic_store(&watch_pagemap, pm);
+            }
+        }
+    }
+    pthread_mutex_unlock(&watch_lock);
+    return err;
+}
+
+static int linux_watch_reset(void *addr, size_t size)
+{
+    int saved = errno, err = watch_open();
+    if (!err) {
+        struct uffdio_writeprotect wp = {
+            .range = {.start = (uintptr_t)addr, .len = size},
+            .mode = UFFDIO_WRITEPROTECT_MODE_WP,
+        };
+        err = ioctl(atomic_load(&watch_uffd), UFFDIO_WRITEPROTECT, &wp) ? errno : 0;
+    }
+    errno = saved;
+    return err;
+}
+
+static int linux_watch(void *addr, size_t size)
+{
+    int saved = errno, err = watch_open();
+    if (!err) {
+        struct uffdio_register reg = {
+            .range = {.start = (uintptr_t)addr, .len = size},
+            .mode = UFFDIO_REGISTER_MODE_WP,
+        };
+        err = ioctl(atomic_load(&watch_uffd), UFFDIO_REGISTER, &reg) ? errno : 0;
+    }
+    errno = saved;
+    return err ? err : linux_watch_reset(addr, size);
+}
+
+static int linux_watch_scan(void *addr, size_t size, bool reset, size_t max_pages,
+                            hostmem__os_range *out, size_t len, size_t *out_n, uintptr_t *out_next)
+{
+    int saved = errno, err = watch_open();
+    struct hostmem_page_region vec[32];
+    *out_n = 0;
+    *out_next = (uintptr_t)addr;
+    if (err)
+        goto done;
+    if (len > sizeof vec / sizeof vec[0])
+        len = sizeof vec / sizeof vec[0];
+    struct hostmem_pm_scan_arg arg = {
+        .size = sizeof arg,
+        .flags = HOSTMEM_PM_SCAN_CHECK_WPASYNC | (reset ? HOSTMEM_PM_SCAN_WP_MATCHING : 0),
+        .start = (uintptr_t)addr,
+        .end = (uintptr_t)addr + size,
+        .vec = (uintptr_t)vec,
+        .vec_len = len,
+        .max_pages = max_pages,
+        .category_mask = HOSTMEM_PAGE_IS_WRITTEN,
+        .return_mask = HOSTMEM_PAGE_IS_WRITTEN,
+    };
+    long n = ioctl(atomic_load(&watch_pagemap), HOSTMEM_PAGEMAP_SCAN, &arg);
+    if (n < 0) {
+        err = errno;
+        goto done;
+    }
+    for (long i = 0; i < n; i++)
+        out[i] = (hostmem__os_range){.start = vec[i].start, .end = vec[i].end};
+    *out_n = (size_t)n;
+    *out_next = arg.walk_end;
+done:
+    errno = saved;
+    return err;
+}
+
+/* Whether the kernel tracks writes as the watch primitives need: a small
+ * mapping is watched, written once and scanned. */
+static bool watch_probe(void)
+{
+    size_t ps = caps.page_size, pages = 4;
+    void *p = mmap(NULL, pages * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return false;
+    bool ok = false;
+    hostmem__os_range r[4];
+    size_t n;
+    uintptr_t next;
+    if (!linux_watch(p, pages * ps)) {
+        ((volatile char *)p)[ps] = 1;
+        ok = !linux_watch_scan(p, pages * ps, true, 0, r, 4, &n, &next) && n == 1 &&
+             r[0].start == (uintptr_t)p + ps && r[0].end == (uintptr_t)p + 2 * ps &&
+             !linux_watch_scan(p, pages * ps, false, 0, r, 4, &n, &next) && n == 0;
+    }
+    munmap(p, pages * ps);
+    if (!ok)
+        watch_close();
+    return ok;
+}
+
 const hostmem__os hostmem__os_linux = {
     .reserve = linux_reserve,
     .release = linux_release,
@@ -441,6 +616,9 @@ const hostmem__os hostmem__os_linux = {
     .reset = linux_reset,
     .advise_huge = linux_advise_huge,
     .query = linux_query,
+    .watch = linux_watch,
+    .watch_reset = linux_watch_reset,
+    .watch_scan = linux_watch_scan,
 };
 
 /* ---- the seam and the capabilities ----------------------------------------- */
@@ -454,8 +632,8 @@ void hostmem__os_set(const hostmem__os *ops)
     atomic_store_explicit(&current_os, ops ? ops : &hostmem__os_linux, memory_order_release);
 }
 
-static hostmem__os_caps caps;
 static pthread_once_t caps_once = PTHREAD_ONCE_INIT;
+static const hostmem__os_caps *_Atomic caps_fake;
 
 static size_t read_size_file(const char *path)
 {
@@ -483,12 +661,20 @@ static void caps_init(void)
     madv_free_known = !(madvise((void *)caps.page_size, 0, MADV_FREE) && errno == EINVAL);
     errno = saved;
     pthread_atfork(NULL, NULL, maps_fd_reset_in_child);
+    caps.write_watch = watch_probe();
 }
 
 const hostmem__os_caps *hostmem__os_caps_get(void)
 {
     pthread_once(&caps_once, caps_init);
-    return &caps;
+    const hostmem__os_caps *fake = atomic_load_explicit(&caps_fake, memory_order_acquire);
+    return fake ? fake : &caps;
+}
+
+void hostmem__os_caps_set(const hostmem__os_caps *c)
+{
+    pthread_once(&caps_once, caps_init);
+    atomic_store_explicit(&caps_fake, c, memory_order_release);
 }
 
 int hostmem__os_meminfo(uint64_t *total, uint64_t *available)
@@ -528,3 +714,62 @@ int hostmem__os_map_meta(size_t size, void **out)
 }
 
 int hostmem__os_unmap_meta(void *addr, size_t size) { return linux_release(addr, size); }
+
+/* ---- the SIGSEGV handler of config.guard_handler (W2) ------------------------ */
+
+static pthread_mutex_t fault_hook_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool (*_Atomic fault_hook)(const siginfo_t *);
+static struct sigaction fault_previous;
+
+static void fault_chain(int sig, siginfo_t *info, void *context)
+{
+    if (fault_previous.sa_flags & SA_SIGINFO) {
+        if (fault_previous.sa_sigaction) {
+            fault_previous.sa_sigaction(sig, info, context);
+            return;
+        }
+    } else if (fault_previous.sa_handler != SIG_DFL && fault_previous.sa_handler != SIG_IGN) {
+        fault_previous.sa_handler(sig);
+        return;
+    }
+    /* The default action (a fault cannot be ignored): the access faults again
+     * on return and the process ends with SIGSEGV, as it would have. */
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    sigaction(sig, &dfl, NULL);
+}
+
+static void fault_on_signal(int sig, siginfo_t *info, void *context)
+{
+    int saved = errno;
+    bool (*hook)(const siginfo_t *) = atomic_load(&fault_hook);
+    if (hook && hook(info)) {
+        errno = saved;
+        return;
+    }
+    errno = saved;
+    fault_chain(sig, info, context);
+}
+
+int hostmem__os_fault_hook(bool (*on_fault)(const siginfo_t *info))
+{
+    int err = 0, saved = errno;
+    pthread_mutex_lock(&fault_hook_lock);
+    if (!atomic_load(&fault_hook)) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = fault_on_signal;
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+        sigemptyset(&sa.sa_mask);
+        atomic_store(&fault_hook, on_fault);
+        if (sigaction(SIGSEGV, &sa, &fault_previous)) {
+            err = errno;
+            atomic_store(&fault_hook, NULL);
+        }
+    }
+    pthread_mutex_unlock(&fault_hook_lock);
+    errno = saved;
+    return err;
+}

@@ -83,6 +83,13 @@ int hostmem__runs_reserve(hostmem__runs *runs, uint32_t extra)
     return 0;
 }
 
+uint32_t hostmem__runs_room(const hostmem__runs *runs)
+{
+    hostmem__run_block *b = atomic_load_explicit(&((hostmem__runs *)runs)->block, RELAXED);
+    uint32_t n = atomic_load_explicit(&((hostmem__runs *)runs)->n, RELAXED);
+    return b->cap - n;
+}
+
 uint32_t hostmem__runs_count(const hostmem__runs *runs)
 {
     return atomic_load_explicit(&((hostmem__runs *)runs)->n, RELAXED);
@@ -161,12 +168,23 @@ static uint32_t transform(uint32_t old, enum hostmem__page_op op, uint32_t state
     switch (op) {
     case HOSTMEM_PAGES_COMMIT: /* committed pages keep their data, so their reset mark */
         return HOSTMEM_STATE_COMMITTED | (state & HOSTMEM_STATE_PROTECT_MASK) |
-               ((old & HOSTMEM_STATE_COMMITTED) ? (old & HOSTMEM_STATE_RESET) : 0);
-    case HOSTMEM_PAGES_DECOMMIT:
-        return 0;
+               ((old & HOSTMEM_STATE_COMMITTED) ? (old & HOSTMEM_STATE_RESET) : 0) |
+               (old & HOSTMEM_STATE_WRITTEN);
+    case HOSTMEM_PAGES_DECOMMIT: /* a written page stays written until a reset (W1) */
+        return old & HOSTMEM_STATE_WRITTEN;
+    case HOSTMEM_PAGES_MARK_WRITTEN:
+        return old | HOSTMEM_STATE_WRITTEN;
+    case HOSTMEM_PAGES_CLEAR_WRITTEN:
+        return old & ~HOSTMEM_STATE_WRITTEN;
+    case HOSTMEM_PAGES_UNGUARD:
+        return (old & HOSTMEM_STATE_COMMITTED) ? (old & ~(uint32_t)PAGE_GUARD) : old;
     case HOSTMEM_PAGES_PROTECT:
+        /* S11: the cache modifier belongs to the pages since their commit;
+         * protect neither removes it nor adds one. */
         return (old & HOSTMEM_STATE_COMMITTED)
-                   ? ((old & ~HOSTMEM_STATE_PROTECT_MASK) | (state & HOSTMEM_STATE_PROTECT_MASK))
+                   ? ((old & ~HOSTMEM_STATE_PROTECT_MASK) |
+                      (state & HOSTMEM_STATE_PROTECT_MASK & ~HOSTMEM_STATE_CACHE_MASK) |
+                      (old & HOSTMEM_STATE_CACHE_MASK))
                    : old;
     case HOSTMEM_PAGES_RESET:
         return (old & HOSTMEM_STATE_COMMITTED) ? (old | HOSTMEM_STATE_RESET) : old;

@@ -81,6 +81,12 @@ void hostmem__trace_manager_create(const struct hostmem_manager *m, uint64_t com
 void hostmem__trace_manager_destroy(const struct hostmem_manager *m, uint64_t regions,
                                     uint64_t reserved_bytes, uint64_t committed_bytes,
                                     uint64_t unreturned_mappings, uint64_t unreturned_bytes);
+/* W3: a write-watch call that reached its region (read: get, else reset). */
+void hostmem__trace_write_watch(const struct hostmem_manager *m, uintptr_t base, uint64_t size,
+                                uint64_t pages, bool reset, bool read, int32_t hr,
+                                uint64_t duration_ns);
+/* W3: a guard cleared by its first access (async-signal context). */
+void hostmem__trace_guard_hit(const struct hostmem_manager *m, uintptr_t address, uintptr_t page);
 
 /* The heap (H4).  Each returns at once when its event is off; the
  * heap's fast paths test these first, so a disabled event costs a load and a

@@ -344,6 +344,29 @@ void hostmem__trace_address_space(const struct hostmem_manager *m, enum hostmem_
                                        hr, external_bytes));
 }
 
+/* ---- write watch and guard pages (W3) ---------------------------------------- */
+
+void hostmem__trace_write_watch(const struct hostmem_manager *m, uintptr_t base, uint64_t size,
+                                uint64_t pages, bool reset, bool read, int32_t hr,
+                                uint64_t duration_ns)
+{
+    if (!TP_ON(write_watch))
+        return;
+    lttng_ust_do_tracepoint(hostmem, write_watch, trace_next_seq(), trace_manager_id(m),
+                            (uint64_t)base, size, pages, (uint8_t)reset, (uint8_t)read, hr,
+                            duration_ns);
+}
+
+void hostmem__trace_guard_hit(const struct hostmem_manager *m, uintptr_t address, uintptr_t page)
+{
+    /* Runs in the fault handler: lttng-ust's event path is async-signal-safe
+     * (per-CPU ring buffers, no lock, no allocation). */
+    if (!TP_ON(guard_hit))
+        return;
+    lttng_ust_do_tracepoint(hostmem, guard_hit, trace_next_seq(), trace_manager_id(m),
+                            (uint64_t)address, (uint64_t)page);
+}
+
 /* ---- statedump: region_state ------------------------------------------------
  *
  * A session that enables hostmem:region_state should see every region that

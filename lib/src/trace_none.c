@@ -45,3 +45,7 @@ void hostmem__trace_malloc_region(const struct hostmem_manager *m, const struct 
 static const int trace_off;
 const int *const hostmem__trace_malloc_alloc_on = &trace_off;
 const int *const hostmem__trace_malloc_free_on = &trace_off;
+void hostmem__trace_write_watch(const struct hostmem_manager *m, uintptr_t base, uint64_t size,
+                                uint64_t pages, bool reset, bool read, int32_t hr,
+                                uint64_t duration_ns) {}
+void hostmem__trace_guard_hit(const struct hostmem_manager *m, uintptr_t address, uintptr_t page) {}

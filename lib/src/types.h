@@ -9,7 +9,12 @@
  *   run       a maximal stretch of pages of one region in the same state; a region
  *             keeps its pages as runs, so its metadata never grows with its size.
  *   state     per page: reserved or committed, the PAGE_* protection, and whether
- *             its data was reset (MEM_RESET) and is no longer provably intact.
+ *             its data was reset (MEM_RESET) and is no longer provably intact;
+ *             in a write-watch region also whether it was written before it was
+ *             decommitted (the kernel tracks the writes of committed pages).
+ *   watch     write watch (W1): which pages were written since the last reset.
+ *   guard     PAGE_GUARD (W2): the first access faults, clears the guard and
+ *             is reported to the host as a guard hit; the next one is plain.
  *   charge    committed pages * P: what a commit limit counts (committed_bytes).
  *   level     EMemoryCriticalLevel of a request: how deep into a limit it may go.
  *   ceiling   the charge a level may reach: task_percent / appdomain_percent / 100 %
@@ -41,6 +46,8 @@
 #define HOSTMEM_STATE_PROTECT_MASK 0x07ffu /* PAGE_* value, 0 for reserved pages */
 #define HOSTMEM_STATE_COMMITTED 0x1000u
 #define HOSTMEM_STATE_RESET 0x2000u        /* data disposable since MEM_RESET */
+#define HOSTMEM_STATE_WRITTEN 0x4000u      /* write watch: written before a decommit (W1) */
+#define HOSTMEM_STATE_CACHE_MASK ((uint32_t)(PAGE_NOCACHE | PAGE_WRITECOMBINE)) /* S11 */
 
 /* A run: first page (relative to the region base) << 16 | state.
  * 48 bits of page index cover any region the map can hold. */
@@ -70,6 +77,9 @@ enum hostmem__page_op {
     HOSTMEM_PAGES_PROTECT,  /* new protection (committed pages only) */
     HOSTMEM_PAGES_RESET,    /* committed pages: reset bit set */
     HOSTMEM_PAGES_SET,      /* every page: exactly `state` (rollback) */
+    HOSTMEM_PAGES_MARK_WRITTEN,  /* written mark set (W1: latched before a decommit) */
+    HOSTMEM_PAGES_CLEAR_WRITTEN, /* written mark cleared (W1: reset) */
+    HOSTMEM_PAGES_UNGUARD,       /* committed pages: PAGE_GUARD cleared (W2: one-shot) */
 };
 
 struct hostmem__arena;
@@ -84,6 +94,9 @@ typedef struct hostmem__region {
     _Atomic size_t size;       /* page multiple */
     _Atomic uint32_t alloc_protect;
     _Atomic bool live;
+    _Atomic bool watched;      /* a write-watch region (MEM_WRITE_WATCH, W1) */
+    _Atomic uintptr_t guard_retry; /* page whose guard a hit just cleared (W2, guard.c) */
+    _Atomic uintptr_t guard_retry_by; /* the thread whose hit it was */
     _Atomic size_t committed_pages; /* written under `lock` */
     uintptr_t caller;          /* who reserved it (for region_state and leaks) */
     _Atomic(const void *) owner; /* the heap (heap.h) that reserved it, else NULL */
@@ -168,6 +181,7 @@ struct hostmem_manager {
     unsigned page_shift;
     uintptr_t user_end;         /* first address past user space */
     struct hostmem_manager *next_manager; /* every manager, for fork() */
+    struct hostmem_manager *_Atomic next_fault; /* managers hostmem_handle_fault() searches */
 };
 
 #endif

@@ -263,8 +263,8 @@ Test(a4_pointers, out_mem_null_on_every_failure)
     cr_assert_eq(alloc_fail(m, NULL, pg(), MEM_RESERVE, 0, eTaskCritical), E_INVALIDARG);
     cr_assert_eq(alloc_fail(m, r, pg(), MEM_RESERVE, PAGE_READWRITE, eTaskCritical), HOSTMEM_E_INVALID_ADDRESS);
     cr_assert_eq(alloc_fail(m, NULL, (size_t)1 << 62, MEM_RESERVE, PAGE_READWRITE, eTaskCritical), E_OUTOFMEMORY);
-    cr_assert_eq(alloc_fail(m, NULL, pg(), MEM_RESERVE | MEM_WRITE_WATCH, PAGE_READWRITE, eTaskCritical),
-                 E_NOTIMPL);
+    cr_assert_eq(alloc_fail(m, NULL, pg(), MEM_COMMIT | MEM_WRITE_WATCH, PAGE_READWRITE, eTaskCritical),
+                 E_INVALIDARG);
     hostmem_destroy(m);
 }
 

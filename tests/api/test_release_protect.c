@@ -110,10 +110,13 @@ Test(s8_protect, old_protect_is_the_first_page)
     DWORD old = 0;
     HR_OK(hostmem_virtual_protect(m, r + 10, 3 * P - 10, PAGE_EXECUTE_READ, &old));
     cr_assert_eq(old, PAGE_READONLY);
+    /* S11: the pages committed with PAGE_NOCACHE keep it. */
     MEMORY_BASIC_INFORMATION mbi = q(m, r);
-    MBI_IS(mbi, r, r, PAGE_READWRITE, 3 * P, MEM_COMMIT, PAGE_EXECUTE_READ);
+    MBI_IS(mbi, r, r, PAGE_READWRITE, P, MEM_COMMIT, PAGE_EXECUTE_READ);
+    mbi = q(m, r + P);
+    MBI_IS(mbi, r + P, r, PAGE_READWRITE, 2 * P, MEM_COMMIT, PAGE_EXECUTE_READ | PAGE_NOCACHE);
     HR_OK(hostmem_virtual_protect(m, r + P, P, PAGE_READWRITE, &old));
-    cr_assert_eq(old, PAGE_EXECUTE_READ);
+    cr_assert_eq(old, PAGE_EXECUTE_READ | PAGE_NOCACHE);
     commit(m, r + 2 * P, P, PAGE_READWRITE | PAGE_GUARD);
     HR_OK(hostmem_virtual_protect(m, r + 2 * P, P, PAGE_READONLY, &old));
     cr_assert_eq(old, PAGE_READWRITE | PAGE_GUARD);

@@ -211,13 +211,10 @@ void hm_model_alloc(hm_model *m, uintptr_t addr, size_t size, DWORD type, DWORD 
         if (!core)
             arg |= B(E_INVALIDARG);
         if (type & MEM_WRITE_WATCH) {
-            if (type & MEM_RESERVE) {
-                arg |= B(E_NOTIMPL);
-            } else {
+            if (type & MEM_RESERVE)
+                lenient |= B(E_NOTIMPL); /* W1: a kernel without write-protect tracking */
+            else
                 arg |= B(E_INVALIDARG);
-                if (core) /* COMMIT|WRITE_WATCH: neither "alone" nor "with MEM_RESERVE" */
-                    lenient |= B(E_NOTIMPL);
-            }
         }
         if (type & MEM_LARGE_PAGES) {
             if (core != (MEM_COMMIT | MEM_RESERVE))
@@ -557,8 +554,10 @@ void hm_model_protect_apply(hm_model *m, uintptr_t addr, size_t size, DWORD prot
     const size_t P = m->page;
     uintptr_t start = down(addr, P), end = up(addr + size, P);
     hm_region *r = &m->regions[hm_model_find(m, start)];
+    const DWORD cache = PAGE_NOCACHE | PAGE_WRITECOMBINE;
     for (size_t k = (start - r->base) / P; k < (end - r->base) / P; k++) {
-        r->pages[k].protect = protect;
+        /* S11: the cache modifier stays as committed; one passed to protect is ignored. */
+        r->pages[k].protect = (protect & ~cache) | (r->pages[k].protect & cache);
         r->pages[k].dirty = true;
     }
 }

@@ -89,15 +89,19 @@ static const DWORD protections[] = {PAGE_READWRITE, PAGE_READWRITE, PAGE_READONL
                                     PAGE_EXECUTE_READ, PAGE_READWRITE | PAGE_GUARD,
                                     PAGE_READWRITE | PAGE_NOCACHE};
 
+/* S11: a cache modifier changes no access right. */
+#define CACHE_MODS ((DWORD)(PAGE_NOCACHE | PAGE_WRITECOMBINE))
+
 static int readable(DWORD p)
 {
-    return p == PAGE_READWRITE || p == PAGE_READONLY || p == PAGE_EXECUTE_READ ||
-           p == (PAGE_READWRITE | PAGE_NOCACHE);
+    p &= ~CACHE_MODS;
+    return p == PAGE_READWRITE || p == PAGE_READONLY || p == PAGE_EXECUTE_READ;
 }
 
 static int writable(DWORD p)
 {
-    return p == PAGE_READWRITE || p == (PAGE_READWRITE | PAGE_NOCACHE);
+    p &= ~CACHE_MODS;
+    return p == PAGE_READWRITE;
 }
 
 /* Walk pages [first, first + count) with query and compare with the model. */
@@ -184,8 +188,8 @@ static void model_step(model *md, size_t lo, size_t hi, uint64_t *seed, uint32_t
         if (all) {
             CHECK(hr == S_OK && old == md->prot[first], "%s: protect %p+%zu: %s old 0x%x want 0x%x", who,
                   (void *)addr, count, hostmem_hresult_name(hr), (unsigned)old, (unsigned)md->prot[first]);
-            for (size_t i = first; i < first + count; i++)
-                md->prot[i] = prot;
+            for (size_t i = first; i < first + count; i++) /* S11: the modifier stays */
+                md->prot[i] = (prot & ~CACHE_MODS) | (md->prot[i] & CACHE_MODS);
         } else {
             CHECK(hr == HOSTMEM_E_INVALID_ADDRESS, "%s: protect over reserved pages: %s", who,
                   hostmem_hresult_name(hr));

@@ -13,6 +13,7 @@
 #ifndef HOSTMEM_HOSTMEM_H
 #define HOSTMEM_HOSTMEM_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
@@ -39,6 +40,11 @@ typedef uint32_t DWORD;
 #if !defined(_BASETSD_H_) && !defined(_BASETSD_H) && !defined(_SIZE_T_DEFINED_WIN32) && !defined(HOSTMEM_SIZE_T_DEFINED)
 #define HOSTMEM_SIZE_T_DEFINED
 typedef size_t SIZE_T;
+#endif
+
+#if !defined(_BASETSD_H_) && !defined(_BASETSD_H) && !defined(HOSTMEM_ULONG_PTR_DEFINED)
+#define HOSTMEM_ULONG_PTR_DEFINED
+typedef uintptr_t ULONG_PTR;
 #endif
 
 #ifndef SUCCEEDED
@@ -165,6 +171,9 @@ typedef size_t SIZE_T;
 #ifndef HOST_E_ABANDONED
 #define HOST_E_ABANDONED ((HRESULT)0x80131026)
 #endif
+#ifndef E_NOINTERFACE
+#define E_NOINTERFACE ((HRESULT)0x80004002)
+#endif
 /* ERROR_INVALID_ADDRESS (487) and ERROR_BAD_LENGTH (24) as HRESULTs. */
 #define HOSTMEM_E_INVALID_ADDRESS ((HRESULT)0x800701E7)
 #define HOSTMEM_E_BAD_LENGTH ((HRESULT)0x80070018)
@@ -208,6 +217,15 @@ typedef struct hostmem_config {
     DWORD process_critical_wait_ms; /* eProcessCritical waits this long for frees (0)       */
     DWORD lock_timeout_ms;          /* HOST_E_TIMEOUT after this wait; 0 = forever (0)      */
     bool deny_write_execute;        /* PAGE_EXECUTE_READWRITE -> E_ACCESSDENIED (false)     */
+    /* Guard pages (W2).  With guard_handler set (default false), hostmem_create
+     * installs a process-wide SIGSEGV handler (once; it stays) that clears the guard of a
+     * page the host touched, calls on_guard(guard_context, address) if set -- in the
+     * signal handler: async-signal-safe code only -- and retries the access; every other
+     * fault goes to the handler that was installed before.  Without it, a host that owns
+     * SIGSEGV calls hostmem_handle_fault() from its own handler. */
+    bool guard_handler;
+    void (*on_guard)(void *guard_context, void *address);
+    void *guard_context;
 } hostmem_config;
 
 typedef struct hostmem_stats {
@@ -220,6 +238,8 @@ typedef struct hostmem_stats {
     SIZE_T page_size;            /* the OS page size P                                       */
     SIZE_T granularity;          /* allocation granularity G (65536)                         */
     SIZE_T metadata_bytes;       /* bytes of bookkeeping the manager holds                   */
+    SIZE_T watched_bytes;        /* bytes of live write-watch regions (MEM_WRITE_WATCH)      */
+    SIZE_T guard_pages;          /* committed pages carrying PAGE_GUARD now                  */
 } hostmem_stats;
 
 typedef struct hostmem_manager hostmem_manager;
@@ -290,6 +310,54 @@ HOSTMEM_API void hostmem_malloc_destroy(hostmem_malloc *h);
 HOSTMEM_API HRESULT hostmem_malloc_get_stats(hostmem_malloc *h, hostmem_malloc_stats *out);
 HOSTMEM_API HRESULT hostmem_malloc_trim(hostmem_malloc *h);
 
+/* ---- write watch (W1) ------------------------------------------
+ * A region reserved with MEM_RESERVE | MEM_WRITE_WATCH (with or without
+ * MEM_COMMIT) records which of its pages were written since it was made or
+ * last reset, with no fault and no signal on the host's writes (nor on the
+ * kernel's, e.g. read(2) into the region).  Where the kernel lacks the means
+ * (userfaultfd asynchronous write-protect and PAGEMAP_SCAN, Linux 6.7), such a
+ * reservation fails with E_NOTIMPL.  As on Windows, protect does not change
+ * what was written, and decommit does not forget it: a written page stays
+ * reported until a reset, whatever happened to it since.
+ *
+ * get_write_watch stores the addresses of the written pages of [base, base +
+ * size) (rounded out to pages), in address order, at most *count of them, sets
+ * *count to the number stored and *granularity to the page size; with
+ * WRITE_WATCH_FLAG_RESET the pages it stored are reset.  reset_write_watch
+ * resets every page of the range.  E_INVALIDARG: flags other than 0 or
+ * WRITE_WATCH_FLAG_RESET, size 0, *count 0, a range not inside one write-watch
+ * region of this manager.  E_POINTER: NULL manager, addresses, count or
+ * granularity. */
+#ifndef WRITE_WATCH_FLAG_RESET
+#define WRITE_WATCH_FLAG_RESET 0x01
+#endif
+HOSTMEM_API HRESULT hostmem_get_write_watch(hostmem_manager *m, DWORD flags, void *base, SIZE_T size,
+                                            void **addresses, ULONG_PTR *count,
+                                            DWORD *granularity);
+HOSTMEM_API HRESULT hostmem_reset_write_watch(hostmem_manager *m, void *base, SIZE_T size);
+
+/* ---- guard pages (W2) -------------------------------------------
+ * PAGE_GUARD is one-shot, as on Windows: the first access to a guard page
+ * faults; hostmem_handle_fault() then clears the guard of that page (query
+ * shows the protection without PAGE_GUARD) and answers HOSTMEM_FAULT_GUARD:
+ * retrying the access now succeeds or faults as the plain protection says.
+ * HOSTMEM_FAULT_ACCESS: an access the protection forbids inside a region of a
+ * manager (reserved or decommitted pages included).  HOSTMEM_FAULT_NOT_OURS:
+ * anything else (chain to the next handler).  Call it from a SIGSEGV or SIGBUS
+ * handler with the handler's siginfo: it is async-signal-safe, finds the
+ * region without a lock, and serves every manager of the process.  When two
+ * threads touch one guard page at the same instant, one clears it and both
+ * see HOSTMEM_FAULT_GUARD (a third one at that instant may see
+ * HOSTMEM_FAULT_ACCESS).  A region takes 16 hits with no call on it in
+ * between one page at a time; past that, a hit clears the guard of the whole
+ * run of like guard pages around the page. */
+typedef enum hostmem_fault {
+    HOSTMEM_FAULT_NOT_OURS = 0,
+    HOSTMEM_FAULT_GUARD = 1,
+    HOSTMEM_FAULT_ACCESS = 2
+} hostmem_fault;
+HOSTMEM_API hostmem_fault hostmem_handle_fault(const siginfo_t *info);
+
 /* The symbolic name of an HRESULT ("E_OUTOFMEMORY"), "UNKNOWN" outside the table. */
 HOSTMEM_API const char *hostmem_hresult_name(HRESULT hr);
 
@@ -307,7 +375,9 @@ HOSTMEM_API const char *hostmem_hresult_name(HRESULT hr);
  *                           answered EINVAL.
  * E_ACCESSDENIED            PAGE_EXECUTE_READWRITE while deny_write_execute is set; the
  *                           kernel answered EACCES or EPERM.
- * E_NOTIMPL                 MEM_WRITE_WATCH with MEM_RESERVE.
+ * E_NOTIMPL                 MEM_WRITE_WATCH with MEM_RESERVE on a kernel without
+ *                           userfaultfd asynchronous write-protect and PAGEMAP_SCAN (Linux
+ *                           before 6.7, or userfaultfd disabled for the process).
  * E_OUTOFMEMORY             the OS refused memory or address space (ENOMEM, EAGAIN), the
  *                           process is out of file descriptors (EMFILE, ENFILE: query and
  *                           get_memory_load read /proc), the kernel's answer could not be
