@@ -74,19 +74,17 @@ Test(s1_alloc_type, invalid_types)
     hostmem_destroy(m);
 }
 
-/* W1 (the kernel here has what write watch needs; tests/api/test_write_watch.c
- * covers the semantics and, with the capability faked away, E_NOTIMPL). */
-Test(s1_alloc_type, write_watch_with_reserve_makes_a_watched_region)
+/* W1: MEM_WRITE_WATCH needs MEM_RESERVE (what it makes: tests/api/test_write_watch.c). */
+Test(s1_alloc_type, write_watch_without_reserve)
 {
     hostmem_manager *m = mk(NULL);
-    void *a = alloc_ok(m, NULL, GRAN, MEM_RESERVE | MEM_WRITE_WATCH, PAGE_READWRITE);
-    void *b = alloc_ok(m, NULL, GRAN, MEM_RESERVE | MEM_COMMIT | MEM_WRITE_WATCH, PAGE_READWRITE);
-    MEMORY_BASIC_INFORMATION mbi = q(m, a);
-    MBI_IS(mbi, a, a, PAGE_READWRITE, GRAN, MEM_RESERVE, 0);
-    mbi = q(m, b);
-    MBI_IS(mbi, b, b, PAGE_READWRITE, GRAN, MEM_COMMIT, PAGE_READWRITE);
-    cr_assert_eq(st(m).region_count, 2);
-    cr_assert_eq(st(m).watched_bytes, 2 * GRAN);
+    void *r = alloc_ok(m, NULL, GRAN, MEM_RESERVE, PAGE_READWRITE);
+    cr_assert_eq(alloc_fail(m, NULL, GRAN, MEM_COMMIT | MEM_WRITE_WATCH, PAGE_READWRITE, eTaskCritical),
+                 E_INVALIDARG);
+    cr_assert_eq(alloc_fail(m, r, GRAN, MEM_COMMIT | MEM_WRITE_WATCH, PAGE_READWRITE, eTaskCritical),
+                 E_INVALIDARG);
+    cr_assert_eq(st(m).region_count, 1);
+    cr_assert_eq(st(m).committed_bytes, 0);
     hostmem_destroy(m);
 }
 

@@ -296,6 +296,11 @@ Test(w1_write_watch, release_stats_and_reuse)
 {
     size_t P = pg();
     hostmem_manager *m = mk(NULL);
+    void *w = alloc_ok(m, NULL, GRAN, MEM_RESERVE | MEM_WRITE_WATCH, PAGE_READWRITE);
+    MEMORY_BASIC_INFORMATION mbi = q(m, w);
+    MBI_IS(mbi, w, w, PAGE_READWRITE, GRAN, MEM_RESERVE, 0);
+    cr_assert_eq(st(m).watched_bytes, GRAN);
+    HR_OK(hostmem_virtual_free(m, w, 0, MEM_RELEASE));
     /* small (arena) and large (own mapping) regions */
     char *a = alloc_ok(m, NULL, 16 * P, MEM_RESERVE | MEM_COMMIT | MEM_WRITE_WATCH, PAGE_READWRITE);
     char *b = alloc_ok(m, NULL, 4 * MiB, MEM_RESERVE | MEM_WRITE_WATCH, PAGE_READWRITE);
