@@ -137,7 +137,7 @@ static void heap_once_init(void)
  * first use), or NULL (the caller then works on the bins directly). */
 static heap_cache *cache_new(hostmem_malloc *h, uintptr_t owner, EMemoryCriticalLevel level)
 {
-    size_t first = (sizeof(hostmem_malloc) + 63) & ~(size_t)63;
+    size_t first = (sizeof(hostmem_malloc) + 63) & ~(size_t)63; /* caches are 64-byte multiples */
     for (;;) {
         pthread_mutex_lock(&h->pool_lock);
         size_t off = first + (size_t)h->cache_count * sizeof(heap_cache);
@@ -272,7 +272,7 @@ static HRESULT alloc_large(hostmem_malloc *h, size_t size, EMemoryCriticalLevel 
     return S_OK;
 }
 
-static inline __attribute__((always_inline)) HRESULT
+static __attribute__((noinline)) HRESULT
 heap_alloc(hostmem_malloc *h, size_t size, EMemoryCriticalLevel level, void **out, uintptr_t caller,
            const char *file, int line)
 {
@@ -330,8 +330,33 @@ failed:
     return heap_fail(h, HOSTMEM_OP_malloc_alloc, hr, HOSTMEM_REASON_limit_denied, 0, size, level);
 }
 
+static inline bool trace_on(const int *const *state)
+{
+    return atomic_load_explicit((const _Atomic int *)*state, RELAXED) != 0;
+}
+
 HRESULT hostmem_malloc_alloc(hostmem_malloc *h, SIZE_T size, EMemoryCriticalLevel level, void **out)
 {
+    /* The fast path: a thread-safe heap, a small block in this thread's
+     * cache, no turn to Low to follow, no event to emit.  Anything else takes
+     * the general path, which checks everything from the start. */
+    if (likely(h && out && size <= HEAP_SMALL_MAX && (unsigned)level <= eProcessCritical &&
+               (h->type & MALLOC_THREADSAFE))) {
+        heap_slot *slot = &tls_slot[h->id & (HEAP_TLS_SLOTS - 1)];
+        if (likely(slot->id == h->id)) {
+            heap_cache *c = slot->cache;
+            uint32_t cls = hostmem__heap_class(size);
+            void *b = c->bin[cls].head;
+            if (likely(b && c->low_seen == low_count(h) && !trace_on(&hostmem__trace_malloc_alloc_on))) {
+                c->bin[cls].head = *(void **)b;
+                c->bin[cls].count--;
+                ((uintptr_t *)b)[1] = 0; /* the tag: live now */
+                cache_count(c, 1, (int64_t)hostmem__heap_class_size(cls));
+                *out = b;
+                return S_OK;
+            }
+        }
+    }
     return heap_alloc(h, size, level, out, (uintptr_t)__builtin_return_address(0), NULL, 0);
 }
 
@@ -367,9 +392,9 @@ static HRESULT free_large(hostmem_malloc *h, uintptr_t base, uintptr_t p, size_t
     return S_OK;
 }
 
-HRESULT hostmem_malloc_free(hostmem_malloc *h, void *ptr)
+static __attribute__((noinline)) HRESULT free_general(hostmem_malloc *h, void *ptr, uintptr_t caller)
 {
-    uintptr_t caller = (uintptr_t)__builtin_return_address(0), p = (uintptr_t)ptr;
+    uintptr_t p = (uintptr_t)ptr;
     enum hostmem__reason why;
     if (!h)
         return heap_fail(h, HOSTMEM_OP_malloc_free, E_POINTER, HOSTMEM_REASON_null_pointer, p, 0, -1);
@@ -563,4 +588,56 @@ void hostmem_malloc_destroy(hostmem_malloc *h)
     uintptr_t meta = h->meta;
     hostmem__trace_malloc_region(m, h, meta, HEAP_META_SIZE, false);
     hostmem_virtual_free(m, (void *)meta, 0, MEM_RELEASE);
+}
+
+/* After a free on the fast path: what a full cache, a turn to Low or an
+ * enabled event still asks for. */
+static __attribute__((noinline)) void free_tail(hostmem_malloc *h, heap_cache *c, uint32_t cls, uintptr_t p,
+                                                size_t usable, uintptr_t caller)
+{
+    if (c->bin[cls].count >= cache_cap(cls) && cache_flush_class(h, c, cls, cache_cap(cls) / 2))
+        hostmem__heap_trim(h, HEAP_RETAIN / 2);
+    if (c->low_seen != low_count(h))
+        heap_low(h, c);
+    if (trace_on(&hostmem__trace_malloc_free_on))
+        hostmem__trace_malloc_free(h, p, usable, caller);
+}
+
+HRESULT hostmem_malloc_free(hostmem_malloc *h, void *ptr)
+{
+    uintptr_t p = (uintptr_t)ptr;
+    /* The fast path: a block of a segment this thread has seen, in a
+     * thread-safe heap.  It validates as free_general does (class, interior,
+     * never handed out, the tag) and leaves for free_general, which starts over,
+     * at the first doubt: nothing changes before the tag is installed. */
+    if (likely(h && p && !(p & 15) && (h->type & MALLOC_THREADSAFE))) {
+        heap_slot *slot = &tls_slot[h->id & (HEAP_TLS_SLOTS - 1)];
+        heap_cache *c = slot->cache;
+        uintptr_t base;
+        if (likely(slot->id == h->id) && p - (base = c->seg[(p >> 20) & 3u]) < HEAP_SEGMENT) {
+            heap_span *s = &((heap_segment *)base)->span[(p - base) >> HEAP_SPAN_SHIFT];
+            uint32_t cls1 = atomic_load_explicit(&s->cls1, memory_order_acquire);
+            uintptr_t start = atomic_load_explicit(&s->start, RELAXED), off = p - start;
+            uint32_t bsize = atomic_load_explicit(&s->bsize, RELAXED);
+            uint32_t i = hostmem__heap_index(off, atomic_load_explicit(&s->inv, RELAXED));
+            uintptr_t tag = hostmem__heap_tag(h, s, p), seen;
+            /* The block is read only once the span says it is one (a free
+             * span may be decommitted). */
+            if (likely(cls1 && p >= start && (uintptr_t)i * bsize == off &&
+                       i < atomic_load_explicit(&s->bumped, RELAXED)) &&
+                likely((seen = __atomic_load_n((uintptr_t *)p + 1, __ATOMIC_RELAXED)) != tag) &&
+                __atomic_compare_exchange_n((uintptr_t *)p + 1, &seen, tag, false, __ATOMIC_RELAXED,
+                                            __ATOMIC_RELAXED)) {
+                uint32_t cls = cls1 - 1;
+                *(void **)p = c->bin[cls].head;
+                c->bin[cls].head = (void *)p;
+                cache_count(c, -1, -(int64_t)bsize);
+                if (unlikely(++c->bin[cls].count >= cache_cap(cls) || c->low_seen != low_count(h) ||
+                             trace_on(&hostmem__trace_malloc_free_on)))
+                    free_tail(h, c, cls, p, bsize, (uintptr_t)__builtin_return_address(0));
+                return S_OK;
+            }
+        }
+    }
+    return free_general(h, ptr, (uintptr_t)__builtin_return_address(0));
 }

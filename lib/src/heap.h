@@ -106,7 +106,7 @@ typedef struct heap_cache {
         void *head;
         uint32_t count;
     } bin[HEAP_CLASSES];
-} heap_cache;
+} __attribute__((aligned(64))) heap_cache; /* no line shared by two threads' caches */
 
 struct hostmem_malloc {
     hostmem_manager *m;
