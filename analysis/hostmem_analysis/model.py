@@ -403,6 +403,7 @@ class Stats:
         self.lifetimes += other.lifetimes
         self.untracked += other.untracked
         self.managers += other.managers
+        self.heap.merge(other.heap)
         if series:
             for t, r, c in zip(other.t_ts, other.t_reserved, other.t_committed):
                 self.move(t, r - self.reserved, c - self.committed)
@@ -481,6 +482,7 @@ class Process(Stats):
         self.discarded_events += other.discarded_events
         self.discarded_packets += other.discarded_packets
         self.objects.update(other.objects)
+        self.heaps_by_addr.update(other.heaps_by_addr)
         return self
 
     def label(self):

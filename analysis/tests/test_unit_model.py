@@ -507,6 +507,14 @@ class FleetMergeTest(unittest.TestCase):
             if i % 11:
                 h.release(base, (1 + i % 5) * 64 * KiB, 64 * KiB, dt=10_000 * (i % 13))
         a.fail("commit", 0x100000, 4 * MiB, "E_OUTOFMEMORY", "limit_denied")
+        # Heaps in both: their leaks and counts merge too.
+        for h, heap in ((a, 0x7000), (b, 0x8000)):
+            h.ev("malloc_create", heap=heap, type=1)
+            for i in range(20):
+                h.ev("malloc_alloc", heap=heap, address=0x900000 + 64 * i, size=48, level="task",
+                     caller=0x50 + i % 3, file="x.c" if i % 2 else "", line=i)
+                if i % 4:
+                    h.ev("malloc_free", heap=heap, address=0x900000 + 64 * i, size=48, caller=0x60)
         b.ev("manager_destroy", regions=0, reserved_bytes=0, committed_bytes=0)
         return a, b
 
@@ -531,6 +539,7 @@ class FleetMergeTest(unittest.TestCase):
             model.Model(keep_all_samples=True).feed_all(h.events).finish())) for h in (a, b)]
         _, serial = replay(a, b)
         self.assertEqual(summary.build(fleet.merge(parts))["ops"], serial["ops"])
+        self.assertEqual(summary.build(fleet.merge(parts))["heap"], serial["heap"])
 
 
 class DiffTest(unittest.TestCase):
