@@ -552,7 +552,7 @@ static int linux_watch_scan(void *addr, size_t size, bool reset, size_t max_page
                             hostmem__os_range *out, size_t len, size_t *out_n, uintptr_t *out_next)
 {
     int saved = errno, err = watch_open();
-    struct hostmem_page_region vec[32];
+    struct hostmem_page_region vec[256]; /* 6 KiB: one ioctl per 256 written runs */
     *out_n = 0;
     *out_next = (uintptr_t)addr;
     if (err)

@@ -158,7 +158,7 @@ static HRESULT get_pages(watch_call *c, hostmem__region *r, size_t first, size_t
             pos += take;
         } else if (st & HOSTMEM_STATE_COMMITTED) {
             /* The kernel's record, at most the room left. */
-            hostmem__os_range v[32];
+            hostmem__os_range v[256];
             size_t nv;
             uintptr_t next, stop = (uintptr_t)page_at(m, r, run_end);
             int err = os->watch_scan(page_at(m, r, pos), (run_end - pos) << m->page_shift, reset,
@@ -242,7 +242,7 @@ int hostmem__watch_latch(hostmem_manager *m, hostmem__region *r, size_t first, s
     uintptr_t base = atomic_load_explicit(&r->base, RELAXED);
     uintptr_t at = base + (first << m->page_shift), stop = at + (count << m->page_shift);
     while (at < stop) {
-        hostmem__os_range v[32];
+        hostmem__os_range v[256];
         size_t nv;
         uintptr_t next;
         int err = os->watch_scan((void *)at, stop - at, false, 0, v, sizeof v / sizeof v[0], &nv, &next);

@@ -159,8 +159,8 @@ Test(w1_write_watch, no_fault_on_the_hosts_writes)
 
 Test(w1_write_watch, many_scattered_pages_in_address_order)
 {
-    /* More written runs than one kernel scan returns (32 ranges per call). */
-    size_t P = pg(), pages = 4096, size = pages * P;
+    /* More written runs than one kernel scan returns (256 ranges per call). */
+    size_t P = pg(), pages = 16384, size = pages * P;
     hostmem_manager *m = mk(NULL);
     char *base = alloc_ok(m, NULL, size, MEM_RESERVE | MEM_COMMIT | MEM_WRITE_WATCH, PAGE_READWRITE);
     static void *res[1024];
