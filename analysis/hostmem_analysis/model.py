@@ -78,6 +78,9 @@ FIELDS.update({
     "malloc_create": ("seq", "manager", "heap", "type"),
     "malloc_destroy": ("seq", "manager", "heap", "live_blocks", "live_bytes"),
     "malloc_region": ("seq", "manager", "heap", "base", "size", "live"),
+    "write_watch": ("seq", "manager", "base", "size", "pages", "reset", "read", "hr",
+                    "duration_ns"),
+    "guard_hit": ("seq", "manager", "address", "base"),
     "lttng_ust_statedump:bin_info": ("baddr", "memsz", "path", "is_pic"),
     "lttng_ust_statedump:build_id": ("baddr", "build_id"),
     "lttng_ust_statedump:debug_link": ("baddr", "filename"),
@@ -346,6 +349,8 @@ class Stats:
         self.address_space = {}      # (action, hr) -> count
         self.managers = 0
         self.heap = HeapStats()
+        # W3: write-watch calls (reads, resets, pages returned, pages reset) and guard hits
+        self.win32 = {"reads": 0, "resets": 0, "pages": 0, "reset_pages": 0, "guard_hits": 0}
 
     def touch(self, ts):
         # Events arrive in time order (the reader's muxer sees to it).
@@ -380,7 +385,7 @@ class Stats:
         for src, dst in ((other.events_by_name, self.events_by_name),
                          (other.failures, self.failures), (other.decisions, self.decisions),
                          (other.state_ns, self.state_ns), (other.size_hist, self.size_hist),
-                         (other.address_space, self.address_space)):
+                         (other.address_space, self.address_space), (other.win32, self.win32)):
             for k, v in src.items():
                 dst[k] = dst.get(k, 0) + v
         self.commit_limits |= other.commit_limits
@@ -907,6 +912,27 @@ def _malloc_region(model, p, ev, ts):
         p.heap_moved(reg.committed_bytes())
 
 
+def _write_watch(model, p, m, ev, ts):
+    """W3: a get_write_watch (read 1) or reset_write_watch (read 0)."""
+    if ev.get("hr", "S_OK") != "S_OK":
+        return  # its failure event counts it
+    pages = ev.get("pages") or 0
+    for st in (p, model.all):
+        w = st.win32
+        if ev.get("read"):
+            w["reads"] += 1
+            w["pages"] += pages
+            if ev.get("reset"):
+                w["reset_pages"] += pages
+        else:
+            w["resets"] += 1
+
+
+def _guard_hit(model, p, m, ev, ts):
+    for st in (p, model.all):
+        st.win32["guard_hits"] += 1
+
+
 _HEAP_HANDLERS = {
     "malloc_create": _malloc_create,
     "malloc_destroy": _malloc_destroy,
@@ -925,4 +951,6 @@ _HANDLERS.update({
     "manager_create": Model._create,
     "manager_destroy": Model._destroy,
     "region_state": Model._region_state,
+    "write_watch": _write_watch,
+    "guard_hit": _guard_hit,
 })

@@ -55,6 +55,12 @@ def _sites(entries, key_bytes):
     return sorted(by.values(), key=lambda e: (-e[key_bytes], -e["regions"], e["site"]))
 
 
+def _win32_json(w):
+    """W3: write-watch calls and guard hits."""
+    return {"write_watch": {k: w[k] for k in ("reads", "resets", "pages", "reset_pages")},
+            "guard_hits": w["guard_hits"]}
+
+
 def _heap_json(hs, sites, peak_committed, end_committed):
     """Heap figures (H4): leaks by call site and by file:line, share of committed."""
     by_site, by_line = {}, {}
@@ -167,6 +173,7 @@ def _stats_json(st, sites, temporary_ns):
                           for (a, h), n in sorted(st.address_space.items(), key=str)],
         "untracked_ops": st.untracked,
         "heap": _heap_json(st.heap, sites, st.peak_committed, st.committed),
+        "win32": _win32_json(st.win32),
     }
 
 
@@ -228,6 +235,7 @@ def build(model, trust=None):
     out["temporary"]["by_caller"] = sorted(by.values(), key=lambda e: (-e["bytes"], -e["regions"],
                                                                        e["site"]))[:TOP_SITES]
     out["heap"] = _heap_json(model.all.heap, all_sites, model.all.peak_committed, model.all.committed)
+    out["win32"] = _win32_json(model.all.win32)
     out.update({
         "discarded_events": model.discarded_events,
         "discarded_packets": model.discarded_packets,
@@ -330,6 +338,11 @@ def format_text(s):
     w("Hosts: %s" % ", ".join(s["hosts"]))
     w("Events: %d hostmem events, %d managers" % (s["events"], s["managers"]))
     w("  " + ", ".join("%s %d" % kv for kv in s.get("events_by_name", {}).items()))
+    wn = s.get("win32")
+    if wn and (wn["write_watch"]["reads"] or wn["write_watch"]["resets"] or wn["guard_hits"]):
+        ww = wn["write_watch"]
+        w("Write watch: %d reads returned %d pages (%d reset), %d resets; guard hits %d"
+          % (ww["reads"], ww["pages"], ww["reset_pages"], ww["resets"], wn["guard_hits"]))
     w("")
     w("Processes")
     w(table(["host", "process", "pid", "events", "managers", "discarded", "seq gaps", "duration"],

@@ -68,6 +68,9 @@ SCHEMA = {
     "malloc_create": {"seq", "manager", "heap", "type"},
     "malloc_destroy": {"seq", "manager", "heap", "live_blocks", "live_bytes"},
     "malloc_region": {"seq", "manager", "heap", "base", "size", "live"},
+    "write_watch": {"seq", "manager", "base", "size", "pages", "reset", "read", "hr", "hr#",
+                    "duration_ns"},
+    "guard_hit": {"seq", "manager", "address", "base"},
 }
 REGION_OPS = {"reserve", "commit", "decommit", "release", "protect", "reset", "reset_undo", "query"}
 
@@ -472,6 +475,41 @@ class TraceTest(unittest.TestCase):
         self.assertEqual(sum(e["blocks"] for e in hp["leaks"]["by_site"]), 2)
         self.assertGreater(hp["peak_committed_bytes"], 3 << 20)
         self.assertGreater(hp["share_of_committed"]["at_peak"], 0.9)
+
+    def test_win32(self):
+        """W3: every write-watch call that reached its region is a write_watch event
+        (pages returned, reset flag, read or reset); a refused one only a failure; a
+        guard page's first access is a guard_hit with the faulting address; the
+        analysis counts them."""
+        with Session() as s:
+            lines = run_workload("win32")
+            s.stop()
+            header, calls = lines[0], lines[1:]
+            if calls[0]["hr"] == "E_NOTIMPL":
+                self.skipTest("this kernel has no write watch")
+            events, discarded = s.read(header["pid"])
+            summary = analyze_json(s.path)
+        self.assertEqual(discarded, 0)
+        self.check_common(header, events)
+        w = calls[0]["result"]
+        P = header["page"]
+        ww = [e for e in events if e["event"] == "write_watch"]
+        self.assertEqual(len(ww), 3)
+        self.expect(ww[0], "write_watch", base=w, size=16 * P, pages=3, reset=1, read=1, hr="S_OK")
+        self.expect(ww[1], "write_watch", base=w, size=16 * P, pages=0, reset=0, read=1, hr="S_OK")
+        self.expect(ww[2], "write_watch", base=w, size=2 * P, pages=0, reset=1, read=0, hr="S_OK")
+        self.assertGreater(ww[0]["duration_ns"], 0)
+        failures = [e for e in events if e["event"] == "failure"]
+        self.assertEqual([(f["op"], f["hr"], f["reason"]) for f in failures],
+                         [("get_write_watch", "E_INVALIDARG", "zero_count")])
+        hits = [e for e in events if e["event"] == "guard_hit"]
+        self.assertEqual(len(hits), 1)
+        self.expect(hits[0], "guard_hit", address=calls[-1]["address"], base=calls[-1]["result"])
+        wn = summary["win32"]
+        self.assertEqual(wn["write_watch"], {"reads": 2, "resets": 1, "pages": 3, "reset_pages": 3})
+        self.assertEqual(wn["guard_hits"], 1)
+        self.assertEqual(summary["events_by_name"]["write_watch"], 3)
+        self.assertEqual(summary["events_by_name"]["guard_hit"], 1)
 
     def test_heap_loglevel(self):
         """The heap's events are DEBUG_SYSTEM: off at TRACE_INFO, on (without query) at

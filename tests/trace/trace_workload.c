@@ -14,6 +14,7 @@
 #include <inttypes.h>
 #include <link.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -315,6 +316,61 @@ static void heap(void)
     hostmem_destroy(m);
 }
 
+/* W3: write-watch calls and a guard hit, reported through the host's own handler. */
+static void on_segv(int sig, siginfo_t *info, void *ctx)
+{
+    (void)sig;
+    (void)ctx;
+    if (hostmem_handle_fault(info) != HOSTMEM_FAULT_GUARD)
+        _exit(3);
+}
+
+static void win32(void)
+{
+    hostmem_manager *m;
+    CHECK(hostmem_create(NULL, &m) == S_OK);
+    emit_header("win32", m);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_segv;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, NULL);
+    char *w = NULL;
+    HRESULT hr = hostmem_virtual_alloc(m, NULL, 16 * page, MEM_RESERVE | MEM_COMMIT | MEM_WRITE_WATCH,
+                                       PAGE_READWRITE, eTaskCritical, (void **)&w);
+    if (hr == E_NOTIMPL) { /* a kernel without write watch: nothing to record */
+        emit("reserve_commit_watch", NULL, 16 * page, hr, NULL);
+        hostmem_destroy(m);
+        return;
+    }
+    CHECK(hr == S_OK);
+    emit("reserve_commit_watch", NULL, 16 * page, hr, w);
+    w[page] = w[3 * page] = w[4 * page] = 1;
+    void *res[16];
+    ULONG_PTR count = 16;
+    DWORD gran;
+    CHECK((hr = hostmem_get_write_watch(m, WRITE_WATCH_FLAG_RESET, w, 16 * page, res, &count, &gran)) == S_OK);
+    emit("get_write_watch", w, 16 * page, hr, (void *)(uintptr_t)count);
+    count = 16;
+    CHECK((hr = hostmem_get_write_watch(m, 0, w, 16 * page, res, &count, &gran)) == S_OK);
+    emit("get_write_watch", w, 16 * page, hr, (void *)(uintptr_t)count);
+    CHECK((hr = hostmem_reset_write_watch(m, w, 2 * page)) == S_OK);
+    emit("reset_write_watch", w, 2 * page, hr, NULL);
+    count = 0;
+    hr = hostmem_get_write_watch(m, 0, w, 16 * page, res, &count, &gran);
+    CHECK(hr == E_INVALIDARG);
+    emit("get_write_watch", w, 16 * page, hr, NULL);
+    char *g = NULL;
+    CHECK((hr = hostmem_virtual_alloc(m, NULL, 2 * page, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE | PAGE_GUARD,
+                                      eTaskCritical, (void **)&g)) == S_OK);
+    emit("reserve_commit_guard", NULL, 2 * page, hr, g);
+    ((volatile char *)g)[page + 5] = 7; /* the guard hit: cleared, retried */
+    CHECK(g[page + 5] == 7);
+    emit("guard_hit", g + page + 5, 0, S_OK, g + page);
+    hostmem_destroy(m);
+}
+
 int main(int argc, char **argv)
 {
     page = (size_t)sysconf(_SC_PAGESIZE);
@@ -332,6 +388,8 @@ int main(int argc, char **argv)
         forked();
     else if (strcmp(s, "heap") == 0)
         heap();
+    else if (strcmp(s, "win32") == 0)
+        win32();
     else {
         fprintf(stderr, "usage: %s basic|limits|statedump|threads|fork|heap\n", argv[0]);
         return 2;
