@@ -10,6 +10,10 @@
  * hostmem call is served the same way (a real allocator's OS layer would
  * call hostmem again too), and is counted.  free never gives memory back.
  *
+ * Built with HOSTED_MIMALLOC, the allocator is Debian's mimalloc instead, fed
+ * with 64 MiB arenas reserved and committed through hostmem whenever it runs
+ * out (the way a runtime hands mimalloc memory it manages).
+ *
  *   hosted_malloc run [THREADS]    threads allocate, format and sort, and use
  *                                  hostmem directly, then exit
  *   hosted_malloc wait [THREADS]   prints {"ready": true} and waits for a line
@@ -31,6 +35,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +43,9 @@
 #include <unistd.h>
 
 #include <hostmem/hostmem.h>
+#ifdef HOSTED_MIMALLOC
+#include <mimalloc.h>
+#endif
 
 #define HOST_BLOCK ((size_t)64 << 10)
 #define HOST_HEADER ((size_t)16) /* the block's size, just before it */
@@ -50,10 +58,12 @@ static atomic_int host_creating;
 static atomic_ulong host_outer_reserve, host_outer_commit, host_outer_decommit, host_outer_release;
 static atomic_ulong host_nested_calls, host_heap_in_hostmem, host_boot_bytes;
 
-static __thread char *t_cur, *t_end;
 static __thread int t_in_hostmem;
 static __thread int t_host_thread;  /* main and the workload threads */
+#ifndef HOSTED_MIMALLOC
+static __thread char *t_cur, *t_end;
 static atomic_int host_others_boot; /* wait mode: other threads' memory from host_boot */
+#endif
 
 /* Before the manager exists (and while it is being created) memory comes from
  * here; hostmem_create of a fixed library asks for none. */
@@ -118,7 +128,7 @@ static hostmem_manager *host_get_manager(void)
      * reservation and commit under its lock. */
     hostmem_config cfg;
     hostmem_config_init(&cfg);
-    cfg.commit_limit = (size_t)1 << 30;
+    cfg.commit_limit = (size_t)16 << 30; /* mimalloc's arenas are committed whole */
     cfg.address_space_limit = (size_t)64 << 30;
     t_in_hostmem++;
     HRESULT hr = hostmem_create(&cfg, &m);
@@ -142,6 +152,8 @@ static void *host_boot_alloc(size_t n, size_t align)
     ((size_t *)(host_boot + at))[-1] = n;
     return host_boot + at;
 }
+
+#ifndef HOSTED_MIMALLOC
 
 static void *host_alloc(size_t n, size_t align)
 {
@@ -213,6 +225,117 @@ void *valloc(size_t n) { return host_alloc(n, 4096); }
 void *pvalloc(size_t n) { return host_alloc(host_round(n, 4096), 4096); }
 size_t malloc_usable_size(void *p) { return p ? host_size_of(p) : 0; }
 
+#else /* HOSTED_MIMALLOC */
+
+/* Debian's mimalloc is the allocator; its heap memory comes only from arenas
+ * hostmem reserved and committed (mi_manage_os_memory_ex), added whenever
+ * mimalloc runs out -- from inside whatever malloc found it out, on any
+ * thread, possibly from inside the tracer.  mimalloc must not decommit the
+ * arenas behind hostmem's back: allow_decommit off (committed arenas are never
+ * decommitted whole anyway). */
+#define HOST_ARENA ((size_t)64 << 20)
+#define HOST_MAX_ARENAS 48
+static atomic_int host_state;     /* 0: nothing, 1: starting, 2: ready */
+static atomic_int host_arenas;
+static atomic_ulong host_arena_calls;
+
+static bool host_in_boot(const void *p)
+{
+    return (const char *)p >= host_boot && (const char *)p < host_boot + sizeof host_boot;
+}
+
+static bool host_add_arena(void)
+{
+    hostmem_manager *m = atomic_load(&host_manager);
+    if (!m || atomic_fetch_add(&host_arenas, 1) >= HOST_MAX_ARENAS)
+        return false;
+    atomic_fetch_add(&host_arena_calls, 1);
+    void *r = NULL, *c = NULL;
+    if (host_alloc_call(m, NULL, 2 * HOST_ARENA, MEM_RESERVE, &r) != S_OK)
+        return false;
+    void *aligned = (void *)host_round((uintptr_t)r, HOST_ARENA);
+    if (host_alloc_call(m, aligned, HOST_ARENA, MEM_COMMIT, &c) != S_OK)
+        return false;
+    mi_arena_id_t id;
+    return mi_manage_os_memory_ex(aligned, HOST_ARENA, true, false, true, -1, false, &id);
+}
+
+static bool host_ready(void)
+{
+    int st = atomic_load(&host_state);
+    if (st == 2)
+        return true;
+    int expected = 0;
+    if (st != 0 || !atomic_compare_exchange_strong(&host_state, &expected, 1))
+        return false; /* starting on some thread: the bootstrap area serves */
+    mi_option_set(mi_option_limit_os_alloc, 1);
+    mi_option_set(mi_option_allow_decommit, 0);
+    if (!host_get_manager() || !host_add_arena())
+        host_die("cannot give mimalloc its first arena");
+    atomic_store(&host_state, 2);
+    return true;
+}
+
+static void *host_alloc(size_t n, size_t align)
+{
+    if (!host_ready())
+        return host_boot_alloc(n, align < 16 ? 16 : align);
+    if (t_in_hostmem)
+        atomic_fetch_add(&host_heap_in_hostmem, 1);
+    for (;;) {
+        void *p = align > 16 ? mi_malloc_aligned(n, align) : mi_malloc(n);
+        if (p || !host_add_arena())
+            return p;
+    }
+}
+
+static size_t host_size_of(const void *p)
+{
+    return host_in_boot(p) ? ((const size_t *)p)[-1] : mi_usable_size(p);
+}
+
+void *malloc(size_t n) { return host_alloc(n, 16); }
+void free(void *p)
+{
+    if (p && !host_in_boot(p))
+        mi_free(p);
+}
+void *calloc(size_t a, size_t b)
+{
+    size_t n;
+    if (__builtin_mul_overflow(a, b, &n))
+        return NULL;
+    void *p = host_alloc(n, 16);
+    if (p)
+        memset(p, 0, n);
+    return p;
+}
+void *realloc(void *p, size_t n)
+{
+    void *q = host_alloc(n, 16);
+    if (p && q) {
+        size_t old = host_size_of(p);
+        memcpy(q, p, old < n ? old : n);
+        free(p);
+    }
+    return q;
+}
+void *memalign(size_t align, size_t n) { return host_alloc(n, align); }
+void *aligned_alloc(size_t align, size_t n) { return host_alloc(n, align); }
+int posix_memalign(void **out, size_t align, size_t n)
+{
+    void *p = host_alloc(n, align);
+    if (!p)
+        return ENOMEM;
+    *out = p;
+    return 0;
+}
+void *valloc(size_t n) { return host_alloc(n, 4096); }
+void *pvalloc(size_t n) { return host_alloc(host_round(n, 4096), 4096); }
+size_t malloc_usable_size(void *p) { return p ? host_size_of(p) : 0; }
+
+#endif /* HOSTED_MIMALLOC */
+
 /* ---- the workload ------------------------------------------------------- */
 
 #define ROUNDS 400
@@ -274,6 +397,7 @@ int main(int argc, char **argv)
         host_die("usage: hosted_malloc run|wait [THREADS]");
     t_host_thread = 1;
     free(malloc(1)); /* the manager exists from here on */
+#ifndef HOSTED_MIMALLOC
     if (!strcmp(mode, "wait")) {
         atomic_store(&host_others_boot, 1);
         /* A block of 4 MiB for main: no hostmem call of its own after the go. */
@@ -281,6 +405,7 @@ int main(int argc, char **argv)
         t_cur = big;
         t_end = (char *)big + ((size_t)4 << 20);
     }
+#endif
     hostmem_manager *m = host_get_manager();
     if (!m)
         host_die("no manager");
@@ -303,11 +428,17 @@ int main(int argc, char **argv)
         host_die("get_stats failed");
     printf("{\"threads\": %d, \"rounds\": %d, \"outer_reserve\": %lu, \"outer_commit\": %lu, "
            "\"outer_decommit\": %lu, \"outer_release\": %lu, \"nested_calls\": %lu, "
-           "\"heap_in_hostmem\": %lu, \"boot_bytes\": %lu, \"regions\": %zu}\n",
+           "\"heap_in_hostmem\": %lu, \"boot_bytes\": %lu, \"regions\": %zu, \"mimalloc\": %d}\n",
            threads, ROUNDS, atomic_load(&host_outer_reserve), atomic_load(&host_outer_commit),
            atomic_load(&host_outer_decommit), atomic_load(&host_outer_release),
            atomic_load(&host_nested_calls), atomic_load(&host_heap_in_hostmem),
-           atomic_load(&host_boot_bytes), (size_t)st.region_count);
+           atomic_load(&host_boot_bytes), (size_t)st.region_count,
+#ifdef HOSTED_MIMALLOC
+           1
+#else
+           0
+#endif
+    );
     fflush(stdout);
     return 0;
 }
