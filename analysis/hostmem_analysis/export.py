@@ -24,14 +24,16 @@ COLUMNS = ("ts_ns", "host", "pid", "procname", "event", "seq", "manager", "addre
            "request_bytes", "level_ceiling", "limit", "waited_ns", "committed_bytes",
            "reserved_bytes", "old_state", "state", "action", "start", "external_bytes",
            "commit_limit", "address_space_limit", "page_size", "regions",
-           "unreturned_mappings", "unreturned_bytes")
+           "unreturned_mappings", "unreturned_bytes", "heap", "type", "file", "line",
+           "live_blocks", "live_bytes", "live")
 
 _PAYLOAD = [c for c in COLUMNS if c not in ("ts_ns", "host", "pid", "procname", "event")]
 # Every payload column, asked of every hostmem event (the reader reads those
 # the event has); start_ns comes back as duration_ns.
 FIELDS = {name: tuple(_PAYLOAD) + ("start_ns",) for name in model_mod.FIELDS if ":" not in name}
 for _n in ("failure", "critical_decision", "memory_state", "address_space", "manager_create",
-           "manager_destroy", "region_state", "totals"):
+           "manager_destroy", "region_state", "totals", "malloc_create", "malloc_destroy",
+           "malloc_alloc", "malloc_free", "malloc_region"):
     FIELDS[_n] = tuple(_PAYLOAD)
 
 

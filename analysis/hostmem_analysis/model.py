@@ -488,6 +488,7 @@ class Process(Stats):
         self.discarded_packets += other.discarded_packets
         self.objects.update(other.objects)
         self.heaps_by_addr.update(other.heaps_by_addr)
+        self.heap_regions.update(other.heap_regions)
         return self
 
     def label(self):

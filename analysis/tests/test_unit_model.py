@@ -540,6 +540,8 @@ class FleetMergeTest(unittest.TestCase):
         _, serial = replay(a, b)
         self.assertEqual(summary.build(fleet.merge(parts))["ops"], serial["ops"])
         self.assertEqual(summary.build(fleet.merge(parts))["heap"], serial["heap"])
+        self.assertEqual(json.dumps(summary.build(fleet.merge(parts)), sort_keys=True),
+                         json.dumps(serial, sort_keys=True))
 
 
 class DiffTest(unittest.TestCase):
