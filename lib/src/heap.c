@@ -111,6 +111,10 @@ static bool cache_flush(hostmem_malloc *h, heap_cache *c)
 static void heap_thread_exit(void *unused)
 {
     uintptr_t me = heap_token();
+    /* A call this thread still makes (from a later destructor) finds no
+     * cache in its slots and takes one properly, never the one given up here. */
+    for (unsigned i = 0; i < HEAP_TLS_SLOTS; i++)
+        tls_slot[i] = (heap_slot){0, NULL};
     pthread_mutex_lock(&heap_registry_lock);
     for (hostmem_malloc *h = heap_registry; h; h = h->next_live) {
         if (!(h->type & MALLOC_THREADSAFE))
