@@ -4,7 +4,6 @@
  * followed by a reference count and what it wraps; every method forwards to
  * the hostmem_* call of the same name.
  */
-#include <stdlib.h>
 #include <string.h>
 
 #include <hostmem/mscoree.h>
@@ -44,7 +43,7 @@ static ULONG STDMETHODCALLTYPE mgr_release(IHostMemoryManager *This)
         ICLRMemoryNotificationCallback *cb = atomic_exchange(&c->callback, NULL);
         if (cb)
             cb->lpVtbl->Release(cb);
-        free(c);
+        hostmem__meta_free(c, sizeof *c);
     }
     return left;
 }
@@ -159,12 +158,12 @@ HRESULT hostmem_com_create(const hostmem_config *config, IHostMemoryManager **ou
     if (!out)
         return E_POINTER;
     *out = NULL;
-    com_manager *c = calloc(1, sizeof *c);
+    com_manager *c = hostmem__meta_alloc(sizeof *c);
     if (!c)
         return E_OUTOFMEMORY;
     HRESULT hr = hostmem_create(config, &c->m);
     if (FAILED(hr)) {
-        free(c);
+        hostmem__meta_free(c, sizeof *c);
         return hr;
     }
     c->iface.lpVtbl = &mgr_vtbl;
@@ -201,7 +200,7 @@ static ULONG STDMETHODCALLTYPE heap_release(IHostMalloc *This)
     if (left == 0) {
         hostmem_malloc_destroy(c->h);
         mgr_release(&c->owner->iface);
-        free(c);
+        hostmem__meta_free(c, sizeof *c);
     }
     return left;
 }
@@ -250,12 +249,12 @@ static HRESULT create_malloc(com_manager *owner, DWORD type, IHostMalloc **out)
     if (!out)
         return E_POINTER;
     *out = NULL;
-    com_malloc *c = calloc(1, sizeof *c);
+    com_malloc *c = hostmem__meta_alloc(sizeof *c);
     if (!c)
         return E_OUTOFMEMORY;
     HRESULT hr = hostmem_create_malloc(owner->m, type, &c->h);
     if (FAILED(hr)) {
-        free(c);
+        hostmem__meta_free(c, sizeof *c);
         return hr;
     }
     c->iface.lpVtbl = &heap_vtbl;

@@ -352,19 +352,21 @@ void hostmem__trace_write_watch(const struct hostmem_manager *m, uintptr_t base,
 {
     if (!TP_ON(write_watch))
         return;
-    lttng_ust_do_tracepoint(hostmem, write_watch, trace_next_seq(), trace_manager_id(m),
-                            (uint64_t)base, size, pages, (uint8_t)reset, (uint8_t)read, hr,
-                            duration_ns);
+    TRACE_EMIT(lttng_ust_do_tracepoint(hostmem, write_watch, trace_next_seq(), trace_manager_id(m),
+                                       (uint64_t)base, size, pages, (uint8_t)reset, (uint8_t)read,
+                                       hr, duration_ns));
 }
 
 void hostmem__trace_guard_hit(const struct hostmem_manager *m, uintptr_t address, uintptr_t page)
 {
-    /* Runs in the fault handler: lttng-ust's event path is async-signal-safe
-     * (per-CPU ring buffers, no lock, no allocation). */
+    /* Runs in the fault handler: lttng-ust's event path takes no lock (per-CPU
+     * ring buffers), but a thread's first event allocates its thread-local
+     * storage.  A fault taken while this thread was inside the tracer is not
+     * traced (A5): the tracer is not reentered. */
     if (!TP_ON(guard_hit))
         return;
-    lttng_ust_do_tracepoint(hostmem, guard_hit, trace_next_seq(), trace_manager_id(m),
-                            (uint64_t)address, (uint64_t)page);
+    TRACE_EMIT(lttng_ust_do_tracepoint(hostmem, guard_hit, trace_next_seq(), trace_manager_id(m),
+                                       (uint64_t)address, (uint64_t)page));
 }
 
 /* ---- statedump: region_state ------------------------------------------------
