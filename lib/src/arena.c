@@ -78,6 +78,8 @@ static int reserve_exact_aligned(size_t size, size_t align, uintptr_t *out, bool
     if (err)
         return err;
     uintptr_t at = (uintptr_t)p;
+    /* Every address tried below lies within an alignment of it (S9). */
+    hostmem__inflight_span(at > align ? at - align : 1, at + size + align);
     if (!(at & (align - 1))) {
         *out = at;
         return 0;
@@ -112,6 +114,7 @@ int hostmem__reserve_aligned(size_t size, size_t align, uintptr_t *out, bool *lo
         return reserve_exact_aligned(size, align, out, lost);
     if (err)
         return err;
+    hostmem__inflight_span((uintptr_t)p, (uintptr_t)p + span); /* trims included */
     uintptr_t start = (uintptr_t)p, end = start + span;
     uintptr_t base = (start + align - 1) & ~(uintptr_t)(align - 1);
     if (base > start && (err = os->release(p, base - start))) {
@@ -145,17 +148,20 @@ int hostmem__arena_carve(struct hostmem_manager *m, uint32_t granules, uintptr_t
         return ENOMEM;
     uintptr_t base;
     pthread_mutex_unlock(&m->state_lock);
+    hostmem__inflight_begin(0, 0); /* until the arena is in the map (S9) */
     int err = hostmem__reserve_aligned(ARENA_BYTES, HOSTMEM_GRANULE, &base, lost);
     pthread_mutex_lock(&m->state_lock);
     if (!err && (err = hostmem__map_prepare(&m->map, base, base + ARENA_BYTES)))
         hostmem__os_get()->release((void *)base, ARENA_BYTES);
     if (err) {
+        hostmem__inflight_end();
         hostmem__meta_free(a, sizeof *a);
         return err;
     }
     a->base = base;
     a->free_granules = HOSTMEM_ARENA_GRANULES;
     hostmem__map_set(&m->map, base, base + ARENA_BYTES, (uintptr_t)a | HOSTMEM_MAP_TAG_ARENA);
+    hostmem__inflight_end();
     /* Newest first: it is the one with room. */
     a->next = m->arenas;
     m->arenas = a;

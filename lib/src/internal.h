@@ -83,10 +83,31 @@ void hostmem__map_set(hostmem__map *map, uintptr_t lo, uintptr_t hi, uintptr_t v
 /* The tagged entry for the granule of addr (0: nothing of ours).  Lock-free. */
 uintptr_t hostmem__map_lookup(const hostmem__map *map, uintptr_t addr);
 size_t hostmem__map_bytes(const hostmem__map *map);
+/* Clear the granules of [lo, hi) that still hold `value` (others keep theirs).
+ * Never allocates.  Writers hold the state lock. */
+void hostmem__map_clear(hostmem__map *map, uintptr_t lo, uintptr_t hi, uintptr_t value);
 /* The first (forward) or last granule of [lo, hi) with an entry of ours, in
  * *out (granule-aligned).  False when there is none.  Lock-free. */
 bool hostmem__map_find(const hostmem__map *map, uintptr_t lo, uintptr_t hi, bool forward,
                        uintptr_t *out);
+
+/* ---- inflight.c (mappings made but not yet in the map; S9) ------ */
+/* Open this thread's slot before a mmap that makes a mapping of the manager:
+ * [lo, hi) is what it may touch, 0, 0 when the kernel picks the address. */
+void hostmem__inflight_begin(uintptr_t lo, uintptr_t hi);
+/* The span is now known (a mmap at NULL returned).  No-op without a slot. */
+void hostmem__inflight_span(uintptr_t lo, uintptr_t hi);
+/* Close this thread's slot, once the mapping is in the map (or gone again). */
+void hostmem__inflight_end(void);
+/* Wait (bounded) for every open slot whose span may meet [lo, hi); true if
+ * there was one, and the caller must ask the kernel again.  Lock-free. */
+bool hostmem__inflight_wait(uintptr_t lo, uintptr_t hi);
+void hostmem__inflight_reset_in_child(void);
+/* A mapping of the manager entered or left the map (after the map changed,
+ * state lock held); the generation a query compares before and after it asks
+ * the kernel. */
+void hostmem__inflight_moved(void);
+uint64_t hostmem__inflight_generation(void);
 
 /* ---- arena.c -------------------------------------------------------------- */
 /* Regions of at most this many bytes are carved from arenas. */

@@ -40,6 +40,7 @@ typedef struct call {
     hostmem__notice notice[3];
     enum hostmem__reason reason;
     int os_errno;
+    hostmem__region *maker; /* the region this reserve-and-commit is making */
 } call;
 
 static void call_start(call *c, hostmem_manager *m, enum hostmem__op op, uintptr_t caller,
@@ -54,6 +55,7 @@ static void call_start(call *c, hostmem_manager *m, enum hostmem__op op, uintptr
         c->notice[i].state = 0;
     c->reason = HOSTMEM_REASON_none;
     c->os_errno = 0;
+    c->maker = NULL;
 }
 
 static hostmem__notice *notice_slot(call *c)
@@ -225,7 +227,9 @@ static hostmem__region *region_lock(call *c, uintptr_t addr, HRESULT *hr)
         if (FAILED(*hr = lock(c, &r->lock)))
             return NULL;
         if (atomic_load_explicit(&r->live, RELAXED) && addr >= atomic_load_explicit(&r->base, RELAXED)) {
-            if (addr < region_end(r))
+            /* A reserve-and-commit in the making is one step (S9): until it
+             * is done, no other call finds its region. */
+            if (addr < region_end(r) && (!atomic_load_explicit(&r->making, RELAXED) || r == c->maker))
                 return r;
             pthread_mutex_unlock(&r->lock); /* the unusable rest of its last granule */
             return NULL;
@@ -305,12 +309,14 @@ static void region_recycle(hostmem_manager *m, hostmem__region *r)
 
 /* ---- reserve (S4) ------------------------------------------------------ */
 
-/* `settle`: raise the peaks now; a reserve-and-commit settles after its commit. */
 static HRESULT release_region(call *c, hostmem__region *r);
 
-/* `watch`: a write-watch region (W1), tracked before anyone can write to it. */
+/* `watch`: a write-watch region (W1), tracked before anyone can write to it.
+ * `making`: a reserve-and-commit, whose region stays invisible to every other
+ * call and queries as free until its commit is done (S9); it settles (raises
+ * the peaks) after that commit. */
 static HRESULT reserve(call *c, uintptr_t addr, size_t size, DWORD protect, bool large, bool watch,
-                       EMemoryCriticalLevel level, uintptr_t caller, bool settle, hostmem__region **out)
+                       EMemoryCriticalLevel level, uintptr_t caller, bool making, hostmem__region **out)
 {
     hostmem_manager *m = c->m;
     const hostmem__os *os = hostmem__os_get();
@@ -391,6 +397,9 @@ static HRESULT reserve(call *c, uintptr_t addr, size_t size, DWORD protect, bool
         tail_mapped = across && (hostmem__map_lookup(&m->map, hi_granule - HOSTMEM_GRANULE) &
                                  HOSTMEM_MAP_TAG_MASK) == HOSTMEM_MAP_TAG_ARENA;
         pthread_mutex_unlock(&m->state_lock);
+        /* In an in-flight slot until the region is in the map, so that no
+         * query describes the kernel's view of a region half made (S9). */
+        hostmem__inflight_begin(addr ? base : 0, addr ? base + rsize : 0);
         void *p = NULL;
         bool lost = false;
         if (claim == EEXIST) {
@@ -420,6 +429,7 @@ static HRESULT reserve(call *c, uintptr_t addr, size_t size, DWORD protect, bool
         if (err && across)
             hostmem__arena_unclaim(m, base, hi_granule);
         if (err) {
+            hostmem__inflight_end();
             pthread_mutex_unlock(&r->lock);
             region_recycle(m, r);
             hostmem__policy_unreserve(m, rsize);
@@ -437,6 +447,8 @@ static HRESULT reserve(call *c, uintptr_t addr, size_t size, DWORD protect, bool
     atomic_store_explicit(&r->alloc_protect, protect, RELAXED);
     atomic_store_explicit(&r->committed_pages, 0, RELAXED);
     atomic_store_explicit(&r->live, true, RELAXED);
+    atomic_store_explicit(&r->making, making, RELAXED);
+    atomic_store_explicit(&r->releasing, false, RELAXED);
     atomic_store_explicit(&r->arena, arena, RELAXED);
     atomic_store_explicit(&r->tail_mapped, tail_mapped, RELAXED);
     atomic_store_explicit(&r->owner, NULL, RELAXED); /* a recycled struct may name a heap */
@@ -444,8 +456,12 @@ static HRESULT reserve(call *c, uintptr_t addr, size_t size, DWORD protect, bool
     r->caller = caller;
     seq_end(r);
     hostmem__map_set(&m->map, base, hi_granule, (uintptr_t)r | HOSTMEM_MAP_TAG_REGION);
+    if (!arena) {
+        hostmem__inflight_moved();
+        hostmem__inflight_end();
+    }
     m->policy.regions++;
-    if (settle && !watch)
+    if (!making && !watch)
         hostmem__policy_settle(m, true, notice_slot(c));
     pthread_mutex_unlock(&m->state_lock);
     if (watch) {
@@ -461,7 +477,7 @@ static HRESULT reserve(call *c, uintptr_t addr, size_t size, DWORD protect, bool
             pthread_mutex_unlock(&m->state_lock);
             return fail_os(c, err, HOSTMEM_REASON_os_watch);
         }
-        if (settle)
+        if (!making)
             hostmem__policy_settle(m, false, notice_slot(c));
     }
     pthread_mutex_unlock(&r->lock);
@@ -501,28 +517,36 @@ static HRESULT release_region(call *c, hostmem__region *r)
             int rerr = restore_access(m, r, 0, region_pages(m, r));
             return rerr ? unrecoverable(c, rerr) : fail_os(c, err, HOSTMEM_REASON_os_decommit);
         }
+        /* Out of the map, then dead: the map never names a dead region, so a
+         * query that finds r dead only has to look again (S9). */
         pthread_mutex_lock(&m->state_lock);
+        hostmem__map_set(&m->map, base, hi, (uintptr_t)arena | HOSTMEM_MAP_TAG_ARENA);
         seq_begin(r);
         atomic_store_explicit(&r->live, false, RELAXED);
         seq_end(r);
-        hostmem__map_set(&m->map, base, hi, (uintptr_t)arena | HOSTMEM_MAP_TAG_ARENA);
         hostmem__arena_mark(arena, base, hi, false);
     } else {
-        /* Out of the map before munmap: once the kernel has the range back it
-         * may hand it to another reservation. */
-        pthread_mutex_lock(&m->state_lock);
+        /* The region stays in the map until the kernel has the range back,
+         * marked releasing: a query meanwhile waits for the release rather
+         * than describe the kernel's half-released view (S9).  Once unmapped
+         * the range may go to another reservation of ours before the map is
+         * updated, so only the entries still naming r are cleared. */
         seq_begin(r);
-        atomic_store_explicit(&r->live, false, RELAXED);
+        atomic_store_explicit(&r->releasing, true, RELAXED);
         seq_end(r);
-        hostmem__map_set(&m->map, base, hi, 0);
-        pthread_mutex_unlock(&m->state_lock);
+        tls_writing = 1; /* a query from a signal handler here must not wait for us */
         err = os->release((void *)base, unmap_bytes(r));
         pthread_mutex_lock(&m->state_lock);
+        if (!err) {
+            hostmem__map_clear(&m->map, base, hi, (uintptr_t)r | HOSTMEM_MAP_TAG_REGION);
+            hostmem__inflight_moved();
+        }
+        seq_begin(r);
+        atomic_store_explicit(&r->releasing, false, RELAXED);
+        if (!err)
+            atomic_store_explicit(&r->live, false, RELAXED);
+        seq_end(r);
         if (err) {
-            hostmem__map_set(&m->map, base, hi, (uintptr_t)r | HOSTMEM_MAP_TAG_REGION);
-            seq_begin(r);
-            atomic_store_explicit(&r->live, true, RELAXED);
-            seq_end(r);
             pthread_mutex_unlock(&m->state_lock);
             return fail_os(c, err, HOSTMEM_REASON_os_release);
         }
@@ -611,6 +635,7 @@ static HRESULT commit(call *c, uintptr_t addr, size_t size, DWORD protect,
         seq_begin(r);
         hostmem__runs_apply(&r->runs, npages, first, count, HOSTMEM_PAGES_COMMIT, protect);
         atomic_fetch_add_explicit(&r->committed_pages, newly, RELAXED);
+        atomic_store_explicit(&r->making, false, RELAXED); /* made: visible at last */
         seq_end(r);
         if (newly)
             hostmem__policy_settle(m, false, notice_slot(c));
@@ -783,7 +808,7 @@ HRESULT hostmem_virtual_alloc(hostmem_manager *m, void *address, SIZE_T size, DW
 
     hostmem__region *r = NULL;
     hr = reserve(&c, addr, size, protect, type & MEM_LARGE_PAGES, type & MEM_WRITE_WATCH, level, caller,
-                 !(type & MEM_COMMIT), &r);
+                 type & MEM_COMMIT, &r);
     if (FAILED(hr))
         return finish(&c, hr);
     uintptr_t base = atomic_load_explicit(&r->base, RELAXED);
@@ -801,6 +826,7 @@ HRESULT hostmem_virtual_alloc(hostmem_manager *m, void *address, SIZE_T size, DW
     c.ev.protect = protect;
     c.ev.base = base; /* the event names the region even if the commit fails */
     c.ev.region_size = rsize;
+    c.maker = r;
     /* The whole new region is committed, as Windows does for both flags. */
     hr = commit(&c, base, rsize, protect, level, &result);
     if (FAILED(hr) && FAILED(undo_reserve(&c, r, caller)))
@@ -985,9 +1011,10 @@ typedef enum { Q_DONE, Q_OUTSIDE, Q_RETRY } query_result;
 
 /* One optimistic read of the region holding addr; Q_RETRY if a writer raced. */
 static query_result query_ours(hostmem_manager *m, uintptr_t addr, MEMORY_BASIC_INFORMATION *mbi,
-                               uintptr_t *free_end, bool trust)
+                               uintptr_t *free_end, bool trust, uintptr_t *entry)
 {
     uintptr_t e = hostmem__map_lookup(&m->map, addr), page = page_down(m, addr);
+    *entry = e;
     if (!e)
         return Q_OUTSIDE;
     if ((e & HOSTMEM_MAP_TAG_MASK) == HOSTMEM_MAP_TAG_ARENA) {
@@ -1008,6 +1035,12 @@ static query_result query_ours(hostmem_manager *m, uintptr_t addr, MEMORY_BASIC_
     query_result res = Q_DONE;
     if (!live || addr < base) {
         res = trust ? Q_OUTSIDE : Q_RETRY; /* trusted: the region is going away */
+    } else if (atomic_load_explicit(&r->releasing, RELAXED) && !trust) {
+        res = Q_RETRY; /* being unmapped: wait for the release to be done (S9) */
+    } else if (atomic_load_explicit(&r->making, RELAXED) && addr < base + size) {
+        /* A reserve-and-commit not done yet: the space as it was before. */
+        *free_end = round_up(base + size, HOSTMEM_GRANULE);
+        res = Q_OUTSIDE;
     } else if (addr >= base + size) {
         /* The unusable rest of the region's last granule: free, as on Windows. */
         *free_end = round_up(base + size, HOSTMEM_GRANULE);
@@ -1066,30 +1099,44 @@ static void describe_free(MEMORY_BASIC_INFORMATION *mbi, uintptr_t page, uintptr
 static HRESULT query(call *c, uintptr_t addr, MEMORY_BASIC_INFORMATION *mbi)
 {
     hostmem_manager *m = c->m;
-    uintptr_t page = page_down(m, addr), free_end = 0;
-    query_result res = Q_RETRY;
-    /* Writers hold a region's seqlock only to edit memory, never across a
-     * syscall: a retry waits for a few stores.  A query from a signal handler
-     * that interrupted this thread's own write section cannot wait for it, and
-     * neither can one whose writer was suspended: after a bounded number of
-     * tries it reads what is there (memory-safe: nothing a reader can reach
-     * is ever freed while the manager lives). */
-    for (unsigned attempt = 0; res == Q_RETRY; attempt++) {
-        free_end = 0;
-        res = query_ours(m, addr, mbi, &free_end, (tls_writing && attempt > 0) || attempt > 4096);
-        if (res == Q_RETRY && attempt > 64)
-            sched_yield();
-    }
-    if (res == Q_DONE)
-        return S_OK;
-    if (free_end) {
-        describe_free(mbi, page, hostmem__arena_free_extend(m, free_end));
-        return S_OK;
-    }
+    uintptr_t page = page_down(m, addr), free_end = 0, entry = 0;
     hostmem__os_mapping map;
-    int err = hostmem__os_get()->query(page, &map);
-    if (err)
-        return fail_os(c, err, HOSTMEM_REASON_os_query);
+    for (unsigned round = 0;; round++) {
+        uint64_t generation = hostmem__inflight_generation();
+        query_result res = Q_RETRY;
+        /* Writers hold a region's seqlock only to edit memory, never across a
+         * syscall: a retry waits for a few stores (or for a release's munmap).
+         * A query from a signal handler that interrupted this thread's own
+         * write section cannot wait for it, and neither can one whose writer
+         * was suspended: after a bounded number of tries it reads what is
+         * there (memory-safe: nothing a reader can reach is ever freed while
+         * the manager lives). */
+        for (unsigned attempt = 0; res == Q_RETRY; attempt++) {
+            free_end = 0;
+            res = query_ours(m, addr, mbi, &free_end, (tls_writing && attempt > 0) || attempt > 4096, &entry);
+            if (res == Q_RETRY && attempt > 64)
+                sched_yield();
+        }
+        if (res == Q_DONE)
+            return S_OK;
+        if (free_end) {
+            describe_free(mbi, page, hostmem__arena_free_extend(m, free_end));
+            return S_OK;
+        }
+        int err = hostmem__os_get()->query(page, &map);
+        if (err)
+            return fail_os(c, err, HOSTMEM_REASON_os_query);
+        /* An anonymous private mapping may be one the manager is making and
+         * has not put in the map yet, or one it made (and perhaps released)
+         * since the map was read (S9): wait for the first, then look again.
+         * In this order: once no slot is open, what those operations did to
+         * the map and the generation is visible here. */
+        if (!map.found || map.file || map.shared || round >= 64)
+            break;
+        if (!hostmem__inflight_wait(map.start, map.end) && hostmem__map_lookup(&m->map, addr) == entry &&
+            hostmem__inflight_generation() == generation)
+            break;
+    }
     if (!map.found || map.start > page) {
         uintptr_t end = map.found ? map.start : m->user_end;
         describe_free(mbi, page, hostmem__arena_free_extend(m, end));

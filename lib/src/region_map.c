@@ -125,6 +125,22 @@ static void set(hostmem__map *map, hostmem__map_node *node, unsigned lv, uint64_
     }
 }
 
+static void clear(hostmem__map *map, hostmem__map_node *node, unsigned lv, uint64_t g0, uint64_t lo,
+                  uint64_t hi, uintptr_t value)
+{
+    _Atomic uintptr_t *slot = slots_of(map, node);
+    uint64_t span = (uint64_t)1 << shift_of[lv], first, last;
+    entries_of(lv, g0, lo, hi, &first, &last);
+    for (uint64_t i = first; i <= last; i++) {
+        uint64_t s = g0 + i * span, e = s + span;
+        uintptr_t cur = atomic_load_explicit(&slot[i], memory_order_relaxed);
+        if (is_node(cur))
+            clear(map, (hostmem__map_node *)cur, lv + 1, s, lo > s ? lo : s, hi < e ? hi : e, value);
+        else if (cur == value) /* a whole-span entry of value lies inside [lo, hi) */
+            atomic_store_explicit(&slot[i], 0, memory_order_release);
+    }
+}
+
 int hostmem__map_prepare(hostmem__map *map, uintptr_t lo, uintptr_t hi)
 {
     return prepare(map, NULL, 0, 0, lo >> HOSTMEM_GRANULE_SHIFT, hi >> HOSTMEM_GRANULE_SHIFT);
@@ -133,6 +149,11 @@ int hostmem__map_prepare(hostmem__map *map, uintptr_t lo, uintptr_t hi)
 void hostmem__map_set(hostmem__map *map, uintptr_t lo, uintptr_t hi, uintptr_t value)
 {
     set(map, NULL, 0, 0, lo >> HOSTMEM_GRANULE_SHIFT, hi >> HOSTMEM_GRANULE_SHIFT, value);
+}
+
+void hostmem__map_clear(hostmem__map *map, uintptr_t lo, uintptr_t hi, uintptr_t value)
+{
+    clear(map, NULL, 0, 0, lo >> HOSTMEM_GRANULE_SHIFT, hi >> HOSTMEM_GRANULE_SHIFT, value);
 }
 
 uintptr_t hostmem__map_lookup(const hostmem__map *map, uintptr_t addr)

@@ -97,6 +97,9 @@ typedef struct hostmem__region {
     _Atomic bool watched;      /* a write-watch region (MEM_WRITE_WATCH, W1) */
     _Atomic uintptr_t guard_retry; /* page whose guard a hit just cleared (W2, guard.c) */
     _Atomic uintptr_t guard_retry_by; /* the thread whose hit it was */
+    _Atomic bool making;       /* a reserve-and-commit not yet committed: query sees free
+                                  space, other calls no region (S9) */
+    _Atomic bool releasing;    /* its mapping is being unmapped: query waits (S9) */
     _Atomic size_t committed_pages; /* written under `lock` */
     uintptr_t caller;          /* who reserved it (for region_state and leaks) */
     _Atomic(const void *) owner; /* the heap (heap.h) that reserved it, else NULL */
