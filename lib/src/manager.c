@@ -328,30 +328,29 @@ static HRESULT reserve(call *c, uintptr_t addr, size_t size, DWORD protect, bool
     HRESULT hr = lock(c, &m->state_lock);
     if (FAILED(hr))
         return hr;
-    if (FAILED(hr = hostmem__policy_reserve(m, level, rsize))) {
-        pthread_mutex_unlock(&m->state_lock);
-        return fail(c, hr, HOSTMEM_REASON_limit_denied);
-    }
     hostmem__region *r = region_new(m);
     pthread_mutex_unlock(&m->state_lock);
-    if (!r) {
-        pthread_mutex_lock(&m->state_lock);
-        hostmem__policy_unreserve(m, rsize);
-        pthread_mutex_unlock(&m->state_lock);
+    if (!r)
         return fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
-    }
     /* Hold the new region's lock until it is complete: a thread that found
      * this struct in its previous life and waits for its lock then sees
-     * either a dead region or a whole new one (lock order: region, state). */
+     * either a dead region or a whole new one (lock order: region, state).
+     * fork() waits for every region lock, so the address space is counted
+     * only under it: a child never inherits a reservation half made. */
     pthread_mutex_lock(&r->lock);
     int err = hostmem__runs_init(&r->runs, 0);
     pthread_mutex_lock(&m->state_lock);
     if (err) {
         pthread_mutex_unlock(&r->lock);
         region_recycle(m, r);
-        hostmem__policy_unreserve(m, rsize);
         pthread_mutex_unlock(&m->state_lock);
         return fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
+    }
+    if (FAILED(hr = hostmem__policy_reserve(m, level, rsize))) {
+        pthread_mutex_unlock(&r->lock);
+        region_recycle(m, r);
+        pthread_mutex_unlock(&m->state_lock);
+        return fail(c, hr, HOSTMEM_REASON_limit_denied);
     }
     uintptr_t hi_granule = round_up(base + rsize, HOSTMEM_GRANULE);
     hostmem__arena *arena = NULL;
@@ -1398,32 +1397,87 @@ static pthread_mutex_t managers_lock = PTHREAD_MUTEX_INITIALIZER;
 static hostmem_manager *managers;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
+/* fork() waits for every operation in flight on a region: it takes every
+ * region lock, then the state lock (the lock order), so the child inherits
+ * books and kernel state that agree, and totals that count its regions only
+ * (CONTRACT P7).  A region is added to all_regions (at its head, under the
+ * state lock) already locked by its maker: lock from the head down, then
+ * again for any region added meanwhile, until the head holds still. */
+static void fork_lock_regions(hostmem_manager *m)
+{
+    hostmem__region *done = NULL;
+    for (;;) {
+        pthread_mutex_lock(&m->state_lock);
+        hostmem__region *head = m->all_regions;
+        if (head == done)
+            return; /* the state lock stays held */
+        pthread_mutex_unlock(&m->state_lock);
+        for (hostmem__region *r = head; r != done; r = r->next_all)
+            pthread_mutex_lock(&r->lock);
+        done = head;
+    }
+}
+
 static void fork_prepare(void)
 {
     pthread_mutex_lock(&managers_lock);
     for (hostmem_manager *m = managers; m; m = m->next_manager)
-        pthread_mutex_lock(&m->state_lock);
+        fork_lock_regions(m);
 }
 
 static void fork_parent(void)
 {
-    for (hostmem_manager *m = managers; m; m = m->next_manager)
+    for (hostmem_manager *m = managers; m; m = m->next_manager) {
+        for (hostmem__region *r = m->all_regions; r; r = r->next_all)
+            pthread_mutex_unlock(&r->lock);
         pthread_mutex_unlock(&m->state_lock);
+    }
     pthread_mutex_unlock(&managers_lock);
+}
+
+/* In a child: a reserve-and-commit that another thread of the parent had not
+ * finished will never finish here; its region goes away, as a failed one
+ * does (its pages were never made accessible: the commit that would have
+ * done so holds the region lock across the syscall and the books update). */
+static void fork_child_unmake(hostmem_manager *m, hostmem__region *r)
+{
+    uintptr_t base = atomic_load_explicit(&r->base, RELAXED);
+    size_t size = atomic_load_explicit(&r->size, RELAXED);
+    uintptr_t hi = round_up(base + size, HOSTMEM_GRANULE);
+    hostmem__arena *arena = atomic_load_explicit(&r->arena, RELAXED);
+    if (arena) {
+        hostmem__map_set(&m->map, base, hi, (uintptr_t)arena | HOSTMEM_MAP_TAG_ARENA);
+        hostmem__arena_mark(arena, base, hi, false);
+    } else {
+        hostmem__os_get()->release((void *)base, unmap_bytes(r)); /* ours alone: still mapped */
+        hostmem__map_clear(&m->map, base, hi, (uintptr_t)r | HOSTMEM_MAP_TAG_REGION);
+    }
+    seq_begin(r);
+    atomic_store_explicit(&r->live, false, RELAXED);
+    atomic_store_explicit(&r->making, false, RELAXED);
+    seq_end(r);
+    hostmem__policy_unreserve(m, size); /* no charge: its commit never ran */
+    m->policy.regions--;
+    region_recycle(m, r);
 }
 
 static void fork_child(void)
 {
-    /* Only this thread exists now: a region lock another thread held in the
-     * parent will never be released, so every region lock starts afresh.  A
-     * region whose operation was in flight in another thread keeps the state
-     * from before that operation's bookkeeping update. */
+    /* Only this thread exists now; it holds every lock of every manager. */
+    hostmem__inflight_reset_in_child();
     for (hostmem_manager *m = managers; m; m = m->next_manager) {
         for (hostmem__region *r = m->all_regions; r; r = r->next_all) {
             pthread_mutex_init(&r->lock, NULL);
-            if (atomic_load_explicit(&r->seq, RELAXED) & 1)
-                atomic_fetch_add_explicit(&r->seq, 1, RELAXED);
+            if (atomic_load_explicit(&r->live, RELAXED) && atomic_load_explicit(&r->making, RELAXED))
+                fork_child_unmake(m, r);
         }
+        /* Waiters of the parent do not exist here. */
+        atomic_store(&m->waiters, 0);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&m->freed, &ca);
+        pthread_condattr_destroy(&ca);
         pthread_mutex_unlock(&m->state_lock);
     }
     tls_writing = 0;
