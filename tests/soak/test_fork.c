@@ -451,3 +451,63 @@ Test(fork, child_books_count_only_its_regions_whatever_op_was_in_flight, .timeou
                  first_why);
     hostmem_destroy(m);
 }
+
+/* ---- fork while a process-critical commit waits for memory ------------------------------ */
+
+typedef struct waiter {
+    hostmem_manager *m;
+    char *region;
+    atomic_int waiting;
+    HRESULT hr;
+} waiter;
+
+static void *waiter_main(void *arg)
+{
+    waiter *w = arg;
+    void *p = NULL;
+    atomic_store(&w->waiting, 1);
+    /* Over the limit: waits (process_critical_wait_ms) for memory that never comes. */
+    w->hr = hostmem_virtual_alloc(w->m, w->region, MiB, MEM_COMMIT, PAGE_READWRITE, eProcessCritical, &p);
+    return NULL;
+}
+
+static int child_after_waiter(void *arg)
+{
+    waiter *w = arg;
+    hostmem_manager *m = w->m;
+    /* Giving charge back wakes waiters: there are none in the child, and the
+     * call must not wait for the parent's. */
+    CK_OK(hostmem_virtual_free(m, w->region + 2 * MiB, MiB, MEM_DECOMMIT));
+    void *p = NULL;
+    CK_OK(hostmem_virtual_alloc(m, w->region, MiB, MEM_COMMIT, PAGE_READWRITE, eProcessCritical, &p));
+    hostmem_stats s = stats_of(m);
+    CK(s.committed_bytes == MiB, STATS_FMT, STATS_ARGS(s));
+    hostmem_destroy(m);
+    return 0;
+}
+
+Test(fork, child_of_a_fork_during_a_process_critical_wait_does_not_hang, .timeout = 120)
+{
+    hostmem_config cfg;
+    hostmem_config_init(&cfg);
+    cfg.commit_limit = MiB;
+    cfg.process_critical_wait_ms = 3000;
+    hostmem_manager *m = NULL;
+    cr_assert_eq(hostmem_create(&cfg, &m), S_OK);
+    void *p = NULL;
+    cr_assert_eq(hostmem_virtual_alloc(m, NULL, 4 * MiB, MEM_RESERVE, PAGE_READWRITE, eTaskCritical, &p), S_OK);
+    waiter w = {.m = m, .region = p, .hr = S_OK};
+    cr_assert_eq(
+        hostmem_virtual_alloc(m, w.region + 2 * MiB, MiB, MEM_COMMIT, PAGE_READWRITE, eProcessCritical, &p), S_OK);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, waiter_main, &w), 0);
+    while (!atomic_load(&w.waiting))
+        sched_yield();
+    usleep(300 * 1000); /* inside the wait by now */
+    char why[256];
+    int rc = child_run(child_after_waiter, &w, 20, why, sizeof why);
+    pthread_join(t, NULL);
+    cr_assert_eq(rc, 0, "child: %s", why);
+    cr_assert_eq(w.hr, E_OUTOFMEMORY, "the waiter got %s", hostmem_hresult_name(w.hr));
+    hostmem_destroy(m);
+}
