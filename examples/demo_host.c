@@ -12,6 +12,7 @@
 #include <hostmem/hostmem.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,15 +41,16 @@ static void say(const char *fmt, ...)
 typedef struct heap {
     hostmem_manager *m;
     char *base;
-    bool committed[SEGMENTS];
-    unsigned low_notices, gcs;
+    bool committed[SEGMENTS]; /* main's alone: the finalizer never reads it */
+    atomic_uint low_notices;  /* the callback runs on whichever thread caused the change */
+    unsigned gcs;
 } heap;
 
 static void on_memory(void *context, EMemoryAvailable state)
 {
     heap *h = context;
     if (state == eMemoryAvailableLow)
-        h->low_notices++;
+        atomic_fetch_add(&h->low_notices, 1);
     say("  [notification] memory is %s\n", state_names[state]);
 }
 
@@ -79,17 +81,20 @@ static void collect(heap *h)
     say("  gc #%u: decommitted %zu segments\n", h->gcs, freed);
 }
 
-/* A finalizer thread that gives memory back a little later. */
+/* A finalizer thread that gives memory back a little later: the segment main
+ * handed it when it started, which main does not touch until it has joined
+ * the thread (main keeps committed[] to itself). */
+typedef struct finalizer_work {
+    heap *h;
+    size_t segment;
+    HRESULT hr;
+} finalizer_work;
+
 static void *finalizer(void *arg)
 {
-    heap *h = arg;
+    finalizer_work *w = arg;
     usleep(5000);
-    for (size_t i = SEGMENTS; i-- > 0;)
-        if (h->committed[i]) {
-            hostmem_virtual_free(h->m, h->base + i * SEGMENT, SEGMENT, MEM_DECOMMIT);
-            h->committed[i] = false;
-            break;
-        }
+    w->hr = hostmem_virtual_free(w->h->m, w->h->base + w->segment * SEGMENT, SEGMENT, MEM_DECOMMIT);
     return NULL;
 }
 
@@ -153,11 +158,19 @@ int main(int argc, char **argv)
                 continue;
             }
             denied[eAppDomainCritical]++;
-            /* Process-critical, while a finalizer frees a segment. */
+            /* Process-critical, while a finalizer frees the newest segment. */
+            size_t victim = SEGMENTS;
+            while (victim-- > 0 && !h.committed[victim])
+                ;
+            finalizer_work w = {.h = &h, .segment = victim, .hr = E_FAIL};
             pthread_t t;
-            pthread_create(&t, NULL, finalizer, &h);
+            bool started = victim < SEGMENTS && pthread_create(&t, NULL, finalizer, &w) == 0;
             hr = commit_segment(&h, next, eProcessCritical);
-            pthread_join(t, NULL);
+            if (started) {
+                pthread_join(t, NULL);
+                if (SUCCEEDED(w.hr))
+                    h.committed[victim] = false;
+            }
             if (FAILED(hr))
                 denied[eProcessCritical]++;
             else
@@ -197,7 +210,7 @@ int main(int argc, char **argv)
     hostmem_get_stats(h.m, &st);
     printf("demo: %d cycles, %u segments granted at task level, denied task %u / app-domain %u / process %u, "
            "%u collections, %u Low notices\n",
-           cycles, granted, denied[0], denied[1], denied[2], h.gcs, h.low_notices);
+           cycles, granted, denied[0], denied[1], denied[2], h.gcs, atomic_load(&h.low_notices));
     printf("demo: peak committed %zu MiB of a %zu MiB limit; now %zu regions, %zu bytes committed\n",
            st.peak_committed_bytes / MiB, COMMIT_LIMIT / MiB, st.region_count, st.committed_bytes);
     hostmem_virtual_free(h.m, h.base, 0, MEM_RELEASE);

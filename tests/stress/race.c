@@ -7,7 +7,8 @@
  *   hostmem-race SCENARIO
  *
  * Each scenario runs a writer thread for a bounded number of cycles
- * (HOSTMEM_RACE_CYCLES multiplies them, default 1) while the main thread
+ * (HOSTMEM_RACE_CYCLES multiplies them, default 1; a fifth of them under
+ * ThreadSanitizer, half under AddressSanitizer) while the main thread
  * queries the addresses the writer works on, and checks every answer
  * against the short list of states the address goes through:
  *
@@ -42,6 +43,16 @@
 static hostmem_manager *m;
 static size_t P;
 static unsigned scale = 1;
+
+/* Cycles at scale 1: a few seconds in a plain build, each scenario, and still
+ * thousands of racing answers under a sanitizer. */
+#if defined(__SANITIZE_THREAD__)
+#define CYCLES(n) ((n) / 5 * scale)
+#elif defined(__SANITIZE_ADDRESS__)
+#define CYCLES(n) ((n) / 2 * scale)
+#else
+#define CYCLES(n) ((n) * scale)
+#endif
 static atomic_int done;
 static atomic_int bad;
 static unsigned long seen[4]; /* free, reserved, committed, other */
@@ -158,7 +169,7 @@ static void *cycle_writer(void *p)
 
 static int run_cycles(const char *name, char *x, size_t size, unsigned cycles)
 {
-    cycle_arg a = {.x = x, .size = size, .cycles = cycles * scale};
+    cycle_arg a = {.x = x, .size = size, .cycles = CYCLES(cycles)};
     pthread_t t;
     atomic_store(&done, 0);
     pthread_create(&t, NULL, cycle_writer, &a);
@@ -178,7 +189,7 @@ static int run_cycles(const char *name, char *x, size_t size, unsigned cycles)
 
 static int scenario_reserve(void)
 {
-    return run_cycles("reserve", NULL, 2 * MiB, 20000);
+    return run_cycles("reserve", NULL, 2 * MiB, 10000);
 }
 
 static int scenario_reserve_arena(void)
@@ -187,7 +198,7 @@ static int scenario_reserve_arena(void)
     void *p = NULL;
     MUST(hostmem_virtual_alloc(m, NULL, 64 * KiB, MEM_RESERVE, PAGE_READWRITE, eTaskCritical, &p));
     MUST(hostmem_virtual_free(m, p, 0, MEM_RELEASE));
-    return run_cycles("reserve-arena", p, 64 * KiB, 40000);
+    return run_cycles("reserve-arena", p, 64 * KiB, 20000);
 }
 
 /* ---- reserve-and-commit at NULL ---------------------------------------------------------- */
@@ -219,10 +230,10 @@ static int scenario_reserve_commit(void)
 {
     static const DWORD rw[] = {PAGE_READWRITE, 0};
     size_t sizes[] = {2 * MiB, 64 * KiB, 2 * MiB};
-    unsigned cycles[] = {10000, 40000, 10000};
+    unsigned cycles[] = {5000, 20000, 5000};
     const char *names[] = {"reserve-commit 2 MiB", "reserve-commit 64 KiB", "reserve-commit 2 MiB at X"};
     for (int k = 0; k < 3; k++) {
-        rc_arg a = {.size = sizes[k], .cycles = cycles[k] * scale, .fixed = k == 2};
+        rc_arg a = {.size = sizes[k], .cycles = CYCLES(cycles[k]), .fixed = k == 2};
         for (int i = 0; i < 4; i++) {
             void *r = NULL;
             MUST(hostmem_virtual_alloc(m, NULL, a.size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE, eTaskCritical, &r));
@@ -272,7 +283,7 @@ static int scenario_pages(void)
 {
     void *r = NULL;
     MUST(hostmem_virtual_alloc(m, NULL, 2 * MiB, MEM_RESERVE, PAGE_NOACCESS, eTaskCritical, &r));
-    pages_arg a = {.base = r, .cycles = 20000 * scale};
+    pages_arg a = {.base = r, .cycles = CYCLES(10000)};
     atomic_store(&done, 0);
     pthread_t t;
     pthread_create(&t, NULL, pages_writer, &a);
@@ -324,7 +335,7 @@ static void *shutdown_worker(void *p)
 
 static int scenario_shutdown(void)
 {
-    for (unsigned round = 0; round < 50 * scale; round++) {
+    for (unsigned round = 0; round < 30 * scale; round++) {
         hostmem_manager *keep = m;
         MUST(hostmem_create(NULL, &m));
         pthread_t t[3];
