@@ -1400,7 +1400,7 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 /* fork() waits for every operation in flight on a region: it takes every
  * region lock, then the state lock (the lock order), so the child inherits
  * books and kernel state that agree, and totals that count its regions only
- * (CONTRACT P7).  A region is added to all_regions (at its head, under the
+ * (P7).  A region is added to all_regions (at its head, under the
  * state lock) already locked by its maker: lock from the head down, then
  * again for any region added meanwhile, until the head holds still. */
 static void fork_lock_regions(hostmem_manager *m)

@@ -1,6 +1,6 @@
 /*
  * race: what a query may answer while another thread changes the region it
- * looks at (CONTRACT S9: never a state the address did not have at some
+ * looks at (S9: never a state the address did not have at some
  * instant during the call).  A plain program, so that it also runs under
  * ThreadSanitizer (Criterion cannot).
  *
