@@ -470,6 +470,7 @@ class Fleet(unittest.TestCase):
             t = os.path.join(cls.tmp, "host%d" % i)
             record(t, ("churn", str(200 * (i + 1))))
             cls.traces.append(t)
+        cls.serial = None
 
     @classmethod
     def tearDownClass(cls):
@@ -480,8 +481,13 @@ class Fleet(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         return json.loads(r.stdout)
 
+    def one_reader(self):
+        if Fleet.serial is None:
+            Fleet.serial = self.summary("--jobs", "1")
+        return Fleet.serial
+
     def test_local_processes_equal_one_reader(self):
-        serial = self.summary("--jobs", "1")
+        serial = self.one_reader()
         self.assertEqual(serial["ops"]["reserve"]["count"], 1200)
         self.assertEqual(len(serial["processes"]), 3)
         self.assertEqual(self.summary("--jobs", "2"), serial)
@@ -491,7 +497,7 @@ class Fleet(unittest.TestCase):
             from distributed import LocalCluster
         except ImportError:
             self.skipTest("python3-distributed is not installed")
-        serial = self.summary("--jobs", "1")
+        serial = self.one_reader()
         work = os.path.join(self.tmp, "dask")
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                           dashboard_address=None, local_directory=work) as cluster:
