@@ -182,6 +182,7 @@ Test(c1_com, demo_workload_through_the_vtable)
         }
     }
     cr_assert_gt(gcs, 0, "the budget ran short at least once");
+    cr_assert_gt(from_reserve, 0, "app-domain work went past the task ceiling");
     cr_assert_gt(cb.lows, 0, "and the host heard Low");
     DWORD load = 0;
     SIZE_T avail = 0;

@@ -257,7 +257,7 @@ Test(w2_guard_handler, stack_growth_host)
     h.guard = h.base + (pages - committed - 1) * P;
     commit(h.m, h.guard, P, PAGE_READWRITE | PAGE_GUARD);
     stack_grow(&h, P, pages, 100);
-    cr_assert_eq(h.hits, 100 - committed, "one hit per page grown");
+    cr_assert_eq((size_t)h.hits, 100 - committed, "one hit per page grown");
     cr_assert_eq(st(h.m).guard_pages, 1);
     MEMORY_BASIC_INFORMATION mbi = q(h.m, h.guard);
     MBI_IS(mbi, h.guard, h.base, PAGE_READWRITE, P, MEM_COMMIT, PAGE_READWRITE | PAGE_GUARD);
