@@ -105,16 +105,21 @@ cleanup() {
 trap cleanup EXIT
 trap "exit 130" INT TERM
 
+# Start a daemon only when none of ours runs (a busy one may be slow to answer,
+# and a second daemon would take over its sockets and break both); then wait
+# until it answers.
 if ! lttng list >/dev/null 2>&1; then
-    lttng-sessiond --daemonize --no-kernel
-    for _ in $(seq 50); do
+    if ! pgrep -u "$(id -u)" -x lttng-sessiond >/dev/null; then
+        lttng-sessiond --daemonize --no-kernel
+        rundir=/var/run/lttng
+        [[ $(id -u) -eq 0 ]] || rundir=${LTTNG_HOME:-$HOME}/.lttng
+        started_daemon=$(cat "$rundir/lttng-sessiond.pid" 2>/dev/null || true)
+        echo "run-tracing.sh: started lttng-sessiond ${started_daemon:+(pid $started_daemon)}" >&2
+    fi
+    for _ in $(seq 150); do
         lttng list >/dev/null 2>&1 && break
         sleep 0.1
     done
-    rundir=/var/run/lttng
-    [[ $(id -u) -eq 0 ]] || rundir=${LTTNG_HOME:-$HOME}/.lttng
-    started_daemon=$(cat "$rundir/lttng-sessiond.pid" 2>/dev/null || true)
-    echo "run-tracing.sh: started lttng-sessiond ${started_daemon:+(pid $started_daemon)}" >&2
 fi
 session_create() { # name channel(default|profiler) events(on|off)
     local name=$1 channel=$2 events=$3

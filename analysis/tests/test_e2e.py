@@ -19,6 +19,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 ANALYSIS = os.path.dirname(HERE)
 sys.path.insert(0, ANALYSIS)
+from hostmem_analysis.sessiond import ensure_sessiond  # noqa: E402
 TOOL = os.path.join(ANALYSIS, "hostmem-analyze")
 HOST = os.environ.get("HOSTMEM_SCRIPTED_HOST")
 HOST_TIMEOUT = int(os.environ.get("HOSTMEM_E2E_HOST_TIMEOUT", "60"))  # a healthy run takes ms
@@ -29,14 +30,6 @@ def lttng(*args, check=True):
     if check and r.returncode != 0:
         raise AssertionError("lttng %s: %s" % (" ".join(args), r.stderr.strip() or r.stdout))
     return r
-
-
-def lttng_usable():
-    if shutil.which("lttng") is None or shutil.which("lttng-sessiond") is None:
-        return False
-    if lttng("list", check=False).returncode != 0:
-        subprocess.run(["lttng-sessiond", "--daemonize"], capture_output=True)
-    return lttng("list", check=False).returncode == 0
 
 
 class Session:
@@ -509,7 +502,9 @@ if __name__ == "__main__":
     if not HOST or not os.path.exists(HOST):
         sys.stderr.write("HOSTMEM_SCRIPTED_HOST is not set to the scripted host\n")
         sys.exit(2)
-    if not lttng_usable():
-        sys.stderr.write("LTTng unavailable (lttng-tools missing or no session daemon)\n")
-        sys.exit(77)
+    try:
+        ensure_sessiond()
+    except RuntimeError as e:
+        sys.stderr.write("test_e2e.py: LTTng unavailable: %s\n" % e)
+        sys.exit(1)
     unittest.main()

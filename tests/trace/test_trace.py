@@ -19,7 +19,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 import uuid
 
@@ -80,19 +79,8 @@ def lttng(*args):
                    stderr=subprocess.PIPE, timeout=TIMEOUT)
 
 
-def ensure_sessiond():
-    """Start a session daemon when none runs (and leave any running one alone)."""
-    def running():
-        return subprocess.run(["lttng", "--no-sessiond", "list"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL).returncode == 0
-    if running():
-        return
-    subprocess.run(["lttng-sessiond", "--daemonize"], check=True, timeout=TIMEOUT)
-    for _ in range(100):
-        if running():
-            return
-        time.sleep(0.1)
-    raise RuntimeError("lttng-sessiond did not start")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", "analysis"))
+from hostmem_analysis.sessiond import ensure_sessiond  # noqa: E402  (start a daemon only when none runs)
 
 
 class Session:
