@@ -491,7 +491,7 @@ Test(fork, child_of_a_fork_during_a_process_critical_wait_does_not_hang, .timeou
     hostmem_config cfg;
     hostmem_config_init(&cfg);
     cfg.commit_limit = MiB;
-    cfg.process_critical_wait_ms = 3000;
+    cfg.process_critical_wait_ms = 1500;
     hostmem_manager *m = NULL;
     cr_assert_eq(hostmem_create(&cfg, &m), S_OK);
     void *p = NULL;
