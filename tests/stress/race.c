@@ -215,7 +215,13 @@ typedef struct rc_arg {
 static void *rc_writer(void *p)
 {
     rc_arg *a = p;
-    void *at = a->fixed ? (void *)atomic_load(&a->last[0]) : NULL;
+    void *at = NULL;
+    if (a->fixed) {
+        /* Chosen here, once this thread's stack and malloc arena exist. */
+        at = free_address(a->size);
+        for (int i = 0; i < 4; i++)
+            atomic_store(&a->last[i], (uintptr_t)at);
+    }
     for (unsigned i = 0; i < a->cycles; i++) {
         void *r = NULL;
         MUST(hostmem_virtual_alloc(m, at, a->size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE, eTaskCritical, &r));
@@ -234,16 +240,18 @@ static int scenario_reserve_commit(void)
     const char *names[] = {"reserve-commit 2 MiB", "reserve-commit 64 KiB", "reserve-commit 2 MiB at X"};
     for (int k = 0; k < 3; k++) {
         rc_arg a = {.size = sizes[k], .cycles = CYCLES(cycles[k]), .fixed = k == 2};
-        for (int i = 0; i < 4; i++) {
+        for (int i = 0; i < 4 && !a.fixed; i++) {
             void *r = NULL;
             MUST(hostmem_virtual_alloc(m, NULL, a.size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE, eTaskCritical, &r));
             MUST(hostmem_virtual_free(m, r, 0, MEM_RELEASE));
-            atomic_store(&a.last[i], (uintptr_t)(a.fixed ? a.last[0] ? a.last[0] : (uintptr_t)r : (uintptr_t)r));
+            atomic_store(&a.last[i], (uintptr_t)r);
         }
         atomic_store(&done, 0);
         memset(seen, 0, sizeof seen);
         pthread_t t;
         pthread_create(&t, NULL, rc_writer, &a);
+        while (!atomic_load(&a.last[3]))
+            sched_yield();
         for (unsigned i = 0; !atomic_load(&done); i++) {
             char *x = (char *)atomic_load(&a.last[i % 4]);
             MEMORY_BASIC_INFORMATION mbi = ask(x + P);
