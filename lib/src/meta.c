@@ -85,10 +85,20 @@ void *hostmem__meta_alloc(size_t size)
                 meta_free[k] = b;
                 meta_cur += (size_t)1 << (k + META_MIN_SHIFT);
             }
+            /* When a whole chunk cannot be mapped (RLIMIT_AS nearly reached),
+             * a chunk just big enough for this block: metadata must not be
+             * what makes a small reservation fail where a mapping of its own
+             * size would succeed (P7). */
             void *chunk;
-            if (hostmem__os_map_meta(META_CHUNK, &chunk) == 0) {
+            size_t got = META_CHUNK;
+            if (hostmem__os_map_meta(got, &chunk) != 0) {
+                got = meta_page_round(bytes);
+                if (hostmem__os_map_meta(got, &chunk) != 0)
+                    got = 0;
+            }
+            if (got) {
                 meta_cur = chunk;
-                meta_end = meta_cur + META_CHUNK;
+                meta_end = meta_cur + got;
             }
         }
         if ((size_t)(meta_end - meta_cur) >= bytes) {
