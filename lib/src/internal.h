@@ -2,10 +2,14 @@
  * internal.h: the map of the code.  Every cross-file declaration, grouped by
  * the file that defines it, bottom-up along the allocation path:
  *
- *   hostmem.h (contract) -> manager.c (entry points: validate, lock, delegate,
- *   trace, return an HRESULT) -> policy.c (charge, ceilings, memory state) ->
- *   arena.c (address space held for small regions) -> region_map.c (address ->
- *   region) -> page_runs.c (page state as runs) -> protect.c (PAGE_* rules) ->
+ *   hostmem.h (contract) -> the entry points, one file per operation family:
+ *   alloc.c (reserve, commit, reset), free.c (decommit, release), protect.c
+ *   (rules and hostmem_virtual_protect), query.c (lock-free), hosting.c
+ *   (memory load, callback, address space, stats), lifecycle.c (create,
+ *   destroy, fork); each opens, checks, locks and finishes its calls through
+ *   call.c and finds, locks and edits regions through region.c -> policy.c
+ *   (charge, ceilings, memory state) -> arena.c (address space held for small
+ *   regions) -> region_map.c (address -> region) -> page_runs.c (page state as runs) -> protect.c (PAGE_* rules) ->
  *   os.h / os_linux.c (the kernel) ; hresult.c (code tables) ; trace.h (events).
  *   Beside the path: watch.c (write watch), guard.c (guard pages, faults),
  *   com.c (the COM-style binding of <hostmem/mscoree.h>).
@@ -195,20 +199,137 @@ void hostmem__policy_register(struct hostmem_manager *m, void (*fn)(void *, EMem
 void hostmem__notice_deliver(struct hostmem_manager *m, hostmem__notice *notice);
 uint64_t hostmem__now_ns(void);
 
-/* ---- manager.c ------------------------------------------------------------ */
-/* Every live region of m, for the region_state statedump.  fn runs with no
- * internal lock held (it emits events, A5). */
-void hostmem__manager_foreach_region(struct hostmem_manager *m,
-                                     void (*fn)(void *ctx, const hostmem__region_info *info),
-                                     void *ctx);
-/* Find the live region holding addr and take its lock (as every entry point
- * does).  NULL with *hr = S_OK: in no region of m; NULL with a failed *hr:
- * the lock failed (timeout, shutdown), *why says why. */
+/* ---- call.c: one public call in flight (A3) ------------------------------- */
+/* Every entry point: hostmem__call_start, hostmem__call_enter (on a manager),
+ * the work, and every exit through hostmem__call_finish. */
+typedef struct hostmem__call {
+    hostmem_manager *m;
+    enum hostmem__op op;
+    hostmem__trace_call trace;
+    bool traced;
+    hostmem__trace_op_event ev;
+    hostmem__notice notice[3];
+    enum hostmem__reason reason;
+    int os_errno;
+    hostmem__region *maker; /* the region this reserve-and-commit is making */
+} hostmem__call;
+
+void hostmem__call_start(hostmem__call *c, hostmem_manager *m, enum hostmem__op op, uintptr_t caller,
+                         uintptr_t address, uint64_t size, int32_t level);
+/* A free notice slot of the call (the newest state wins when all are used). */
+hostmem__notice *hostmem__call_notice(hostmem__call *c);
+/* The one exit: events, then notifications (no internal lock is held here). */
+HRESULT hostmem__call_finish(hostmem__call *c, HRESULT hr);
+/* Entry checks shared by every call on a manager (unavailable, shut down). */
+HRESULT hostmem__call_enter(hostmem__call *c);
+/* P7: the OS refused to restore state; E_FAIL, unavailable from now on. */
+HRESULT hostmem__call_unrecoverable(hostmem__call *c, int err);
+/* Lock mu within the configured timeout: S_OK, HOST_E_TIMEOUT,
+ * HOST_E_ABANDONED (shut down meanwhile) or E_FAIL (P7). */
+HRESULT hostmem__call_lock(hostmem__call *c, pthread_mutex_t *mu);
+/* S3 for a range at a given address: S_OK or the failing HRESULT. */
+HRESULT hostmem__call_check_range(hostmem__call *c, uintptr_t addr, size_t size);
+
+/* Record why the call fails and return hr. */
+static inline HRESULT hostmem__call_fail(hostmem__call *c, HRESULT hr, enum hostmem__reason reason)
+{
+    c->reason = reason;
+    return hr;
+}
+
+/* Record an OS failure and return its HRESULT. */
+static inline HRESULT hostmem__call_fail_os(hostmem__call *c, int err, enum hostmem__reason reason)
+{
+    c->os_errno = err;
+    c->reason = reason;
+    return hostmem__hr_from_errno(err);
+}
+
+static inline size_t hostmem__page_down(const hostmem_manager *m, uintptr_t a)
+{
+    return a & ~(m->page_size - 1);
+}
+static inline uintptr_t hostmem__round_up(uintptr_t a, size_t to)
+{
+    return (a + to - 1) & ~(uintptr_t)(to - 1);
+}
+
+/* ---- region.c: region life and the region seqlock -------------------------- */
+/* Set while this thread is inside a region's seqlock write section, so a
+ * query from a signal handler that interrupted it does not wait for itself. */
+extern __thread int hostmem__region_writing __attribute__((tls_model("initial-exec")));
+
+/* ThreadSanitizer does not model fences (and warns about them); every field a
+ * reader touches is atomic, so under it a compiler barrier is enough. */
+#ifdef __SANITIZE_THREAD__
+#define HOSTMEM_SEQ_FENCE(order) atomic_signal_fence(order)
+#else
+#define HOSTMEM_SEQ_FENCE(order) atomic_thread_fence(order)
+#endif
+
+/* Around every change of a region's fields or runs (its seqlock; region lock held). */
+static inline void hostmem__region_write_begin(hostmem__region *r)
+{
+    hostmem__region_writing = 1;
+    atomic_fetch_add_explicit(&r->seq, 1, memory_order_relaxed);
+    HOSTMEM_SEQ_FENCE(memory_order_release);
+}
+static inline void hostmem__region_write_end(hostmem__region *r)
+{
+    atomic_fetch_add_explicit(&r->seq, 1, memory_order_release);
+    hostmem__region_writing = 0;
+}
+
+static inline uintptr_t hostmem__region_end(const hostmem__region *r)
+{
+    return atomic_load_explicit(&r->base, memory_order_relaxed) +
+           atomic_load_explicit(&r->size, memory_order_relaxed);
+}
+static inline size_t hostmem__region_pages(const hostmem_manager *m, const hostmem__region *r)
+{
+    return atomic_load_explicit(&r->size, memory_order_relaxed) >> m->page_shift;
+}
+static inline void *hostmem__region_page_addr(const hostmem_manager *m, const hostmem__region *r,
+                                              size_t page)
+{
+    return (void *)(atomic_load_explicit(&r->base, memory_order_relaxed) + (page << m->page_shift));
+}
+
+/* Find the region holding addr and lock it.  NULL with *hr = S_OK: addr is in
+ * no region of this manager.  NULL with a failed *hr: the lock failed. */
+hostmem__region *hostmem__region_lock(hostmem__call *c, uintptr_t addr, HRESULT *hr);
+/* As hostmem__region_lock, outside a call (watch.c, guard.c): *why says why
+ * the lock failed. */
 hostmem__region *hostmem__region_acquire(struct hostmem_manager *m, uintptr_t addr, HRESULT *hr,
                                          enum hostmem__reason *why);
-/* Around every change of a region's fields or runs (its seqlock; region lock held). */
-void hostmem__region_write_begin(hostmem__region *r);
-void hostmem__region_write_end(hostmem__region *r);
+/* Every page touching [addr, addr + size) inside region r: first page index
+ * and count, or a failed HRESULT. */
+HRESULT hostmem__region_pages_of(hostmem__call *c, hostmem__region *r, uintptr_t addr, size_t size,
+                                 size_t *first, size_t *count);
+/* Put the kernel's view of pages [first, first + count) back to what the runs
+ * say (they still describe the state before the failed call).  0 or errno. */
+int hostmem__region_restore_access(hostmem_manager *m, hostmem__region *r, size_t first, size_t count);
+/* A region struct from the pool, or a new one (state lock held); NULL: no memory. */
+hostmem__region *hostmem__region_new(hostmem_manager *m);
+/* Back to the pool (state lock held; r is dead and unlocked). */
+void hostmem__region_recycle(hostmem_manager *m, hostmem__region *r);
+/* What a region of its own unmaps at release: its pages, and the rest of its
+ * last granule when that granule came from an arena. */
+size_t hostmem__region_unmap_bytes(const hostmem__region *r);
+/* Every live region of m, for the region_state statedump.  fn runs with no
+ * internal lock held (it emits events, A5). */
+void hostmem__region_foreach(struct hostmem_manager *m,
+                             void (*fn)(void *ctx, const hostmem__region_info *info), void *ctx);
+
+/* ---- alloc.c: hostmem_virtual_alloc (S4, S5, P1, P2) ----------------------- */
+/* ---- free.c: hostmem_virtual_free (S6, S7) --------------------------------- */
+/* Give a region's address space back (region lock held, r still live).  On
+ * failure nothing changed.  Also undoes a failed reserve-and-commit. */
+HRESULT hostmem__free_region(hostmem__call *c, hostmem__region *r);
+
+/* ---- query.c: hostmem_virtual_query (S9), lock-free ------------------------ */
+/* ---- hosting.c: memory load, notification callback, address space, stats --- */
+/* ---- lifecycle.c: config, create, shutdown, destroy, fork (A3) ------------- */
 
 /* ---- watch.c: write watch (W1) ----------------------------------- */
 /* Before pages [first, first + count) of a write-watch region are decommitted

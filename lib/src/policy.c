@@ -145,7 +145,7 @@ void hostmem__policy_low_notice(struct hostmem_manager *m, hostmem__notice *noti
 
 HRESULT hostmem__policy_wait(struct hostmem_manager *m, uint64_t deadline_ns)
 {
-    /* The condition variable runs on CLOCK_MONOTONIC (manager.c sets it up). */
+    /* The condition variable runs on CLOCK_MONOTONIC (lifecycle.c sets it up). */
     struct timespec ts = {.tv_sec = (time_t)(deadline_ns / 1000000000u),
                           .tv_nsec = (long)(deadline_ns % 1000000000u)};
     if (atomic_load(&m->shutdown))

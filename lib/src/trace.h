@@ -1,5 +1,5 @@
 /*
- * trace.h: the tracing facade.  manager.c reports what happened through these
+ * trace.h: the tracing facade.  The entry points report what happened through these
  * calls and nothing else; trace_lttng.c turns them into LTTng-UST events of
  * the provider `hostmem` (the T rules of docs/tracing.md), trace_none.c (HOSTMEM_WITH_LTTNG=OFF)
  * into nothing.
@@ -108,7 +108,7 @@ void hostmem__trace_malloc_region(const struct hostmem_manager *m, const struct 
 
 /* Called at every public entry: when a session has just enabled
  * hostmem:region_state, emits one event per live region of `m` (through
- * hostmem__manager_foreach_region) so a session attached mid-run sees them. */
+ * hostmem__region_foreach) so a session attached mid-run sees them. */
 void hostmem__trace_poll_statedump(struct hostmem_manager *m);
 
 /* One live region, as region_state reports it. */

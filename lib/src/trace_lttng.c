@@ -466,7 +466,7 @@ void hostmem__trace_poll_statedump(struct hostmem_manager *m)
     pthread_mutex_unlock(&trace_dump_lock);
 
     if (dump)
-        hostmem__manager_foreach_region(m, trace_dump_one, m);
+        hostmem__region_foreach(m, trace_dump_one, m);
 }
 
 void hostmem__trace_region_state(const struct hostmem_manager *m, const hostmem__region_info *r)

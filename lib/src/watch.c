@@ -20,7 +20,7 @@
 
 #define RELAXED memory_order_relaxed
 
-/* As manager.c: ThreadSanitizer does not model fences. */
+/* As region.c: ThreadSanitizer does not model fences. */
 #ifdef __SANITIZE_THREAD__
 #define watch_fence(order) atomic_signal_fence(order)
 #else

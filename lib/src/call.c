@@ -1,0 +1,136 @@
+/*
+ * call.c: one public call in flight (A3).  Every entry point opens a record
+ * with hostmem__call_start, passes the shared entry checks, takes its locks
+ * with the configured timeout, and leaves through hostmem__call_finish, which
+ * emits the trace events and delivers notifications once no internal lock is
+ * held.  A failure records its reason (and errno) on the way out; an OS
+ * refusal to restore state makes the manager unavailable (P7).
+ *
+ * Locks: the state lock guards the map's structure, the pools, the arenas and
+ * the policy, and is never held across a syscall.  A region's own lock
+ * serialises the operations on that region, syscalls included, so calls on
+ * different regions run in parallel.  Order: region lock, then state lock.
+ * Query takes neither: it reads the map with atomic loads and the region
+ * under its seqlock (region.c).
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+#define RELAXED memory_order_relaxed
+
+void hostmem__call_start(hostmem__call *c, hostmem_manager *m, enum hostmem__op op, uintptr_t caller,
+                       uintptr_t address, uint64_t size, int32_t level)
+{
+    /* Field by field: this runs on every call, query included. */
+    c->m = m;
+    c->op = op;
+    c->traced = hostmem__trace_begin(op, &c->trace, caller);
+    c->ev = (hostmem__trace_op_event){.op = op, .address = address, .size = size, .level = level};
+    for (unsigned i = 0; i < 3; i++)
+        c->notice[i].state = 0;
+    c->reason = HOSTMEM_REASON_none;
+    c->os_errno = 0;
+    c->maker = NULL;
+}
+
+hostmem__notice *hostmem__call_notice(hostmem__call *c)
+{
+    for (unsigned i = 0; i < 3; i++)
+        if (!c->notice[i].state)
+            return &c->notice[i];
+    return &c->notice[2]; /* the newest state wins */
+}
+
+/* The one exit: events, then notifications (no internal lock is held here). */
+HRESULT hostmem__call_finish(hostmem__call *c, HRESULT hr)
+{
+    hostmem_manager *m = c->m;
+    c->ev.hr = hr;
+    hostmem__trace_flush(); /* decisions made under the state lock, first */
+    if (c->traced) {
+        if (m) {
+            /* Totals for the event: a racy but harmless read, for the trace only. */
+            c->ev.committed_bytes = atomic_load_explicit(&m->policy.committed_now, RELAXED);
+            c->ev.reserved_bytes = atomic_load_explicit(&m->policy.reserved_now, RELAXED);
+        }
+        hostmem__trace_region_op(m, &c->trace, &c->ev);
+    }
+    if (FAILED(hr))
+        hostmem__trace_failure(m, c->op, hr, c->reason, c->os_errno, c->ev.address, c->ev.size,
+                               c->ev.level);
+    for (unsigned i = 0; i < 3; i++)
+        if (c->notice[i].state)
+            hostmem__notice_deliver(m, &c->notice[i]);
+    return hr;
+}
+
+/* Entry checks shared by every call on a manager. */
+HRESULT hostmem__call_enter(hostmem__call *c)
+{
+    hostmem_manager *m = c->m;
+    if (atomic_load_explicit(&m->unavailable, RELAXED))
+        return hostmem__call_fail(c, HOST_E_CLRNOTAVAILABLE, HOSTMEM_REASON_unavailable);
+    if (atomic_load_explicit(&m->shutdown, RELAXED))
+        return hostmem__call_fail(c, HOST_E_CLRNOTAVAILABLE, HOSTMEM_REASON_shutdown);
+    hostmem__trace_poll_statedump(m);
+    return S_OK;
+}
+
+/* P7: the OS refused to restore state; nothing can be trusted any more. */
+HRESULT hostmem__call_unrecoverable(hostmem__call *c, int err)
+{
+    atomic_store(&c->m->unavailable, 1);
+    c->os_errno = err;
+    c->reason = HOSTMEM_REASON_rollback_failed;
+    return E_FAIL;
+}
+
+/* ---- locks ----------------------------------------------------------------- */
+
+HRESULT hostmem__call_lock(hostmem__call *c, pthread_mutex_t *mu)
+{
+    DWORD ms = c->m->policy.config.lock_timeout_ms;
+    int err;
+    if (!ms) {
+        err = pthread_mutex_lock(mu);
+    } else {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += ms / 1000;
+        ts.tv_nsec += (long)(ms % 1000) * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        err = pthread_mutex_timedlock(mu, &ts);
+    }
+    if (err == ETIMEDOUT)
+        return hostmem__call_fail(c, HOST_E_TIMEOUT, HOSTMEM_REASON_timeout);
+    if (err) { /* a broken mutex: E_FAIL, and unavailable from now on (P7) */
+        atomic_store(&c->m->unavailable, 1);
+        return hostmem__call_fail(c, E_FAIL, HOSTMEM_REASON_unavailable);
+    }
+    if (atomic_load_explicit(&c->m->shutdown, RELAXED)) {
+        pthread_mutex_unlock(mu);
+        return hostmem__call_fail(c, HOST_E_ABANDONED, HOSTMEM_REASON_abandoned);
+    }
+    return S_OK;
+}
+
+/* S3 for a range at a given address: 0 or the failing HRESULT. */
+HRESULT hostmem__call_check_range(hostmem__call *c, uintptr_t addr, size_t size)
+{
+    uintptr_t end = c->m->user_end;
+    if (!size)
+        return hostmem__call_fail(c, E_INVALIDARG, HOSTMEM_REASON_zero_size);
+    if (addr + size < addr || addr + size - 1 + c->m->page_size < addr + size - 1)
+        return hostmem__call_fail(c, E_INVALIDARG, HOSTMEM_REASON_range_wraps);
+    if (addr >= end || addr + size > end)
+        return hostmem__call_fail(c, E_INVALIDARG, HOSTMEM_REASON_beyond_user_space);
+    return S_OK;
+}
