@@ -22,7 +22,7 @@
  * call and queries as free until its commit is done (S9); it settles (raises
  * the peaks) after that commit. */
 static HRESULT alloc_reserve(hostmem__call *c, uintptr_t addr, size_t size, DWORD protect, bool large, bool watch,
-                       EMemoryCriticalLevel level, uintptr_t caller, bool making, hostmem__region **out)
+                             EMemoryCriticalLevel level, uintptr_t caller, bool making, hostmem__region **out)
 {
     hostmem_manager *m = c->m;
     const hostmem__os *os = hostmem__os_get();
@@ -193,7 +193,7 @@ static HRESULT alloc_reserve(hostmem__call *c, uintptr_t addr, size_t size, DWOR
 /* ---- commit (S5, P1, P2) --------------------------------------------- */
 
 static HRESULT alloc_commit(hostmem__call *c, uintptr_t addr, size_t size, DWORD protect,
-                      EMemoryCriticalLevel level, uintptr_t *out_base)
+                            EMemoryCriticalLevel level, uintptr_t *out_base)
 {
     hostmem_manager *m = c->m;
     const hostmem__os *os = hostmem__os_get();
@@ -440,7 +440,7 @@ HRESULT hostmem_virtual_alloc(hostmem_manager *m, void *address, SIZE_T size, DW
 
     hostmem__region *r = NULL;
     hr = alloc_reserve(&c, addr, size, protect, type & MEM_LARGE_PAGES, type & MEM_WRITE_WATCH, level, caller,
-                 type & MEM_COMMIT, &r);
+                       type & MEM_COMMIT, &r);
     if (FAILED(hr))
         return hostmem__call_finish(&c, hr);
     uintptr_t base = atomic_load_explicit(&r->base, RELAXED);

@@ -24,7 +24,7 @@
 #define RELAXED memory_order_relaxed
 
 void hostmem__call_start(hostmem__call *c, hostmem_manager *m, enum hostmem__op op, uintptr_t caller,
-                       uintptr_t address, uint64_t size, int32_t level)
+                         uintptr_t address, uint64_t size, int32_t level)
 {
     /* Field by field: this runs on every call, query included. */
     c->m = m;

@@ -168,7 +168,7 @@ HRESULT hostmem_virtual_free(hostmem_manager *m, void *address, SIZE_T size, DWO
     uintptr_t addr = (uintptr_t)address;
     hostmem__call c;
     hostmem__call_start(&c, m, free_type == MEM_DECOMMIT ? HOSTMEM_OP_decommit : HOSTMEM_OP_release,
-               (uintptr_t)__builtin_return_address(0), addr, size, -1);
+                        (uintptr_t)__builtin_return_address(0), addr, size, -1);
     c.ev.free_type = free_type;
     if (!m)
         return hostmem__call_finish(&c, hostmem__call_fail(&c, E_POINTER, HOSTMEM_REASON_null_pointer));

@@ -61,7 +61,7 @@ HRESULT hostmem_register_memory_notification_callback(
 }
 
 static HRESULT hosting_address_space(hostmem_manager *m, enum hostmem__op op, enum hostmem__as_action action,
-                                  uintptr_t start, size_t size)
+                                     uintptr_t start, size_t size)
 {
     hostmem__call c;
     hostmem__call_start(&c, m, op, 0, start, size, -1);

@@ -322,14 +322,17 @@ void hostmem__region_foreach(struct hostmem_manager *m,
                              void (*fn)(void *ctx, const hostmem__region_info *info), void *ctx);
 
 /* ---- alloc.c: hostmem_virtual_alloc (S4, S5, P1, P2) ----------------------- */
+/* Entry point only: reserve, commit, reset and reserve-and-commit are file-local. */
+
 /* ---- free.c: hostmem_virtual_free (S6, S7) --------------------------------- */
 /* Give a region's address space back (region lock held, r still live).  On
  * failure nothing changed.  Also undoes a failed reserve-and-commit. */
 HRESULT hostmem__free_region(hostmem__call *c, hostmem__region *r);
 
-/* ---- query.c: hostmem_virtual_query (S9), lock-free ------------------------ */
-/* ---- hosting.c: memory load, notification callback, address space, stats --- */
-/* ---- lifecycle.c: config, create, shutdown, destroy, fork (A3) ------------- */
+/* ---- query.c, hosting.c, lifecycle.c: entry points only -------------------- */
+/* query.c: hostmem_virtual_query (S9), lock-free.  hosting.c: memory load,
+ * notification callback, address-space calls, stats (P4-P6).  lifecycle.c:
+ * config, create, shutdown, destroy (A3) and the fork handlers. */
 
 /* ---- watch.c: write watch (W1) ----------------------------------- */
 /* Before pages [first, first + count) of a write-watch region are decommitted

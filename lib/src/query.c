@@ -189,8 +189,10 @@ HRESULT hostmem_virtual_query(hostmem_manager *m, const void *address, void *buf
         return hostmem__call_finish(&c, hostmem__call_fail(&c, E_POINTER, HOSTMEM_REASON_null_pointer));
     /* No statedump poll here: query may run in a signal handler. */
     if (atomic_load_explicit(&m->unavailable, RELAXED) || atomic_load_explicit(&m->shutdown, RELAXED))
-        return hostmem__call_finish(&c, hostmem__call_fail(&c, HOST_E_CLRNOTAVAILABLE,
-                               atomic_load(&m->unavailable) ? HOSTMEM_REASON_unavailable : HOSTMEM_REASON_shutdown));
+        return hostmem__call_finish(
+            &c, hostmem__call_fail(&c, HOST_E_CLRNOTAVAILABLE,
+                                   atomic_load(&m->unavailable) ? HOSTMEM_REASON_unavailable
+                                                                : HOSTMEM_REASON_shutdown));
     if (length < sizeof(MEMORY_BASIC_INFORMATION))
         return hostmem__call_finish(&c, hostmem__call_fail(&c, HOSTMEM_E_BAD_LENGTH, HOSTMEM_REASON_bad_length));
     if (addr >= m->user_end)

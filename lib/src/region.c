@@ -55,7 +55,7 @@ hostmem__region *hostmem__region_lock(hostmem__call *c, uintptr_t addr, HRESULT 
 /* Every page touching [addr, addr + size) inside region r: first page index
  * and count, or a failed HRESULT. */
 HRESULT hostmem__region_pages_of(hostmem__call *c, hostmem__region *r, uintptr_t addr, size_t size,
-                               size_t *first, size_t *count)
+                                 size_t *first, size_t *count)
 {
     hostmem_manager *m = c->m;
     uintptr_t lo = hostmem__page_down(m, addr), hi = hostmem__round_up(addr + size, m->page_size);
@@ -127,7 +127,7 @@ size_t hostmem__region_unmap_bytes(const hostmem__region *r)
 }
 
 void hostmem__region_foreach(struct hostmem_manager *m,
-                                     void (*fn)(void *ctx, const hostmem__region_info *info), void *ctx)
+                             void (*fn)(void *ctx, const hostmem__region_info *info), void *ctx)
 {
     /* fn emits events, which may call the host's malloc and so hostmem: never
      * under the lock (A5).  Copy a batch under it, call fn after.
