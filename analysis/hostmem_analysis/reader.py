@@ -62,7 +62,22 @@ _STATUS_END = getattr(_nbt, "__BT_FUNC_STATUS_END")
 _STATUS_AGAIN = getattr(_nbt, "__BT_FUNC_STATUS_AGAIN")
 _get_u = _raw.field_integer_unsigned_get_value
 _get_s = _raw.field_integer_signed_get_value
-_get_str = _raw.field_string_get_value
+_get_str_raw = _raw.field_string_get_value
+_get_str_len = _raw.field_string_get_length
+
+
+def _get_str(f):
+    # An empty string field can hand back the text of an earlier, longer
+    # value (the decoder reuses the field and its buffer): the length, in
+    # bytes, is the truth.  Seen as `file` of a non-debug malloc_alloc reading
+    # "workload.c" after a debug allocation from that file.
+    n = _get_str_len(f)
+    if n == 0:
+        return ""
+    v = _get_str_raw(f)
+    return v if len(v) == n else v.encode()[:n].decode(errors="replace")
+
+
 _member = _raw.field_structure_borrow_member_field_by_index_const
 
 

@@ -151,7 +151,8 @@ class Session:
                         d[key] = labels[0] if labels else None
                         d[key + "#"] = int(field)
                     elif isinstance(field, bt2._StringFieldConst):
-                        d[key] = str(field)
+                        # len first: an empty field may still hold an older value's text
+                        d[key] = str(field) if len(field) else ""
                     else:
                         d[key] = int(field)
                 events.append(d)
