@@ -12,7 +12,9 @@
  *
  * One lock of its own, which nothing else is taken under; callers may hold
  * the state lock or a region lock.  Mapping a chunk is then the one syscall
- * made under those locks, once per META_CHUNK bytes of metadata.
+ * made under those locks, once per META_CHUNK bytes of metadata (more often
+ * only near RLIMIT_AS, when a whole chunk is refused and a page-sized one
+ * serves the block at hand).
  */
 #include <pthread.h>
 #include <string.h>
