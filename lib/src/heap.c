@@ -307,7 +307,7 @@ heap_alloc(hostmem_malloc *h, size_t size, EMemoryCriticalLevel level, void **ou
             }
             c->bin[cls].head = *(void **)b;
             c->bin[cls].count--;
-            ((uintptr_t *)b)[1] = 0; /* the tag: live now */
+            hostmem__heap_tag_set((uintptr_t)b, 0); /* the tag: live now */
             cache_count(c, 1, (int64_t)usable);
             *out = b;
         } else {
@@ -316,7 +316,7 @@ heap_alloc(hostmem_malloc *h, size_t size, EMemoryCriticalLevel level, void **ou
             void *b;
             if (!hostmem__heap_take(h, cls, 1, level, &b, &hr))
                 goto failed;
-            ((uintptr_t *)b)[1] = 0;
+            hostmem__heap_tag_set((uintptr_t)b, 0);
             heap_count(h, 1, (int64_t)usable);
             *out = b;
         }
@@ -354,7 +354,7 @@ HRESULT hostmem_malloc_alloc(hostmem_malloc *h, SIZE_T size, EMemoryCriticalLeve
             if (likely(b && c->low_seen == low_count(h) && !trace_on(&hostmem__trace_malloc_alloc_on))) {
                 c->bin[cls].head = *(void **)b;
                 c->bin[cls].count--;
-                ((uintptr_t *)b)[1] = 0; /* the tag: live now */
+                hostmem__heap_tag_set((uintptr_t)b, 0); /* the tag: live now */
                 cache_count(c, 1, (int64_t)hostmem__heap_class_size(cls));
                 *out = b;
                 return S_OK;
@@ -444,7 +444,7 @@ static __attribute__((noinline)) HRESULT free_general(hostmem_malloc *h, void *p
         if ((uintptr_t)i * bsize != p - start || i >= atomic_load_explicit(&s->bumped, RELAXED))
             goto invalid;
         /* The tag: whoever installs it owns the free; a block that has it is free already. */
-        uintptr_t tag = hostmem__heap_tag(h, s, p), seen = __atomic_load_n((uintptr_t *)p + 1, __ATOMIC_RELAXED);
+        uintptr_t tag = hostmem__heap_tag(h, s, p), seen = hostmem__heap_tag_get(p);
         why = HOSTMEM_REASON_double_free;
         if (seen == tag ||
             !__atomic_compare_exchange_n((uintptr_t *)p + 1, &seen, tag, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
@@ -629,7 +629,7 @@ HRESULT hostmem_malloc_free(hostmem_malloc *h, void *ptr)
              * span may be decommitted). */
             if (likely(cls1 && p >= start && (uintptr_t)i * bsize == off &&
                        i < atomic_load_explicit(&s->bumped, RELAXED)) &&
-                likely((seen = __atomic_load_n((uintptr_t *)p + 1, __ATOMIC_RELAXED)) != tag) &&
+                likely((seen = hostmem__heap_tag_get(p)) != tag) &&
                 __atomic_compare_exchange_n((uintptr_t *)p + 1, &seen, tag, false, __ATOMIC_RELAXED,
                                             __ATOMIC_RELAXED)) {
                 uint32_t cls = cls1 - 1;

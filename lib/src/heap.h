@@ -182,4 +182,17 @@ static inline uintptr_t hostmem__heap_tag(const hostmem_malloc *h, const heap_sp
     return (uintptr_t)s ^ block ^ h->key;
 }
 
+/* A block's second word is its tag.  Two threads freeing the same block race
+ * on it by design (one compare-and-swap wins, the other reports a double
+ * free), so every access is atomic; relaxed ones are plain moves on x86. */
+static inline uintptr_t hostmem__heap_tag_get(uintptr_t block)
+{
+    return __atomic_load_n((uintptr_t *)block + 1, __ATOMIC_RELAXED);
+}
+
+static inline void hostmem__heap_tag_set(uintptr_t block, uintptr_t tag)
+{
+    __atomic_store_n((uintptr_t *)block + 1, tag, __ATOMIC_RELAXED);
+}
+
 #endif

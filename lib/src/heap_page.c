@@ -263,7 +263,7 @@ uint32_t hostmem__heap_take(hostmem_malloc *h, uint32_t cls, uint32_t want, EMem
                     uintptr_t blk = start + (uintptr_t)bumped * bsize;
                     ((uintptr_t *)blk)[0] = (uintptr_t)list;
                     /* Fresh blocks enter a cache as free ones: tagged. */
-                    ((uintptr_t *)blk)[1] = hostmem__heap_tag(h, s, blk);
+                    hostmem__heap_tag_set(blk, hostmem__heap_tag(h, s, blk));
                     list = (void *)blk;
                     n++;
                     s->used++;
@@ -296,7 +296,7 @@ bool hostmem__heap_give(hostmem_malloc *h, uint32_t cls, void *list, uint32_t n)
     while (list && n--) {
         uintptr_t blk = (uintptr_t)list;
         list = *(void **)list;
-        heap_span *s = (heap_span *)(((uintptr_t *)blk)[1] ^ blk ^ h->key);
+        heap_span *s = (heap_span *)(hostmem__heap_tag_get(blk) ^ blk ^ h->key);
         *(void **)blk = s->free;
         s->free = (void *)blk;
         if (--s->used == 0) {
