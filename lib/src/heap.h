@@ -1,7 +1,8 @@
 /*
  * heap.h: the manager's own heap (IHostMalloc, H1-H4), its words and
- * structures.  heap.c holds the entry points and the per-thread caches,
- * heap_page.c the segments, spans and bins behind them.
+ * structures.  heap.c holds the allocation and free entry points (the fast
+ * paths), heap_cache.c the per-thread caches, heap_life.c a heap's creation
+ * and end, heap_page.c the segments, spans and bins behind them.
  *
  * Glossary
  *   heap      one hostmem_malloc: blocks served from regions of its manager.
@@ -194,5 +195,87 @@ static inline void hostmem__heap_tag_set(uintptr_t block, uintptr_t tag)
 {
     __atomic_store_n((uintptr_t *)block + 1, tag, __ATOMIC_RELAXED);
 }
+
+/* ---- heap.c ---------------------------------------------------------------- */
+/* Emit the failure event of a heap call and return hr. */
+static inline HRESULT hostmem__heap_fail(hostmem_malloc *h, enum hostmem__op op, HRESULT hr,
+                                         enum hostmem__reason why, uintptr_t address, size_t size,
+                                         int32_t level)
+{
+    hostmem__trace_failure(h ? h->m : NULL, op, hr, why, 0, address, size, level);
+    return hr;
+}
+
+/* ---- heap_cache.c ---------------------------------------------------------- */
+#define HEAP_TLS_SLOTS 4u
+
+/* A thread's way to its cache in one heap (the heap's id picks the slot). */
+typedef struct heap_slot {
+    uint64_t id;
+    heap_cache *cache;
+} heap_slot;
+
+extern __thread heap_slot hostmem__heap_tls[HEAP_TLS_SLOTS] __attribute__((tls_model("initial-exec")));
+
+/* The address of this thread's slots: unique among live threads. */
+static inline uintptr_t hostmem__heap_token(void) { return (uintptr_t)&hostmem__heap_tls[0]; }
+
+/* Blocks a cache keeps per class. */
+extern const uint8_t hostmem__heap_cache_caps[HEAP_CLASSES];
+static inline uint32_t hostmem__heap_cache_cap(uint32_t cls) { return hostmem__heap_cache_caps[cls]; }
+
+/* The manager's count of turns to Low. */
+static inline uint64_t hostmem__heap_low_count(const hostmem_malloc *h)
+{
+    return atomic_load_explicit(h->low, memory_order_relaxed);
+}
+
+/* Live blocks and bytes, counted by the cache's single writer. */
+static inline void hostmem__heap_cache_count(heap_cache *c, int64_t blocks, int64_t bytes)
+{
+    atomic_store_explicit(&c->live_blocks,
+                          atomic_load_explicit(&c->live_blocks, memory_order_relaxed) + blocks,
+                          memory_order_relaxed);
+    atomic_store_explicit(&c->live_bytes, atomic_load_explicit(&c->live_bytes, memory_order_relaxed) + bytes,
+                          memory_order_relaxed);
+}
+
+/* Live blocks and bytes of calls made without a cache. */
+static inline void hostmem__heap_count(hostmem_malloc *h, int64_t blocks, int64_t bytes)
+{
+    atomic_fetch_add_explicit(&h->live_blocks, blocks, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->live_bytes, bytes, memory_order_relaxed);
+}
+
+/* Give the blocks of class `cls` above `keep` back to the bin.  True when the
+ * heap should be trimmed (hostmem__heap_give). */
+bool hostmem__heap_cache_flush_class(hostmem_malloc *h, heap_cache *c, uint32_t cls, uint32_t keep);
+/* Every class of the cache, as above. */
+bool hostmem__heap_cache_flush(hostmem_malloc *h, heap_cache *c);
+/* A new cache carved from the meta region (whose chunks are committed on
+ * first use), or NULL (the caller then works on the bins directly). */
+heap_cache *hostmem__heap_cache_new(hostmem_malloc *h, uintptr_t owner, EMemoryCriticalLevel level);
+/* This thread's cache when its slot does not name it yet (or NULL). */
+heap_cache *hostmem__heap_cache_slow(hostmem_malloc *h, heap_slot *slot, EMemoryCriticalLevel level);
+
+/* This thread's cache in h, or NULL (then the bins directly). */
+static inline heap_cache *hostmem__heap_cache_get(hostmem_malloc *h, EMemoryCriticalLevel level)
+{
+    if (!(h->type & MALLOC_THREADSAFE))
+        return h->single;
+    heap_slot *slot = &hostmem__heap_tls[h->id & (HEAP_TLS_SLOTS - 1)];
+    if (__builtin_expect(slot->id == h->id, 1))
+        return slot->cache;
+    return hostmem__heap_cache_slow(h, slot, level);
+}
+
+/* The manager went Low since this cache (or the heap) last looked: empty the
+ * cache and decommit every free span (H3).  Each cache does it once per turn
+ * to Low, so what the caches of other threads give back later is trimmed by
+ * their own next call.  c may be NULL (a call without a cache). */
+void hostmem__heap_low(hostmem_malloc *h, heap_cache *c);
+/* The registry of live heaps, whose caches a thread that ends gives back. */
+void hostmem__heap_registry_add(hostmem_malloc *h);
+void hostmem__heap_registry_remove(hostmem_malloc *h);
 
 #endif

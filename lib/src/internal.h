@@ -10,13 +10,16 @@
  *   call.c and finds, locks and edits regions through region.c -> policy.c
  *   (charge, ceilings, memory state) -> arena.c (address space held for small
  *   regions) -> region_map.c (address -> region) -> page_runs.c (page state as runs) -> protect.c (PAGE_* rules) ->
- *   os.h / os_linux.c (the kernel) ; hresult.c (code tables) ; trace.h (events).
+ *   os.h / os_linux*.c (the kernel: os_linux.h names the four files) ;
+ *   hresult.c (code tables) ; trace.h (events).
  *   Beside the path: watch.c (write watch), guard.c (guard pages, faults),
  *   com.c (the COM-style binding of <hostmem/mscoree.h>).
  *
  * The manager's heap (IHostMalloc) sits on top, through the public entry
  * points: heap.h (its words, structures and cross-file declarations), heap.c
- * (entry points, per-thread caches) -> heap_page.c (segments, spans, bins).
+ * (allocation and free, the fast paths) -> heap_cache.c (per-thread caches,
+ * thread exit, turns to Low) -> heap_page.c (segments, spans, bins);
+ * heap_life.c (create, stats, trim, destroy).
  *
  * Rule numbers in comments (A3, S4, P7, T1...) are those of docs/ (docs/README.md
  * says which page defines each).

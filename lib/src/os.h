@@ -1,7 +1,8 @@
 /*
  * os.h: the OS contract.  Every primitive the manager needs from the kernel,
- * with its pre- and postconditions.  os_linux.c is the only implementation
- * and the only file that speaks POSIX (mmap, mprotect, madvise, munmap).
+ * with its pre- and postconditions.  The os_linux*.c files (os_linux.h says
+ * which holds what) are the only implementation and the only files that
+ * speak POSIX (mmap, mprotect, madvise, munmap).
  *
  * Every primitive returns 0 on success or an errno value; none sets errno,
  * none allocates, none takes a lock, all are async-signal-safe except
@@ -19,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Access rights, independent of PROT_* so that only os_linux.c needs <sys/mman.h>. */
+/* Access rights, independent of PROT_* so that only os_linux*.c need <sys/mman.h>. */
 enum {
     HOSTMEM_ACCESS_NONE = 0,
     HOSTMEM_ACCESS_READ = 1,
