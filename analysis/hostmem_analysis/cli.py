@@ -43,12 +43,17 @@ def load(paths, temporary_ms=None, stats=None, jobs=None, scheduler=None):
         trust = m.input_trust
         n = m.all.events
     else:
-        m = model_mod.Model(temporary_ns=tns)
-        feed = m.feed
-        trust = reader.new_trust()
-        for ev in progress.wrap(reader.read(paths, model_mod.FIELDS, trust), dirs):
-            feed(ev)
-            n += 1
+        m = None
+        if engine_name() == "c":
+            m, trust = _c_engine(paths, tns)
+            n = m.all.events if m is not None else 0
+        if m is None:
+            m = model_mod.Model(temporary_ns=tns)
+            feed = m.feed
+            trust = reader.new_trust()
+            for ev in progress.wrap(reader.read(paths, model_mod.FIELDS, trust), dirs):
+                feed(ev)
+                n += 1
     t1 = time.monotonic()
     if m.all.events == 0:
         raise reader.TraceError("%s: no hostmem events in the trace (was 'hostmem:*' enabled, "
@@ -59,6 +64,30 @@ def load(paths, temporary_ms=None, stats=None, jobs=None, scheduler=None):
         stats.update(records=n, read_s=t1 - t0, total_s=time.monotonic() - t0,
                      damaged=bool(trust["damage"] or trust["stopped"]))
     return m, s
+
+
+def engine_name():
+    """`c` (the default: the C engine, engine.py) or `python` (reader.py's
+    events into model.py), from --engine or HOSTMEM_ANALYZE_ENGINE."""
+    return os.environ.get("HOSTMEM_ANALYZE_ENGINE", "c")
+
+
+def _c_engine(paths, tns, keep_all_samples=False):
+    """(model, trust) read by the C engine, or (None, None) when it cannot
+    read this input (a one-line note says why when the layout is the reason;
+    damaged input is left to babeltrace2 silently, which reports it)."""
+    from . import engine
+    try:
+        return engine.analyse(paths, tns, keep_all_samples)
+    except engine.Unsupported as u:
+        if os.environ.get("HOSTMEM_ANALYZE_ENGINE_STRICT"):
+            # tests: the C engine must read this input itself
+            raise UsageError("the C engine cannot read %s: %s"
+                             % (", ".join(paths), u.note or "decoding failed"))
+        if u.note:
+            sys.stderr.write("hostmem-analyze: %s; reading with babeltrace2 instead (slower)\n"
+                             % u.note)
+        return None, None
 
 
 def _say_input_trust(trust):
@@ -140,6 +169,9 @@ def parser():
     common.add_argument("--scheduler", metavar="ADDRESS",
                         help="read the trace directories on this Dask distributed scheduler "
                              "(e.g. tcp://host:8786)")
+    common.add_argument("--engine", choices=("c", "python"), default=None,
+                        help="c: decode and replay in C (default, or $HOSTMEM_ANALYZE_ENGINE); "
+                             "python: babeltrace2's Python bindings and model.py, event by event")
     s = sub.add_parser("summary", parents=[common], help="print what happened")
     s.add_argument("--json", action="store_true", help="one JSON object (R1 in docs/analysis.md)")
     s.add_argument("--speed", action="store_true", help="print events/s read on stderr")
@@ -169,6 +201,9 @@ def parser():
 
 def main(argv=None):
     args = parser().parse_args(argv)
+    if getattr(args, "engine", None):
+        # the environment carries it to fleet.py's worker processes
+        os.environ["HOSTMEM_ANALYZE_ENGINE"] = args.engine
     try:
         return args.func(args)
     except UsageError as e:

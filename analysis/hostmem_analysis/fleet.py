@@ -24,10 +24,15 @@ from . import model as model_mod
 def analyse_one(path, temporary_ns=model_mod.DEFAULT_TEMPORARY_NS):
     """Read one trace directory into a finished model (runs in a worker)."""
     from . import reader
-    m = model_mod.Model(temporary_ns=temporary_ns, keep_all_samples=True)
-    trust = reader.new_trust()
-    for ev in reader.read([path], model_mod.FIELDS, trust):
-        m.feed(ev)
+    from .cli import _c_engine, engine_name
+    m = None
+    if engine_name() == "c":
+        m, trust = _c_engine([path], temporary_ns, keep_all_samples=True)
+    if m is None:
+        m = model_mod.Model(temporary_ns=temporary_ns, keep_all_samples=True)
+        trust = reader.new_trust()
+        for ev in reader.read([path], model_mod.FIELDS, trust):
+            m.feed(ev)
     m.finish()
     m.input_trust = trust
     return m

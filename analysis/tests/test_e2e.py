@@ -117,14 +117,51 @@ def record(trace, *hosts_args, events=("hostmem:*", "lttng_ust_statedump:*"), su
     return [h.pid for h in hosts]
 
 
-def analyze(*args):
+def analyze(*args, env=None):
     r = subprocess.run([sys.executable, TOOL] + list(args), capture_output=True, text=True,
-                       timeout=300)
+                       timeout=300, env=env)
     return r
 
 
+def analyze_both(*args, strict=True):
+    """`hostmem-analyze ARGS` with the C engine and with --engine python: the
+    differential test of the engines.  Both must exit alike, say the same on
+    stderr and print the same summary (as JSON, exactly).  `strict`: the C
+    engine must read the input itself (no fallback to babeltrace2)."""
+    env = dict(os.environ)
+    if strict:
+        env["HOSTMEM_ANALYZE_ENGINE_STRICT"] = "1"
+    c = analyze(*args, env=env)
+    py = analyze(args[0], "--engine", "python", *args[1:])
+    if (c.returncode, c.stderr) != (py.returncode, py.stderr):
+        raise AssertionError("the engines differ on %s: C exit %d %r, Python exit %d %r"
+                             % (" ".join(args), c.returncode, c.stderr, py.returncode, py.stderr))
+    if "--json" in args and c.stdout:
+        a, b = json.loads(c.stdout), json.loads(py.stdout)
+        if a != b:
+            raise AssertionError("the engines' summaries of %s differ:\n%s"
+                                 % (" ".join(args), "\n".join(json_diff(b, a)[:20])))
+    return c
+
+
+def json_diff(a, b, path=""):
+    """The first lines where two JSON values differ (a: Python engine, b: C)."""
+    out = []
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            if a.get(k, "<absent>") != b.get(k, "<absent>"):
+                out.extend(json_diff(a.get(k, "<absent>"), b.get(k, "<absent>"), path + "." + str(k)))
+    elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            if x != y:
+                out.extend(json_diff(x, y, "%s[%d]" % (path, i)))
+    else:
+        out.append("%s: python %r, C %r" % (path or ".", a, b))
+    return out
+
+
 def summary_json(trace):
-    r = analyze("summary", "--json", trace)
+    r = analyze_both("summary", "--json", trace)
     if r.returncode != 0:
         raise AssertionError("hostmem-analyze failed: %s" % r.stderr)
     return json.loads(r.stdout)
@@ -374,7 +411,7 @@ class DamagedInput(unittest.TestCase):
         return max(streams_of(trace), key=os.path.getsize)
 
     def damaged_summary(self, trace):
-        r = analyze("summary", "--json", trace)
+        r = analyze_both("summary", "--json", trace, strict=False)
         self.assertEqual(r.returncode, 3, r.stderr)
         lines = r.stderr.strip().splitlines()
         self.assertEqual(len(lines), 1, r.stderr)
@@ -441,7 +478,7 @@ class DamagedInput(unittest.TestCase):
     def test_same_trace_twice_is_read_once(self):
         twin = self.copy("twin")
         for args in ((self.trace, self.trace), (self.trace, twin)):
-            r = analyze("summary", "--json", *args)
+            r = analyze_both("summary", "--json", *args)
             self.assertEqual(r.returncode, 0, r.stderr)
             got = json.loads(r.stdout)
             self.assertEqual(got["events"], self.intact["events"])
@@ -470,7 +507,7 @@ class Fleet(unittest.TestCase):
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def summary(self, *extra):
-        r = analyze("summary", "--json", *extra, *self.traces)
+        r = analyze_both("summary", "--json", *extra, *self.traces)
         self.assertEqual(r.returncode, 0, r.stderr)
         return json.loads(r.stdout)
 
