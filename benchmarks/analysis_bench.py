@@ -16,7 +16,15 @@ consumer instead), then measures in the same run, on the same trace:
 
 and prints babeltrace2's events/s, the summary's, their ratio (rule R3
 asks >= 1.0; docs/analysis.md says where it stands), the summary's peak RSS
-and report time / summary time (R3: <= 1.5).  Times are wall clock.
+and CPU time (user + system over wall: how many cores it kept busy) and
+report time / summary time (R3: <= 1.5).  Times are wall clock.
+
+The summary and the report run on the C engine (the default), which must read
+the trace itself (HOSTMEM_ANALYZE_ENGINE_STRICT: no silent fallback to
+babeltrace2); its library is $HOSTMEM_ENGINE_LIB, else --engine-lib, else
+the one built beside the host (BUILD/lib/libhostmem_engine.so).
+--python also times `summary --engine python` (slow: minutes per million
+events).
 
 The 10M run takes minutes and is not part of CI; CI runs it with
 --events 20000 (ctest bench.analysis_small) to keep it working.
@@ -28,6 +36,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -51,19 +60,23 @@ def timed(cmd):
     return time.monotonic() - t0
 
 
-def rss_of(cmd):
-    """Run `cmd` and return (wall seconds, peak RSS bytes, stdout)."""
+def measured(cmd, env=None):
+    """(wall seconds, peak RSS bytes, stdout, CPU seconds) of `cmd`, from its rusage."""
     t0 = time.monotonic()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    # read both pipes to the end, then reap the child with its own rusage
+    err = []
+    t = threading.Thread(target=lambda: err.append(p.stderr.read()))
+    t.start()
     out = p.stdout.read()
-    err = p.stderr.read()
+    t.join()
     _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
     wall = time.monotonic() - t0
-    code = os.waitstatus_to_exitcode(status)
-    if code not in (0, 3):
+    if p.returncode not in (0, 3):
         raise SystemExit("analysis_bench: %s failed (%d): %s" % (
-            " ".join(cmd[:3]), code, err.decode(errors="replace").strip()[-500:]))
-    return wall, ru.ru_maxrss * 1024, out
+            " ".join(cmd[:3]), p.returncode, err[0].decode(errors="replace").strip()[-500:]))
+    return wall, ru.ru_maxrss * 1024, out, ru.ru_utime + ru.ru_stime
 
 
 def record(host, rounds, trace):
@@ -110,7 +123,16 @@ def main():
     ap.add_argument("--out", help="directory for the trace and report (default: a temporary one)")
     ap.add_argument("--keep", action="store_true", help="keep the trace")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
+    ap.add_argument("--engine-lib", help="libhostmem_engine.so (default: beside the host's build)")
+    ap.add_argument("--python", action="store_true",
+                    help="also time summary --engine python (minutes per million events)")
     a = ap.parse_args()
+    env = dict(os.environ, HOSTMEM_ANALYZE_ENGINE="c", HOSTMEM_ANALYZE_ENGINE_STRICT="1")
+    if a.engine_lib:
+        env["HOSTMEM_ENGINE_LIB"] = a.engine_lib
+    elif "HOSTMEM_ENGINE_LIB" not in env:
+        env["HOSTMEM_ENGINE_LIB"] = os.path.join(os.path.dirname(os.path.abspath(a.host)), "..",
+                                                 "lib", "libhostmem_engine.so")
     out = a.out or tempfile.mkdtemp(prefix="hostmem-analysis-bench.")
     os.makedirs(out, exist_ok=True)
     trace = os.path.join(out, "trace")
@@ -123,11 +145,20 @@ def main():
         sys.stderr.write("analysis_bench: babeltrace2 -o dummy\n")
         bt_s = timed(["babeltrace2", trace, "-o", "dummy"])
         sys.stderr.write("analysis_bench: summary\n")
-        sum_s, rss, doc = rss_of([sys.executable, TOOL, "summary", "--json", trace])
+        sum_s, rss, doc, sum_cpu = measured([sys.executable, TOOL, "summary", "--json", trace],
+                                            env)
         s = json.loads(doc)
         sys.stderr.write("analysis_bench: report\n")
-        rep_s, rep_rss, _ = rss_of([sys.executable, TOOL, "report", "-q", trace, "-o",
-                                    os.path.join(out, "report")])
+        rep_s, rep_rss, _, _ = measured([sys.executable, TOOL, "report", "-q", trace, "-o",
+                                         os.path.join(out, "report")], env)
+        py_s = None
+        if a.python:
+            sys.stderr.write("analysis_bench: summary --engine python\n")
+            py_s, _, pdoc, _ = measured([sys.executable, TOOL, "summary", "--json", "--engine",
+                                         "python", trace], env)
+            if json.loads(pdoc) != s:
+                sys.stderr.write("analysis_bench: the engines' summaries differ\n")
+                return 1
         events = s["events"]
         fig = {
             "events": events,
@@ -140,6 +171,10 @@ def main():
             "summary_events_per_s": events / sum_s,
             "summary_over_babeltrace2": bt_s / sum_s,
             "summary_peak_rss_bytes": rss,
+            "summary_cpu_s": sum_cpu,
+            "summary_cores_busy": sum_cpu / sum_s,
+            "cores": os.cpu_count(),
+            "python_engine_s": py_s,
             "report_s": rep_s,
             "report_peak_rss_bytes": rep_rss,
             "report_over_summary": rep_s / sum_s,
@@ -154,8 +189,13 @@ def main():
             print("  summary --json            %8.2f s  %10.0f events/s" % (sum_s, fig["summary_events_per_s"]))
             print("  summary / babeltrace2 speed ratio  %.2f   (R3: >= 1.0)" % fig["summary_over_babeltrace2"])
             print("  summary peak RSS          %8.1f MiB" % (rss / 2**20))
+            print("  summary CPU               %8.2f s   (%.2f of %d cores busy)"
+                  % (sum_cpu, fig["summary_cores_busy"], fig["cores"]))
             print("  report                    %8.2f s  (report / summary %.2f; R3: <= 1.5), peak RSS %.1f MiB"
                   % (rep_s, fig["report_over_summary"], rep_rss / 2**20))
+        if py_s is not None and not a.json:
+            print("  summary --engine python   %8.2f s  %10.0f events/s (same summary)"
+                  % (py_s, events / py_s))
         if fig["discarded_events"]:
             sys.stderr.write("analysis_bench: events were discarded: the figures are not valid\n")
             return 1

@@ -29,6 +29,16 @@ class InstallTest(unittest.TestCase):
             r = subprocess.run([tool, "summary", prefix], capture_output=True, text=True)
             self.assertEqual(r.returncode, 2)
             self.assertIn("not an LTTng trace", r.stderr)
+            # The C engine is installed beside the package, and found there.
+            pkg = os.path.join(prefix, "share", "hostmem", "analysis")
+            env = {k: v for k, v in os.environ.items() if k != "HOSTMEM_ENGINE_LIB"}
+            r = subprocess.run(["/usr/bin/python3", "-c",
+                                "import sys; sys.path.insert(0, %r)\n"
+                                "from hostmem_analysis import engine\n"
+                                "print(engine.library_path()); engine._load()" % pkg],
+                               capture_output=True, text=True, env=env)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertTrue(r.stdout.strip().startswith(pkg), r.stdout)
 
 
 if __name__ == "__main__":
