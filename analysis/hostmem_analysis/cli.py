@@ -116,10 +116,23 @@ def _summary(args):
     return EXIT_DAMAGED if stats.get("damaged") else 0
 
 
+def _import_report():
+    try:
+        from . import report  # noqa: F401
+    except Exception:
+        pass  # _report's own import says what is wrong
+
+
 def _report(args):
-    from . import report
+    # matplotlib takes about a second of CPU to import: do it while the C
+    # engine reads the trace (it runs without the GIL).
+    import threading
+    early = threading.Thread(target=_import_report, daemon=True)
+    early.start()
     stats = {}
     m, s = load(args.traces, args.temporary_ms, stats, args.jobs, args.scheduler)
+    early.join()
+    from . import report
     index = report.write(m, s, args.output)
     if not args.quiet:
         sys.stdout.write(summary_mod.format_text(s))
