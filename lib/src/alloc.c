@@ -26,6 +26,8 @@ static HRESULT alloc_reserve(hostmem__call *c, uintptr_t addr, size_t size, DWOR
 {
     hostmem_manager *m = c->m;
     const hostmem__os *os = hostmem__os_get();
+    const void *owner = hostmem__region_owner_next; /* this call's alone, not a nested one's */
+    hostmem__region_owner_next = NULL;
     size_t align = large ? hostmem__os_caps_get()->huge_page_size : HOSTMEM_GRANULE;
     uintptr_t base = addr & ~(uintptr_t)(HOSTMEM_GRANULE - 1);
     size_t rsize = addr ? hostmem__round_up(addr + size, m->page_size) - base : hostmem__round_up(size, m->page_size);
@@ -156,7 +158,7 @@ static HRESULT alloc_reserve(hostmem__call *c, uintptr_t addr, size_t size, DWOR
     atomic_store_explicit(&r->releasing, false, RELAXED);
     atomic_store_explicit(&r->arena, arena, RELAXED);
     atomic_store_explicit(&r->tail_mapped, tail_mapped, RELAXED);
-    atomic_store_explicit(&r->owner, NULL, RELAXED); /* a recycled struct may name a heap */
+    atomic_store_explicit(&r->owner, owner, RELAXED); /* a recycled struct may name a heap */
     atomic_store_explicit(&r->watched, watch, RELAXED);
     r->caller = caller;
     hostmem__region_write_end(r);

@@ -154,6 +154,9 @@ HRESULT hostmem_malloc_debug_alloc(hostmem_malloc *h, SIZE_T size, EMemoryCritic
 
 /* ---- free -------------------------------------------------------------------------- */
 
+/* Under pool_lock, which also covered finding the block's region: a racing
+ * free of the same block finds the region retired, never memory on its way
+ * out.  The caller releases the region once the lock is dropped. */
 static HRESULT free_large(hostmem_malloc *h, uintptr_t base, uintptr_t p, size_t *size)
 {
     heap_large *l = (heap_large *)base;
@@ -163,19 +166,23 @@ static HRESULT free_large(hostmem_malloc *h, uintptr_t base, uintptr_t p, size_t
     if (!atomic_compare_exchange_strong(&l->live, &one, 0))
         return HOSTMEM_E_INVALID_ADDRESS; /* told apart from an interior pointer below */
     *size = l->size;
-    pthread_mutex_lock(&h->pool_lock);
     if (l->prev)
         l->prev->next = l->next;
     else
         h->large = l->next;
     if (l->next)
         l->next->prev = l->prev;
-    pthread_mutex_unlock(&h->pool_lock);
+    hostmem__heap_region_retire(h, base);
+    return S_OK;
+}
+
+static void free_large_release(hostmem_malloc *h, uintptr_t base)
+{
+    heap_large *l = (heap_large *)base;
     atomic_fetch_sub_explicit(&h->large_count, 1, RELAXED);
     atomic_fetch_sub_explicit(&h->committed, l->region, RELAXED);
     hostmem__heap_count(h, -1, -(int64_t)l->size);
     hostmem__heap_region_free(h, base);
-    return S_OK;
 }
 
 static __attribute__((noinline)) HRESULT free_general(hostmem_malloc *h, void *ptr, uintptr_t caller)
@@ -197,16 +204,22 @@ static __attribute__((noinline)) HRESULT free_general(hostmem_malloc *h, void *p
     unsigned slot = (unsigned)(p >> 20) & 3u;
     if (!(likely(c) && p - (base = c->seg[slot]) < HEAP_SEGMENT)) {
         why = HOSTMEM_REASON_foreign_pointer;
-        if (!(base = hostmem__heap_region_of(h, p)))
+        pthread_mutex_lock(&h->pool_lock);
+        if (!(base = hostmem__heap_region_of(h, p))) {
+            pthread_mutex_unlock(&h->pool_lock);
             goto invalid;
+        }
         if (*(const uint32_t *)base == HEAP_KIND_LARGE) {
             HRESULT hr = free_large(h, base, p, &usable);
+            pthread_mutex_unlock(&h->pool_lock);
             if (FAILED(hr)) {
                 why = hr == E_INVALIDARG ? HOSTMEM_REASON_interior_pointer : HOSTMEM_REASON_double_free;
                 goto invalid;
             }
+            free_large_release(h, base);
             goto done;
         }
+        pthread_mutex_unlock(&h->pool_lock); /* a segment lives as long as the heap */
         if (c)
             c->seg[slot] = base; /* a segment: it lives as long as the heap */
     }

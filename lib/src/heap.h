@@ -173,6 +173,8 @@ size_t hostmem__heap_trim(hostmem_malloc *h, size_t keep);
 HRESULT hostmem__heap_region_new(hostmem_malloc *h, size_t size, size_t commit, DWORD protect,
                                  EMemoryCriticalLevel level, uintptr_t *out);
 void hostmem__heap_region_free(hostmem_malloc *h, uintptr_t base);
+/* Under pool_lock: the region at base is on its way out (heap_page.c). */
+void hostmem__heap_region_retire(hostmem_malloc *h, uintptr_t base);
 /* The base of the region of the heap holding `p`, or 0 (foreign memory). */
 uintptr_t hostmem__heap_region_of(const hostmem_malloc *h, uintptr_t p);
 /* Return every region: segments, large blocks (the meta region is the caller's). */

@@ -189,3 +189,50 @@ void hostmem__heap_registry_remove(hostmem_malloc *h)
         }
     pthread_mutex_unlock(&heap_registry_lock);
 }
+
+/* ---- fork ------------------------------------------------------------------------- */
+
+/* A cache whose thread does not exist in a forked child.  Its lists may have
+ * been mid-update when the parent forked (the fast paths take no lock), so
+ * no thread of the child takes it over; its blocks come back with destroy. */
+#define HEAP_CACHE_ORPHAN ((uintptr_t)1)
+
+/* Before fork(): every heap lock, in the lock order (registry, bins, pool), so
+ * the child inherits no lock held by a thread it does not have.  No heap code
+ * holds one of these across a call into its manager, whose locks fork() takes
+ * after these (lifecycle.c). */
+void hostmem__heap_fork_prepare(void)
+{
+    pthread_mutex_lock(&heap_registry_lock);
+    for (hostmem_malloc *h = heap_registry; h; h = h->next_live) {
+        for (uint32_t i = 0; i < HEAP_CLASSES; i++)
+            pthread_mutex_lock(&h->bin[i].lock);
+        pthread_mutex_lock(&h->pool_lock);
+    }
+}
+
+void hostmem__heap_fork_parent(void)
+{
+    for (hostmem_malloc *h = heap_registry; h; h = h->next_live) {
+        pthread_mutex_unlock(&h->pool_lock);
+        for (uint32_t i = HEAP_CLASSES; i--;)
+            pthread_mutex_unlock(&h->bin[i].lock);
+    }
+    pthread_mutex_unlock(&heap_registry_lock);
+}
+
+void hostmem__heap_fork_child(void)
+{
+    uintptr_t me = hostmem__heap_token();
+    for (hostmem_malloc *h = heap_registry; h; h = h->next_live) {
+        pthread_mutex_init(&h->pool_lock, NULL);
+        for (uint32_t i = 0; i < HEAP_CLASSES; i++)
+            pthread_mutex_init(&h->bin[i].lock, NULL);
+        for (heap_cache *c = atomic_load_explicit(&h->caches, RELAXED); c; c = c->next) {
+            uintptr_t owner = atomic_load_explicit(&c->owner, RELAXED);
+            if (owner && owner != me)
+                atomic_store_explicit(&c->owner, HEAP_CACHE_ORPHAN, RELAXED);
+        }
+    }
+    pthread_mutex_init(&heap_registry_lock, NULL);
+}

@@ -57,6 +57,11 @@ uintptr_t hostmem__heap_region_of(const hostmem_malloc *h, uintptr_t p)
     return base;
 }
 
+/* The owner tag of a region the heap is making or giving back: no lookup
+ * finds it as the heap's (its memory may not be there), and destroy's sweep
+ * still does. */
+static const void *heap_unlisted(const hostmem_malloc *h) { return (const char *)h + 1; }
+
 static size_t round_page(const hostmem_malloc *h, size_t n)
 {
     return (n + h->page_size - 1) & ~(h->page_size - 1);
@@ -66,9 +71,13 @@ HRESULT hostmem__heap_region_new(hostmem_malloc *h, size_t size, size_t commit, 
                                  EMemoryCriticalLevel level, uintptr_t *out)
 {
     void *p;
-    /* A region committed whole is one call (a reserve and a commit event). */
+    /* A region committed whole is one call (a reserve and a commit event).
+     * It is the heap's from birth, unlisted until it is made (a forked
+     * child's destroy finds it even if this call never finished there). */
     DWORD type = commit == size ? MEM_RESERVE | MEM_COMMIT : MEM_RESERVE;
+    hostmem__region_owner_next = heap_unlisted(h);
     HRESULT hr = hostmem_virtual_alloc(h->m, NULL, size, type, protect, level, &p);
+    hostmem__region_owner_next = NULL;
     if (FAILED(hr))
         return hr;
     if (commit == size) {
@@ -91,13 +100,24 @@ HRESULT hostmem__heap_region_new(hostmem_malloc *h, size_t size, size_t commit, 
     return S_OK;
 }
 
+void hostmem__heap_region_retire(hostmem_malloc *h, uintptr_t base)
+{
+    hostmem__region *r = heap_region_at(h, base);
+    if (r && atomic_load_explicit(&r->owner, RELAXED) == h)
+        atomic_store_explicit(&r->owner, heap_unlisted(h), memory_order_release);
+}
+
 void hostmem__heap_region_free(hostmem_malloc *h, uintptr_t base)
 {
     hostmem__region *r = heap_region_at(h, base);
     size_t size = 0;
-    if (r && atomic_load_explicit(&r->owner, RELAXED) == h) {
+    /* Retired, not untagged, until the release is done (a recycled region
+     * struct is untagged by its next reserve): a child forked meanwhile
+     * still finds the region at destroy. */
+    const void *owner = r ? atomic_load_explicit(&r->owner, RELAXED) : NULL;
+    if (owner == h || owner == heap_unlisted(h)) {
         size = atomic_load_explicit(&r->size, RELAXED);
-        atomic_store_explicit(&r->owner, NULL, memory_order_release);
+        atomic_store_explicit(&r->owner, heap_unlisted(h), memory_order_release);
     }
     hostmem__trace_malloc_region(h->m, h, base, size, false);
     atomic_fetch_sub_explicit(&h->reserved, size, RELAXED);
@@ -377,5 +397,22 @@ void hostmem__heap_release_all(hostmem_malloc *h)
         heap_segment *seg = h->segments;
         h->segments = seg->next;
         hostmem__heap_region_free(h, (uintptr_t)seg);
+    }
+    /* Regions no list holds: those of a call that never finished here (a
+     * forked child inherits them from threads it does not have).  Their
+     * owner tag, set when they were made, finds them. */
+    for (uintptr_t last = 0;;) {
+        uintptr_t base = 0;
+        pthread_mutex_lock(&h->m->state_lock);
+        for (hostmem__region *r = h->m->all_regions; r && !base; r = r->next_all)
+            if (atomic_load_explicit(&r->live, RELAXED) && !atomic_load_explicit(&r->releasing, RELAXED) &&
+                (atomic_load_explicit(&r->owner, RELAXED) == h ||
+                 atomic_load_explicit(&r->owner, RELAXED) == heap_unlisted(h)))
+                base = atomic_load_explicit(&r->base, RELAXED);
+        pthread_mutex_unlock(&h->m->state_lock);
+        if (!base || base == last) /* none left, or the manager would not release it */
+            break;
+        hostmem__heap_region_free(h, base);
+        last = base;
     }
 }

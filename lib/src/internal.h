@@ -261,6 +261,15 @@ static inline uintptr_t hostmem__round_up(uintptr_t a, size_t to)
 /* Set while this thread is inside a region's seqlock write section, so a
  * query from a signal handler that interrupted it does not wait for itself. */
 extern __thread int hostmem__region_writing __attribute__((tls_model("initial-exec")));
+/* The heap (heap.h) a reserve on this thread is made for, or NULL: the new
+ * region carries it from birth, so a region whose maker never finished (its
+ * thread does not exist in a forked child) is still known to be the heap's. */
+extern __thread const void *hostmem__region_owner_next __attribute__((tls_model("initial-exec")));
+/* fork() (lifecycle.c) takes every heap lock before the managers' locks
+ * (heap_cache.c); the heap never holds one across a call into a manager. */
+void hostmem__heap_fork_prepare(void);
+void hostmem__heap_fork_parent(void);
+void hostmem__heap_fork_child(void);
 
 /* ThreadSanitizer does not model fences (and warns about them); every field a
  * reader touches is atomic, so under it a compiler barrier is enough. */

@@ -44,6 +44,7 @@ static void fork_lock_regions(hostmem_manager *m)
 
 static void fork_prepare(void)
 {
+    hostmem__heap_fork_prepare();
     pthread_mutex_lock(&managers_lock);
     for (hostmem_manager *m = managers; m; m = m->next_manager)
         fork_lock_regions(m);
@@ -57,6 +58,7 @@ static void fork_parent(void)
         pthread_mutex_unlock(&m->state_lock);
     }
     pthread_mutex_unlock(&managers_lock);
+    hostmem__heap_fork_parent();
 }
 
 /* In a child: a reserve-and-commit that another thread of the parent had not
@@ -106,6 +108,7 @@ static void fork_child(void)
     }
     hostmem__region_writing = 0;
     pthread_mutex_unlock(&managers_lock);
+    hostmem__heap_fork_child();
 }
 
 static void atfork_install(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }

@@ -18,6 +18,7 @@
 /* Set while this thread is inside a region's seqlock write section, so a
  * query from a signal handler that interrupted it does not wait for itself. */
 __thread int hostmem__region_writing __attribute__((tls_model("initial-exec")));
+__thread const void *hostmem__region_owner_next __attribute__((tls_model("initial-exec")));
 
 /* Find the region holding addr and lock it.  NULL with *hr = S_OK: addr is in
  * no region of this manager.  NULL with a failed *hr: the lock failed. */

@@ -511,3 +511,122 @@ Test(fork, child_of_a_fork_during_a_process_critical_wait_does_not_hang, .timeou
     cr_assert_eq(w.hr, E_OUTOFMEMORY, "the waiter got %s", hostmem_hresult_name(w.hr));
     hostmem_destroy(m);
 }
+
+/* ---- fork while other threads are inside the heap (IHostMalloc) ------------------------ */
+
+/* Two threads allocate and free blocks of every size class and large blocks in
+ * one thread-safe heap, so its bin locks, its pool lock and its thread caches
+ * are busy, while the main thread forks.  Each child allocates and frees in
+ * every class and a large block: a lock held at fork by a thread that does not
+ * exist in the child would hang it.  Then it destroys the heap, and the
+ * manager's books must come back to what the parent had outside the heap. */
+
+#define HEAP_FORKS 120
+
+typedef struct heap_hammer {
+    hostmem_malloc *h;
+    atomic_int *stop;
+    unsigned seed;
+    _Atomic unsigned long ops;
+    HRESULT bad;
+} heap_hammer;
+
+static void *heap_hammer_main(void *arg)
+{
+    heap_hammer *hh = arg;
+    void *keep[64] = {0};
+    while (!atomic_load(hh->stop)) {
+        unsigned r = rnd(&hh->seed);
+        unsigned slot = r % 64;
+        if (keep[slot]) {
+            HRESULT hr = hostmem_malloc_free(hh->h, keep[slot]);
+            keep[slot] = NULL;
+            if (FAILED(hr)) {
+                hh->bad = hr;
+                break;
+            }
+        } else {
+            size_t size = (r >> 8) % 16 == 0 ? 64 * KiB + (r >> 12) % 4096 : (size_t)(r >> 6) % 8192;
+            HRESULT hr = hostmem_malloc_alloc(hh->h, size, eTaskCritical, &keep[slot]);
+            if (FAILED(hr)) {
+                hh->bad = hr;
+                break;
+            }
+            memset(keep[slot], 0x5a, size < 64 ? size : 64);
+        }
+        hh->ops++;
+    }
+    for (unsigned i = 0; i < 64; i++)
+        if (keep[i])
+            hostmem_malloc_free(hh->h, keep[i]);
+    return NULL;
+}
+
+typedef struct heap_child {
+    hostmem_manager *m;
+    hostmem_malloc *h;
+} heap_child;
+
+static int child_heap_after_fork(heap_child *c)
+{
+    void *p[32];
+    for (unsigned i = 0; i < 32; i++) {
+        size_t size = i < 31 ? ((size_t)16 << (i % 10)) + i : 256 * KiB;
+        CK_OK(hostmem_malloc_alloc(c->h, size, eTaskCritical, &p[i]));
+        memset(p[i], (int)i, size);
+    }
+    for (unsigned i = 0; i < 32; i++)
+        CK_OK(hostmem_malloc_free(c->h, p[i]));
+    hostmem_malloc_destroy(c->h);
+    hostmem_stats s = stats_of(c->m);
+    CK(s.region_count == 0 && s.committed_bytes == 0, "after the heap's destroy: " STATS_FMT, STATS_ARGS(s));
+    return 0;
+}
+
+Test(fork, no_deadlock_while_threads_are_in_the_heap, .timeout = 600)
+{
+    hostmem_manager *m = NULL;
+    cr_assert_eq(hostmem_create(NULL, &m), S_OK);
+    hostmem_malloc *hp = NULL;
+    cr_assert_eq(hostmem_create_malloc(m, MALLOC_THREADSAFE, &hp), S_OK);
+    atomic_int stop = 0;
+    heap_hammer hh[HAMMERS];
+    pthread_t t[HAMMERS];
+    for (int i = 0; i < HAMMERS; i++) {
+        hh[i] = (heap_hammer){.h = hp, .stop = &stop, .seed = 77u + (unsigned)i, .bad = S_OK};
+        cr_assert_eq(pthread_create(&t[i], NULL, heap_hammer_main, &hh[i]), 0);
+    }
+    heap_child c = {.m = m, .h = hp};
+    int failed = 0;
+    char why[256], first_why[256] = "";
+    for (int k = 0; k < HEAP_FORKS; k++) {
+        unsigned long target = hh[0].ops + hh[1].ops + 16;
+        uint64_t give_up = now_ns() + 60 * 1000000000ull;
+        while (hh[0].ops + hh[1].ops < target && hh[0].bad == S_OK && hh[1].bad == S_OK)
+            if (sched_yield(), now_ns() > give_up)
+                cr_assert_fail("the heap threads made no progress for 60 s after %d forks", k);
+        fflush(stdout);
+        fflush(stderr);
+        pid_t pid = fork();
+        cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
+        if (pid == 0) {
+            alarm(90);
+            _exit(child_heap_after_fork(&c));
+        }
+        int timed_out, status = child_wait(pid, 30, &timed_out);
+        if (timed_out || !WIFEXITED(status) || WEXITSTATUS(status)) {
+            if (!failed++)
+                snprintf(first_why, sizeof first_why, "fork %d: %s", k, status_text(status, timed_out, why, sizeof why));
+        }
+    }
+    atomic_store(&stop, 1);
+    for (int i = 0; i < HAMMERS; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < HAMMERS; i++)
+        cr_assert_eq(hh[i].bad, S_OK, "heap thread %d: %s", i, hostmem_hresult_name(hh[i].bad));
+    cr_assert_eq(failed, 0, "%d of %d children failed (first: %s)", failed, HEAP_FORKS, first_why);
+    hostmem_malloc_destroy(hp);
+    hostmem_stats s = stats_of(m);
+    cr_assert(s.region_count == 0 && s.committed_bytes == 0, STATS_FMT, STATS_ARGS(s));
+    hostmem_destroy(m);
+}
