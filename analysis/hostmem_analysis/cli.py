@@ -15,8 +15,33 @@ class UsageError(Exception):
     pass
 
 
+class NoHostmemEvents(UsageError):
+    """The traces hold no hostmem event."""
+
+
 # The summary was printed, but some input file was damaged (docs/analysis.md).
 EXIT_DAMAGED = 3
+# What hostmem-profile writes into the trace directory about the command it
+# ran (argv, pid, host, exit_status or signal): the summary reports it (T8).
+COMMAND_FILE = "hostmem-command.json"
+
+
+def find_command(paths):
+    """The command record under `paths` (the first found), or None."""
+    for path in paths:
+        if os.path.isfile(path):
+            path = os.path.dirname(path) or "."
+        for root, dirs, files in os.walk(path):
+            dirs.sort()
+            if COMMAND_FILE in files:
+                try:
+                    with open(os.path.join(root, COMMAND_FILE)) as f:
+                        c = json.load(f)
+                except (OSError, ValueError) as e:
+                    raise UsageError("%s: unreadable command record (%s)"
+                                     % (os.path.join(root, COMMAND_FILE), e))
+                return c if isinstance(c, dict) else None
+    return None
 
 
 def load(paths, temporary_ms=None, stats=None, jobs=None, scheduler=None):
@@ -56,9 +81,9 @@ def load(paths, temporary_ms=None, stats=None, jobs=None, scheduler=None):
                 n += 1
     t1 = time.monotonic()
     if m.all.events == 0:
-        raise reader.TraceError("%s: no hostmem events in the trace (was 'hostmem:*' enabled, "
+        raise NoHostmemEvents("%s: no hostmem events in the trace (was 'hostmem:*' enabled, "
                                 "and did the program use libhostmem?)" % ", ".join(paths))
-    s = summary_mod.build(m, trust)
+    s = summary_mod.build(m, trust, find_command(paths))
     _say_input_trust(trust)
     if stats is not None:
         stats.update(records=n, read_s=t1 - t0, total_s=time.monotonic() - t0,

@@ -10,6 +10,10 @@ whole packet, a cut metadata closed at its last whole declaration.  The
 analysis then reads everything before the damage and says, per file, what
 was left out.
 
+A stream cut exactly at a packet boundary looks whole to the packet walk;
+the index lttng writes beside it (`index/NAME.idx`, one entry per packet)
+still lists the packets that are gone, so it is compared with the file.
+
 It also names each trace (the metadata's UUID and its streams), so the same
 trace given twice is read once.
 
@@ -31,6 +35,12 @@ _METADATA_HEADER = struct.Struct("<I16sIIIBBBBB")  # 37 bytes
 # and the start of its packet context (timestamp_begin, timestamp_end,
 # content_size, packet_size): sizes in bits.
 _PACKET = struct.Struct("<I16sIQQQQQ")
+# lttng's packet index (CTF index 1.x, big-endian): magic, major, minor,
+# entry length; then per packet offset (bytes), packet_size and content_size
+# (bits), ... (entry length bytes each).
+INDEX_MAGIC = 0xC1F1DCC1
+_INDEX_HEADER = struct.Struct(">IIII")
+_INDEX_ENTRY = struct.Struct(">QQ")
 _HEADER_TEXT = re.compile(
     r"packet\.header\s*:=\s*struct\s*\{\s*uint32_t\s+magic;\s*uint8_t\s+uuid\[16\];\s*"
     r"uint32_t\s+stream_id;\s*uint64_t\s+stream_instance_id;\s*\}")
@@ -146,6 +156,32 @@ def _check_stream(path, uuid_bytes):
     return off, None
 
 
+def _check_index(path, whole):
+    """Damage when the stream's index lists packets past `whole` (the bytes
+    of whole packets the file holds), or None.  No index, or one that cannot
+    be read: nothing to say."""
+    idx = os.path.join(os.path.dirname(path), "index", os.path.basename(path) + ".idx")
+    try:
+        with open(idx, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    if len(data) < _INDEX_HEADER.size:
+        return None
+    magic, _, _, entry = _INDEX_HEADER.unpack_from(data)
+    if magic != INDEX_MAGIC or entry < _INDEX_ENTRY.size:
+        return None
+    listed, end = 0, 0
+    for off in range(_INDEX_HEADER.size, len(data) - entry + 1, entry):
+        offset, bits = _INDEX_ENTRY.unpack_from(data, off)
+        listed += 1
+        end = max(end, offset + bits // 8)
+    if end <= whole:
+        return None
+    return Damage(path, whole, "stream cut at byte %d, at a packet boundary (its index lists %d "
+                  "packets, up to byte %d)" % (whole, listed, end))
+
+
 def identify(trace_dir):
     """The identity of a trace (metadata UUID and stream names), or None."""
     try:
@@ -178,6 +214,11 @@ def check(trace_dir):
             if dmg:
                 c.damage.append(dmg)
                 cuts[s] = good
+                continue
+            dmg = _check_index(s, good)
+            if dmg:
+                # Whole packets only: nothing to repair, but events are gone.
+                c.damage.append(dmg)
     if not c.damage:
         return c
     # The repaired view: what is whole, nothing else.

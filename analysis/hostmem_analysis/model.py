@@ -341,6 +341,8 @@ class Stats:
         self.state_changes = []
         self.leaks = []
         self.leaks_at_destroy = []
+        # T8: regions a process still held when it was killed (a crash): not leaks.
+        self.live_at_crash = []
         self.temporary = {}          # caller -> [regions, bytes] released within the threshold
         self.temporary_life = Hist() # their lifetimes
         self.lifetimes = 0           # regions whose release was seen
@@ -400,6 +402,7 @@ class Stats:
         self.state_changes.extend(other.state_changes)
         self.leaks.extend(other.leaks)
         self.leaks_at_destroy.extend(other.leaks_at_destroy)
+        self.live_at_crash.extend(other.live_at_crash)
         for c, (n, b) in other.temporary.items():
             t = self.temporary.setdefault(c, [0, 0])
             t[0] += n
@@ -460,6 +463,11 @@ class Process(Stats):
         self.heaps_by_addr = {}
         # heap -> regions (manager, base) it took
         self.heap_regions = {}
+        # T8: (manager, regions destroy reported, regions the trace shows)
+        # where the two differ: events of that manager were lost.
+        self.destroy_mismatch = []
+        # The signal that killed the process, when the recorder knows it.
+        self.crash_signal = None
 
     def heap_moved(self, delta):
         h = self.heap
@@ -489,6 +497,8 @@ class Process(Stats):
         self.objects.update(other.objects)
         self.heaps_by_addr.update(other.heaps_by_addr)
         self.heap_regions.update(other.heap_regions)
+        self.destroy_mismatch.extend(other.destroy_mismatch)
+        self.crash_signal = self.crash_signal or other.crash_signal
         return self
 
     def label(self):
@@ -755,6 +765,11 @@ class Model:
         m.page_size = ev.get("page_size") or m.page_size
 
     def _destroy(self, p, m, ev, ts):
+        # T8: destroy counts the regions it found live; a manager the trace
+        # saw from its creation must show as many, or releases were lost.
+        n = ev.get("regions")
+        if n is not None and m.created is not None and n != len(m.bases):
+            p.destroy_mismatch.append((m.addr, n, len(m.bases)))
         m.close_state(ts)
         m.destroyed = ts
         # The manager leaves the books here: its time in each state goes now.
@@ -834,6 +849,27 @@ class Model:
             all_.lifetimes += p.lifetimes
             all_.untracked += p.untracked
         return self
+
+    def mark_crashed(self, pid, signal_name, host=None):
+        """T8: the process `pid` (on `host`, when given) was killed by a signal:
+        the regions it held at the end are live at the crash, not leaks.
+        Regions destroy freed stay leaks.  Call after finish().  Returns
+        whether the process is in the trace."""
+        found = False
+        for p in self.processes.values():
+            if p.pid != pid or (host and p.host and p.host != host):
+                continue
+            found = True
+            p.crash_signal = signal_name
+            if not p.leaks:
+                continue
+            moved = {(lk.manager, lk.base, lk.t_reserve) for lk in p.leaks}
+            p.live_at_crash.extend(p.leaks)
+            self.all.live_at_crash.extend(p.leaks)
+            p.leaks = []
+            self.all.leaks = [lk for lk in self.all.leaks
+                              if (lk.manager, lk.base, lk.t_reserve) not in moved]
+        return found
 
     def sorted_processes(self):
         return sorted(self.processes.values(),

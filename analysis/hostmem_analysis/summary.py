@@ -131,6 +131,8 @@ def _stats_json(st, sites, temporary_ns):
              for lk in st.leaks + st.leaks_at_destroy]
     at_destroy = [(sites.get(lk.caller, "?") if lk.site is None else lk.site, lk.size, lk.committed)
                   for lk in st.leaks_at_destroy]
+    crash = [(sites.get(lk.caller, "?") if lk.site is None else lk.site, lk.size, lk.committed)
+             for lk in st.live_at_crash]
     temp_regions = sum(n for n, _ in st.temporary.values())
     temp_bytes = sum(b for _, b in st.temporary.values())
     life = st.temporary_life.percentiles([50])
@@ -163,6 +165,10 @@ def _stats_json(st, sites, temporary_ns):
                   "at_destroy": {"regions": len(at_destroy),
                                  "reserved_bytes": sum(x[1] for x in at_destroy),
                                  "committed_bytes": sum(x[2] for x in at_destroy)}},
+        # T8: what a process killed by a signal still held (not leaks).
+        "live_at_crash": {"regions": len(crash), "reserved_bytes": sum(x[1] for x in crash),
+                          "committed_bytes": sum(x[2] for x in crash),
+                          "by_caller": _sites(crash, "reserved_bytes")[:TOP_SITES]},
         "temporary": {"threshold_ns": temporary_ns, "regions": temp_regions,
                       "bytes": temp_bytes,
                       "of_released": st.lifetimes,
@@ -175,6 +181,11 @@ def _stats_json(st, sites, temporary_ns):
         "heap": _heap_json(st.heap, sites, st.peak_committed, st.committed),
         "win32": _win32_json(st.win32),
     }
+
+
+def plural(n, word, words=None):
+    """"1 region", "2 regions"."""
+    return "%d %s" % (n, word if n == 1 else (words or word + "s"))
 
 
 def trust_of(model, procs, input_trust=None):
@@ -191,27 +202,41 @@ def trust_of(model, procs, input_trust=None):
     reasons.extend(t.get("damage", []))
     reasons.extend(t.get("stopped", []))
     for p, j, _ in procs:
+        for mgr, told, seen in p.destroy_mismatch:
+            reasons.append("%s: manager 0x%x: destroy found %s live, the trace shows %d "
+                           "(events of that manager were lost)"
+                           % (p.label(), mgr or 0, plural(told, "region"), seen))
         live = len(p.managers_by_addr)
-        if live:
-            reasons.append("%s: %d manager%s never destroyed (the trace ends before the process "
-                           "closed %s)" % (p.label(), live, "s" if live > 1 else "",
-                                           "them" if live > 1 else "it"))
+        if live and p.crash_signal:
+            reasons.append("%s: %s never destroyed: the process was killed by %s (what it held "
+                           "is live at the crash, not leaked)"
+                           % (p.label(), plural(live, "manager"), p.crash_signal))
+        elif live:
+            reasons.append("%s: %s never destroyed (the process exited without destroying "
+                           "%s, or the trace ends before it did)"
+                           % (p.label(), plural(live, "manager"), "them" if live > 1 else "it"))
     return {"complete": not reasons, "reasons": reasons,
             "duplicates": list(t.get("duplicates", []))}
 
 
-def build(model, trust=None):
-    """The summary dict of a finished model; `trust`: reader.new_trust() filled by read()."""
+def build(model, trust=None, command=None):
+    """The summary dict of a finished model; `trust`: reader.new_trust() filled by read();
+    `command`: what hostmem-profile knows of the command it ran (its argv, pid,
+    host, and exit_status or signal), or None."""
     model.finish()
+    if command and command.get("signal") is not None and command.get("pid") is not None:
+        model.mark_crashed(command["pid"], command.get("signal_name") or
+                           "signal %d" % command["signal"], command.get("host"))
     procs = []
     for p in model.sorted_processes():
         if not p.events:
             continue
         callers = {lk.caller for lk in p.leaks} | {lk.caller for lk in p.leaks_at_destroy}
+        callers |= {lk.caller for lk in p.live_at_crash}
         callers |= set(p.temporary)
         callers |= {b.caller for b in p.heap.leaks}
         sites = Symbolizer(p.objects).resolve(callers)
-        for lk in p.leaks + p.leaks_at_destroy:
+        for lk in p.leaks + p.leaks_at_destroy + p.live_at_crash:
             lk.site = sites.get(lk.caller, "?")
         j = _stats_json(p, sites, model.temporary_ns)
         j.update({"host": p.host, "pid": p.pid, "procname": p.procname, "label": p.label(),
@@ -242,6 +267,7 @@ def build(model, trust=None):
         "seq_gaps": sum(j["seq_gaps"] for _, j, _ in procs),
         "hosts": sorted({p.host or "?" for p, _, _ in procs}),
         "trust": trust_of(model, procs, trust),
+        "command": command,
         "processes": [j for _, j, _ in procs],
     })
     return out
@@ -314,15 +340,38 @@ def trust_banner(s):
     if t is None or t["complete"]:
         return ("Trust: complete. No discarded events, no lost packets, no gaps in seq, whole "
                 "packets, every manager closed: every figure below is exact.")
-    head = "WARNING: INCOMPLETE TRACE: " + "; ".join(t["reasons"]) + "."
-    if all("never destroyed" in r for r in t["reasons"]):
-        return head + ("\n  Nothing was lost: every figure is exact for what the processes "
-                       "did while traced.")
-    return (head + "\n"
-            "  Lower bounds: event and operation counts, failures, bytes, critical decisions,\n"
-            "  temporary regions.  Peaks are the highest totals the kept events carried (the\n"
-            "  true peak may be higher).  Leaks may include regions whose release was lost.\n"
-            "  Record with larger sub-buffers (hostmem-profile uses 8 x 4 MiB per CPU).")
+    reasons = t["reasons"]
+    head = "WARNING: INCOMPLETE TRACE: " + "; ".join(reasons) + "."
+    if all("never destroyed" in r for r in reasons):
+        crashed = any("killed by" in r for r in reasons)
+        return head + ("\n  Nothing shows a loss (no discarded events, no gaps in seq, whole "
+                       "packets): the figures\n  are exact for what was recorded.  Regions "
+                       "still reserved at the end are %s." % (
+                           "live at the crash\n  (listed apart), not leaks" if crashed else
+                           "counted\n  as leaks"))
+    out = [head,
+           "  Lower bounds: event and operation counts, failures, bytes, critical decisions,",
+           "  temporary regions.  Peaks are the highest totals the kept events carried (the",
+           "  true peak may be higher).  Leaks may include regions whose release was lost."]
+    if any("discarded by the tracer" in r or "packets lost" in r for r in reasons):
+        out.append("  Record with larger sub-buffers (hostmem-profile uses 8 x 4 MiB per CPU).")
+    return "\n".join(out)
+
+
+def command_line(c):
+    """"COMMAND ARGS (pid N): exited with status 0", from a summary's `command`."""
+    if not c:
+        return None
+    import shlex
+    argv = " ".join(shlex.quote(a) for a in c.get("argv") or [])
+    pid = " (pid %d)" % c["pid"] if c.get("pid") is not None else ""
+    if c.get("signal") is not None:
+        how = "killed by signal %d (%s)" % (c["signal"], c.get("signal_name") or "?")
+    elif c.get("exit_status") is not None:
+        how = "exited with status %d" % c["exit_status"]
+    else:
+        how = "exit unknown"
+    return "%s%s: %s" % (argv, pid, how)
 
 
 def format_text(s):
@@ -330,6 +379,9 @@ def format_text(s):
     w = out.append
     w("hostmem summary")
     w("=" * 15)
+    cmd = command_line(s.get("command"))
+    if cmd:
+        w("Command: " + cmd)
     w(trust_banner(s))
     w("")
     ts = s["time_span"]
@@ -419,6 +471,24 @@ def format_text(s):
                     [[human_bytes(e["reserved_bytes"]), human_bytes(e["committed_bytes"]),
                       e["regions"], e["site"]] for e in sites], indent="    "))
     w("")
+
+    if s.get("live_at_crash", {}).get("regions"):
+        w("Live at the crash (regions a process killed by a signal still held: not leaks)")
+        rows = []
+        for label, f in _rows(s):
+            lc = f["live_at_crash"]
+            if lc["regions"]:
+                rows.append([label, lc["regions"], human_bytes(lc["reserved_bytes"]),
+                             human_bytes(lc["committed_bytes"])])
+        w(table(["process", "regions", "reserved", "committed"], rows))
+        for label, f in _rows(s):
+            sites = f["live_at_crash"]["by_caller"]
+            if sites and (label != "all" or len(s["processes"]) > 1):
+                w("  top call sites, %s:" % label)
+                w(table(["reserved", "committed", "regions", "call site"],
+                        [[human_bytes(e["reserved_bytes"]), human_bytes(e["committed_bytes"]),
+                          e["regions"], e["site"]] for e in sites], indent="    "))
+        w("")
 
     t = s["temporary"]
     w("Temporary regions (released within %s of their reserve)" % human_ns(t["threshold_ns"]))

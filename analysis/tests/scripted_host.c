@@ -9,6 +9,11 @@
  *                                      works on and exits
  *   scripted_host churn N              N reserve/commit/decommit/release
  *                                      rounds (a big trace for speed runs)
+ *   scripted_host crash SIGNAL         leaves a region to hostmem_destroy (a
+ *                                      leak), holds two more in a second
+ *                                      manager and dies of SIGNAL (a number)
+ *   scripted_host exit STATUS          one clean reserve/release, destroys
+ *                                      its manager and exits with STATUS
  *
  * Every mode prints "ready" and waits for a line on stdin before the part
  * that is to be recorded.
@@ -17,9 +22,11 @@
  * rounded sizes the trace reports.  Leaks come from two functions of their
  * own, so the call sites are known.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <hostmem/hostmem.h>
 
@@ -335,6 +342,35 @@ static int churn(long rounds)
     return 0;
 }
 
+/* What the crash test checks: the leak is leak_site_a's 128 KiB (freed by
+ * destroy); live at the crash are 1 MiB (256 KiB committed) from crash()
+ * and leak_site_b's 256 KiB (64 KiB committed). */
+static int crash(int sig)
+{
+    mgr = create(0);
+    (void)leak_site_a();
+    hostmem_destroy(mgr);
+    mgr = create(0);
+    void *a = reserve(1 * MiB);
+    void *b = leak_site_b();
+    if (FAILED(commit(a, 256 * KiB, eTaskCritical, 0)) ||
+        FAILED(commit(b, 64 * KiB, eTaskCritical, 0)))
+        die("commit", E_FAIL);
+    struct rlimit no_core = {0, 0};
+    setrlimit(RLIMIT_CORE, &no_core);
+    signal(sig, SIG_DFL);
+    raise(sig);
+    return 1; /* a signal that does not kill: the test sees status 1 */
+}
+
+static int exit_with(int status)
+{
+    mgr = create(0);
+    release(reserve(64 * KiB), 64 * KiB);
+    hostmem_destroy(mgr);
+    return status;
+}
+
 /* The recorder tracks this process only (other programs of the machine may
  * use hostmem too): it learns the pid from "ready" and answers when the
  * session records. */
@@ -354,6 +390,11 @@ int main(int argc, char **argv)
         return midrun(argv[2]);
     if (argc == 3 && strcmp(argv[1], "churn") == 0)
         return wait_for_go() ? churn(atol(argv[2])) : 1;
-    fprintf(stderr, "usage: scripted_host run|midrun EXPECT.json | churn ROUNDS\n");
+    if (argc == 3 && strcmp(argv[1], "crash") == 0)
+        return wait_for_go() ? crash(atoi(argv[2])) : 1;
+    if (argc == 3 && strcmp(argv[1], "exit") == 0)
+        return wait_for_go() ? exit_with(atoi(argv[2])) : 1;
+    fprintf(stderr, "usage: scripted_host run|midrun EXPECT.json | churn ROUNDS | crash SIGNAL"
+                    " | exit STATUS\n");
     return 2;
 }

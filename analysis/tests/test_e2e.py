@@ -284,7 +284,7 @@ class EndToEnd(unittest.TestCase):
                             "/bin/sh", "-c", "exit 3"], capture_output=True, text=True,
                            timeout=300)
         self.assertEqual(r.returncode, 3, r.stderr)
-        self.assertIn("recorded no events", r.stderr)
+        self.assertIn("recorded no hostmem events", r.stderr)
 
     def test_export_csv_and_perfetto(self):
         """R7: the flat table reads back in pandas; the Perfetto JSON loads and

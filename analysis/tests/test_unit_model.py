@@ -336,6 +336,62 @@ class ModelTest(unittest.TestCase):
         self.assertEqual(s2["trust"], {"complete": True, "reasons": [], "duplicates": []})
         self.assertIn("Trust: complete", summary.format_text(s2))
 
+    def test_lost_releases_show_at_destroy(self):
+        """T8: destroy counts its live regions; a release the trace lost makes
+        the trace incomplete instead of a silent leak."""
+        h = Host()
+        h.reserve(0x100000, 64 * KiB)
+        h.reserve(0x200000, 64 * KiB)
+        h.release(0x200000, 64 * KiB, 0)
+        h.ev("manager_destroy", regions=1, reserved_bytes=64 * KiB, committed_bytes=0)
+        lost = [e for e in h.events if e["name"] != "release"]  # its release and its seq
+        for e in lost:
+            if e["seq"] > h.events[3]["seq"]:
+                e["seq"] -= 1  # not a seq gap: only destroy's count can tell
+        _, s = replay(type("H", (), {"events": lost})())
+        self.assertEqual(s["seq_gaps"], 0)
+        self.assertFalse(s["trust"]["complete"])
+        self.assertTrue(any("destroy found 1 region live, the trace shows 2" in r
+                            for r in s["trust"]["reasons"]), s["trust"])
+        _, s = replay(h)
+        self.assertTrue(s["trust"]["complete"], s["trust"])
+
+    def test_crashed_process_holds_live_regions_not_leaks(self):
+        """T8: a process killed by a signal: what it still held is live at the
+        crash; what destroy freed before is still a leak; another process's
+        leaks stay leaks."""
+        h = Host(pid=7)
+        h.reserve(0x100000, 64 * KiB)
+        h.ev("manager_destroy", regions=1, reserved_bytes=64 * KiB, committed_bytes=0)
+        h.manager = 0x6000
+        h.ev("manager_create", commit_limit=0, address_space_limit=0, page_size=4096)
+        h.reserve(0x200000, 1 * MiB)
+        h.commit(0x200000, 256 * KiB)
+        other = Host(pid=8)
+        other.reserve(0x300000, 128 * KiB)
+        evs = sorted(h.events + other.events, key=lambda e: e["ts"])
+        m = model.Model().feed_all(evs)
+        s = summary.build(m, command={"argv": ["prog"], "pid": 7, "host": "h1", "signal": 11,
+                                      "signal_name": "SIGSEGV"})
+        self.assertEqual(s["command"]["signal"], 11)
+        p7 = [p for p in s["processes"] if p["pid"] == 7][0]
+        self.assertEqual((p7["leaks"]["regions"], p7["leaks"]["reserved_bytes"]), (1, 64 * KiB))
+        self.assertEqual(p7["live_at_crash"], dict(p7["live_at_crash"], regions=1,
+                                                   reserved_bytes=MiB,
+                                                   committed_bytes=256 * KiB))
+        self.assertEqual((s["leaks"]["regions"], s["leaks"]["reserved_bytes"]),
+                         (2, 64 * KiB + 128 * KiB))
+        self.assertEqual(s["live_at_crash"]["regions"], 1)
+        self.assertTrue(any("h1/prog[7]: 1 manager never destroyed: the process was killed by "
+                            "SIGSEGV" in r for r in s["trust"]["reasons"]), s["trust"])
+        text = summary.format_text(s)
+        self.assertIn("Command: prog (pid 7): killed by signal 11 (SIGSEGV)", text)
+        self.assertIn("Live at the crash", text)
+        # Without the command's record the same trace has three leaks.
+        s = summary.build(model.Model().feed_all(evs))
+        self.assertEqual(s["leaks"]["regions"], 3)
+        self.assertIsNone(s["command"])
+
     def test_untracked_operations_are_counted(self):
         h = Host()
         h.commit(0x100000, 64 * KiB)   # a region the trace never showed
