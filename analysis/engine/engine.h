@@ -105,6 +105,7 @@ enum hme_role {
     HME_R_OLD_STATE,
     HME_R_STATE,
     HME_R_PROCNAME,   /* lttng_ust_statedump:procname's payload */
+    HME_R_REGIONS,    /* manager_destroy: regions it found live */
     HME_R_COUNT
 };
 
@@ -261,6 +262,11 @@ HME_EXPORT int hme_temporary(hme_engine *e, int64_t proc, uint64_t *caller, int6
 HME_EXPORT int64_t hme_state_ns(hme_engine *e, int64_t proc, int64_t *state, int64_t *ns,
                                 int64_t cap);
 HME_EXPORT int64_t hme_commit_limits(hme_engine *e, int64_t proc, uint64_t *out, int64_t cap);
+/* T8: managers whose manager_destroy counted other live regions than the
+ * replay holds (events lost): manager, regions destroy found, regions seen;
+ * returns how many (fills at most cap). */
+HME_EXPORT int64_t hme_destroy_mismatches(hme_engine *e, int64_t proc, uint64_t *manager,
+                                          int64_t *told, int64_t *seen, int64_t cap);
 HME_EXPORT int hme_live_managers(hme_engine *e, int64_t proc, struct hme_manager_info *out);
 /* Events per name id (HME_MAX_NAMES ids). */
 #define HME_MAX_NAMES 256

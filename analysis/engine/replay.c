@@ -480,6 +480,11 @@ struct manager {
     int64_t order;
 };
 
+struct mismatch {
+    uint64_t manager;
+    int64_t told, seen;
+};
+
 struct proc {
     int32_t host;
     int32_t has_pid;
@@ -519,6 +524,8 @@ struct proc {
     int32_t nsns, capsns;
     uint64_t *limits;
     int32_t nlimits, caplimits;
+    struct mismatch *mismatch; /* T8: destroy counted other regions than replay holds */
+    int32_t nmismatch, capmismatch;
 };
 
 struct hme_model {
@@ -694,6 +701,7 @@ static void proc_free(struct proc *p)
     free(p->hleaks);
     free(p->leaks);
     free(p->dleaks);
+    free(p->mismatch);
     free(p->sns);
     free(p->limits);
 }
@@ -1382,8 +1390,18 @@ int hme__model_event(hme_engine *e, const struct hme_rec *r, const char *blob)
         g->has_state = 0;
         struct region *root = g->root;
         g->root = NULL;
+        int32_t before = p->ndleaks;
         if (treap_drain(p, root, &p->dleaks, &p->ndleaks, &p->capdleaks, g->addr, 1, 1) < 0)
             return -1;
+        /* T8 (Model._destroy): a manager seen from its creation shows as many
+         * live regions as destroy found, or releases were lost */
+        if (HAS(HME_R_REGIONS) && g->created >= 0 &&
+            (int64_t)V(HME_R_REGIONS) != (int64_t)(p->ndleaks - before)) {
+            if (GROW(p->mismatch, p->nmismatch, p->capmismatch) < 0)
+                return -1;
+            p->mismatch[p->nmismatch++] = (struct mismatch){g->addr, (int64_t)V(HME_R_REGIONS),
+                                                             p->ndleaks - before};
+        }
         int64_t dr = -g->reserved, dc = -g->committed;
         g->reserved = g->committed = 0;
         if (stats_move(&p->st, ts, dr, dc) < 0 || stats_move(&m->all, ts, dr, dc) < 0)
@@ -1681,6 +1699,20 @@ int64_t hme_commit_limits(hme_engine *e, int64_t i, uint64_t *out, int64_t cap)
     for (int32_t k = 0; k < p->nlimits && k < cap; k++)
         out[k] = p->limits[k];
     return p->nlimits;
+}
+
+int64_t hme_destroy_mismatches(hme_engine *e, int64_t i, uint64_t *manager, int64_t *told,
+                               int64_t *seen, int64_t cap)
+{
+    struct proc *p = result_proc(e, i);
+    if (p == NULL)
+        return -1;
+    for (int32_t k = 0; k < p->nmismatch && k < cap; k++) {
+        manager[k] = p->mismatch[k].manager;
+        told[k] = p->mismatch[k].told;
+        seen[k] = p->mismatch[k].seen;
+    }
+    return p->nmismatch;
 }
 
 int hme_live_managers(hme_engine *e, int64_t i, struct hme_manager_info *o)

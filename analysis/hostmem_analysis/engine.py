@@ -47,7 +47,7 @@ K = {k: i for i, k in enumerate(KINDS)}
 ROLES = ["seq", "manager", "address", "size", "base", "region_size", "hr", "start_ns",
          "committed_bytes", "reserved_bytes", "caller", "alloc_type", "heap", "live", "file",
          "line", "commit_limit", "address_space_limit", "page_size", "old_state", "state",
-         "procname"]
+         "procname", "regions"]
 # enum hme_prole
 PROLES = ["magic", "stream_id", "timestamp_begin", "timestamp_end", "content_size",
           "packet_size", "packet_seq_num", "events_discarded", "vpid", "procname"]
@@ -470,6 +470,8 @@ def _load():
     lib.hme_commit_limits.restype = _I64
     lib.hme_commit_limits.argtypes = [P, _I64, P, _I64]
     lib.hme_live_managers.argtypes = [P, _I64, P]
+    lib.hme_destroy_mismatches.restype = _I64
+    lib.hme_destroy_mismatches.argtypes = [P, _I64, P, P, P, _I64]
     lib.hme_events_by_name.argtypes = [P, _I64, P]
     lib.hme_model_discarded.restype = _I64
     lib.hme_model_discarded.argtypes = [P, ctypes.c_int]
@@ -978,6 +980,11 @@ def _fill_model(run, model):
             lim = (ctypes.c_uint64 * n)()
             n = lib.hme_commit_limits(e, i, lim, n)
         p.commit_limits = {lim[k] for k in range(n)}
+        n = lib.hme_destroy_mismatches(e, i, None, None, None, 0)
+        if n > 0:
+            mg, told, seen = (ctypes.c_uint64 * n)(), (_I64 * n)(), (_I64 * n)()
+            lib.hme_destroy_mismatches(e, i, mg, told, seen, n)
+            p.destroy_mismatch = [(mg[k], told[k], seen[k]) for k in range(n)]
         if info.nlive_managers:
             buf = (_ManagerInfo * info.nlive_managers)()
             lib.hme_live_managers(e, i, buf)

@@ -192,12 +192,13 @@ def trust_of(model, procs, input_trust=None):
     """T8: complete, or the list of what failed."""
     reasons = []
     if model.discarded_events:
-        reasons.append("%d events discarded by the tracer (ring buffer full)" % model.discarded_events)
+        reasons.append("%s discarded by the tracer (ring buffer full)"
+                       % plural(model.discarded_events, "event"))
     if model.discarded_packets:
-        reasons.append("%d packets lost" % model.discarded_packets)
+        reasons.append("%s lost" % plural(model.discarded_packets, "packet"))
     gaps = sum(j["seq_gaps"] for _, j, _ in procs)
     if gaps:
-        reasons.append("%d events missing by seq gaps" % gaps)
+        reasons.append("%s missing by seq gaps" % plural(gaps, "event"))
     t = input_trust or {}
     reasons.extend(t.get("damage", []))
     reasons.extend(t.get("stopped", []))

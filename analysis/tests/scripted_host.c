@@ -14,6 +14,9 @@
  *                                      manager and dies of SIGNAL (a number)
  *   scripted_host exit STATUS          one clean reserve/release, destroys
  *                                      its manager and exits with STATUS
+ *   scripted_host lose N               on one CPU: N reserves of 64 KiB, then
+ *                                      their N releases, then destroy (a test
+ *                                      cuts a packet of releases out)
  *
  * Every mode prints "ready" and waits for a line on stdin before the part
  * that is to be recorded.
@@ -22,6 +25,8 @@
  * rounded sizes the trace reports.  Leaks come from two functions of their
  * own, so the call sites are known.
  */
+#define _GNU_SOURCE /* sched_setaffinity */
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -363,6 +368,29 @@ static int crash(int sig)
     return 1; /* a signal that does not kill: the test sees status 1 */
 }
 
+static int lose(long n)
+{
+    /* One CPU, one stream: the packets follow each other in time. */
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(0, &one);
+    if (sched_setaffinity(0, sizeof one, &one) != 0) {
+        perror("sched_setaffinity");
+        return 1;
+    }
+    mgr = create(0);
+    void **r = calloc((size_t)n, sizeof *r);
+    if (r == NULL)
+        return 1;
+    for (long i = 0; i < n; i++)
+        r[i] = reserve(64 * KiB);
+    for (long i = 0; i < n; i++)
+        release(r[i], 64 * KiB);
+    free(r);
+    hostmem_destroy(mgr);
+    return 0;
+}
+
 static int exit_with(int status)
 {
     mgr = create(0);
@@ -392,9 +420,11 @@ int main(int argc, char **argv)
         return wait_for_go() ? churn(atol(argv[2])) : 1;
     if (argc == 3 && strcmp(argv[1], "crash") == 0)
         return wait_for_go() ? crash(atoi(argv[2])) : 1;
+    if (argc == 3 && strcmp(argv[1], "lose") == 0)
+        return wait_for_go() ? lose(atol(argv[2])) : 1;
     if (argc == 3 && strcmp(argv[1], "exit") == 0)
         return wait_for_go() ? exit_with(atoi(argv[2])) : 1;
     fprintf(stderr, "usage: scripted_host run|midrun EXPECT.json | churn ROUNDS | crash SIGNAL"
-                    " | exit STATUS\n");
+                    " | exit STATUS | lose N\n");
     return 2;
 }

@@ -184,6 +184,31 @@ class Truncated(unittest.TestCase):
         self.assertIn("Leaks may include regions whose release was lost", text)
         self.assertNotIn("Nothing shows a loss", text)
 
+    def test_lost_releases_found_at_destroy(self):
+        """A packet of releases cut out: destroy's count of live regions gives
+        it away, in both engines."""
+        trace = os.path.join(self.tmp, "lose")
+        e2e.record(trace, ("lose", "3000"), subbuf="128K")
+        intact = e2e.summary_json(trace)
+        self.assertFalse(any("destroy found" in x for x in intact["trust"]["reasons"]), intact)
+        stream = max(e2e.streams_of(trace), key=os.path.getsize)
+        ends = e2e.packet_ends(stream)
+        self.assertGreaterEqual(len(ends), 4, ends)
+        with open(stream, "rb") as f:
+            data = f.read()
+        with open(stream, "wb") as f:  # the second-to-last packet (releases) goes
+            f.write(data[:ends[-3]] + data[ends[-2]:])
+        shutil.rmtree(os.path.join(os.path.dirname(stream), "index"))
+        got = {}
+        for engine in ("c", "python"):
+            r = e2e.analyze("summary", "--json", "--engine", engine, trace)
+            self.assertIn(r.returncode, (0, 3), r.stderr)
+            got[engine] = json.loads(r.stdout)["trust"]
+            lost = [x for x in got[engine]["reasons"] if "destroy found 0 regions live" in x]
+            self.assertEqual(len(lost), 1, (engine, got[engine]))
+            self.assertIn("the trace shows", lost[0])
+        self.assertEqual(got["c"], got["python"])
+
     def test_cut_mid_packet(self):
         dst, stream, ends = self.cut("middle", lambda ends: ends[-2] + (ends[-1] - ends[-2]) // 2)
         r = e2e.analyze("summary", "--json", dst)
