@@ -179,6 +179,18 @@ def _export(args):
     return EXIT_DAMAGED if (trust["damage"] or trust["stopped"]) else 0
 
 
+def _top(args):
+    from . import top
+    if args.interval <= 0:
+        raise UsageError("--interval must be positive")
+    iterations = 1 if args.once else args.iterations
+    try:
+        return top.run(args.url, interval=args.interval, iterations=iterations,
+                       top_sites=args.sites, max_procs=args.processes)
+    except top.TopError as e:
+        raise UsageError(str(e))
+
+
 def _diff(args):
     from . import diff
     docs = []
@@ -226,6 +238,26 @@ def parser():
                    help="Chrome trace-event JSON for ui.perfetto.dev: committed and reserved "
                         "bytes per process as counters, failures and decisions as instants")
     e.set_defaults(func=_export)
+    t = sub.add_parser("top", help="follow an LTTng live session, per process, every second",
+                       description="Follow an LTTng live session through lttng-relayd and show, "
+                                   "per process: committed and reserved bytes, memory state, "
+                                   "critical-level denials by level (task/appdomain/process), "
+                                   "failed calls and the call sites holding the most committed "
+                                   "bytes.  Ctrl-C ends it.  When the output is not a terminal, "
+                                   "each refresh is printed as plain lines.")
+    t.add_argument("url", metavar="URL",
+                   help="the live session: net://RELAYD[:PORT]/host/HOSTNAME/SESSION (the "
+                        "session created with `lttng create SESSION --live`)")
+    t.add_argument("--interval", type=float, default=1.0, metavar="S",
+                   help="seconds between refreshes (default 1)")
+    t.add_argument("--iterations", type=int, default=None, metavar="N",
+                   help="stop after N refreshes (default: until Ctrl-C)")
+    t.add_argument("--once", action="store_true", help="one refresh, then stop (--iterations 1)")
+    t.add_argument("--sites", type=int, default=3, metavar="N",
+                   help="call sites shown per process (default 3)")
+    t.add_argument("--processes", type=int, default=10, metavar="N",
+                   help="processes shown, most committed first (default 10)")
+    t.set_defaults(func=_top)
     d = sub.add_parser("diff", help="compare two `summary --json` outputs")
     d.add_argument("base", metavar="BASE.json")
     d.add_argument("new", metavar="NEW.json")

@@ -17,6 +17,11 @@
  *   scripted_host lose N               on one CPU: N reserves of 64 KiB, then
  *                                      their N releases, then destroy (a test
  *                                      cuts a packet of releases out)
+ *   scripted_host hold                 16 MiB + 128 KiB reserved, 1 MiB
+ *                                      committed under an 8 MiB limit, one
+ *                                      task-level commit denied; prints
+ *                                      "held" and keeps it all until the
+ *                                      next line on stdin (a live session)
  *
  * Every mode prints "ready" and waits for a line on stdin before the part
  * that is to be recorded.
@@ -53,6 +58,7 @@ static struct {
 
 static hostmem_manager *mgr;
 static int wait_for_go(void);
+static int wait_for_go_as(const char *word);
 
 static void die(const char *what, HRESULT hr)
 {
@@ -399,13 +405,35 @@ static int exit_with(int status)
     return status;
 }
 
+static int hold(void)
+{
+    mgr = create(8 * MiB);
+    void *r = reserve(16 * MiB);
+    void *small = leak_site_a();
+    if (FAILED(commit(r, 1 * MiB, eTaskCritical, 8 * MiB)))
+        die("commit", E_FAIL);
+    if (SUCCEEDED(commit((char *)r + 1 * MiB, 8 * MiB, eTaskCritical, 8 * MiB)))
+        die("commit over the limit", S_OK);
+    if (!wait_for_go_as("held"))
+        return 1;
+    release(small, 128 * KiB);
+    release(r, 16 * MiB);
+    hostmem_destroy(mgr);
+    return 0;
+}
+
 /* The recorder tracks this process only (other programs of the machine may
  * use hostmem too): it learns the pid from "ready" and answers when the
  * session records. */
 static int wait_for_go(void)
 {
+    return wait_for_go_as("ready");
+}
+
+static int wait_for_go_as(const char *word)
+{
     char line[64];
-    printf("ready\n");
+    printf("%s\n", word);
     fflush(stdout);
     return fgets(line, sizeof line, stdin) != NULL;
 }
@@ -422,9 +450,11 @@ int main(int argc, char **argv)
         return wait_for_go() ? crash(atoi(argv[2])) : 1;
     if (argc == 3 && strcmp(argv[1], "lose") == 0)
         return wait_for_go() ? lose(atol(argv[2])) : 1;
+    if (argc == 2 && strcmp(argv[1], "hold") == 0)
+        return wait_for_go() ? hold() : 1;
     if (argc == 3 && strcmp(argv[1], "exit") == 0)
         return wait_for_go() ? exit_with(atoi(argv[2])) : 1;
     fprintf(stderr, "usage: scripted_host run|midrun EXPECT.json | churn ROUNDS | crash SIGNAL"
-                    " | exit STATUS | lose N\n");
+                    " | exit STATUS | lose N | hold\n");
     return 2;
 }
