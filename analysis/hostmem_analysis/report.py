@@ -1,7 +1,8 @@
 """PNG plots of a replayed model, and an index.html that puts them on one page.
 
-  memory.png     reserved and committed bytes over time, one panel per
-                 process, memory-state bands behind, failures marked
+  memory.png     per process, on one time axis for all: reserved bytes, committed
+                 bytes (own scale, commit limit, memory-state bands behind), and
+                 a lane per kind of failed call (operation and HRESULT)
   latency.png    latency histogram per operation (log-log)
   failures.png   failures by operation, HRESULT and reason, coloured by level
   leaks.png      bytes still reserved at the end, by call site
@@ -101,61 +102,131 @@ def _state_spans(p, end_ts):
     return spans
 
 
+FAILURE_MARKERS = ("X", "o", "^", "s", "D", "v", "P", "*", "<", ">")
+FAILURE_COLOURS = ("#c00000", "#7b3294", "#e66101", "#008837", "#0571b0", "#a6611a",
+                   "#d01c8b", "#404040", "#5e3c99", "#b2182b")
+
+
+def _failure_kinds(procs):
+    """(op, hr) -> (marker, colour), the most frequent kinds first, one style each."""
+    count = {}
+    for p in procs:
+        for _, op, hr in p.failure_marks:
+            count[(op, hr)] = count.get((op, hr), 0) + 1
+    kinds = sorted(count, key=lambda k: (-count[k], str(k)))
+    return {k: (FAILURE_MARKERS[i % len(FAILURE_MARKERS)],
+                FAILURE_COLOURS[i % len(FAILURE_COLOURS)]) for i, k in enumerate(kinds)}
+
+
+def _series(p, ts, values, start, end, t0, div):
+    """A process's step series from zero at its first event to its last, in plot units."""
+    ts_r = [start] + ts + [end]
+    xs, ys = _envelope(ts_r, [0] + list(values) + [values[-1]], t0, MAX_POINTS)
+    return [x * 1e9 / div for x in xs], ys
+
+
 def plot_memory(model, s, path):
+    """Per process two panels on one shared time axis: reserved bytes (its own
+    scale), then committed bytes with the commit limit, memory states and
+    failed calls."""
     procs = [p for p in model.sorted_processes() if p.events][:MAX_PANELS]
     t0 = s["time_span"]["start_ns"] or 0
-    n = max(1, len(procs))
-    fig, axes = plt.subplots(n, 1, figsize=(12, 3.4 * n + 0.6), squeeze=False)
-    for ax, p in zip(axes[:, 0], procs):
+    t_end = max([p.last_ts or t0 for p in procs] + [t0])
+    div, unit = _time_unit(max(1, t_end - t0))
+    tx = lambda t: (t - t0) / div  # noqa: E731
+    kinds = _failure_kinds(procs)
+    # Per process: reserved, committed, and a lane per kind of failed call.
+    rows, ratios = [], []
+    for p in procs:
+        lanes = len({(op, hr) for _, op, hr in p.failure_marks})
+        rows.append(lanes)
+        ratios += [1, 2] + ([0.3 + 0.22 * lanes] if lanes else [])
+    if not procs:
+        ratios = [1]
+    fig, axes = plt.subplots(len(ratios), 1, figsize=(14, 1.7 * sum(ratios) + 0.8),
+                             squeeze=False, sharex=True, gridspec_kw={"height_ratios": ratios})
+    row = 0
+    for p, lanes in zip(procs, rows):
+        ax_r, ax_c = axes[row, 0], axes[row + 1, 0]
+        ax_f = axes[row + 2, 0] if lanes else None
+        row += 3 if lanes else 2
         start, end = p.first_ts or t0, p.last_ts or t0
-        div, unit = _time_unit(max(1, end - start))
-        tx = lambda t: (t - t0) / div  # noqa: E731
-        for a, b, st in _state_spans(p, end):
-            ax.axvspan(tx(a), tx(b), color=STATE_COLOURS[st], lw=0, zorder=0)
         ts = list(p.t_ts)
-        top = max(p.peak_reserved, p.peak_committed, 1)
+        # Reserved: address space, its own scale.
         if ts:
-            # From zero at the process's first event to its last.
-            ts_r = [start] + ts + [end]
-            for series, colour, label, alpha in ((p.t_reserved, RESERVED_COLOUR, "reserved", 0.08),
-                                                 (p.t_committed, COMMITTED_COLOUR, "committed", 0.18)):
-                xs, ys = _envelope(ts_r, [0] + list(series) + [series[-1]], t0, MAX_POINTS)
-                xs = [x * 1e9 / div for x in xs]
-                ax.step(xs, ys, where="post", color=colour, lw=1.5, label=label)
-                ax.fill_between(xs, ys, step="post", color=colour, alpha=alpha)
+            xs, ys = _series(p, ts, p.t_reserved, start, end, t0, div)
+            ax_r.step(xs, ys, where="post", color=RESERVED_COLOUR, lw=1.5, label="reserved")
+            ax_r.fill_between(xs, ys, step="post", color=RESERVED_COLOUR, alpha=0.12)
+        top_r = max(p.peak_reserved, 1) * 1.15
+        _bytes_axis(ax_r, top=top_r)
+        ax_r.set_ylim(0, top_r)
+        ax_r.set_ylabel("reserved", fontsize=9)
+        ax_r.grid(True, axis="y", alpha=0.3)
+        never = len(p.leaks) + len(p.leaks_at_destroy)
+        held = len(getattr(p, "live_at_crash", ()))
+        title = "%s: peak reserved %s, peak committed %s, %s never released" % (
+            p.label(), _bytes_label(p.peak_reserved), _bytes_label(p.peak_committed),
+            summary_mod.plural(never, "region"))
+        if held:
+            title += ", %s live at the crash" % summary_mod.plural(held, "region")
+        ax_r.set_title(title, fontsize=10, loc="left")
+        ax_r.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+        # Committed: the charge, against the commit limit, over the memory states.
+        for a, b, st in _state_spans(p, end):
+            ax_c.axvspan(tx(a), tx(b), color=STATE_COLOURS[st], lw=0, zorder=0)
+        if ts:
+            xs, ys = _series(p, ts, p.t_committed, start, end, t0, div)
+            ax_c.step(xs, ys, where="post", color=COMMITTED_COLOUR, lw=1.5, label="committed")
+            ax_c.fill_between(xs, ys, step="post", color=COMMITTED_COLOUR, alpha=0.2)
+        top_c = max(p.peak_committed, 1)
         if p.peak_committed_ts is not None:
-            ax.plot([tx(p.peak_committed_ts)], [p.peak_committed], marker="v",
-                    color=COMMITTED_COLOUR, ms=8, ls="none",
-                    label="peak committed %s" % _bytes_label(p.peak_committed))
+            ax_c.plot([tx(p.peak_committed_ts)], [p.peak_committed], marker="v",
+                      color=COMMITTED_COLOUR, ms=8, ls="none",
+                      label="peak committed %s" % _bytes_label(p.peak_committed))
         limits = sorted(p.commit_limits | {m.commit_limit for m in p.managers_by_addr.values()
                                            if m.commit_limit})
         for lim in limits:
-            ax.axhline(lim, color="#c44e52", ls="--", lw=1,
-                       label="commit limit %s" % _bytes_label(lim))
-            top = max(top, lim)
-        if p.failure_marks:
-            fx = [tx(t) for t, _, _ in p.failure_marks]
-            ax.plot(fx, [0] * len(fx), marker="x", color="#c00000", ls="none", ms=8,
-                    mew=2, clip_on=False, zorder=5, label="failed call (%d)" % len(fx))
-        ax.set_title("%s: peak reserved %s, peak committed %s, %d regions never released"
-                     % (p.label(), _bytes_label(p.peak_reserved), _bytes_label(p.peak_committed),
-                        len(p.leaks) + len(p.leaks_at_destroy)), fontsize=10, loc="left")
-        _bytes_axis(ax, top=top * 1.1)
-        ax.set_ylim(0, top * 1.1)
-        pad = max(1, end - start) * 0.02
-        ax.set_xlim(tx(start - pad), tx(end + pad))
-        ax.grid(True, axis="y", alpha=0.3)
-        ax.set_xlabel("%s since %s" % (unit, summary_mod.wall(t0)), fontsize=9)
-        handles, _ = ax.get_legend_handles_labels()
+            if lim <= 4 * top_c:
+                ax_c.axhline(lim, color="#c44e52", ls="--", lw=1,
+                             label="commit limit %s" % _bytes_label(lim))
+                top_c = max(top_c, lim)
+            else:  # drawn, it would flatten the committed bytes
+                ax_c.plot([], [], color="#c44e52", ls="--", lw=1,
+                          label="commit limit %s (above)" % _bytes_label(lim))
+        if ax_f is not None:
+            by_kind = {}
+            for t, op, hr in p.failure_marks:
+                by_kind.setdefault((op, hr), []).append(tx(t))
+            order = sorted(by_kind, key=lambda kk: (-len(by_kind[kk]), str(kk)))
+            for y, kind in enumerate(order):
+                marker, colour = kinds[kind]
+                fx = by_kind[kind]
+                ax_f.plot(fx, [y] * len(fx), marker=marker, color=colour, ls="none", ms=7,
+                          mew=1.5)
+            ax_f.set_yticks(range(len(order)))
+            ax_f.set_yticklabels(["%s %s (%d)" % (k[0], k[1], len(by_kind[k])) for k in order],
+                                 fontsize=8)
+            ax_f.set_ylim(len(order) - 0.5, -0.5)
+            ax_f.grid(True, axis="y", alpha=0.3)
+            ax_f.set_ylabel("failed", fontsize=9)
+        top_c *= 1.15
+        _bytes_axis(ax_c, top=top_c)
+        ax_c.set_ylim(0, top_c)
+        ax_c.set_ylabel("committed", fontsize=9)
+        ax_c.grid(True, axis="y", alpha=0.3)
+        handles, _ = ax_c.get_legend_handles_labels()
         present = {st for _, _, st in _state_spans(p, end)}
         handles += [Patch(color=STATE_COLOURS[x], label="memory %s" % x)
                     for x in ("high", "neutral", "low") if x in present]
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
-                  frameon=False)
+        ax_c.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+                    frameon=False)
+    pad = max(1, t_end - t0) * 0.02
+    axes[-1, 0].set_xlim(tx(t0 - pad), tx(t_end + pad))
+    axes[-1, 0].set_xlabel("%s since %s" % (unit, summary_mod.wall(t0)), fontsize=9)
     if len(model.processes) > MAX_PANELS:
         fig.suptitle("first %d of %d processes" % (MAX_PANELS, len(model.processes)))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -196,8 +267,11 @@ def plot_latency(model, s, path):
             if lj.get(name):
                 ax.axvline(lj[name], color="#333333", ls=style, lw=1,
                            label="%s %s" % (name, summary_mod.human_ns(lj[name])))
-        ax.set_title("%s (%d calls)" % (op, st.count), fontsize=10)
-        ax.set_xlabel("latency (ns)")
+        # Ticks in the units the legend names (ns, us, ms, s), not bare ns.
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: summary_mod.human_ns(v)
+                                                   .replace(".0 ", " ")))
+        ax.set_title("%s (%s)" % (op, summary_mod.plural(st.count, "call")), fontsize=10)
+        ax.set_xlabel("latency (time inside the call)")
         ax.set_ylabel("calls")
         ax.legend(fontsize=7)
         ax.grid(True, alpha=0.3)
@@ -253,14 +327,15 @@ def plot_leaks(s, path):
     ax.barh(names, [e["committed_bytes"] for e in sites], color=COMMITTED_COLOUR, height=0.45,
             label="of which committed")
     for y, e in enumerate(sites):
-        ax.annotate("%s in %d region%s" % (summary_mod.human_bytes(e["reserved_bytes"]), e["regions"],
-                                           "" if e["regions"] == 1 else "s"),
+        ax.annotate("%s in %s" % (summary_mod.human_bytes(e["reserved_bytes"]),
+                                  summary_mod.plural(e["regions"], "region")),
                     (e["reserved_bytes"], y), textcoords="offset points", xytext=(4, -3), fontsize=8)
     top = max(e["reserved_bytes"] for e in sites) * 1.3
     _bytes_axis(ax, "x", top=top)
     ax.set_xlim(0, top)
-    ax.set_title("Leaks: %d regions, %s reserved, %s committed at the end, by call site"
-                 % (s["leaks"]["regions"], summary_mod.human_bytes(s["leaks"]["reserved_bytes"]),
+    ax.set_title("Leaks: %s, %s reserved, %s committed at the end, by call site"
+                 % (summary_mod.plural(s["leaks"]["regions"], "region"),
+                    summary_mod.human_bytes(s["leaks"]["reserved_bytes"]),
                     summary_mod.human_bytes(s["leaks"]["committed_bytes"])),
                  fontsize=11, loc="left")
     ax.legend(fontsize=8, loc="lower right")
@@ -279,6 +354,7 @@ def plot_sizes(s, path):
     fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(hist) + 2), 3.5))
     ax.bar(labels, list(hist.values()), color=RESERVED_COLOUR)
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: "%d" % v if v >= 1 else ""))
     ax.set_xlabel("region size (bucket starts at)")
     ax.set_ylabel("reserves")
     ax.set_title("Reserve sizes", fontsize=11, loc="left")
@@ -288,6 +364,15 @@ def plot_sizes(s, path):
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
+
+
+def _trust_html(s, banner, warn):
+    """The verdict: one line when complete; else each reason, then what it means."""
+    if not warn:
+        return "<div class=\"box ok\">%s</div>\n" % html.escape(" ".join(banner.split()))
+    return ("<div class=\"box warn\"><b>Incomplete trace</b><ul>%s</ul>%s</div>\n"
+            % ("".join("<li>%s</li>" % html.escape(r) for r in s["trust"]["reasons"]),
+               html.escape(summary_mod.trust_explanation(s))))
 
 
 def write(model, s, outdir):
@@ -315,24 +400,37 @@ def write(model, s, outdir):
     index = os.path.join(outdir, "index.html")
     banner = summary_mod.trust_banner(s)
     warn = not banner.startswith("Trust: complete")
+    cmd = summary_mod.command_line(s.get("command"))
+    crashed = bool(s.get("command") and s["command"].get("signal") is not None)
+    esc = html.escape
     with open(index, "w") as f:
         f.write("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>hostmem report</title>\n"
-                "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+                "<style>body{font-family:sans-serif;max-width:1400px;margin:1.5em auto;padding:0 1em}"
                 "pre{font-size:12px;background:#f6f6f6;padding:1em;overflow-x:auto}"
                 "img{max-width:100%;border:1px solid #ddd;margin:0.5em 0}"
-                ".warn{background:#fbe3e3;border:1px solid #c44e52;padding:0.6em}"
-                ".ok{background:#e3f4e3;border:1px solid #55a868;padding:0.6em}</style>\n"
+                ".box{padding:0.6em;margin:0.4em 0;white-space:pre-wrap}"
+                ".warn{background:#fbe3e3;border:1px solid #c44e52}"
+                ".ok{background:#e3f4e3;border:1px solid #55a868}"
+                ".cmd{background:#eef2f8;border:1px solid #4c72b0;font-family:monospace}"
+                ".cmd.warn{background:#fbe3e3;border-color:#c44e52}"
+                "ul{margin:0.3em 0}nav a{margin-right:1em}</style>\n"
                 "</head><body>\n<h1>hostmem report</h1>\n")
-        f.write("<p class=\"%s\">%s</p>\n" % ("warn" if warn else "ok",
-                                             html.escape(banner).replace("\n", "<br>")))
-        f.write("<p>%s .. %s; hosts: %s; %d processes; %d hostmem events. "
+        if cmd:
+            f.write("<div class=\"box cmd%s\">Command: %s</div>\n"
+                    % (" warn" if crashed else "", esc(cmd)))
+        f.write(_trust_html(s, banner, warn))
+        f.write("<p>%s .. %s; hosts: %s; %s; %d hostmem events. "
                 "<a href=\"summary.json\">summary.json</a> "
                 "<a href=\"summary.txt\">summary.txt</a></p>\n"
-                % (html.escape(summary_mod.wall(s["time_span"]["start_ns"])),
-                   html.escape(summary_mod.wall(s["time_span"]["end_ns"])),
-                   html.escape(", ".join(s["hosts"])), len(s["processes"]), s["events"]))
+                % (esc(summary_mod.wall(s["time_span"]["start_ns"])),
+                   esc(summary_mod.wall(s["time_span"]["end_ns"])),
+                   esc(", ".join(s["hosts"])), summary_mod.plural(len(s["processes"]), "process",
+                                                                  "processes"), s["events"]))
+        f.write("<nav>%s<a href=\"#summary\">Summary</a></nav>\n"
+                % "".join("<a href=\"#%s\">%s</a>" % (name.split(".")[0], esc(title))
+                          for name, title in images))
         for name, title in images:
-            f.write("<h2>%s</h2>\n<img src=\"%s\" alt=\"%s\">\n"
-                    % (html.escape(title), name, html.escape(title)))
-        f.write("<h2>Summary</h2>\n<pre>%s</pre>\n</body></html>\n" % html.escape(text))
+            f.write("<h2 id=\"%s\">%s</h2>\n<img src=\"%s\" alt=\"%s\">\n"
+                    % (name.split(".")[0], esc(title), name, esc(title)))
+        f.write("<h2 id=\"summary\">Summary</h2>\n<pre>%s</pre>\n</body></html>\n" % esc(text))
     return index

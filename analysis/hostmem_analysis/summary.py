@@ -306,6 +306,18 @@ def wall(ns):
     return t.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
 
 
+def clock(ns):
+    """Time of day of an instant, to the ms (the date is in the time span)."""
+    return wall(ns)[11:23] if ns is not None else "-"
+
+
+def wrap(text, indent="  ", width=100):
+    """A long line of prose as lines of at most `width` characters."""
+    import textwrap
+    return "\n".join(textwrap.wrap(text, width=width, subsequent_indent=indent,
+                                    break_on_hyphens=False, break_long_words=False))
+
+
 def table(headers, rows, indent="  "):
     """Columns: text left, numbers right."""
     rows = [[("" if c is None else str(c)) for c in r] for r in rows]
@@ -336,27 +348,41 @@ def _rows(summary):
     return rows
 
 
-def trust_banner(s):
+def trust_explanation(s):
+    """What an incomplete verdict means for the figures, in one paragraph ("" when complete)."""
     t = s.get("trust")
     if t is None or t["complete"]:
-        return ("Trust: complete. No discarded events, no lost packets, no gaps in seq, whole "
-                "packets, every manager closed: every figure below is exact.")
+        return ""
     reasons = t["reasons"]
-    head = "WARNING: INCOMPLETE TRACE: " + "; ".join(reasons) + "."
     if all("never destroyed" in r for r in reasons):
         crashed = any("killed by" in r for r in reasons)
-        return head + ("\n  Nothing shows a loss (no discarded events, no gaps in seq, whole "
-                       "packets): the figures\n  are exact for what was recorded.  Regions "
-                       "still reserved at the end are %s." % (
-                           "live at the crash\n  (listed apart), not leaks" if crashed else
-                           "counted\n  as leaks"))
-    out = [head,
-           "  Lower bounds: event and operation counts, failures, bytes, critical decisions,",
-           "  temporary regions.  Peaks are the highest totals the kept events carried (the",
-           "  true peak may be higher).  Leaks may include regions whose release was lost."]
-    if any("discarded by the tracer" in r or "packets lost" in r for r in reasons):
-        out.append("  Record with larger sub-buffers (hostmem-profile uses 8 x 4 MiB per CPU).")
-    return "\n".join(out)
+        return ("Nothing shows a loss (no discarded events, no gaps in seq, whole packets): the "
+                "figures are exact for what was recorded.  Regions still reserved at the end are "
+                + ("live at the crash (listed apart), not leaks." if crashed else
+                   "counted as leaks."))
+    out = ("Lower bounds: event and operation counts, failures, bytes, critical decisions, "
+           "temporary regions.  Peaks are the highest totals the kept events carried (the true "
+           "peak may be higher).  Leaks may include regions whose release was lost.")
+    if any("discarded by the tracer" in r or r.split(" ", 1)[-1] in ("packet lost", "packets lost")
+           for r in reasons):
+        out += "  Record with larger sub-buffers (hostmem-profile uses 8 x 4 MiB per CPU)."
+    return out
+
+
+def trust_banner(s):
+    """The verdict as text lines of at most 100 characters: the first reason on the
+    verdict's line, each other on its own, then what it means."""
+    t = s.get("trust")
+    if t is None or t["complete"]:
+        return ("Trust: complete. No discarded events, no lost packets, no gaps in seq, whole\n"
+                "  packets, every manager closed: every figure below is exact.")
+    reasons = t["reasons"]
+    lines = []
+    for i, r in enumerate(reasons):
+        text = ("WARNING: INCOMPLETE TRACE: " if i == 0 else "  ") + r
+        lines.append(wrap(text + (";" if i + 1 < len(reasons) else "."), indent="    "))
+    lines.append(wrap("  " + trust_explanation(s)))
+    return "\n".join(lines)
 
 
 def command_line(c):
@@ -389,8 +415,8 @@ def format_text(s):
     w("Time span: %s .. %s (%s)" % (wall(ts["start_ns"]), wall(ts["end_ns"]),
                                     human_ns(ts["duration_ns"])))
     w("Hosts: %s" % ", ".join(s["hosts"]))
-    w("Events: %d hostmem events, %d managers" % (s["events"], s["managers"]))
-    w("  " + ", ".join("%s %d" % kv for kv in s.get("events_by_name", {}).items()))
+    w("Events: %d hostmem events, %s" % (s["events"], plural(s["managers"], "manager")))
+    w(wrap("  " + ", ".join("%s %d" % kv for kv in s.get("events_by_name", {}).items())))
     wn = s.get("win32")
     if wn and (wn["write_watch"]["reads"] or wn["write_watch"]["resets"] or wn["guard_hits"]):
         ww = wn["write_watch"]
@@ -450,8 +476,8 @@ def format_text(s):
     w("Peaks")
     rows = []
     for label, f in _rows(s):
-        rows.append([label, human_bytes(f["peak_reserved_bytes"]), wall(f["peak_reserved_ns"]),
-                     human_bytes(f["peak_committed_bytes"]), wall(f["peak_committed_ns"])])
+        rows.append([label, human_bytes(f["peak_reserved_bytes"]), clock(f["peak_reserved_ns"]),
+                     human_bytes(f["peak_committed_bytes"]), clock(f["peak_committed_ns"])])
     w(table(["process", "peak reserved", "at", "peak committed", "at"], rows))
     w("")
 
