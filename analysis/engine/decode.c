@@ -414,23 +414,28 @@ static int decode_packet(hme_engine *e, struct hme_stream *s)
 static const char *decode_pname(struct hme_stream *s, int64_t pid, const uint8_t *name,
                                 size_t len)
 {
-    if (s->lastpname >= 0 && s->pnames[s->lastpname].pid == pid)
-        return s->pnames[s->lastpname].name;
+    if (s->lastpname >= 0 && s->pnames[s->lastpname]->pid == pid)
+        return s->pnames[s->lastpname]->name;
     for (int32_t i = 0; i < s->npnames; i++)
-        if (s->pnames[i].pid == pid) {
+        if (s->pnames[i]->pid == pid) {
             s->lastpname = i;
-            return s->pnames[i].name;
+            return s->pnames[i]->name;
         }
-    struct hme_pname *n = decode_grow(s->pnames, sizeof(*n), &s->cappnames, s->npnames + 1);
+    /* Records of chunks not yet replayed point at these names: each lives
+     * on its own, so growing the table never moves one. */
+    struct hme_pname **n = decode_grow(s->pnames, sizeof(*n), &s->cappnames, s->npnames + 1);
     if (n == NULL)
         return NULL;
     s->pnames = n;
-    struct hme_pname *pn = &n[s->npnames];
+    struct hme_pname *pn = malloc(sizeof(*pn));
+    if (pn == NULL)
+        return NULL;
     pn->pid = pid;
     if (len >= sizeof(pn->name))
         len = sizeof(pn->name) - 1;
     memcpy(pn->name, name, len);
     pn->name[len] = 0;
+    n[s->npnames] = pn;
     s->lastpname = s->npnames++;
     return pn->name;
 }
@@ -487,7 +492,11 @@ static int decode_event(hme_engine *e, struct hme_stream *s, struct hme_chunk *c
     const struct hme_class_desc *cls = &e->classes[sc->by_id[id]];
     r->cls = sc->by_id[id];
     r->clock = s->clock;
-    r->ts = t->clock_offset_ns + (int64_t)s->clock;
+    if (s->clock > (uint64_t)INT64_MAX ||
+        __builtin_add_overflow(t->clock_offset_ns, (int64_t)s->clock, &r->ts)) {
+        decode_stream_error(s, "time out of range at byte %zu", p);
+        return -1;
+    }
     r->procname = NULL;
     /* Process: the vpid context, else the per-process buffer's environment. */
     int vpid_i = sc->has_context ? sc->ectx.roles[HME_P_VPID] : -1;
@@ -848,6 +857,8 @@ void hme_free(hme_engine *e)
             free(s->chunk[k].recs);
             free(s->chunk[k].blob);
         }
+        for (int32_t k = 0; k < s->npnames; k++)
+            free(s->pnames[k]);
         free(s->pnames);
         free(s->path);
         free(s);

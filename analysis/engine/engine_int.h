@@ -56,7 +56,7 @@ struct hme_stream {
     uint64_t prev_disc, prev_seqnum;
     int have_prev_disc, have_prev_seqnum;
     int64_t disc_events, disc_packets;
-    struct hme_pname *pnames;
+    struct hme_pname **pnames; /* each apart: records point at them */
     int32_t npnames, cappnames, lastpname;
     int done_decoding;
     char err[320];

@@ -1178,7 +1178,8 @@ static int heap_leak_all(struct proc *p, struct heap *h)
         p->blocks[b].order = p->freeblock;
         p->freeblock = b;
     }
-    qsort(p->hleaks + first, (size_t)(p->nhleaks - first), sizeof(struct block), block_cmp);
+    if (p->nhleaks > first)
+        qsort(p->hleaks + first, (size_t)(p->nhleaks - first), sizeof(struct block), block_cmp);
     map_free(&h->live);
     h->alive = 0;
     map_del(&p->heaps, h->addr);
