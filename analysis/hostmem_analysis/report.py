@@ -12,6 +12,8 @@
 import html
 import json
 import os
+import sys
+import traceback
 
 import matplotlib
 
@@ -375,19 +377,54 @@ def _trust_html(s, banner, warn):
                html.escape(summary_mod.trust_explanation(s))))
 
 
+def _draw_all(jobs):
+    """{name: whether it drew} for jobs [(name, draw(path) -> bool, path)].
+
+    Each plot is drawn in a process of its own, forked from this one (the
+    model and matplotlib are already loaded): matplotlib draws on one core,
+    and drawing is most of what a report adds to the summary (R3).  Serial
+    where fork is missing or there is one core."""
+    if not hasattr(os, "fork") or (os.cpu_count() or 1) < 2:
+        return {name: bool(fn(path)) for name, fn, path in jobs}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    children = {}
+    for name, fn, path in jobs:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = 0 if fn(path) else 3
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stderr.flush()
+                os._exit(code)
+        children[pid] = name
+    drew = {}
+    for pid, name in children.items():
+        _, status = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        if code not in (0, 3):
+            raise RuntimeError("drawing %s failed (status %d)" % (name, code))
+        drew[name] = code == 0
+    return drew
+
+
 def write(model, s, outdir):
     """Write the plots, summary.txt, summary.json and index.html; return index.html's path."""
     os.makedirs(outdir, exist_ok=True)
     images = []
-    plot_memory(model, s, os.path.join(outdir, "memory.png"))
-    images.append(("memory.png", "Reserved and committed bytes over time"))
-    for name, title, fn in (("latency.png", "Latency per operation",
-                             lambda p: plot_latency(model, s, p)),
-                            ("failures.png", "Failures", lambda p: plot_failures(s, p)),
-                            ("leaks.png", "Leaks by call site", lambda p: plot_leaks(s, p)),
-                            ("sizes.png", "Reserve sizes", lambda p: plot_sizes(s, p))):
+    plots = (("memory.png", "Reserved and committed bytes over time",
+              lambda p: plot_memory(model, s, p) or True),
+             ("latency.png", "Latency per operation", lambda p: plot_latency(model, s, p)),
+             ("failures.png", "Failures", lambda p: plot_failures(s, p)),
+             ("leaks.png", "Leaks by call site", lambda p: plot_leaks(s, p)),
+             ("sizes.png", "Reserve sizes", lambda p: plot_sizes(s, p)))
+    drew = _draw_all([(name, fn, os.path.join(outdir, name)) for name, _, fn in plots])
+    for name, title, _ in plots:
         target = os.path.join(outdir, name)
-        if fn(target):
+        if drew[name]:
             images.append((name, title))
         elif os.path.exists(target):
             os.remove(target)
