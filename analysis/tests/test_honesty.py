@@ -8,6 +8,7 @@ Needs what test_e2e.py needs (LTTng, HOSTMEM_SCRIPTED_HOST).
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -101,6 +102,28 @@ class Profile(unittest.TestCase):
         self.assertTrue(s["trust"]["complete"], s["trust"])
         self.assertEqual(s["leaks"]["regions"], 0)
         self.assertEqual(s["live_at_crash"]["regions"], 0)
+
+    def test_signals_to_the_profiler_reach_the_command(self):
+        """SIGINT sent to hostmem-profile (not typed at a terminal) goes on to
+        the command, which it kills; the profiler says so and exits 130."""
+        out = os.path.join(self.tmp, "sigint")
+        p = subprocess.Popen([sys.executable, PROFILE, "-o", out, "--no-report", "--", HOST,
+                              "hold"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        try:
+            self.assertEqual(p.stdout.readline(), "ready\n")
+            p.stdin.write("go\n")
+            p.stdin.flush()
+            self.assertEqual(p.stdout.readline(), "held\n")
+            p.send_signal(signal.SIGINT)
+            _, err = p.communicate(timeout=120)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+        self.assertEqual(p.returncode, 130, err)
+        self.assertIn("hold (pid ", err)
+        self.assertIn("killed by signal 2 (SIGINT)", err)
 
     def test_command_that_cannot_start(self):
         script = os.path.join(self.tmp, "not-executable.sh")
