@@ -53,6 +53,16 @@ def check_url(url):
                        "is PORT, 5344 by default)" % url)
 
 
+def _root_cause(err):
+    """The first line of the deepest cause of a babeltrace2 error (where it began)."""
+    try:
+        causes = [c.message for c in err]
+    except TypeError:
+        causes = []
+    text = (causes[0] if causes else str(err)).strip().splitlines()
+    return text[0] if text else "unknown error"
+
+
 class Follower:
     """A babeltrace2 graph reading a live session into a Model."""
 
@@ -100,8 +110,11 @@ class Follower:
                     raise self._shared["error"]
                 self.ended = True
             except bt2._Error as e:
-                from . import reader
-                raise TopError("%s: the live session failed: %s" % (self.url, reader._one_line(e)))
+                why = _root_cause(e)
+                if "onnect" in why:
+                    why += (" (is lttng-relayd listening there? PORT is its live port, -L, "
+                            "5344 by default)")
+                raise TopError("%s: cannot follow the session: %s" % (self.url, why))
             if self.out:
                 for ev in self.out:
                     feed(ev)

@@ -182,6 +182,14 @@ class Top(unittest.TestCase):
         self.assertEqual(r.returncode, 2)
         self.assertIn("not an LTTng live session URL", r.stderr)
         self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+        # No relay daemon there: said in one line, from where it began.
+        (closed,) = free_ports(1)
+        r = subprocess.run([sys.executable, TOOL, "top", "--once",
+                            "net://127.0.0.1:%d/host/h/s" % closed], capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual(r.returncode, 2)
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+        self.assertIn("cannot follow the session: Connection failed", r.stderr)
 
 
 if __name__ == "__main__":
