@@ -265,6 +265,9 @@ HME_EXPORT int64_t hme_commit_limits(hme_engine *e, int64_t proc, uint64_t *out,
 /* T8: managers whose manager_destroy counted other live regions than the
  * replay holds (events lost): manager, regions destroy found, regions seen;
  * returns how many (fills at most cap). */
+/* T8: the index in hme_heap_leaks of the first block live when the trace
+ * ended (the ones before were taken by malloc_destroy). */
+HME_EXPORT int64_t hme_heap_leaks_at_end(hme_engine *e, int64_t proc);
 HME_EXPORT int64_t hme_destroy_mismatches(hme_engine *e, int64_t proc, uint64_t *manager,
                                           int64_t *told, int64_t *seen, int64_t cap);
 HME_EXPORT int hme_live_managers(hme_engine *e, int64_t proc, struct hme_manager_info *out);

@@ -518,6 +518,7 @@ struct proc {
     int64_t heap_committed, heap_peak;
     struct block *hleaks;
     int32_t nhleaks, caphleaks;
+    int32_t hleaks_at_end; /* hleaks from here on: live when the trace ended (T8) */
     struct leak *leaks, *dleaks;
     int32_t nleaks, capleaks, ndleaks, capdleaks;
     struct statens *sns;
@@ -1497,6 +1498,7 @@ int hme__model_finish(hme_engine *e)
             live[i]->has_state = 0;
         }
         int32_t nh = 0;
+        p->hleaks_at_end = p->nhleaks;
         for (int32_t i = 0; i < p->nhps; i++)
             if (p->hps[i].alive)
                 hl[nh++] = &p->hps[i];
@@ -1690,6 +1692,12 @@ int64_t hme_state_ns(hme_engine *e, int64_t i, int64_t *state, int64_t *ns, int6
         ns[k] = p->sns[k].ns;
     }
     return p->nsns;
+}
+
+int64_t hme_heap_leaks_at_end(hme_engine *e, int64_t i)
+{
+    struct proc *p = result_proc(e, i);
+    return p == NULL ? -1 : p->hleaks_at_end;
 }
 
 int64_t hme_commit_limits(hme_engine *e, int64_t i, uint64_t *out, int64_t cap)

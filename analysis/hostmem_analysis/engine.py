@@ -470,6 +470,8 @@ def _load():
     lib.hme_commit_limits.restype = _I64
     lib.hme_commit_limits.argtypes = [P, _I64, P, _I64]
     lib.hme_live_managers.argtypes = [P, _I64, P]
+    lib.hme_heap_leaks_at_end.restype = _I64
+    lib.hme_heap_leaks_at_end.argtypes = [P, _I64]
     lib.hme_destroy_mismatches.restype = _I64
     lib.hme_destroy_mismatches.argtypes = [P, _I64, P, P, P, _I64]
     lib.hme_events_by_name.argtypes = [P, _I64, P]
@@ -962,6 +964,8 @@ def _fill_model(run, model):
             hs.leaks = [model_mod.HeapBlock(b.heap, b.address, b.size, b.caller,
                                             b.file.decode("utf-8", "replace") if b.file else None,
                                             b.line, b.ts) for b in buf]
+            for b in hs.leaks[max(0, lib.hme_heap_leaks_at_end(e, i)):]:
+                b.at_end = True
         cap = 64
         sv, nv = (_I64 * cap)(), (_I64 * cap)()
         n = lib.hme_state_ns(e, i, sv, nv, cap)

@@ -257,9 +257,10 @@ class Leak:
 class HeapBlock:
     """A block of a heap: live while allocated; a leak when still live at the end."""
 
-    __slots__ = ("heap", "address", "size", "caller", "file", "line", "ts")
+    __slots__ = ("heap", "address", "size", "caller", "file", "line", "ts", "at_end")
 
     def __init__(self, heap, address, size, caller, file, line, ts):
+        self.at_end = False  # live when the trace ended (its heap never destroyed)
         self.heap = heap
         self.address = address
         self.size = size
@@ -292,6 +293,7 @@ class HeapStats:
         self.alloc_bytes = 0
         self.unknown_frees = 0      # frees of blocks the trace never saw allocated
         self.leaks = []             # HeapBlock, live at the end or at destroy
+        self.live_at_crash = []     # HeapBlock a process killed by a signal still held (T8)
         self.committed = 0          # bytes committed inside heap regions now
         self.peak_committed = 0
         self.committed_at_peak = 0  # heap bytes when the process's committed peaked
@@ -303,6 +305,7 @@ class HeapStats:
         self.alloc_bytes += other.alloc_bytes
         self.unknown_frees += other.unknown_frees
         self.leaks.extend(other.leaks)
+        self.live_at_crash.extend(other.live_at_crash)
         self.committed += other.committed
         self.peak_committed += other.peak_committed
         self.committed_at_peak += other.committed_at_peak
@@ -826,6 +829,8 @@ class Model:
                 for s, ns in m.state_ns.items():
                     p.state_ns[s] = p.state_ns.get(s, 0) + ns
             for h in p.heaps_by_addr.values():
+                for b in h.live.values():
+                    b.at_end = True
                 p.heap.leaks.extend(h.live.values())
                 h.live = {}
             all_.heap.merge(p.heap)
@@ -869,6 +874,19 @@ class Model:
             p.leaks = []
             self.all.leaks = [lk for lk in self.all.leaks
                               if (lk.manager, lk.base, lk.t_reserve) not in moved]
+        for p in self.processes.values():
+            if p.crash_signal is None or not p.heap.leaks:
+                continue
+            # Heap blocks of heaps never destroyed: held at the crash too.
+            held = [b for b in p.heap.leaks if b.at_end]
+            if not held:
+                continue
+            keys = {(b.heap, b.address, b.ts) for b in held}
+            p.heap.leaks = [b for b in p.heap.leaks if not b.at_end]
+            p.heap.live_at_crash.extend(held)
+            self.all.heap.live_at_crash.extend(held)
+            self.all.heap.leaks = [b for b in self.all.heap.leaks
+                                   if (b.heap, b.address, b.ts) not in keys]
         return found
 
     def sorted_processes(self):

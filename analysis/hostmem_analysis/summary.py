@@ -86,6 +86,9 @@ def _heap_json(hs, sites, peak_committed, end_committed):
             "alloc_bytes": hs.alloc_bytes, "unknown_frees": hs.unknown_frees,
             "leaks": {"blocks": len(hs.leaks), "bytes": sum(b.size for b in hs.leaks),
                       "by_site": top(by_site), "by_file_line": top(by_line)},
+            # T8: blocks a process killed by a signal still held (not leaks)
+            "live_at_crash": {"blocks": len(hs.live_at_crash),
+                              "bytes": sum(b.size for b in hs.live_at_crash)},
             "committed_bytes": hs.committed,
             "peak_committed_bytes": hs.peak_committed,
             "committed_at_peak_bytes": hs.committed_at_peak,
@@ -236,6 +239,7 @@ def build(model, trust=None, command=None):
         callers |= {lk.caller for lk in p.live_at_crash}
         callers |= set(p.temporary)
         callers |= {b.caller for b in p.heap.leaks}
+        callers |= {b.caller for b in p.heap.live_at_crash}
         sites = Symbolizer(p.objects).resolve(callers)
         for lk in p.leaks + p.leaks_at_destroy + p.live_at_crash:
             lk.site = sites.get(lk.caller, "?")
@@ -545,6 +549,11 @@ def format_text(s):
     if rows:
         w(table(["process", "heaps", "allocs", "frees", "leaked blocks", "leaked bytes",
                  "heap at peak", "share of peak", "heap at end"], rows))
+        for label, f in _rows(s):
+            lc = f["heap"]["live_at_crash"]
+            if lc["blocks"] and (label != "all" or len(s["processes"]) > 1):
+                w("  %s: %s (%s) live at the crash, not leaks"
+                  % (label, plural(lc["blocks"], "block"), human_bytes(lc["bytes"])))
         for label, f in _rows(s):
             lk = f["heap"]["leaks"]
             if not lk["blocks"] or (label == "all" and len(s["processes"]) > 1):

@@ -9,9 +9,12 @@
  *                                      works on and exits
  *   scripted_host churn N              N reserve/commit/decommit/release
  *                                      rounds (a big trace for speed runs)
- *   scripted_host crash SIGNAL         leaves a region to hostmem_destroy (a
+ *   scripted_host crash SIGNAL [heap]  leaves a region to hostmem_destroy (a
  *                                      leak), holds two more in a second
- *                                      manager and dies of SIGNAL (a number)
+ *                                      manager and dies of SIGNAL (a number);
+ *                                      with "heap", also a block left to
+ *                                      hostmem_malloc_destroy (a leak) and two
+ *                                      blocks held in a live heap
  *   scripted_host exit STATUS          one clean reserve/release, destroys
  *                                      its manager and exits with STATUS
  *   scripted_host lose N               on one CPU: N reserves of 64 KiB, then
@@ -356,12 +359,29 @@ static int churn(long rounds)
 /* What the crash test checks: the leak is leak_site_a's 128 KiB (freed by
  * destroy); live at the crash are 1 MiB (256 KiB committed) from crash()
  * and leak_site_b's 256 KiB (64 KiB committed). */
-static int crash(int sig)
+static hostmem_malloc *heap_with_blocks(const SIZE_T *sizes, int n)
 {
+    hostmem_malloc *h = NULL;
+    void *p = NULL;
+    if (FAILED(hostmem_create_malloc(mgr, MALLOC_THREADSAFE, &h)))
+        die("create_malloc", E_FAIL);
+    for (int i = 0; i < n; i++)
+        if (FAILED(hostmem_malloc_alloc(h, sizes[i], eTaskCritical, &p)))
+            die("malloc_alloc", E_FAIL);
+    return h;
+}
+
+static int crash(int sig, int with_heap)
+{
+    static const SIZE_T one[] = {500}, two[] = {1000, 3000};
     mgr = create(0);
     (void)leak_site_a();
+    if (with_heap)
+        hostmem_malloc_destroy(heap_with_blocks(one, 1)); /* its block: a leak */
     hostmem_destroy(mgr);
     mgr = create(0);
+    if (with_heap)
+        (void)heap_with_blocks(two, 2); /* held at the crash */
     void *a = reserve(1 * MiB);
     void *b = leak_site_b();
     if (FAILED(commit(a, 256 * KiB, eTaskCritical, 0)) ||
@@ -446,15 +466,16 @@ int main(int argc, char **argv)
         return midrun(argv[2]);
     if (argc == 3 && strcmp(argv[1], "churn") == 0)
         return wait_for_go() ? churn(atol(argv[2])) : 1;
-    if (argc == 3 && strcmp(argv[1], "crash") == 0)
-        return wait_for_go() ? crash(atoi(argv[2])) : 1;
+    if ((argc == 3 || (argc == 4 && strcmp(argv[3], "heap") == 0)) &&
+        strcmp(argv[1], "crash") == 0)
+        return wait_for_go() ? crash(atoi(argv[2]), argc == 4) : 1;
     if (argc == 3 && strcmp(argv[1], "lose") == 0)
         return wait_for_go() ? lose(atol(argv[2])) : 1;
     if (argc == 2 && strcmp(argv[1], "hold") == 0)
         return wait_for_go() ? hold() : 1;
     if (argc == 3 && strcmp(argv[1], "exit") == 0)
         return wait_for_go() ? exit_with(atoi(argv[2])) : 1;
-    fprintf(stderr, "usage: scripted_host run|midrun EXPECT.json | churn ROUNDS | crash SIGNAL"
-                    " | exit STATUS | lose N | hold\n");
+    fprintf(stderr, "usage: scripted_host run|midrun EXPECT.json | churn ROUNDS"
+                    " | crash SIGNAL [heap] | exit STATUS | lose N | hold\n");
     return 2;
 }

@@ -49,25 +49,37 @@ class Profile(unittest.TestCase):
     def tearDownClass(cls):
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
-    def crash(self, sig, name, report):
+    def crash(self, sig, name, report, heap=False):
         out = os.path.join(self.tmp, "crash-%d" % sig)
-        r = profile(out, HOST, "crash", str(sig), report=report)
+        argv = [HOST, "crash", str(sig)] + (["heap"] if heap else [])
+        r = profile(out, *argv, report=report)
         self.assertEqual(r.returncode, 128 + sig, r.stderr)
-        self.assertIn("crash %d (pid " % sig, r.stderr)
+        self.assertIn("%s (pid " % " ".join(argv[1:]), r.stderr)
         self.assertIn("killed by signal %d (%s)" % (sig, name), r.stderr)
         s = report_json(out) if report else e2e.summary_json(os.path.join(out, "trace"))
         self.assertEqual(s["command"]["signal"], sig)
         self.assertEqual(s["command"]["signal_name"], name)
         self.assertNotIn("exit_status", s["command"])
-        self.assertEqual(s["command"]["argv"], [HOST, "crash", str(sig)])
+        self.assertEqual(s["command"]["argv"], argv)
         # What destroy freed is the host's leak; what it held when it died is not.
         self.assertEqual((s["leaks"]["regions"], s["leaks"]["reserved_bytes"]), (1, 128 * KiB))
         self.assertEqual([e["site"].split(" ")[0] for e in s["leaks"]["by_caller"]],
                          ["leak_site_a"])
         crash = s["live_at_crash"]
-        self.assertEqual((crash["regions"], crash["reserved_bytes"], crash["committed_bytes"]),
-                         (2, MiB + 256 * KiB, 320 * KiB))
-        self.assertIn("leak_site_b", [e["site"].split(" ")[0] for e in crash["by_caller"]])
+        sites = {e["site"].split(" ")[0]: e for e in crash["by_caller"]}
+        self.assertEqual((sites["reserve"]["reserved_bytes"], sites["reserve"]["committed_bytes"]),
+                         (MiB, 256 * KiB))
+        self.assertEqual((sites["leak_site_b"]["reserved_bytes"],
+                          sites["leak_site_b"]["committed_bytes"]), (256 * KiB, 64 * KiB))
+        if heap:
+            # The block malloc_destroy took is a leak; the two of the live heap are not.
+            self.assertEqual(s["heap"]["leaks"]["blocks"], 1)
+            self.assertEqual(s["heap"]["live_at_crash"]["blocks"], 2)
+            self.assertGreater(crash["regions"], 2)  # the live heap's own regions too
+        else:
+            self.assertEqual((crash["regions"], crash["reserved_bytes"],
+                              crash["committed_bytes"]), (2, MiB + 256 * KiB, 320 * KiB))
+            self.assertEqual(s["heap"]["live_at_crash"]["blocks"], 0)
         self.assertFalse(s["trust"]["complete"])
         self.assertEqual(len(s["trust"]["reasons"]), 1, s["trust"])
         self.assertIn("1 manager never destroyed: the process was killed by " + name,
@@ -86,7 +98,7 @@ class Profile(unittest.TestCase):
         self.crash(11, "SIGSEGV", report=True)
 
     def test_crash_by_abort(self):
-        self.crash(6, "SIGABRT", report=False)
+        self.crash(6, "SIGABRT", report=False, heap=True)
 
     def test_exit_status_passed_through_and_reported(self):
         out = os.path.join(self.tmp, "exit5")
