@@ -79,10 +79,10 @@ def measured(cmd, env=None):
     return wall, ru.ru_maxrss * 1024, out, ru.ru_utime + ru.ru_stime
 
 
-def record(host, rounds, trace):
+def record(host, rounds, trace, mode="churn"):
     name = "hostmem-analysis-bench-%d" % os.getpid()
     env = dict(os.environ, LTTNG_UST_ALLOW_BLOCKING="1", LTTNG_UST_REGISTER_TIMEOUT="-1")
-    p = subprocess.Popen([host, "churn", str(rounds)], stdin=subprocess.PIPE,
+    p = subprocess.Popen([host, mode, str(rounds)], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, text=True, env=env)
     try:
         if p.stdout.readline().strip() != "ready":
@@ -123,6 +123,11 @@ def main():
     ap.add_argument("--out", help="directory for the trace and report (default: a temporary one)")
     ap.add_argument("--keep", action="store_true", help="keep the trace")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
+    ap.add_argument("--trace", help="measure this recorded trace instead of recording one "
+                    "(e.g. one kept by an earlier --out DIR --keep run: DIR/trace)")
+    ap.add_argument("--live", type=int, default=100000, metavar="N",
+                    help="also record a host that leaves N regions live and give the summary's "
+                         "peak RSS for it (R3: 256 MiB at most for 100k; 0: skip)")
     ap.add_argument("--engine-lib", help="libhostmem_engine.so (default: beside the host's build)")
     ap.add_argument("--python", action="store_true",
                     help="also time summary --engine python (minutes per million events)")
@@ -136,11 +141,15 @@ def main():
     out = a.out or tempfile.mkdtemp(prefix="hostmem-analysis-bench.")
     os.makedirs(out, exist_ok=True)
     trace = os.path.join(out, "trace")
-    shutil.rmtree(trace, ignore_errors=True)
     try:
-        rounds = max(1, int(a.events / EVENTS_PER_ROUND))
-        sys.stderr.write("analysis_bench: recording %d rounds (~%d events)\n" % (rounds, a.events))
-        rec_s = record(a.host, rounds, trace)
+        if a.trace:
+            trace, rec_s = a.trace, None
+        else:
+            shutil.rmtree(trace, ignore_errors=True)
+            rounds = max(1, int(a.events / EVENTS_PER_ROUND))
+            sys.stderr.write("analysis_bench: recording %d rounds (~%d events)\n"
+                             % (rounds, a.events))
+            rec_s = record(a.host, rounds, trace)
 
         sys.stderr.write("analysis_bench: babeltrace2 -o dummy\n")
         bt_s = timed(["babeltrace2", trace, "-o", "dummy"])
@@ -159,6 +168,19 @@ def main():
             if json.loads(pdoc) != s:
                 sys.stderr.write("analysis_bench: the engines' summaries differ\n")
                 return 1
+        live = None
+        if a.live:
+            ltrace = os.path.join(out, "live")
+            shutil.rmtree(ltrace, ignore_errors=True)
+            sys.stderr.write("analysis_bench: recording %d live regions\n" % a.live)
+            record(a.host, a.live, ltrace, mode="live")
+            _, lrss, ldoc, _ = measured([sys.executable, TOOL, "summary", "--json", ltrace], env)
+            ls = json.loads(ldoc)
+            if ls["leaks"]["regions"] != a.live:
+                sys.stderr.write("analysis_bench: %d live regions read, %d expected\n"
+                                 % (ls["leaks"]["regions"], a.live))
+                return 1
+            live = {"regions": a.live, "events": ls["events"], "summary_peak_rss_bytes": lrss}
         events = s["events"]
         fig = {
             "events": events,
@@ -175,6 +197,7 @@ def main():
             "summary_cores_busy": sum_cpu / sum_s,
             "cores": os.cpu_count(),
             "python_engine_s": py_s,
+            "live": live,
             "report_s": rep_s,
             "report_peak_rss_bytes": rep_rss,
             "report_over_summary": rep_s / sum_s,
@@ -193,6 +216,10 @@ def main():
                   % (sum_cpu, fig["summary_cores_busy"], fig["cores"]))
             print("  report                    %8.2f s  (report / summary %.2f; R3: <= 1.5), peak RSS %.1f MiB"
                   % (rep_s, fig["report_over_summary"], rep_rss / 2**20))
+        if live is not None and not a.json:
+            print("  summary of a host with %d live regions (%d events): peak RSS %.1f MiB "
+                  "(R3: <= 256 MiB for 100k)" % (live["regions"], live["events"],
+                                                 live["summary_peak_rss_bytes"] / 2**20))
         if py_s is not None and not a.json:
             print("  summary --engine python   %8.2f s  %10.0f events/s (same summary)"
                   % (py_s, events / py_s))

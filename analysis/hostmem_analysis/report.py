@@ -16,6 +16,7 @@ import sys
 import traceback
 
 import matplotlib
+import numpy
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -251,8 +252,10 @@ def plot_latency(model, s, path):
         lo_e, hi_e = math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + (1 if hi == lo else 0)
         nb = max(10, 10 * (hi_e - lo_e))
         bins = [10 ** (lo_e + (hi_e - lo_e) * i / nb) for i in range(nb + 1)]
-        counts, _, _ = ax.hist(lat, bins=bins, weights=weights, color=LEVEL_COLOURS["task"],
-                               alpha=0.85)
+        # One filled step outline, not a patch per bin: on log axes each patch
+        # costs milliseconds to place (R3: report within 1.5 times summary).
+        counts, _ = numpy.histogram(lat, bins=bins, weights=weights)
+        ax.stairs(counts, bins, fill=True, color=LEVEL_COLOURS["task"], alpha=0.85)
         ax.set_xscale("log")
         # No minor ticks on the log axes: they add little and cost half the
         # report's drawing time (R3: report within 1.5 times the summary).
@@ -275,7 +278,7 @@ def plot_latency(model, s, path):
         ax.set_title("%s (%s)" % (op, summary_mod.plural(st.count, "call")), fontsize=10)
         ax.set_xlabel("latency (time inside the call)")
         ax.set_ylabel("calls")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper right")
         ax.grid(True, alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

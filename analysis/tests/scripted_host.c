@@ -25,6 +25,9 @@
  *                                      task-level commit denied; prints
  *                                      "held" and keeps it all until the
  *                                      next line on stdin (a live session)
+ *   scripted_host live N               N regions of 64 KiB left live at exit
+ *                                      (the analysis' memory for N live
+ *                                      regions)
  *
  * Every mode prints "ready" and waits for a line on stdin before the part
  * that is to be recorded.
@@ -442,6 +445,20 @@ static int hold(void)
     return 0;
 }
 
+/* N regions of 64 KiB reserved and left live (the first page of every 16th
+ * committed), then exit: what the analysis holds for a host with N live
+ * regions (R3: 256 MiB at most for 100k). */
+static int live(long n)
+{
+    mgr = create(0);
+    for (long i = 0; i < n; i++) {
+        void *p = reserve(64 * KiB);
+        if (i % 16 == 0 && FAILED(commit(p, 4 * KiB, eTaskCritical, 0)))
+            die("commit", E_FAIL);
+    }
+    return 0;
+}
+
 /* The recorder tracks this process only (other programs of the machine may
  * use hostmem too): it learns the pid from "ready" and answers when the
  * session records. */
@@ -471,11 +488,13 @@ int main(int argc, char **argv)
         return wait_for_go() ? crash(atoi(argv[2]), argc == 4) : 1;
     if (argc == 3 && strcmp(argv[1], "lose") == 0)
         return wait_for_go() ? lose(atol(argv[2])) : 1;
+    if (argc == 3 && strcmp(argv[1], "live") == 0)
+        return wait_for_go() ? live(atol(argv[2])) : 1;
     if (argc == 2 && strcmp(argv[1], "hold") == 0)
         return wait_for_go() ? hold() : 1;
     if (argc == 3 && strcmp(argv[1], "exit") == 0)
         return wait_for_go() ? exit_with(atoi(argv[2])) : 1;
     fprintf(stderr, "usage: scripted_host run|midrun EXPECT.json | churn ROUNDS"
-                    " | crash SIGNAL [heap] | exit STATUS | lose N | hold\n");
+                    " | crash SIGNAL [heap] | exit STATUS | lose N | hold | live N\n");
     return 2;
 }
