@@ -342,21 +342,31 @@ LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, region_state, LTTNG_UST_TRACEPOINT_LOGLEV
  * malloc_alloc / malloc_free: one per call that succeeded (a refused call
  * emits failure).  Level DEBUG_SYSTEM: `--loglevel TRACE_INFO` leaves the heap
  * (and query) out; `--loglevel TRACE_DEBUG_SYSTEM` keeps the heap, not query.
- * `file` is "" and `line` 0 unless the block came from debug_alloc; `size` is
- * what was asked for on alloc and the block's usable size on free. */
+ * `size` is what was asked for on alloc and the block's usable size on free.
+ * Layout v3: a debug allocation's file and line travel in malloc_debug, just
+ * before its malloc_alloc, so a plain allocation pays for no string field. */
 LTTNG_UST_TRACEPOINT_EVENT(hostmem, malloc_alloc,
     LTTNG_UST_TP_ARGS(uint64_t, seq, uint64_t, heap, uint64_t, address, uint64_t, size,
-                      int32_t, level, uint64_t, caller, const char *, file, int32_t, line),
+                      int32_t, level, uint64_t, caller),
     LTTNG_UST_TP_FIELDS(
         lttng_ust_field_integer(uint64_t, seq, seq)
         lttng_ust_field_integer_hex(uint64_t, heap, heap)
         lttng_ust_field_integer_hex(uint64_t, address, address)
         lttng_ust_field_integer(uint64_t, size, size)
         lttng_ust_field_enum(hostmem, level, int32_t, level, level)
-        lttng_ust_field_integer_hex(uint64_t, caller, caller)
+        lttng_ust_field_integer_hex(uint64_t, caller, caller)))
+LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, malloc_alloc, LTTNG_UST_TRACEPOINT_LOGLEVEL_DEBUG_SYSTEM)
+
+/* debug_alloc's file and line.  `seq` is the seq of the malloc_alloc that
+ * follows (this event takes none of its own): a reader attaches file:line
+ * to the malloc_alloc of the same process with the same seq. */
+LTTNG_UST_TRACEPOINT_EVENT(hostmem, malloc_debug,
+    LTTNG_UST_TP_ARGS(uint64_t, seq, const char *, file, int32_t, line),
+    LTTNG_UST_TP_FIELDS(
+        lttng_ust_field_integer(uint64_t, seq, seq)
         lttng_ust_field_string(file, file)
         lttng_ust_field_integer(int32_t, line, line)))
-LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, malloc_alloc, LTTNG_UST_TRACEPOINT_LOGLEVEL_DEBUG_SYSTEM)
+LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, malloc_debug, LTTNG_UST_TRACEPOINT_LOGLEVEL_DEBUG_SYSTEM)
 
 LTTNG_UST_TRACEPOINT_EVENT(hostmem, malloc_free,
     LTTNG_UST_TP_ARGS(uint64_t, seq, uint64_t, heap, uint64_t, address, uint64_t, size,

@@ -73,7 +73,10 @@ FIELDS.update({
                         "committed_bytes"),
     "region_state": ("seq", "manager", "base", "region_size", "committed_bytes",
                      "protect", "caller"),
+    # v1/v2 carry file and line in malloc_alloc; v3 in malloc_debug, which
+    # the reader joins to its malloc_alloc (the model never sees it).
     "malloc_alloc": ("seq", "heap", "address", "size", "level", "caller", "file", "line"),
+    "malloc_debug": ("seq", "file", "line"),
     "malloc_free": ("seq", "heap", "address", "size", "caller"),
     "malloc_create": ("seq", "manager", "heap", "type"),
     "malloc_destroy": ("seq", "manager", "heap", "live_blocks", "live_bytes"),

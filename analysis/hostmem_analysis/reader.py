@@ -142,7 +142,8 @@ def _plan(struct_fc, names):
 
 
 class _EventClassPlan:
-    __slots__ = ("name", "payload", "ctx_pid", "ctx_procname", "skip", "own", "start")
+    __slots__ = ("name", "payload", "ctx_pid", "ctx_procname", "skip", "own", "start", "debug",
+                 "alloc")
 
     def __init__(self, ev, fields):
         full = ev.cls.name
@@ -154,6 +155,13 @@ class _EventClassPlan:
         self.payload = [] if self.skip else _plan(ev.cls.payload_field_class, wanted)
         # Layout v2: the call's start travels, its end is the event's time.
         self.start = any(n == "start_ns" for n, _, _ in self.payload)
+        # Layout v3: a debug allocation's file and line come in malloc_debug,
+        # under the seq of the malloc_alloc that follows; the reader joins
+        # them, so the model sees one malloc_alloc with file and line as v2
+        # recorded it (and never a malloc_debug, which has no seq of its own).
+        self.debug = self.own and short == "malloc_debug"
+        self.alloc = (self.own and short == "malloc_alloc" and
+                      not any(n == "file" for n, _, _ in self.payload))
         cc = ev.stream.cls.event_common_context_field_class
         pid = _plan(cc, ("vpid",))
         name = _plan(cc, ("procname",))
@@ -181,6 +189,7 @@ class _Sink(bt2._UserSinkComponent):
         self._classes = {}
         self._streams = {}
         self._procnames = {}
+        self._debug = {}  # (stream info, pid, seq) -> (file, line) of a malloc_debug
 
     def _user_graph_is_configured(self):
         self._it = self._create_message_iterator(self._port)
@@ -276,10 +285,17 @@ class _Sink(bt2._UserSinkComponent):
                 ev[name] = get(member(p, idx))
             if plan.start:
                 # lttng-ust's clock is CLOCK_MONOTONIC in ns, as start_ns;
-                # 0: the session began during the call.
+                # 0: the session began during the call.  The library takes
+                # start_ns from the TSC (docs/tracing.md): it may be a few ns
+                # late, which reads as 0.
                 start = ev.pop("start_ns")
                 end = clock_value(snap)
-                ev["duration_ns"] = end - start if 0 < start <= end else None
+                ev["duration_ns"] = (end - start if start <= end else 0) if start > 0 else None
+            if plan.debug:
+                self._debug[(host, pid, ev.get("seq"))] = (ev.get("file", ""), ev.get("line", 0))
+                continue
+            if plan.alloc:
+                ev["file"], ev["line"] = self._debug.pop((host, pid, ev.get("seq")), ("", 0))
             out.append(ev)
 
     def _discarded(self, m, kind):

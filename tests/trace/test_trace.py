@@ -62,7 +62,8 @@ SCHEMA = {
     "manager_destroy": {"seq", "manager", "regions", "reserved_bytes", "committed_bytes",
                         "unreturned_mappings", "unreturned_bytes"},
     "region_state": {"seq", "manager", "base", "region_size", "committed_bytes", "protect", "caller"},
-    "malloc_alloc": {"seq", "heap", "address", "size", "level", "level#", "caller", "file", "line"},
+    "malloc_alloc": {"seq", "heap", "address", "size", "level", "level#", "caller"},
+    "malloc_debug": {"seq", "file", "line"},
     "malloc_free": {"seq", "heap", "address", "size", "caller"},
     "malloc_create": {"seq", "manager", "heap", "type"},
     "malloc_destroy": {"seq", "manager", "heap", "live_blocks", "live_bytes"},
@@ -417,8 +418,12 @@ class TraceTest(unittest.TestCase):
             summary = analyze_json(s.path)
         self.assertEqual(discarded, 0)
         header, calls = lines[0], [l for l in lines[1:] if "call" in l]
+        # malloc_debug carries the seq of the malloc_alloc after it (it takes
+        # none of its own): the other events count 1, 2, ...
+        debug = [e for e in events if e["event"] == "malloc_debug"]
+        events = [e for e in events if e["event"] != "malloc_debug"]
         self.assertEqual([e["seq"] for e in events], list(range(1, len(events) + 1)))
-        for e in events:
+        for e in events + debug:
             self.assertEqual(set(e) - {"event", "_end"}, SCHEMA[e["event"]], e)
         heap = calls[0]["result"]
         create = [e for e in events if e["event"] == "malloc_create"]
@@ -433,12 +438,17 @@ class TraceTest(unittest.TestCase):
             self.assertEqual(e["heap"], heap)
             self.assertTrue(header["text_lo"] <= e["caller"] < header["text_hi"],
                             "caller %#x is not in the host's code: %r" % (e["caller"], e))
-        self.expect(allocs[0], "malloc_alloc", address=calls[1]["result"], size=100, level="task",
-                    file="", line=0)
+        self.expect(allocs[0], "malloc_alloc", address=calls[1]["result"], size=100, level="task")
         self.expect(allocs[1], "malloc_alloc", address=calls[2]["result"], size=40,
-                    level="appdomain", file="workload.c", line=123)
+                    level="appdomain")
         self.expect(allocs[2], "malloc_alloc", address=calls[3]["result"], size=50000,
-                    level="process", file="", line=0)
+                    level="process")
+        # The debug allocation's file and line: one malloc_debug, under its
+        # malloc_alloc's seq, recorded just before it (only plain events between:
+        # none here).
+        self.assertEqual([(d["seq"], d["file"], d["line"]) for d in debug],
+                         [(allocs[1]["seq"], "workload.c", 123)])
+        self.assertLessEqual(debug[0]["_end"], allocs[1]["_end"])
         self.expect(frees[0], "malloc_free", address=calls[1]["result"], size=112)
         self.expect(frees[1], "malloc_free", address=0, size=0)
         failures = [e for e in events if e["event"] == "failure"]
