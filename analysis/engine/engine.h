@@ -78,6 +78,7 @@ enum hme_kind {
     HME_K_MALLOC_CREATE,
     HME_K_MALLOC_DESTROY,
     HME_K_MALLOC_REGION,
+    HME_K_MALLOC_DEBUG, /* layout v3: file and line of the malloc_alloc with its seq */
     HME_K_COUNT
 };
 

@@ -485,7 +485,20 @@ struct mismatch {
     int64_t told, seen;
 };
 
+/* Layout v3: a debug allocation's file and line come in malloc_debug, just
+ * before its malloc_alloc and under that malloc_alloc's seq (it takes none of
+ * its own and is not counted, as reader.py does).  A few wait per process,
+ * for other threads' events that may come in between. */
+#define DEBUG_PENDING 8
+struct debug_pending {
+    int64_t seq; /* 0: free */
+    const char *file;
+    int64_t line;
+};
+
 struct proc {
+    struct debug_pending dbg[DEBUG_PENDING];
+    int32_t dbg_next;
     int32_t host;
     int32_t has_pid;
     int64_t pid;
@@ -996,7 +1009,8 @@ static int replay_region_op(hme_engine *e, struct proc *p, struct manager *g,
     st->count++;
     if (HAS(HME_R_START_NS)) {
         uint64_t start = V(HME_R_START_NS), end = r->clock;
-        if (0 < start && start <= end && hist_add(&st->lat, (int64_t)(end - start)) < 0)
+        /* start_ns comes from the TSC and may be a few ns late: 0, as reader.py */
+        if (0 < start && hist_add(&st->lat, start <= end ? (int64_t)(end - start) : 0) < 0)
             return -1;
     }
     int ok = !HAS(HME_R_HR) || (c->hr_ok_known && (int64_t)V(HME_R_HR) == c->hr_ok);
@@ -1245,6 +1259,17 @@ static int replay_heap_event(hme_engine *e, struct proc *p, const struct hme_cla
                     return -1;
             }
         }
+        if (!HAS(HME_R_FILE) && HAS(HME_R_SEQ)) {
+            int64_t seq = (int64_t)V(HME_R_SEQ);
+            for (int i = 0; i < DEBUG_PENDING; i++) {
+                if (p->dbg[i].seq == seq) {
+                    k->file = p->dbg[i].file;
+                    k->line = p->dbg[i].line;
+                    p->dbg[i].seq = 0;
+                    break;
+                }
+            }
+        }
         k->order = order;
         return 0;
     }
@@ -1313,6 +1338,20 @@ int hme__model_event(hme_engine *e, const struct hme_rec *r, const char *blob)
     if (c->kind == HME_K_FWD_OTHER)
         return hme__fwd_push(e, r, blob, pi);
     struct proc *p = &m->procs[pi];
+    if (c->kind == HME_K_MALLOC_DEBUG) {
+        struct debug_pending *d = &p->dbg[p->dbg_next];
+        p->dbg_next = (p->dbg_next + 1) % DEBUG_PENDING;
+        d->seq = HAS(HME_R_SEQ) ? (int64_t)V(HME_R_SEQ) : 0;
+        d->line = HAS(HME_R_LINE) ? (int64_t)V(HME_R_LINE) : 0;
+        d->file = NULL;
+        if (HAS(HME_R_FILE)) {
+            uint64_t s = V(HME_R_FILE);
+            size_t n = (size_t)(s & 0xffffffffu);
+            if (n > 0 && (d->file = replay_intern(m, blob + (s >> 32), n)) == NULL)
+                return -1;
+        }
+        return 0;
+    }
     int64_t ts = r->ts;
     if (HAS(HME_R_SEQ)) {
         int64_t seq = (int64_t)V(HME_R_SEQ);

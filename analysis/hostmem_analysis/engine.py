@@ -41,7 +41,7 @@ F_UINT, F_SINT, F_STRING, F_TEXT_ARRAY, F_TEXT_SEQ, F_BYTE_ARRAY, F_BYTE_SEQ = r
 KINDS = ["skip", "fwd", "fwd_other", "reserve", "commit", "decommit", "release", "protect",
          "reset", "reset_undo", "query", "totals", "memory_state", "manager_create",
          "manager_destroy", "region_state", "malloc_alloc", "malloc_free", "malloc_create",
-         "malloc_destroy", "malloc_region"]
+         "malloc_destroy", "malloc_region", "malloc_debug"]
 K = {k: i for i, k in enumerate(KINDS)}
 # enum hme_role
 ROLES = ["seq", "manager", "address", "size", "base", "region_size", "hr", "start_ns",
@@ -56,7 +56,7 @@ PROLES = ["magic", "stream_id", "timestamp_begin", "timestamp_end", "content_siz
 C_KINDS = {"reserve", "commit", "decommit", "release", "protect", "reset", "reset_undo",
            "query", "totals", "memory_state", "manager_create", "manager_destroy",
            "region_state", "malloc_alloc", "malloc_free", "malloc_create", "malloc_destroy",
-           "malloc_region"}
+           "malloc_region", "malloc_debug"}
 REGION_OPS = model_mod.REGION_OPS
 
 

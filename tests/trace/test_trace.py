@@ -175,11 +175,21 @@ def run_workload(scenario, workload=None, **env):
     return [json.loads(line) for line in out.splitlines()]
 
 
-def analyze_json(trace_dir):
-    """The analysis's summary of a recorded trace (the installed-tree layout: analysis/ beside tests/)."""
+def engine_lib():
+    """The C analysis engine built beside the workload (build tree: bin/ and lib/), or None."""
+    path = os.path.join(os.path.dirname(os.path.abspath(WORKLOAD)), "..", "lib", "libhostmem_engine.so")
+    return path if os.path.exists(path) else None
+
+
+def analyze_json(trace_dir, engine="python"):
+    """The analysis's summary of a recorded trace (the installed-tree layout: analysis/ beside
+    tests/), read by reader.py and model.py, or by the C engine built beside the workload."""
     tool = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "analysis", "hostmem-analyze")
-    out = subprocess.run([sys.executable, tool, "summary", "--json", trace_dir], check=True,
-                         stdout=subprocess.PIPE, timeout=TIMEOUT, text=True).stdout
+    env = dict(os.environ)
+    if engine == "c":
+        env["HOSTMEM_ENGINE_LIB"] = engine_lib()
+    out = subprocess.run([sys.executable, tool, "summary", "--json", "--engine", engine, trace_dir],
+                         check=True, stdout=subprocess.PIPE, timeout=TIMEOUT, text=True, env=env).stdout
     return json.loads(out)
 
 
@@ -416,6 +426,10 @@ class TraceTest(unittest.TestCase):
             s.stop()
             events, discarded = s.read(lines[0]["pid"])
             summary = analyze_json(s.path)
+            # The C engine joins malloc_debug to its malloc_alloc as reader.py does.
+            summary_c = analyze_json(s.path, "c") if engine_lib() else None
+        if summary_c is not None:
+            self.assertEqual(summary_c["processes"], summary["processes"])
         self.assertEqual(discarded, 0)
         header, calls = lines[0], [l for l in lines[1:] if "call" in l]
         # malloc_debug carries the seq of the malloc_alloc after it (it takes
