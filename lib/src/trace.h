@@ -54,6 +54,9 @@ typedef struct hostmem__trace_op_event {
 /* Whether `op`'s event is enabled; fills *call (t0, caller) when it is. */
 bool hostmem__trace_begin(enum hostmem__op op, hostmem__trace_call *call, uintptr_t caller);
 uint64_t hostmem__trace_now_ns(void);
+/* The clock of a region event's start_ns: CLOCK_MONOTONIC ns, from the TSC
+ * where it can be (trace_lttng.c says how, and how close).  0 untraced. */
+uint64_t hostmem__trace_clock_ns(void);
 
 void hostmem__trace_region_op(const struct hostmem_manager *m, const hostmem__trace_call *call,
                               const hostmem__trace_op_event *ev);

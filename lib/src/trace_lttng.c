@@ -205,6 +205,8 @@ static inline uint64_t trace_clock_ns(void)
 static inline uint64_t trace_clock_ns(void) { return hostmem__trace_now_ns(); }
 #endif
 
+uint64_t hostmem__trace_clock_ns(void) { return trace_clock_ns(); }
+
 /* ---- region operations (T1) ---------------------------------------------- */
 
 static inline bool trace_region_enabled(enum hostmem__op op)

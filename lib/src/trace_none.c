@@ -10,6 +10,7 @@ bool hostmem__trace_begin(enum hostmem__op op, hostmem__trace_call *call, uintpt
 }
 
 uint64_t hostmem__trace_now_ns(void) { return 0; }
+uint64_t hostmem__trace_clock_ns(void) { return 0; }
 
 void hostmem__trace_region_op(const struct hostmem_manager *m, const hostmem__trace_call *call,
                               const hostmem__trace_op_event *ev) {}
