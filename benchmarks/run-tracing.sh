@@ -3,20 +3,24 @@
 #
 #   benchmarks/run-tracing.sh [--bench PATH] [--out DIR] [--rounds N] [--quick]
 #                             [--burst N] [--burst-op query|protect] [--no-burst]
-#                             [--no-modes] [--shared] [-- HOSTMEM-BENCH ARGS...]
+#                             [--no-modes] [--shared] [--contexts LIST]
+#                             [-- HOSTMEM-BENCH ARGS...]
 #
 # 1. Modes.  Runs hostmem-bench (default args: --only=region,pages,query,trace) with
 #    no session ("none"), inside a started session whose hostmem events are
 #    disabled ("disabled": enabled then disabled again, so the tracepoints are
 #    registered but off), and inside a started session recording hostmem:*
-#    as hostmem-profile does: its channel (8 x 4 MiB sub-buffers) and its
-#    contexts (vpid, vtid, procname) ("enabled").  Rounds
+#    as hostmem-profile does: its channel and its contexts, read from
+#    analysis/hostmem-profile itself ("enabled"; --contexts a,b overrides
+#    the contexts, to measure what one costs).  Rounds
 #    rotate the order of the modes so drift hits each one alike.  Every run's
 #    floors are raw syscalls that emit nothing, so they stay put while the
 #    hostmem side pays for tracing.  The trace family fires a bare lttng-ust
 #    event with one integer field (hostmem_bench:bare, recorded by the same
 #    session): the yardstick of T6, which the report divides the
-#    cost tracing adds to each operation by (at most 1.5 per event).
+#    cost tracing adds to each operation by (at most 1.5 per event).  The
+#    trace family also times one reserve, one release, one heap alloc and
+#    one heap free at a time (the other half untimed), each one event.
 # 2. Burst.  --burst N operations back to back (default 1,000,000 queries, one
 #    event each) recorded with the default channel (4 x 512 KiB) and with the
 #    profiler's 8 x 4 MiB; events lost are read from `lttng list` (the
@@ -41,6 +45,7 @@ burst_op=query
 do_burst=1
 do_modes=1
 shared=0
+contexts_arg=""
 bench_args=()
 orig_args=("$@")
 
@@ -60,7 +65,9 @@ while [[ $# -gt 0 ]]; do
     --no-modes) do_modes=0; shift ;;
     --shared) shared=1; shift ;;
     --) shift; bench_args=("$@"); break ;;
-    -h|--help) sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --contexts) contexts_arg=$2; shift 2 ;;
+    --contexts=*) contexts_arg=${1#*=}; shift ;;
+    -h|--help) sed -n '2,35p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run-tracing.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -89,6 +96,23 @@ fi
 mkdir -p "$out/modes" "$out/burst" "$out/traces"
 out=$(cd "$out" && pwd)
 python=/usr/bin/python3
+
+# hostmem-profile's session: the figures are what a user of it gets.
+profile="$here/../analysis/hostmem-profile"
+profile_value() { # NAME -> the string constant NAME = "..." of hostmem-profile
+    sed -n "s/^$1 = \"\(.*\)\"\$/\1/p" "$profile"
+}
+subbuf_size=$(profile_value SUBBUF_SIZE)
+num_subbuf=$(profile_value SUBBUF_COUNT)
+contexts=${contexts_arg:-$(profile_value CONTEXTS)}
+if [[ -z "$subbuf_size" || -z "$num_subbuf" || -z "$contexts" ]]; then
+    echo "run-tracing.sh: cannot read SUBBUF_SIZE, SUBBUF_COUNT and CONTEXTS from $profile" >&2
+    exit 2
+fi
+ctx_args=()
+IFS=, read -ra ctx_list <<<"$contexts"
+for c in "${ctx_list[@]}"; do ctx_args+=(-t "$c"); done
+echo "run-tracing.sh: profiler channel $num_subbuf x $subbuf_size, contexts $contexts" >&2
 
 # ---- the session daemon -------------------------------------------------------
 started_daemon=""
@@ -127,13 +151,16 @@ session_create() { # name channel(default|profiler) events(on|off)
     sessions+=("$name")
     local c=()
     if [[ $channel == profiler ]]; then
-        lttng enable-channel -u -s "$name" --subbuf-size=4M --num-subbuf=8 hostmem >/dev/null
+        lttng enable-channel -u -s "$name" --subbuf-size="$subbuf_size" --num-subbuf="$num_subbuf" \
+            hostmem >/dev/null
         c=(-c hostmem)
     fi
     lttng enable-event -u -s "$name" "${c[@]}" 'hostmem:*,hostmem_bench:*' >/dev/null
     if [[ $channel == profiler ]]; then
-        # The contexts hostmem-profile records (the analysis needs the pid).
-        lttng add-context -u -s "$name" "${c[@]}" -t vpid -t vtid -t procname >/dev/null
+        # hostmem-profile's other events share its channel (and its event ids).
+        lttng enable-event -u -s "$name" "${c[@]}" 'lttng_ust_statedump:*' >/dev/null
+        # The contexts hostmem-profile records.
+        lttng add-context -u -s "$name" "${c[@]}" "${ctx_args[@]}" >/dev/null
     fi
     if [[ $events == off ]]; then
         lttng disable-event -u -s "$name" "${c[@]}" 'hostmem:*,hostmem_bench:*' >/dev/null
@@ -193,7 +220,11 @@ if [[ $do_burst -eq 1 ]]; then
             grep -v ' hostmem:totals: ' | grep -c ' hostmem:[a-z_]*: ' || true)
         discarded_bt=$({ grep -o 'discarded [0-9]* events' "$out/burst/$channel.bt.err" || true; } |
             awk '{ n += $2 } END { print n + 0 }')
-        if [[ $channel == profiler ]]; then sub=4194304 n=8; else sub=524288 n=4; fi
+        if [[ $channel == profiler ]]; then
+            sub=$(numfmt --from=iec "$subbuf_size") n=$num_subbuf
+        else
+            sub=524288 n=4
+        fi
         cat >"$out/burst/$channel.json" <<JSON
 {"channel": "$channel", "subbuf_size": $sub, "num_subbuf": $n, "recorded": $recorded,
  "discarded_lttng": $discarded_lttng, "discarded_babeltrace": $discarded_bt,
