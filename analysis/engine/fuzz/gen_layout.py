@@ -1,11 +1,8 @@
 #!/usr/bin/python3
 """gen_layout.py METADATA > layout.h: the tables engine.py hands the C engine
 for one trace's metadata, as C byte arrays, for the fuzz target (fuzz_ctf.c)
-to load without Python.  The committed layout.h comes from ./metadata (a
-trace of the scripted host); regenerate it when the layout changes:
-
-    analysis/engine/fuzz/gen_layout.py analysis/engine/fuzz/metadata \\
-        > analysis/engine/fuzz/layout.h
+to load without Python.  The build generates it from ./metadata (a trace of
+the scripted host) whenever engine.py or engine.h change.
 """
 import ctypes
 import os
