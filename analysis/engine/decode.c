@@ -35,6 +35,7 @@
 
 #define DECODE_CHUNK 4096   /* records per chunk */
 #define DECODE_FWD_BATCH 4096
+#define DECODE_PROGRESS (1 << 20) /* events between two returns to Python */
 
 struct hme_sclass {
     int32_t trace;
@@ -821,7 +822,8 @@ int hme_run(hme_engine *e, struct hme_batch *out)
         }
         if (e->nheap > 0)
             decode_sift_down(e, 0);
-        if (e->nfwd >= DECODE_FWD_BATCH)
+        /* back to Python now and then: its progress bar */
+        if (e->nfwd >= DECODE_FWD_BATCH || (e->decoded & (DECODE_PROGRESS - 1)) == 0)
             goto batch;
     }
     decode_stop(e);

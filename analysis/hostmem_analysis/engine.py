@@ -818,16 +818,27 @@ def read(checked, model, temporary_ns, keep_all_samples=False):
                 nstreams += 1
         if nstreams == 0:
             raise Unsupported()
-        _replay(run, model)
+        _replay(run, model, [c.read_dir for c in checked])
         _fill_model(run, model)
     finally:
         run.close()
     return model
 
 
-def _replay(run, model):
+def _replay(run, model, dirs=()):
+    from . import progress
+    bar = progress.counter(dirs)
+    try:
+        _replay_batches(run, model, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _replay_batches(run, model, bar):
     lib, e = run.lib, run.e
     batch = _Batch()
+    shown = 0
     procs = {}
     hosts = run.hosts
     classes = run.classes
@@ -837,6 +848,10 @@ def _replay(run, model):
         rc = lib.hme_run(e, ctypes.byref(batch))
         if rc < 0:
             raise Unsupported()  # damage ctfcheck did not repair: babeltrace2 reads it
+        if bar is not None:
+            done = lib.hme_events_decoded(e)
+            bar.update(done - shown)
+            shown = done
         n = batch.n
         if n:
             blob = ctypes.string_at(batch.blob, batch.blob_n) if batch.blob_n else b""

@@ -22,19 +22,25 @@ def _stream_bytes(dirs):
     return n
 
 
-def wrap(events, dirs, stream=None):
+def counter(dirs, stream=None):
+    """A bar updated by hand (update(n), close()), or None when none is shown."""
     stream = stream or sys.stderr
     if not stream.isatty() or os.environ.get("HOSTMEM_ANALYZE_PROGRESS") == "0":
-        return events
+        return None
     try:
         from tqdm import tqdm
     except ImportError:
-        return events
+        return None
     total = _stream_bytes(dirs) // BYTES_PER_EVENT or None
     if total is not None and total < 500000:
-        return events  # done in a moment: no bar
-    return _counted(events, tqdm(total=total, unit=" ev", unit_scale=True, file=stream,
-                                 desc="reading", leave=False))
+        return None  # done in a moment: no bar
+    return tqdm(total=total, unit=" ev", unit_scale=True, file=stream, desc="reading",
+                leave=False)
+
+
+def wrap(events, dirs, stream=None):
+    bar = counter(dirs, stream)
+    return events if bar is None else _counted(events, bar)
 
 
 def _counted(events, bar):
