@@ -51,7 +51,8 @@ enum {
     BENCH_FAMILY_TRACE = 1u << 6,    /* a bare lttng-ust event, the yardstick of T6 */
     BENCH_FAMILY_HEAP = 1u << 7,     /* hostmem_malloc beside glibc malloc */
     BENCH_FAMILY_WATCH = 1u << 8,    /* write watch: get+reset, the host's writes */
-    BENCH_FAMILY_ALL = (1u << 9) - 1,
+    BENCH_FAMILY_STACKS = 1u << 9,   /* a reserve's call stack of depth 16 (T7) */
+    BENCH_FAMILY_ALL = (1u << 10) - 1,
 };
 
 /* What every case sees. */
@@ -215,6 +216,7 @@ int bench_family_metadata(bench_env *env);
 int bench_family_trace(bench_env *env);
 int bench_family_heap(bench_env *env);
 int bench_family_watch(bench_env *env);
+int bench_family_stacks(bench_env *env);
 /* --burst=N: N operations that each emit one hostmem event, then a summary. */
 int bench_burst(bench_env *env);
 

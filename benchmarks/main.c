@@ -17,7 +17,7 @@ static void usage(FILE *f)
           "  --wide               table with p90, p99.9 and max too\n"
           "  --reps=N             timed batches per side, alternated (default 10; --quick 1)\n"
           "  --only=LIST          families, comma-separated: region,pages,query,scaling,threads,watch,\n"
-          "                       metadata, trace, heap (default: all)\n"
+          "                       metadata, trace, heap, stacks (default: all)\n"
           "  --max-regions=N      largest live-region count of the scaling family (default 100000)\n"
           "  --tracing-mode=LABEL label every row (none, disabled, enabled); changes nothing else\n"
           "  --timer=tsc|clock    rdtsc calibrated against CLOCK_MONOTONIC (default), or\n"
@@ -40,6 +40,7 @@ static unsigned parse_families(const char *list)
                  {"trace", BENCH_FAMILY_TRACE},
                  {"heap", BENCH_FAMILY_HEAP},
                  {"watch", BENCH_FAMILY_WATCH},
+                 {"stacks", BENCH_FAMILY_STACKS},
                  {"all", BENCH_FAMILY_ALL}};
     unsigned bits = 0;
     char *copy = strdup(list), *save = NULL;
@@ -336,7 +337,8 @@ int main(int argc, char **argv)
                     {BENCH_FAMILY_METADATA, bench_family_metadata, "metadata"},
                     {BENCH_FAMILY_TRACE, bench_family_trace, "trace"},
                     {BENCH_FAMILY_HEAP, bench_family_heap, "heap"},
-                    {BENCH_FAMILY_WATCH, bench_family_watch, "watch"}};
+                    {BENCH_FAMILY_WATCH, bench_family_watch, "watch"},
+                    {BENCH_FAMILY_STACKS, bench_family_stacks, "stacks"}};
     for (size_t k = 0; k < sizeof families / sizeof families[0]; k++) {
         if (!(o.families & families[k].bit))
             continue;

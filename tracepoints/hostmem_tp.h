@@ -414,6 +414,19 @@ LTTNG_UST_TRACEPOINT_EVENT(hostmem, malloc_region,
         lttng_ust_field_integer(uint8_t, live, live)))
 LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, malloc_region, LTTNG_UST_TRACEPOINT_LOGLEVEL_INFO)
 
+/* ---- call stacks (T7) ------------------------------------------------------
+ * With stacks on (HOSTMEM_STACKS=N or config.stack_depth), emitted by the
+ * same thread immediately before the reserve, plain commit or malloc_alloc
+ * event it belongs to, with that event's seq (a stack event takes no seq of
+ * its own).  frames: up to 64 return addresses of the host, innermost first;
+ * frames[0] is the event's caller. */
+LTTNG_UST_TRACEPOINT_EVENT(hostmem, stack,
+    LTTNG_UST_TP_ARGS(uint64_t, seq, const uint64_t *, frames, unsigned, count),
+    LTTNG_UST_TP_FIELDS(
+        lttng_ust_field_integer(uint64_t, seq, seq)
+        lttng_ust_field_sequence_hex(uint64_t, frames, frames, uint8_t, count)))
+LTTNG_UST_TRACEPOINT_LOGLEVEL(hostmem, stack, LTTNG_UST_TRACEPOINT_LOGLEVEL_DEBUG_SYSTEM)
+
 #endif /* HOSTMEM_TP_H */
 
 #include <lttng/tracepoint-event.h>

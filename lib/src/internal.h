@@ -366,4 +366,31 @@ void hostmem__fault_unregister(struct hostmem_manager *m);
  * once.  0 or errno. */
 int hostmem__guard_install(void);
 
+/* ---- stack.c: the host's call stack (T7) ---------------------------------- */
+/* Nonzero once any manager records stacks: the facade tests this first, so
+ * with stacks off an event pays one load and one branch. */
+extern int hostmem__stack_any;
+static inline bool hostmem__stack_on(void)
+{
+    return __builtin_expect(__atomic_load_n(&hostmem__stack_any, __ATOMIC_RELAXED), 0);
+}
+/* HOSTMEM_STACKS / HOSTMEM_STACKS_UNWIND, when set, into *cfg (at create). */
+void hostmem__stack_configure(hostmem_config *cfg);
+bool hostmem__stack_config_valid(const hostmem_config *cfg);
+/* A manager with cfg starts: load the unwinder if it needs one. */
+void hostmem__stack_enable(const hostmem_config *cfg);
+/* Up to cfg->stack_depth return addresses into out (room for
+ * HOSTMEM_STACK_DEPTH_MAX), innermost first, from `caller` (the public
+ * entry's return address) outwards; `caller` alone when the walk cannot reach
+ * it.  0 when stacks are off. */
+unsigned hostmem__stack_capture(const hostmem_config *cfg, uintptr_t caller, uint64_t *out);
+
+/* ---- trace_lttng_stack.c: the hostmem:stack event (LTTng builds) ---------- */
+/* Called by the facade inside its re-entry guard, with the seq of the event
+ * it is about to emit: a reserve, a plain commit, a heap allocation. */
+void hostmem__trace_stack_op(const struct hostmem_manager *m, enum hostmem__op op,
+                             uint32_t alloc_type, uint64_t seq, uintptr_t caller);
+struct hostmem_malloc;
+void hostmem__trace_stack_malloc(const struct hostmem_malloc *h, uint64_t seq, uintptr_t caller);
+
 #endif

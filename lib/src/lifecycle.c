@@ -127,6 +127,8 @@ void hostmem_config_init(hostmem_config *config)
         .process_critical_wait_ms = 0,
         .lock_timeout_ms = 0,
         .deny_write_execute = false,
+        .stack_depth = 0,
+        .stack_walk = HOSTMEM_STACK_WALK_UNWIND,
     };
 }
 
@@ -142,8 +144,10 @@ HRESULT hostmem_create(const hostmem_config *config, hostmem_manager **out)
     hostmem_config_init(&cfg);
     if (config)
         cfg = *config;
+    hostmem__stack_configure(&cfg); /* T7: the environment has the last word */
     if (cfg.task_percent > 100 || cfg.appdomain_percent > 100 || cfg.task_percent > cfg.appdomain_percent ||
-        cfg.low_memory_percent > 100 || cfg.high_memory_percent > cfg.low_memory_percent)
+        cfg.low_memory_percent > 100 || cfg.high_memory_percent > cfg.low_memory_percent ||
+        !hostmem__stack_config_valid(&cfg))
         return hostmem__call_finish(&c, hostmem__call_fail(&c, E_INVALIDARG, HOSTMEM_REASON_bad_type));
     if (cfg.guard_handler && hostmem__guard_install()) /* W2 */
         return hostmem__call_finish(&c, hostmem__call_fail(&c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata));
@@ -162,6 +166,7 @@ HRESULT hostmem_create(const hostmem_config *config, hostmem_manager **out)
     pthread_condattr_destroy(&ca);
     hostmem__map_init(&m->map);
     hostmem__policy_init(&m->policy, &cfg);
+    hostmem__stack_enable(&cfg);
     pthread_once(&atfork_once, atfork_install);
     pthread_mutex_lock(&managers_lock);
     m->next_manager = managers;

@@ -279,6 +279,8 @@ void hostmem__trace_region_op(const struct hostmem_manager *m, const hostmem__tr
         .hr = ev->hr,
     };
     hostmem__trace_depth++;
+    if (hostmem__stack_on()) /* T7: its stack first (trace_lttng_stack.c) */
+        hostmem__trace_stack_op(m, ev->op, ev->alloc_type, e.seq, (uintptr_t)e.caller);
     switch (ev->op) {
     case HOSTMEM_OP_reserve: lttng_ust_do_tracepoint(hostmem, reserve, &e); break;
     case HOSTMEM_OP_commit:

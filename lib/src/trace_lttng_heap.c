@@ -18,6 +18,8 @@ void hostmem__trace_malloc_alloc(const struct hostmem_malloc *h, uintptr_t addre
         return;
     hostmem__trace_depth++;
     uint64_t seq = hostmem__trace_seq_next();
+    if (hostmem__stack_on()) /* T7: its stack first (trace_lttng_stack.c) */
+        hostmem__trace_stack_malloc(h, seq, caller);
     /* debug_alloc: its file and line first, under the allocation's seq. */
     if ((file != NULL || line != 0) && HOSTMEM_TRACE_ON(malloc_debug))
         lttng_ust_do_tracepoint(hostmem, malloc_debug, seq, file ? file : "", (int32_t)line);

@@ -129,6 +129,31 @@ Test(a3_manager, config_defaults)
     cr_assert_eq(c.process_critical_wait_ms, 0);
     cr_assert_eq(c.lock_timeout_ms, 0);
     cr_assert_eq(c.deny_write_execute, false);
+    cr_assert_eq(c.stack_depth, 0);
+    cr_assert_eq(c.stack_walk, HOSTMEM_STACK_WALK_UNWIND);
+}
+
+/* T7: a stack depth above 64 or an unknown walk is refused; 64 is accepted. */
+Test(a3_manager, create_checks_stack_config)
+{
+    unsetenv("HOSTMEM_STACKS");
+    unsetenv("HOSTMEM_STACKS_UNWIND");
+    hostmem_config c;
+    hostmem_manager *m = NULL;
+    hostmem_config_init(&c);
+    c.stack_depth = HOSTMEM_STACK_DEPTH_MAX + 1;
+    cr_assert_eq(hostmem_create(&c, &m), E_INVALIDARG);
+    cr_assert_null(m);
+    hostmem_config_init(&c);
+    c.stack_walk = 2;
+    cr_assert_eq(hostmem_create(&c, &m), E_INVALIDARG);
+    hostmem_config_init(&c);
+    c.stack_depth = HOSTMEM_STACK_DEPTH_MAX;
+    c.stack_walk = HOSTMEM_STACK_WALK_FRAME_POINTERS;
+    HR_OK(hostmem_create(&c, &m));
+    void *p = commit(m, NULL, pg(), PAGE_READWRITE);
+    HR_OK(hostmem_virtual_free(m, p, 0, MEM_RELEASE));
+    hostmem_destroy(m);
 }
 
 Test(a3_manager, create_with_null_config_uses_defaults)

@@ -226,7 +226,23 @@ typedef struct hostmem_config {
     bool guard_handler;
     void (*on_guard)(void *guard_context, void *address);
     void *guard_context;
+    /* Call stacks (T7, docs/tracing.md).  With stack_depth N > 0 (at most 64,
+     * default 0 = off), each reserve, commit and heap allocation event is
+     * preceded by a hostmem:stack event with up to N return addresses of the
+     * host, innermost first; stack_walk says how they are found:
+     * HOSTMEM_STACK_WALK_UNWIND (default: the binaries' unwind tables, through
+     * libunwind) or HOSTMEM_STACK_WALK_FRAME_POINTERS (faster; only for hosts
+     * built with frame pointers).  The environment overrides both fields when
+     * set: HOSTMEM_STACKS=N and HOSTMEM_STACKS_UNWIND=unwind|fp.
+     * New fields are added at the end of this struct: fill it with
+     * hostmem_config_init, never by hand. */
+    DWORD stack_depth;
+    DWORD stack_walk;
 } hostmem_config;
+
+#define HOSTMEM_STACK_DEPTH_MAX 64u
+#define HOSTMEM_STACK_WALK_UNWIND 0u
+#define HOSTMEM_STACK_WALK_FRAME_POINTERS 1u
 
 typedef struct hostmem_stats {
     SIZE_T reserved_bytes;       /* sum of region sizes, page-rounded, as query reports them */
