@@ -27,6 +27,7 @@ import bisect
 from array import array
 
 from .hist import Hist
+from .stacks import StackBook
 
 REGION_OPS = ("reserve", "commit", "decommit", "release", "protect", "reset",
               "reset_undo", "query")
@@ -77,6 +78,7 @@ FIELDS.update({
     # the reader joins to its malloc_alloc (the model never sees it).
     "malloc_alloc": ("seq", "heap", "address", "size", "level", "caller", "file", "line"),
     "malloc_debug": ("seq", "file", "line"),
+    "stack": ("seq", "frames"),
     "malloc_free": ("seq", "heap", "address", "size", "caller"),
     "malloc_create": ("seq", "manager", "heap", "type"),
     "malloc_destroy": ("seq", "manager", "heap", "live_blocks", "live_bytes"),
@@ -126,9 +128,10 @@ class Region:
     """
 
     __slots__ = ("base", "size", "caller", "t_reserve", "committed", "unplaced",
-                 "from_statedump", "heap")
+                 "from_statedump", "heap", "stack")
 
-    def __init__(self, base, size, caller, ts, from_statedump=False):
+    def __init__(self, base, size, caller, ts, from_statedump=False, stack=None):
+        self.stack = stack if stack is not None else ((caller,) if caller else ())  # R5 owner
         self.heap = None  # the heap that took this region (malloc_region), if any
         self.base = base
         self.size = size
@@ -244,9 +247,10 @@ class Leak:
     """A region still reserved when the trace (or its manager) ended."""
 
     __slots__ = ("base", "size", "committed", "caller", "t_reserve", "manager",
-                 "from_statedump", "site")
+                 "from_statedump", "site", "stack")
 
     def __init__(self, region, manager):
+        self.stack = region.stack
         self.base = region.base
         self.size = region.size
         self.committed = region.committed_bytes()
@@ -260,10 +264,11 @@ class Leak:
 class HeapBlock:
     """A block of a heap: live while allocated; a leak when still live at the end."""
 
-    __slots__ = ("heap", "address", "size", "caller", "file", "line", "ts", "at_end")
+    __slots__ = ("heap", "address", "size", "caller", "file", "line", "ts", "at_end", "stack")
 
-    def __init__(self, heap, address, size, caller, file, line, ts):
+    def __init__(self, heap, address, size, caller, file, line, ts, stack=None):
         self.at_end = False  # live when the trace ended (its heap never destroyed)
+        self.stack = stack
         self.heap = heap
         self.address = address
         self.size = size
@@ -474,6 +479,13 @@ class Process(Stats):
         self.destroy_mismatch = []
         # The signal that killed the process, when the recorder knows it.
         self.crash_signal = None
+        self.stacks = StackBook()  # R5: committed bytes by the stack that reserved them
+
+    def move(self, ts, d_reserved, d_committed):
+        peak = self.peak_committed
+        super().move(ts, d_reserved, d_committed)
+        if self.peak_committed > peak:
+            self.stacks.new_peak()
 
     def heap_moved(self, delta):
         h = self.heap
@@ -554,10 +566,19 @@ class Model:
             self._statedump(p, name, ev)
             return
         handler = _HANDLERS.get(name) or _HEAP_HANDLERS.get(name)
-        if handler is None:
+        if handler is None and name != "stack":
             self.other_events += 1
             return
         seq = ev.get("seq")
+        if name == "stack":
+            # T7: the stack of the operation with the same seq, which follows
+            # (it takes no seq of its own).
+            p.events += 1
+            self.all.events += 1
+            p.events_by_name[name] = p.events_by_name.get(name, 0) + 1
+            self.all.events_by_name[name] = self.all.events_by_name.get(name, 0) + 1
+            p.stacks.stack_event(seq, ev.get("frames"))
+            return
         if seq is not None:
             if p.seq_count == 0:
                 p.seq_min = p.seq_max = seq
@@ -672,7 +693,9 @@ class Model:
             st.latencies.append(d)
         v1 = "committed_bytes" in ev
         ok = ev.get("hr", "S_OK") == "S_OK"
+        book = p.stacks
         if not ok:
+            book.drop(ev.get("seq"))
             st.failed += 1
             if v1:
                 self._totals(p, m, ev, ts)
@@ -681,13 +704,16 @@ class Model:
                 # region back (untraced): the v2 event names that region.
                 reg = m.remove(ev.get("address") or 0)
                 if reg is not None:
+                    book.release(reg.stack, reg.committed_bytes())
                     self._replay(p, m, ts, -reg.size, -reg.committed_bytes())
             return
         base, size = self._span(ev, m, op)
         dr = dc = 0
         if op == "reserve":
             st.bytes += size
-            reg = Region(base, size, ev.get("caller"), ts)
+            reg = Region(base, size, ev.get("caller"), ts,
+                         stack=book.take(ev.get("seq"), ev.get("caller")))
+            book.reserve(reg.stack)
             m.add(reg)
             dr = size
             b = size.bit_length()
@@ -704,6 +730,7 @@ class Model:
             else:
                 if reg.heap is not None:
                     p.heap_moved(-reg.committed_bytes())
+                book.release(reg.stack, reg.committed_bytes())
                 st.bytes += size or reg.size
                 dr, dc = -reg.size, -reg.committed_bytes()
                 if not reg.from_statedump:
@@ -718,6 +745,8 @@ class Model:
                             t[1] += reg.size
                         p.temporary_life.add(life)
         elif op in ("commit", "decommit"):
+            if op == "commit":
+                book.drop(ev.get("seq"))
             reg = m.find(base)
             if op == "decommit" and not v1 and not ev.get("size") and reg is not None:
                 size = reg.size  # size 0: the whole region (S6)
@@ -729,8 +758,10 @@ class Model:
                 dc = reg.commit(base, base + size)
             else:
                 dc = -reg.decommit(base, base + size)
-            if reg is not None and reg.heap is not None:
-                p.heap_moved(dc)
+            if reg is not None:
+                book.move(reg.stack, dc)
+                if reg.heap is not None:
+                    p.heap_moved(dc)
         elif op != "query":
             st.bytes += size
         if v1:
@@ -787,6 +818,7 @@ class Model:
             reg = m.regions[base]
             if reg.heap is not None:
                 p.heap_moved(-reg.committed_bytes())
+            p.stacks.release(reg.stack, reg.committed_bytes())
             p.leaks_at_destroy.append(Leak(reg, m.addr))
         m.regions.clear()
         m.bases.clear()
@@ -804,6 +836,7 @@ class Model:
         reg = Region(base, ev.get("region_size") or 0, ev.get("caller"), ts,
                      from_statedump=True)
         reg.unplaced = ev.get("committed_bytes") or 0
+        p.stacks.reserve(reg.stack, reg.committed_bytes())
         m.add(reg)
         # Totals of a manager first seen through a statedump: until an
         # operation reports its real totals, the live regions are all we know.
@@ -822,6 +855,7 @@ class Model:
         self.finished = True
         all_ = self.all
         for p in self.processes.values():
+            p.stacks.finish()
             end = p.last_ts
             for m in p.managers_by_addr.values():
                 if end is not None:
@@ -942,7 +976,7 @@ def _malloc_alloc(model, p, ev, ts):
     if old is not None:  # its free was lost: count the block once
         hs.unknown_frees += 1
     h.live[addr] = HeapBlock(h.addr, addr, size, ev.get("caller"), ev.get("file"),
-                             ev.get("line"), ts)
+                             ev.get("line"), ts, p.stacks.take(ev.get("seq"), ev.get("caller")))
 
 
 def _malloc_free(model, p, ev, ts):

@@ -55,6 +55,7 @@ _STR = 2     # string
 _ENUM_U = 3  # unsigned enum -> label
 _ENUM_S = 4  # signed enum -> label
 _BYTES = 5   # array of bytes -> hex string
+_INTS = 6    # array of wider integers (stack frames) -> tuple of int
 
 # (getattr: a double-underscore name inside a class body would be mangled)
 _STATUS_OK = getattr(_nbt, "__BT_FUNC_STATUS_OK")
@@ -103,6 +104,9 @@ def _kind(fc):
     if isinstance(fc, bt2._StringFieldClassConst):
         return _STR, None
     if isinstance(fc, bt2._ArrayFieldClassConst):
+        el = fc.element_field_class
+        if isinstance(el, bt2._IntegerFieldClassConst) and el.field_value_range > 8:
+            return _INTS, None
         return _BYTES, None
     return None, None
 
@@ -119,6 +123,13 @@ def _getter(kind, labels):
         return lambda f: labels.get(_get_s(f)) or str(_get_s(f))
     if kind == _ENUM_U:
         return lambda f: labels.get(_get_u(f)) or str(_get_u(f))
+
+    if kind == _INTS:
+        def read_ints(f):
+            n = _nbt.field_array_get_length(f)
+            return tuple(_get_u(_nbt.field_array_borrow_element_field_by_index_const(f, i))
+                         for i in range(n))
+        return read_ints
 
     def read_bytes(f):
         n = _nbt.field_array_get_length(f)

@@ -7,6 +7,9 @@
   failures.png   failures by operation, HRESULT and reason, coloured by level
   leaks.png      bytes still reserved at the end, by call site
   sizes.png      reserve sizes (power-of-two buckets)
+
+and, inline in index.html, the flame graph of committed bytes at the peak
+(flame.py).
 """
 
 import html
@@ -23,6 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator, MultipleLocator  # noqa: E402
 
+from . import flame  # noqa: E402
 from . import summary as summary_mod  # noqa: E402
 
 MAX_PANELS = 8
@@ -472,5 +476,7 @@ def write(model, s, outdir):
         for name, title in images:
             f.write("<h2 id=\"%s\">%s</h2>\n<img src=\"%s\" alt=\"%s\">\n"
                     % (name.split(".")[0], esc(title), name, esc(title)))
+            if name == "memory.png":
+                f.write(flame.section(s))  # R5, under the peak it explains: inline SVG
         f.write("<h2 id=\"summary\">Summary</h2>\n<pre>%s</pre>\n</body></html>\n" % esc(text))
     return index

@@ -11,6 +11,9 @@ from .model import DECISIONS, LEVELS, REPORTED_OPS, STATES
 from .symbols import Symbolizer
 
 TOP_SITES = 10
+TOP_STACKS = 100  # entries per by_stack list in the JSON (the text shows fewer)
+TEXT_STACKS = 5
+TEXT_FRAMES = 8
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99_9", 99.9))
 
 
@@ -223,6 +226,58 @@ def trust_of(model, procs, input_trust=None):
             "duplicates": list(t.get("duplicates", []))}
 
 
+# -- who holds memory (R5) ---------------------------------------------------
+
+def _stack_rows(table, names, reserved=None):
+    """by_stack entries of one process: `table` stack -> (committed, regions)."""
+    rows = []
+    for stack, (b, n) in table.items():
+        e = {"stack": [names.get(a, "0x%x" % a) for a in stack], "committed_bytes": b,
+             "regions": n}
+        if reserved is not None:
+            e["reserved_bytes"] = reserved.get(stack, 0)
+        rows.append(e)
+    return rows
+
+
+def _stack_merge(lists):
+    """Entries of several processes summed by symbolic stack, largest first."""
+    by = {}
+    for rows in lists:
+        for e in rows:
+            key = tuple(e["stack"])
+            t = by.get(key)
+            if t is None:
+                by[key] = dict(e)
+            else:
+                for k in ("committed_bytes", "regions", "reserved_bytes"):
+                    if k in e:
+                        t[k] = t.get(k, 0) + e[k]
+    return sorted(by.values(), key=lambda e: (-e["committed_bytes"], -e.get("reserved_bytes", 0),
+                                              -e["regions"], e["stack"]))
+
+
+def _stacks_json(p, sym):
+    """peak.by_stack, end.by_stack and leaks.by_stack of one process (all entries)."""
+    book = p.stacks
+    leaked, leaked_reserved = {}, {}
+    for lk in p.leaks + p.leaks_at_destroy:
+        st = lk.stack or ((lk.caller,) if lk.caller else ())
+        e = leaked.setdefault(st, [0, 0])
+        e[0] += lk.committed
+        e[1] += 1
+        leaked_reserved[st] = leaked_reserved.get(st, 0) + lk.size
+    end = book.table()
+    addrs = set()
+    for t in (book.peak, end, leaked):
+        for st in t:
+            addrs.update(st)
+    names = sym.frames(addrs)
+    return {"peak": _stack_merge([_stack_rows(book.peak, names)]),
+            "end": _stack_merge([_stack_rows(end, names)]),
+            "leaks": _stack_merge([_stack_rows(leaked, names, leaked_reserved)])}
+
+
 def build(model, trust=None, command=None):
     """The summary dict of a finished model; `trust`: reader.new_trust() filled by read();
     `command`: what hostmem-profile knows of the command it ran (its argv, pid,
@@ -240,10 +295,17 @@ def build(model, trust=None, command=None):
         callers |= set(p.temporary)
         callers |= {b.caller for b in p.heap.leaks}
         callers |= {b.caller for b in p.heap.live_at_crash}
-        sites = Symbolizer(p.objects).resolve(callers)
+        sym = Symbolizer(p.objects)
+        sites = sym.resolve(callers)
         for lk in p.leaks + p.leaks_at_destroy + p.live_at_crash:
             lk.site = sites.get(lk.caller, "?")
         j = _stats_json(p, sites, model.temporary_ns)
+        stacks = _stacks_json(p, sym)
+        j["peak"] = {"committed_bytes": p.peak_committed, "ns": p.peak_committed_ts,
+                     "by_stack": stacks["peak"][:TOP_STACKS]}
+        j["end"] = {"committed_bytes": p.committed, "by_stack": stacks["end"][:TOP_STACKS]}
+        j["leaks"]["by_stack"] = stacks["leaks"][:TOP_STACKS]
+        p.stack_tables = stacks  # every entry, for the flame graph (report.py)
         j.update({"host": p.host, "pid": p.pid, "procname": p.procname, "label": p.label(),
                   "discarded_events": p.discarded_events,
                   "discarded_packets": p.discarded_packets,
@@ -265,6 +327,12 @@ def build(model, trust=None, command=None):
     out["temporary"]["by_caller"] = sorted(by.values(), key=lambda e: (-e["bytes"], -e["regions"],
                                                                        e["site"]))[:TOP_SITES]
     out["heap"] = _heap_json(model.all.heap, all_sites, model.all.peak_committed, model.all.committed)
+    # R5: each process at its own peak, summed by symbolic stack.
+    out["peak"] = {"committed_bytes": model.all.peak_committed, "ns": model.all.peak_committed_ts,
+                   "by_stack": _stack_merge([p.stack_tables["peak"] for p, _, _ in procs])[:TOP_STACKS]}
+    out["end"] = {"committed_bytes": model.all.committed,
+                  "by_stack": _stack_merge([p.stack_tables["end"] for p, _, _ in procs])[:TOP_STACKS]}
+    out["leaks"]["by_stack"] = _stack_merge([p.stack_tables["leaks"] for p, _, _ in procs])[:TOP_STACKS]
     out["win32"] = _win32_json(model.all.win32)
     out.update({
         "discarded_events": model.discarded_events,
@@ -405,6 +473,41 @@ def command_line(c):
     return "%s%s: %s" % (argv, pid, how)
 
 
+def _format_stack_list(w, title, rows, key="committed_bytes"):
+    w("  " + title)
+    if not rows:
+        w("    none")
+        return
+    for e in rows[:TEXT_STACKS]:
+        extra = ""
+        if "reserved_bytes" in e:
+            extra = ", %s reserved" % human_bytes(e["reserved_bytes"])
+        w("    %s committed in %d region%s%s" % (human_bytes(e[key]), e["regions"],
+                                               "" if e["regions"] == 1 else "s", extra))
+        frames = e["stack"] or ["?"]
+        for f in frames[:TEXT_FRAMES]:
+            w("      " + f)
+        if len(frames) > TEXT_FRAMES:
+            w("      ... %d more" % (len(frames) - TEXT_FRAMES))
+    if len(rows) > TEXT_STACKS:
+        w("    ... %d more stacks (--json lists up to %d)" % (len(rows) - TEXT_STACKS, TOP_STACKS))
+
+
+def _format_stacks(s, w):
+    """R5: who holds the committed bytes, by the call stack that reserved them."""
+    w("Who holds memory (committed bytes by the call stack that reserved the region)")
+    for label, f in _rows(s):
+        if label == "all" and len(s["processes"]) > 1:
+            continue
+        if "peak" not in f:
+            continue
+        w("  %s, at the peak (%s):" % (label, human_bytes(f["peak"]["committed_bytes"])))
+        _format_stack_list(w, "by stack:", f["peak"]["by_stack"])
+        w("  %s, leaked (never released):" % label)
+        _format_stack_list(w, "by stack:", f["leaks"]["by_stack"])
+    w("")
+
+
 def format_text(s):
     out = []
     w = out.append
@@ -520,6 +623,7 @@ def format_text(s):
                         [[human_bytes(e["reserved_bytes"]), human_bytes(e["committed_bytes"]),
                           e["regions"], e["site"]] for e in sites], indent="    "))
         w("")
+    _format_stacks(s, w)
 
     t = s["temporary"]
     w("Temporary regions (released within %s of their reserve)" % human_ns(t["threshold_ns"]))
