@@ -279,10 +279,16 @@ static int decode_struct(const uint8_t *base, size_t pkt, size_t *pos, size_t en
         }
         default: { /* arrays and sequences of bytes */
             uint64_t count = (uint64_t)fi->bits;
-            if (fi->kind == HME_F_TEXT_SEQ || fi->kind == HME_F_BYTE_SEQ) {
+            if (fi->kind == HME_F_TEXT_SEQ || fi->kind == HME_F_BYTE_SEQ ||
+                fi->kind == HME_F_WORD_SEQ) {
                 if (fi->ref < 0 || fi->ref >= i)
                     return -1;
                 count = vals[fi->ref];
+            }
+            if (fi->kind == HME_F_WORD_SEQ) { /* raw little-endian words, as bytes */
+                if (count > (end - p) / 8)
+                    return -1;
+                count *= 8;
             }
             if (count > end - p)
                 return -1;

@@ -46,6 +46,7 @@ enum hme_fkind {
     HME_F_TEXT_SEQ = 4,
     HME_F_BYTE_ARRAY = 5, /* int8 elements without encoding: bytes */
     HME_F_BYTE_SEQ = 6,
+    HME_F_WORD_SEQ = 7,   /* uint64 elements (hostmem:stack frames): count * 8 raw bytes */
 };
 
 struct hme_field {
@@ -73,6 +74,7 @@ enum hme_kind {
     HME_K_CREATE,
     HME_K_DESTROY,
     HME_K_REGION_STATE,
+    HME_K_STACK,        /* hostmem:stack: the frames of the op with the same seq (stacks.c) */
     HME_K_MALLOC_ALLOC,
     HME_K_MALLOC_FREE,
     HME_K_MALLOC_CREATE,
@@ -107,6 +109,7 @@ enum hme_role {
     HME_R_STATE,
     HME_R_PROCNAME,   /* lttng_ust_statedump:procname's payload */
     HME_R_REGIONS,    /* manager_destroy: regions it found live */
+    HME_R_FRAMES,     /* hostmem:stack's frames (a word sequence) */
     HME_R_COUNT
 };
 
@@ -228,7 +231,8 @@ struct hme_op_info {
 struct hme_leak_info {
     uint64_t base, size, committed, caller, manager;
     int64_t t_reserve;
-    int32_t from_statedump, pad;
+    int32_t from_statedump;
+    int32_t stack; /* index for hme_stack (R5), -1: none */
 };
 
 struct hme_block_info {
@@ -255,6 +259,10 @@ HME_EXPORT int hme_temporary_life(hme_engine *e, int64_t proc, struct hme_op_inf
 HME_EXPORT int hme_samples(hme_engine *e, int64_t proc, int64_t *ts, int64_t *reserved,
                            int64_t *committed);
 HME_EXPORT int hme_leaks(hme_engine *e, int64_t proc, int at_destroy, struct hme_leak_info *out);
+/* R5: the process's call stacks (ids 0 .. hme_stacks - 1, as leaks name them); hme_stack fills
+ * frames (room for 64) and info: frames, committed, regions, committed and regions at the peak. */
+HME_EXPORT int64_t hme_stacks(hme_engine *e, int64_t proc);
+HME_EXPORT int hme_stack(hme_engine *e, int64_t proc, int32_t id, uint64_t *frames, int64_t *info);
 HME_EXPORT int hme_heap_leaks(hme_engine *e, int64_t proc, struct hme_block_info *out);
 /* Temporary regions: caller, regions, bytes, in first-seen order. */
 HME_EXPORT int hme_temporary(hme_engine *e, int64_t proc, uint64_t *caller, int64_t *n,

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "engine_int.h"
+#include "stacks.h"
 
 #define MAX_SAMPLES 16384
 #define MEM_RESERVE 0x2000
@@ -215,6 +216,7 @@ struct region {
     int32_t from_statedump;
     int32_t has_heap;
     uint64_t heap;
+    int32_t stack; /* R5: the stack of its reserve (stacks.c), -1: none */
     uint32_t prio;
     struct region *l, *r;
 };
@@ -443,6 +445,7 @@ struct leak {
     uint64_t base, manager, caller;
     int64_t size, committed, t_reserve;
     int32_t from_statedump;
+    int32_t stack;
 };
 
 struct block {
@@ -540,6 +543,7 @@ struct proc {
     int32_t nlimits, caplimits;
     struct mismatch *mismatch; /* T8: destroy counted other regions than replay holds */
     int32_t nmismatch, capmismatch;
+    struct hme_stacks stacks; /* R5 (stacks.c) */
 };
 
 struct hme_model {
@@ -679,6 +683,7 @@ struct hme_model *hme__model_new(hme_engine *e)
 static void proc_free(struct proc *p)
 {
     stats_free(&p->st);
+    hme__stacks_free(&p->stacks);
     free(p->procname);
     for (int i = 0; i < NOPS; i++)
         hist_free(&p->ops[i].lat);
@@ -871,8 +876,11 @@ static int replay_totals(hme_engine *e, struct proc *p, struct manager *g, int64
         return 0;
     g->reserved += dr;
     g->committed += dc;
+    int64_t peak = p->st.peak_committed;
     if (stats_move(&p->st, ts, dr, dc) < 0 || stats_move(&e->model->all, ts, dr, dc) < 0)
         return -1;
+    if (p->st.peak_committed > peak)
+        hme__stacks_new_peak(&p->stacks);
     return 0;
 }
 
@@ -922,6 +930,7 @@ static int push_leak(struct leak **a, int32_t *n, int32_t *cap, const struct reg
     l->t_reserve = g->t_reserve;
     l->manager = manager;
     l->from_statedump = g->from_statedump;
+    l->stack = g->stack;
     return 0;
 }
 
@@ -934,6 +943,8 @@ static int treap_drain(struct proc *p, struct region *t, struct leak **a, int32_
             return -1;
         if (give_back_heap && t->has_heap)
             heap_moved(p, -region_committed(t));
+        if (give_back_heap) /* destroy: the region leaves the book */
+            hme__stacks_release(&p->stacks, t->stack, region_committed(t));
         if (push_leak(a, n, cap, t, manager) < 0)
             return -1;
         struct region *r = t->r;
@@ -984,6 +995,7 @@ static struct region *region_add(struct manager *g, uint64_t base, int64_t size,
     x->from_statedump = from_statedump;
     x->has_heap = 0;
     x->heap = 0;
+    x->stack = -1;
     return x;
 }
 
@@ -1015,10 +1027,12 @@ static int replay_region_op(hme_engine *e, struct proc *p, struct manager *g,
     }
     int ok = !HAS(HME_R_HR) || (c->hr_ok_known && (int64_t)V(HME_R_HR) == c->hr_ok);
     if (!ok) {
+        hme__stacks_drop(&p->stacks, V(HME_R_SEQ));
         st->failed++;
         if (c->kind == HME_K_COMMIT && (V(HME_R_ALLOC_TYPE) & MEM_RESERVE)) {
             struct region *x = region_remove(g, V(HME_R_ADDRESS));
             if (x != NULL) {
+                hme__stacks_release(&p->stacks, x->stack, region_committed(x));
                 int rc = replay_totals(e, p, g, ts, -x->size, -region_committed(x), 0);
                 region_free(x);
                 return rc;
@@ -1047,8 +1061,11 @@ static int replay_region_op(hme_engine *e, struct proc *p, struct manager *g,
     switch (c->kind) {
     case HME_K_RESERVE: {
         st->bytes += len;
-        if (region_add(g, (uint64_t)base, len, V(HME_R_CALLER), ts, 0) == NULL)
+        struct region *x = region_add(g, (uint64_t)base, len, V(HME_R_CALLER), ts, 0);
+        if (x == NULL)
             return -1;
+        x->stack = hme__stacks_take(&p->stacks, V(HME_R_SEQ), V(HME_R_CALLER));
+        hme__stacks_reserve(&p->stacks, x->stack, 0);
         dr = len;
         uint64_t a = len < 0 ? (uint64_t)-len : (uint64_t)len;
         p->size_hist[a ? 64 - __builtin_clzll(a) : 0]++;
@@ -1069,6 +1086,7 @@ static int replay_region_op(hme_engine *e, struct proc *p, struct manager *g,
         int64_t cb = region_committed(x);
         if (x->has_heap)
             heap_moved(p, -cb);
+        hme__stacks_release(&p->stacks, x->stack, cb);
         st->bytes += len ? len : x->size;
         dr = -x->size;
         dc = -cb;
@@ -1097,6 +1115,8 @@ static int replay_region_op(hme_engine *e, struct proc *p, struct manager *g,
     }
     case HME_K_COMMIT:
     case HME_K_DECOMMIT: {
+        if (c->kind == HME_K_COMMIT)
+            hme__stacks_drop(&p->stacks, V(HME_R_SEQ));
         struct region *x = treap_find(g->root, (uint64_t)base);
         if (c->kind == HME_K_DECOMMIT && size == 0 && x != NULL) {
             len = x->size; /* size 0: the whole region (S6) */
@@ -1114,8 +1134,11 @@ static int replay_region_op(hme_engine *e, struct proc *p, struct manager *g,
                 return -1;
             dc = -d;
         }
-        if (x != NULL && x->has_heap)
-            heap_moved(p, dc);
+        if (x != NULL) {
+            hme__stacks_move(&p->stacks, x->stack, dc);
+            if (x->has_heap)
+                heap_moved(p, dc);
+        }
         break;
     }
     case HME_K_QUERY:
@@ -1217,6 +1240,7 @@ static int replay_heap_event(hme_engine *e, struct proc *p, const struct hme_cla
         return h == NULL ? -1 : heap_leak_all(p, h);
     }
     case HME_K_MALLOC_ALLOC: {
+        hme__stacks_drop(&p->stacks, V(HME_R_SEQ)); /* HeapBlock.stack: not reported */
         struct heap *h = replay_heap(p, haddr);
         if (h == NULL)
             return -1;
@@ -1353,6 +1377,20 @@ int hme__model_event(hme_engine *e, const struct hme_rec *r, const char *blob)
         return 0;
     }
     int64_t ts = r->ts;
+    if (c->kind == HME_K_STACK) {
+        /* T7: counted, but its seq is the op's that follows (stacks.py, Model.feed) */
+        p->st.events++;
+        m->all.events++;
+        if (c->name_id >= 0 && c->name_id < HME_MAX_NAMES) {
+            p->st.by_name[c->name_id]++;
+            m->all.by_name[c->name_id]++;
+        }
+        if (!HAS(HME_R_FRAMES))
+            return 0;
+        uint64_t s = V(HME_R_FRAMES);
+        return hme__stacks_event(&p->stacks, V(HME_R_SEQ), blob + (s >> 32),
+                                 (size_t)(s & 0xffffffffu));
+    }
     if (HAS(HME_R_SEQ)) {
         int64_t seq = (int64_t)V(HME_R_SEQ);
         if (p->seq_count == 0) {
@@ -1445,8 +1483,11 @@ int hme__model_event(hme_engine *e, const struct hme_rec *r, const char *blob)
         }
         int64_t dr = -g->reserved, dc = -g->committed;
         g->reserved = g->committed = 0;
+        int64_t peak = p->st.peak_committed;
         if (stats_move(&p->st, ts, dr, dc) < 0 || stats_move(&m->all, ts, dr, dc) < 0)
             return -1;
+        if (p->st.peak_committed > peak)
+            hme__stacks_new_peak(&p->stacks);
         /* a later manager may reuse the address: start afresh */
         g->alive = 0;
         if (g->has_addr)
@@ -1464,6 +1505,8 @@ int hme__model_event(hme_engine *e, const struct hme_rec *r, const char *blob)
         if (x == NULL)
             return -1;
         x->unplaced = (int64_t)V(HME_R_COMMITTED);
+        x->stack = hme__stacks_take(&p->stacks, 0, V(HME_R_CALLER));
+        hme__stacks_reserve(&p->stacks, x->stack, region_committed(x));
         /* a manager first seen through a statedump: its live regions are its totals */
         if (!g->totals_known)
             return replay_totals(e, p, g, ts, x->size, x->unplaced, 1);
@@ -1509,6 +1552,7 @@ int hme__model_finish(hme_engine *e)
     struct hme_model *m = e->model;
     for (int32_t pi = 0; pi < m->nprocs; pi++) {
         struct proc *p = &m->procs[pi];
+        hme__stacks_finish(&p->stacks);
         struct manager **live = malloc(sizeof(*live) * (size_t)(p->nmgrs + 1));
         struct heap **hl = malloc(sizeof(*hl) * (size_t)(p->nhps + 1));
         if (live == NULL || hl == NULL) {
@@ -1686,7 +1730,29 @@ int hme_leaks(hme_engine *e, int64_t i, int at_destroy, struct hme_leak_info *o)
         o[k].manager = l[k].manager;
         o[k].t_reserve = l[k].t_reserve;
         o[k].from_statedump = l[k].from_statedump;
+        o[k].stack = l[k].stack;
     }
+    return 0;
+}
+
+int64_t hme_stacks(hme_engine *e, int64_t i)
+{
+    struct proc *p = result_proc(e, i);
+    return p == NULL ? -1 : p->stacks.n;
+}
+
+int hme_stack(hme_engine *e, int64_t i, int32_t id, uint64_t *frames, int64_t *info)
+{
+    struct proc *p = result_proc(e, i);
+    if (p == NULL || id < 0 || id >= p->stacks.n)
+        return -1;
+    const struct hme_stack *x = &p->stacks.v[id];
+    memcpy(frames, p->stacks.frames + x->off, sizeof(*frames) * (size_t)x->n);
+    info[0] = x->n;
+    info[1] = x->committed;
+    info[2] = x->regions;
+    info[3] = x->peak_committed;
+    info[4] = x->peak_regions;
     return 0;
 }
 

@@ -36,18 +36,18 @@ MAX_FIELDS = 48
 MAX_NAMES = 256
 
 # enum hme_fkind
-F_UINT, F_SINT, F_STRING, F_TEXT_ARRAY, F_TEXT_SEQ, F_BYTE_ARRAY, F_BYTE_SEQ = range(7)
+F_UINT, F_SINT, F_STRING, F_TEXT_ARRAY, F_TEXT_SEQ, F_BYTE_ARRAY, F_BYTE_SEQ, F_WORD_SEQ = range(8)
 # enum hme_kind
 KINDS = ["skip", "fwd", "fwd_other", "reserve", "commit", "decommit", "release", "protect",
          "reset", "reset_undo", "query", "totals", "memory_state", "manager_create",
-         "manager_destroy", "region_state", "malloc_alloc", "malloc_free", "malloc_create",
-         "malloc_destroy", "malloc_region", "malloc_debug"]
+         "manager_destroy", "region_state", "stack", "malloc_alloc", "malloc_free",
+         "malloc_create", "malloc_destroy", "malloc_region", "malloc_debug"]
 K = {k: i for i, k in enumerate(KINDS)}
 # enum hme_role
 ROLES = ["seq", "manager", "address", "size", "base", "region_size", "hr", "start_ns",
          "committed_bytes", "reserved_bytes", "caller", "alloc_type", "heap", "live", "file",
          "line", "commit_limit", "address_space_limit", "page_size", "old_state", "state",
-         "procname", "regions"]
+         "procname", "regions", "frames"]
 # enum hme_prole
 PROLES = ["magic", "stream_id", "timestamp_begin", "timestamp_end", "content_size",
           "packet_size", "packet_seq_num", "events_discarded", "vpid", "procname"]
@@ -56,7 +56,7 @@ PROLES = ["magic", "stream_id", "timestamp_begin", "timestamp_end", "content_siz
 C_KINDS = {"reserve", "commit", "decommit", "release", "protect", "reset", "reset_undo",
            "query", "totals", "memory_state", "manager_create", "manager_destroy",
            "region_state", "malloc_alloc", "malloc_free", "malloc_create", "malloc_destroy",
-           "malloc_region", "malloc_debug"}
+           "malloc_region", "malloc_debug", "stack"}
 REGION_OPS = model_mod.REGION_OPS
 
 
@@ -398,7 +398,7 @@ class _LeakInfo(ctypes.Structure):
     _fields_ = [("base", ctypes.c_uint64), ("size", ctypes.c_uint64),
                 ("committed", ctypes.c_uint64), ("caller", ctypes.c_uint64),
                 ("manager", ctypes.c_uint64), ("t_reserve", _I64),
-                ("from_statedump", ctypes.c_int32), ("pad", ctypes.c_int32)]
+                ("from_statedump", ctypes.c_int32), ("stack", ctypes.c_int32)]
 
 
 class _BlockInfo(ctypes.Structure):
@@ -464,6 +464,9 @@ def _load():
     lib.hme_samples.argtypes = [P, _I64, P, P, P]
     lib.hme_leaks.argtypes = [P, _I64, ctypes.c_int, P]
     lib.hme_heap_leaks.argtypes = [P, _I64, P]
+    lib.hme_stacks.restype = _I64
+    lib.hme_stacks.argtypes = [P, _I64]
+    lib.hme_stack.argtypes = [P, _I64, ctypes.c_int32, P, P]
     lib.hme_temporary.argtypes = [P, _I64, P, P, P]
     lib.hme_state_ns.restype = _I64
     lib.hme_state_ns.argtypes = [P, _I64, P, P, _I64]
@@ -515,6 +518,13 @@ def _fields(members, what, byte_order):
             out.append((F_SINT if t["signed"] else F_UINT, t["size"], t["align"] // 8, -1))
         elif k == "string":
             out.append((F_STRING, 0, 1, -1))
+        elif k == "seq" and t["elem"].get("k") == "int" and t["elem"].get("size") == 64 \
+                and not t["elem"].get("signed") and _int_ok(t["elem"], byte_order):
+            # hostmem:stack's frames: uint64 words, kept raw for the replay (stacks.c)
+            if t["ref"] not in names[:len(out)]:
+                raise Unsupported("%s.%s: a sequence whose length is not a field before it"
+                                  % (what, name))
+            out.append((F_WORD_SEQ, 0, t["elem"]["align"] // 8, names.index(t["ref"])))
         elif k in ("array", "seq"):
             el = t["elem"]
             if el.get("k") not in ("int", "enum") or el.get("size") != 8 or not _int_ok(el, byte_order):
@@ -922,8 +932,27 @@ def _stats_common(run, i, info, st):
         _samples(lib, e, i, info.nsamples, st)
 
 
-def _leak(li):
+def _stacks(lib, e, i, p):
+    """R5: the C stack book into p.stacks (stacks.StackBook); the stacks by id."""
+    n = lib.hme_stacks(e, i)
+    frames, info = (ctypes.c_uint64 * 64)(), (_I64 * 5)()
+    by_id = []
+    book = p.stacks
+    book.held, book.peak, book.pending, book.peak_pending = {}, {}, {}, False
+    for k in range(max(0, n)):
+        lib.hme_stack(e, i, k, frames, info)
+        st = tuple(frames[:info[0]])
+        by_id.append(st)
+        if info[1] or info[2]:
+            book.held[st] = [info[1], info[2]]
+        if info[3] > 0:
+            book.peak[st] = (info[3], info[4])
+    return by_id
+
+
+def _leak(li, stacks=()):
     lk = model_mod.Leak.__new__(model_mod.Leak)
+    lk.stack = stacks[li.stack] if 0 <= li.stack < len(stacks) else ()
     lk.base, lk.size, lk.committed, lk.caller = li.base, li.size, li.committed, li.caller
     lk.t_reserve, lk.manager = li.t_reserve, li.manager
     lk.from_statedump = bool(li.from_statedump)
@@ -957,12 +986,13 @@ def _fill_model(run, model):
         if info.seq_count:
             p.seq_min, p.seq_max, p.seq_count = info.seq_min, info.seq_max, info.seq_count
         p.discarded_events, p.discarded_packets = info.discarded_events, info.discarded_packets
+        stacks = _stacks(lib, e, i, p)
         for at_destroy, n, dst in ((0, info.nleaks, p.leaks), (1, info.nleaks_at_destroy,
                                                                p.leaks_at_destroy)):
             if n:
                 buf = (_LeakInfo * n)()
                 lib.hme_leaks(e, i, at_destroy, buf)
-                dst.extend(_leak(li) for li in buf)
+                dst.extend(_leak(li, stacks) for li in buf)
         if info.ntemporary:
             n = info.ntemporary
             cs, ns, bs = (ctypes.c_uint64 * n)(), (_I64 * n)(), (_I64 * n)()

@@ -47,7 +47,10 @@ class StackBook:
         self.pending.pop(seq, None)
 
     # -- regions -----------------------------------------------------------
+    # An empty stack (no stack event and no caller) is attributed to no one.
     def reserve(self, stack, committed=0):
+        if not stack:
+            return
         e = self.held.get(stack)
         if e is None:
             self.held[stack] = [committed, 1]
@@ -57,7 +60,7 @@ class StackBook:
 
     def move(self, stack, delta):
         """A commit (delta > 0) or decommit (delta < 0) in a region owned by `stack`."""
-        if not delta:
+        if not delta or not stack:
             return
         if delta < 0:
             self._settle()
@@ -70,7 +73,7 @@ class StackBook:
     def release(self, stack, committed):
         """The region is gone (release, destroy), still holding `committed` bytes."""
         self._settle()
-        e = self.held.get(stack)
+        e = self.held.get(stack) if stack else None
         if e is None:
             return
         e[0] -= committed

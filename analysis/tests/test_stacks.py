@@ -96,11 +96,11 @@ class Stacks(unittest.TestCase):
         self.assertEqual(err, "", "the host said something on stderr")
         return trace
 
-    def summary(self, trace, env=None):
+    def summary(self, trace, env=None, *args):
         old = dict(os.environ)
         os.environ.update(env or self.env)
         try:
-            r = analyze("summary", "--json", trace)
+            r = analyze("summary", "--json", *args, trace)
         finally:
             os.environ.clear()
             os.environ.update(old)
@@ -149,6 +149,12 @@ class Stacks(unittest.TestCase):
         trace = self.record("fp", HOST_FP, HOSTMEM_STACKS="16", HOSTMEM_STACKS_UNWIND="fp")
         got = self.summary(trace)
         self.check_stacks(got)
+        # The C engine (the default) and the Python model apply the same rule.
+        py = self.summary(trace, None, "--engine", "python")
+        for where in ((got, py), (got["processes"][0], py["processes"][0])):
+            self.assertEqual(where[0]["peak"], where[1]["peak"])
+            self.assertEqual(where[0]["end"], where[1]["end"])
+            self.assertEqual(where[0]["leaks"]["by_stack"], where[1]["leaks"]["by_stack"])
         # The text summary names the same paths.
         old = dict(os.environ)
         os.environ.update(self.env)
