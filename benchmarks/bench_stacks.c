@@ -69,7 +69,7 @@ int bench_family_stacks(bench_env *env)
         stacks_ctx ctx;
         if (bench_check_hr(hostmem_create(&cfg, &ctx.m), "hostmem_create(stacks)"))
             return -1;
-        bench_case c = {.operation = "reserve+release", .variant = walks[k].variant,
+        bench_case c = {.operation = "stack event", .variant = walks[k].variant,
                         .size = 64 * BENCH_KIB, .batch = bench_batch_size(env, 512),
                         .hostmem = &stacks_on, .floors = {&stacks_off}, .ctx = &ctx};
         rc |= bench_run_case(env, &c);
