@@ -128,6 +128,11 @@ __attribute__((constructor)) static void trace_load_provider(void)
 #define TRACE_CLOCK_WINDOW_NS 20000u   /* a pair serves this long */
 #define TRACE_CLOCK_CALIBRATE_NS 1000000u /* the rate needs this much history */
 #define TRACE_CLOCK_PAIR_MAX_NS 100u   /* a pair read over more is not kept */
+/* Before the rate is known: a bound in ticks (about 2 us even at 2.5 GHz; a
+ * clock read takes a few hundred), far below the milliseconds a thread loses
+ * when it is preempted between the reads. */
+#define TRACE_CLOCK_PAIR_MAX_TICKS 5000u
+#define TRACE_CLOCK_FIRST_TRIES 1000
 
 uint64_t hostmem__trace_now_ns(void)
 {
@@ -169,14 +174,18 @@ __attribute__((constructor)) static void trace_clock_init(void)
      * C-, P- and T-state (the kernel's nonstop_tsc). */
     if (__get_cpuid(0x80000007u, &a, &b, &c, &d) == 0 || !(d & (1u << 8)))
         return;
-    if (trace_clock_read_pair(&trace_clock_first_tsc, &trace_clock_first_ns, UINT64_MAX))
-        trace_clock_invariant = true;
+    /* The first pair anchors the rate of every later one: a pair read across
+     * a preemption would put every stamp off by a share of it, so only a
+     * tight one is kept (none in a thousand tries: the system clock). */
+    for (int i = 0; i < TRACE_CLOCK_FIRST_TRIES && !trace_clock_invariant; i++)
+        trace_clock_invariant =
+            trace_clock_read_pair(&trace_clock_first_tsc, &trace_clock_first_ns, TRACE_CLOCK_PAIR_MAX_TICKS);
 }
 
 static __attribute__((noinline)) uint64_t trace_clock_slow(void)
 {
     trace_clock_pair *p = &trace_clock_tls;
-    uint64_t max = p->rate ? ((uint64_t)TRACE_CLOCK_PAIR_MAX_NS << 32) / p->rate : UINT64_MAX;
+    uint64_t max = p->rate ? ((uint64_t)TRACE_CLOCK_PAIR_MAX_NS << 32) / p->rate : TRACE_CLOCK_PAIR_MAX_TICKS;
     uint64_t tsc, ns;
     if (!trace_clock_invariant || !trace_clock_read_pair(&tsc, &ns, max))
         return hostmem__trace_now_ns();
