@@ -124,8 +124,9 @@ static inline bool trace_on(const int *const *state)
 HRESULT hostmem_malloc_alloc(hostmem_malloc *h, SIZE_T size, EMemoryCriticalLevel level, void **out)
 {
     /* The fast path: a thread-safe heap, a small block in this thread's
-     * cache, no turn to Low to follow, no event to emit.  Anything else takes
-     * the general path, which checks everything from the start. */
+     * cache, no turn to Low to follow (an enabled event is emitted after it).
+     * Anything else takes the general path, which checks everything from the
+     * start. */
     if (likely(h && out && size <= HEAP_SMALL_MAX && (unsigned)level <= eProcessCritical &&
                (h->type & MALLOC_THREADSAFE))) {
         heap_slot *slot = &hostmem__heap_tls[h->id & (HEAP_TLS_SLOTS - 1)];
@@ -133,12 +134,15 @@ HRESULT hostmem_malloc_alloc(hostmem_malloc *h, SIZE_T size, EMemoryCriticalLeve
             heap_cache *c = slot->cache;
             uint32_t cls = hostmem__heap_class(size);
             void *b = c->bin[cls].head;
-            if (likely(b && c->low_seen == hostmem__heap_low_count(h) && !trace_on(&hostmem__trace_malloc_alloc_on))) {
+            if (likely(b && c->low_seen == hostmem__heap_low_count(h))) {
                 c->bin[cls].head = *(void **)b;
                 c->bin[cls].count--;
                 hostmem__heap_tag_set((uintptr_t)b, 0); /* the tag: live now */
                 hostmem__heap_cache_count(c, 1, (int64_t)hostmem__heap_class_size(cls));
                 *out = b;
+                if (unlikely(trace_on(&hostmem__trace_malloc_alloc_on)))
+                    hostmem__trace_malloc_alloc(h, (uintptr_t)b, size, level,
+                                                (uintptr_t)__builtin_return_address(0), NULL, 0);
                 return S_OK;
             }
         }
