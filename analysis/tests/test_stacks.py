@@ -198,6 +198,26 @@ class Stacks(unittest.TestCase):
             e = [x for x in got["peak"]["by_stack"] if functions(x["stack"])[0] == fns[0]]
             self.assertEqual(sum(x["committed_bytes"] for x in e), at_peak, name)
 
+    def test_profile_stacks_option(self):
+        # hostmem-profile --stacks N records what HOSTMEM_STACKS=N does, for
+        # the command alone; a bad N is refused before anything runs.
+        profile = os.path.join(os.path.dirname(HERE), "hostmem-profile")
+        out = os.path.join(self.tmp, "profile")
+        e = dict(self.env)
+        for k in ("HOSTMEM_STACKS", "HOSTMEM_STACKS_UNWIND"):
+            e.pop(k, None)
+        r = subprocess.run([sys.executable, profile, "-o", out, "--stacks", "16", "--no-report", "--",
+                            HOST_NOFP], input="go\n", capture_output=True, text=True, env=e,
+                           timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("Who holds memory", r.stderr)
+        self.check_stacks(self.summary(os.path.join(out, "trace")))
+        for bad in (["--stacks", "0"], ["--stacks", "65"], ["--stack-walk", "fp"]):
+            r = subprocess.run([sys.executable, profile, "-o", out + "-bad"] + bad + ["--", HOST_NOFP],
+                               capture_output=True, text=True, env=e, timeout=60)
+            self.assertEqual(r.returncode, 2, bad)
+            self.assertFalse(os.path.exists(out + "-bad"), bad)
+
     def test_without_stacks_the_caller_alone(self):
         trace = self.record("off", HOST_FP)
         got = self.summary(trace)
