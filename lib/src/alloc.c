@@ -271,6 +271,7 @@ static HRESULT alloc_commit(hostmem__call *c, uintptr_t addr, size_t size, DWORD
         atomic_fetch_add_explicit(&r->committed_pages, newly, RELAXED);
         atomic_store_explicit(&r->making, false, RELAXED); /* made: visible at last */
         hostmem__region_write_end(r);
+        hostmem__assert(hostmem__region_charge_ok(m, r));
         if (newly)
             hostmem__policy_settle(m, false, hostmem__call_notice(c));
         pthread_mutex_unlock(&r->lock);

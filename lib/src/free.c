@@ -129,6 +129,7 @@ static HRESULT free_decommit(hostmem__call *c, uintptr_t addr, size_t size)
     hostmem__runs_apply(&r->runs, npages, first, count, HOSTMEM_PAGES_DECOMMIT, 0);
     atomic_fetch_sub_explicit(&r->committed_pages, committed, RELAXED);
     hostmem__region_write_end(r);
+    hostmem__assert(hostmem__region_charge_ok(m, r));
     if (watched && (err = hostmem__os_get()->watch((void *)c->ev.base, count << m->page_shift)))
         hr = hostmem__call_unrecoverable(c, err); /* the range can no longer be tracked */
     pthread_mutex_lock(&m->state_lock);

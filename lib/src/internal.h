@@ -35,6 +35,28 @@
 
 #define HOSTMEM_HIDDEN __attribute__((visibility("hidden")))
 
+/* ---- assert.c: internal assertions ---------------------------------------- */
+/* hostmem__assert(cond): the debug tier of checks (lock held, runs canonical,
+ * charge = committed pages), compiled in with the HOSTMEM_ASSERT option (the
+ * dev and asan presets) and to nothing otherwise, so `cond` must have no
+ * effect.  API checks (bad arguments) are never assertions: they return an
+ * HRESULT in every build. */
+#ifdef HOSTMEM_ASSERT
+#define HOSTMEM_ASSERT_ON 1
+#define hostmem__assert(cond)                                                                     \
+    (__builtin_expect(!!(cond), 1) ? (void)0 : hostmem__assert_fail(#cond, __FILE__, __LINE__))
+#else
+#define HOSTMEM_ASSERT_ON 0
+#define hostmem__assert(cond) ((void)sizeof(!(cond)))
+#endif
+/* Print the failed condition and abort. */
+__attribute__((noreturn, cold)) void hostmem__assert_fail(const char *what, const char *file, int line);
+/* This thread holds mu (always true in a child made by fork(), whose
+ * handlers run with locks the parent's thread took). */
+bool hostmem__lock_held(pthread_mutex_t *mu);
+/* Set while the fork() child handler runs (lifecycle.c). */
+extern bool hostmem__in_fork_child;
+
 /* ---- meta.c --------------------------------------------------------------- */
 /* The manager's own memory, from the OS (never the process heap, A5):
  * `size` zeroed bytes, 16-byte aligned, or NULL.  Any lock may be held. */
@@ -78,6 +100,10 @@ size_t hostmem__runs_pages(const hostmem__runs *runs, size_t npages, size_t firs
                            uint32_t mask, uint32_t value);
 /* Bytes held by a region's run arrays. */
 size_t hostmem__runs_bytes(const hostmem__runs *runs);
+/* The runs describe a region of `npages` pages canonically: the first starts
+ * at page 0, firsts strictly increase below npages, no two neighbours share a
+ * state, and they fit their array.  For assertions (a writer's view). */
+bool hostmem__runs_canonical(const hostmem__runs *runs, size_t npages);
 
 /* ---- region_map.c --------------------------------------------------------- */
 int hostmem__map_init(hostmem__map *map);
@@ -283,6 +309,7 @@ void hostmem__heap_fork_child(void);
 /* Around every change of a region's fields or runs (its seqlock; region lock held). */
 static inline void hostmem__region_write_begin(hostmem__region *r)
 {
+    hostmem__assert(hostmem__lock_held(&r->lock));
     hostmem__region_writing = 1;
     atomic_fetch_add_explicit(&r->seq, 1, memory_order_relaxed);
     HOSTMEM_SEQ_FENCE(memory_order_release);
@@ -329,6 +356,12 @@ void hostmem__region_recycle(hostmem_manager *m, hostmem__region *r);
 /* What a region of its own unmaps at release: its pages, and the rest of its
  * last granule when that granule came from an arena. */
 size_t hostmem__region_unmap_bytes(const hostmem__region *r);
+/* The region's committed page count is the sum of its committed runs
+ * (region lock held).  For assertions. */
+bool hostmem__region_charge_ok(const hostmem_manager *m, const hostmem__region *r);
+/* The manager's charge is the sum of its live regions' committed pages (no
+ * call in flight: destroy).  For assertions. */
+bool hostmem__region_total_ok(const hostmem_manager *m);
 /* Every live region of m, for the region_state statedump.  fn runs with no
  * internal lock held (it emits events, A5). */
 void hostmem__region_foreach(struct hostmem_manager *m,

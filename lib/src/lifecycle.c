@@ -90,6 +90,7 @@ static void fork_child_unmake(hostmem_manager *m, hostmem__region *r)
 static void fork_child(void)
 {
     /* Only this thread exists now; it holds every lock of every manager. */
+    hostmem__in_fork_child = true;
     hostmem__inflight_reset_in_child();
     for (hostmem_manager *m = managers; m; m = m->next_manager) {
         for (hostmem__region *r = m->all_regions; r; r = r->next_all) {
@@ -107,6 +108,7 @@ static void fork_child(void)
         pthread_mutex_unlock(&m->state_lock);
     }
     hostmem__region_writing = 0;
+    hostmem__in_fork_child = false;
     pthread_mutex_unlock(&managers_lock);
     hostmem__heap_fork_child();
 }
@@ -205,6 +207,7 @@ void hostmem_destroy(hostmem_manager *m)
      * failed munmap is retried, then reported: the mapping stays). */
     uint64_t live_regions = m->policy.regions, live_reserved = m->policy.reserved;
     uint64_t live_committed = m->policy.committed;
+    hostmem__assert(hostmem__region_total_ok(m));
     hostmem__unreturned lost = {0, 0};
     hostmem__region *r = m->all_regions;
     while (r) {

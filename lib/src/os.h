@@ -115,5 +115,10 @@ int hostmem__os_unmap_meta(void *addr, size_t size);
 int hostmem__os_fault_hook(bool (*on_fault)(const siginfo_t *info));
 /* Memory in use / available for the system (get_memory_load without a limit). */
 int hostmem__os_meminfo(uint64_t *total, uint64_t *available);
+/* The calling thread's kernel id (a failed internal assertion names lock owners by it). */
+int hostmem__os_thread_id(void);
+/* Write msg[0, len) to stderr and abort the process (a failed internal
+ * assertion).  Async-signal-safe. */
+__attribute__((noreturn)) void hostmem__os_abort(const char *msg, size_t len);
 
 #endif

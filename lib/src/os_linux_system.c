@@ -1,6 +1,7 @@
 /*
  * os_linux_system.c: the system around the mappings, over Linux: the memory
- * load (/proc/meminfo) and the process-wide SIGSEGV hook.  Every function
+ * load (/proc/meminfo), the process-wide SIGSEGV hook, and what a failed
+ * internal assertion needs (the thread id, abort).  Every function
  * returns 0 or an errno value and leaves errno as it found it.
  */
 #include <errno.h>
@@ -94,4 +95,18 @@ int hostmem__os_fault_hook(bool (*on_fault)(const siginfo_t *info))
     pthread_mutex_unlock(&fault_hook_lock);
     errno = saved;
     return err;
+}
+
+int hostmem__os_thread_id(void) { return (int)gettid(); }
+
+void hostmem__os_abort(const char *msg, size_t len)
+{
+    while (len) {
+        ssize_t n = write(STDERR_FILENO, msg, len);
+        if (n <= 0)
+            break;
+        msg += n;
+        len -= (size_t)n;
+    }
+    abort();
 }

@@ -239,4 +239,20 @@ void hostmem__runs_apply(hostmem__runs *runs, size_t npages, size_t first, size_
             put(b, out++, get(b, i));
         atomic_store_explicit(&runs->n, out, RELAXED);
     }
+    hostmem__assert(hostmem__runs_canonical(runs, npages));
+}
+
+bool hostmem__runs_canonical(const hostmem__runs *runs, size_t npages)
+{
+    const hostmem__run_block *b = atomic_load_explicit(&((hostmem__runs *)runs)->block, RELAXED);
+    uint32_t n = atomic_load_explicit(&((hostmem__runs *)runs)->n, RELAXED);
+    if (!b || n == 0 || n > b->cap || HOSTMEM_RUN_FIRST(get(b, 0)) != 0)
+        return false;
+    for (uint32_t i = 1; i < n; i++) {
+        hostmem__run prev = get(b, i - 1), r = get(b, i);
+        if (HOSTMEM_RUN_FIRST(r) <= HOSTMEM_RUN_FIRST(prev) || HOSTMEM_RUN_FIRST(r) >= npages ||
+            HOSTMEM_RUN_STATE(r) == HOSTMEM_RUN_STATE(prev))
+            return false;
+    }
+    return true;
 }

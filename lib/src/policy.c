@@ -103,6 +103,7 @@ enum hostmem__decision hostmem__policy_charge(struct hostmem_manager *m,
                                               EMemoryCriticalLevel level, size_t bytes,
                                               uint64_t waited_ns)
 {
+    hostmem__assert(hostmem__lock_held(&m->state_lock));
     hostmem__policy *p = &m->policy;
     size_t limit = p->config.commit_limit;
     enum hostmem__decision d = HOSTMEM_DECISION_granted;
@@ -128,6 +129,7 @@ enum hostmem__decision hostmem__policy_charge(struct hostmem_manager *m,
 
 void hostmem__policy_uncharge(struct hostmem_manager *m, size_t bytes, hostmem__notice *notice)
 {
+    hostmem__assert(hostmem__lock_held(&m->state_lock));
     if (!bytes)
         return;
     m->policy.committed -= bytes;
@@ -139,6 +141,7 @@ void hostmem__policy_uncharge(struct hostmem_manager *m, size_t bytes, hostmem__
 
 void hostmem__policy_low_notice(struct hostmem_manager *m, hostmem__notice *notice)
 {
+    hostmem__assert(hostmem__lock_held(&m->state_lock));
     atomic_fetch_add_explicit(&m->policy.low_count, 1, memory_order_relaxed);
     make_notice(&m->policy, eMemoryAvailableLow, true, notice);
 }
@@ -148,6 +151,7 @@ HRESULT hostmem__policy_wait(struct hostmem_manager *m, uint64_t deadline_ns)
     /* The condition variable runs on CLOCK_MONOTONIC (lifecycle.c sets it up). */
     struct timespec ts = {.tv_sec = (time_t)(deadline_ns / 1000000000u),
                           .tv_nsec = (long)(deadline_ns % 1000000000u)};
+    hostmem__assert(hostmem__lock_held(&m->state_lock));
     if (atomic_load(&m->shutdown))
         return HOST_E_ABANDONED;
     atomic_fetch_add(&m->waiters, 1);
@@ -158,6 +162,7 @@ HRESULT hostmem__policy_wait(struct hostmem_manager *m, uint64_t deadline_ns)
 
 HRESULT hostmem__policy_reserve(struct hostmem_manager *m, EMemoryCriticalLevel level, size_t bytes)
 {
+    hostmem__assert(hostmem__lock_held(&m->state_lock));
     hostmem__policy *p = &m->policy;
     size_t limit = p->config.address_space_limit;
     if (limit) {
@@ -197,6 +202,7 @@ void hostmem__policy_settle(struct hostmem_manager *m, bool locked, hostmem__not
         return; /* no limit: no memory state to follow */
     if (!locked)
         pthread_mutex_lock(&m->state_lock);
+    hostmem__assert(hostmem__lock_held(&m->state_lock));
     state_update(m, notice);
     if (!locked)
         pthread_mutex_unlock(&m->state_lock);
@@ -204,6 +210,7 @@ void hostmem__policy_settle(struct hostmem_manager *m, bool locked, hostmem__not
 
 void hostmem__policy_unreserve(struct hostmem_manager *m, size_t bytes)
 {
+    hostmem__assert(hostmem__lock_held(&m->state_lock));
     m->policy.reserved -= bytes;
     publish(&m->policy);
 }

@@ -93,7 +93,7 @@ int hostmem__region_restore_access(hostmem_manager *m, hostmem__region *r, size_
 
 hostmem__region *hostmem__region_new(hostmem_manager *m)
 {
-    /* state lock held */
+    hostmem__assert(hostmem__lock_held(&m->state_lock));
     hostmem__region *r = m->free_regions;
     if (r) {
         m->free_regions = r->next_free;
@@ -112,6 +112,7 @@ hostmem__region *hostmem__region_new(hostmem_manager *m)
 void hostmem__region_recycle(hostmem_manager *m, hostmem__region *r)
 {
     /* state lock held; r is dead and unlocked */
+    hostmem__assert(hostmem__lock_held(&m->state_lock));
     r->next_free = m->free_regions;
     m->free_regions = r;
 }
@@ -170,4 +171,22 @@ hostmem__region *hostmem__region_acquire(hostmem_manager *m, uintptr_t addr, HRE
     hostmem__region *r = hostmem__region_lock(&c, addr, hr);
     *why = c.reason;
     return r;
+}
+
+bool hostmem__region_charge_ok(const hostmem_manager *m, const hostmem__region *r)
+{
+    size_t npages = hostmem__region_pages(m, r);
+    return hostmem__runs_canonical(&r->runs, npages) &&
+           atomic_load_explicit(&r->committed_pages, RELAXED) ==
+               hostmem__runs_pages(&r->runs, npages, 0, npages, HOSTMEM_STATE_COMMITTED,
+                                   HOSTMEM_STATE_COMMITTED);
+}
+
+bool hostmem__region_total_ok(const hostmem_manager *m)
+{
+    size_t pages = 0;
+    for (const hostmem__region *r = m->all_regions; r; r = r->next_all)
+        if (atomic_load_explicit(&r->live, RELAXED))
+            pages += atomic_load_explicit(&r->committed_pages, RELAXED);
+    return pages << m->page_shift == m->policy.committed;
 }
