@@ -213,7 +213,7 @@ static HRESULT alloc_commit(hostmem__call *c, uintptr_t addr, size_t size, DWORD
         }
         size_t newly = count - hostmem__runs_pages(&r->runs, npages, first, count,
                                                    HOSTMEM_STATE_COMMITTED, HOSTMEM_STATE_COMMITTED);
-        if (hostmem__runs_reserve(&r->runs, 2 + hostmem__guard_headroom(protect))) {
+        if (hostmem__runs_grow(&r->runs, 2 + hostmem__guard_headroom(protect))) {
             pthread_mutex_unlock(&r->lock);
             return hostmem__call_fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
         }
@@ -327,7 +327,7 @@ static HRESULT alloc_reset(hostmem__call *c, uintptr_t addr, size_t size, bool u
     if (!hostmem__runs_pages(&r->runs, npages, first, count, HOSTMEM_STATE_COMMITTED,
                              HOSTMEM_STATE_COMMITTED))
         goto out; /* only reserved pages: nothing to discard */
-    if (hostmem__runs_reserve(&r->runs, 2)) {
+    if (hostmem__runs_grow(&r->runs, 2)) {
         hr = hostmem__call_fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
         goto out;
     }

@@ -108,7 +108,7 @@ static HRESULT free_decommit(hostmem__call *c, uintptr_t addr, size_t size)
                                            HOSTMEM_STATE_COMMITTED);
     if (!committed)
         goto out; /* reserved pages stay reserved: nothing to do */
-    if (hostmem__runs_reserve(&r->runs, 2)) {
+    if (hostmem__runs_grow(&r->runs, 2)) {
         hr = hostmem__call_fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
         goto out;
     }

@@ -81,9 +81,9 @@ DWORD hostmem__protect_from_access(unsigned access, bool private_file);
 int hostmem__runs_init(hostmem__runs *runs, uint32_t state);
 void hostmem__runs_free(hostmem__runs *runs);
 /* Make room for `extra` more runs; the only step of an update that can fail. */
-int hostmem__runs_reserve(hostmem__runs *runs, uint32_t extra);
+int hostmem__runs_grow(hostmem__runs *runs, uint32_t extra);
 /* Apply `op` to pages [first, first + count) of a region of `npages` pages.
- * Needs room for 2 more runs (hostmem__runs_reserve).  Keeps runs canonical
+ * Needs room for 2 more runs (hostmem__runs_grow).  Keeps runs canonical
  * (no two neighbours share a state). */
 void hostmem__runs_apply(hostmem__runs *runs, size_t npages, size_t first, size_t count,
                          enum hostmem__page_op op, uint32_t state);

@@ -14,11 +14,11 @@
 
 #define RELAXED memory_order_relaxed
 
-static size_t block_bytes(uint32_t cap) { return sizeof(hostmem__run_block) + (size_t)cap * sizeof(hostmem__run); }
+static size_t runs_block_bytes(uint32_t cap) { return sizeof(hostmem__run_block) + (size_t)cap * sizeof(hostmem__run); }
 
-static hostmem__run_block *block_new(uint32_t cap)
+static hostmem__run_block *runs_block_new(uint32_t cap)
 {
-    hostmem__run_block *b = hostmem__meta_alloc(block_bytes(cap));
+    hostmem__run_block *b = hostmem__meta_alloc(runs_block_bytes(cap));
     if (b) {
         b->retired = NULL;
         b->cap = cap;
@@ -26,12 +26,12 @@ static hostmem__run_block *block_new(uint32_t cap)
     return b;
 }
 
-static hostmem__run get(const hostmem__run_block *b, uint32_t i)
+static hostmem__run runs_load(const hostmem__run_block *b, uint32_t i)
 {
     return atomic_load_explicit(&b->v[i], RELAXED);
 }
 
-static void put(hostmem__run_block *b, uint32_t i, hostmem__run r)
+static void runs_store(hostmem__run_block *b, uint32_t i, hostmem__run r)
 {
     atomic_store_explicit(&b->v[i], r, RELAXED);
 }
@@ -40,11 +40,11 @@ int hostmem__runs_init(hostmem__runs *runs, uint32_t state)
 {
     hostmem__run_block *b = atomic_load_explicit(&runs->block, RELAXED);
     if (!b) { /* a recycled region keeps its array */
-        b = block_new(4);
+        b = runs_block_new(4);
         if (!b)
             return ENOMEM;
     }
-    put(b, 0, HOSTMEM_RUN(0, state));
+    runs_store(b, 0, HOSTMEM_RUN(0, state));
     atomic_store_explicit(&runs->n, 1, RELAXED);
     atomic_store_explicit(&runs->block, b, memory_order_release);
     return 0;
@@ -55,14 +55,14 @@ void hostmem__runs_free(hostmem__runs *runs)
     hostmem__run_block *b = atomic_load_explicit(&runs->block, RELAXED);
     while (b) {
         hostmem__run_block *older = b->retired;
-        hostmem__meta_free(b, block_bytes(b->cap));
+        hostmem__meta_free(b, runs_block_bytes(b->cap));
         b = older;
     }
     atomic_store_explicit(&runs->block, NULL, RELAXED);
     atomic_store_explicit(&runs->n, 0, RELAXED);
 }
 
-int hostmem__runs_reserve(hostmem__runs *runs, uint32_t extra)
+int hostmem__runs_grow(hostmem__runs *runs, uint32_t extra)
 {
     hostmem__run_block *b = atomic_load_explicit(&runs->block, RELAXED);
     uint32_t n = atomic_load_explicit(&runs->n, RELAXED);
@@ -73,11 +73,11 @@ int hostmem__runs_reserve(hostmem__runs *runs, uint32_t extra)
         cap = (uint64_t)n + extra;
     if (cap > UINT32_MAX)
         return ENOMEM;
-    hostmem__run_block *nb = block_new((uint32_t)cap);
+    hostmem__run_block *nb = runs_block_new((uint32_t)cap);
     if (!nb)
         return ENOMEM;
     for (uint32_t i = 0; i < n; i++)
-        put(nb, i, get(b, i));
+        runs_store(nb, i, runs_load(b, i));
     nb->retired = b; /* kept: a reader may still hold `b` */
     atomic_store_explicit(&runs->block, nb, memory_order_release);
     return 0;
@@ -106,7 +106,7 @@ uint32_t hostmem__runs_find(const hostmem__runs *runs, size_t page)
     uint32_t lo = 0, hi = n; /* answer in [lo, hi) */
     while (hi - lo > 1) {
         uint32_t mid = lo + (hi - lo) / 2;
-        if (HOSTMEM_RUN_FIRST(get(b, mid)) <= page)
+        if (HOSTMEM_RUN_FIRST(runs_load(b, mid)) <= page)
             lo = mid;
         else
             hi = mid;
@@ -127,9 +127,9 @@ void hostmem__runs_get(const hostmem__runs *runs, size_t npages, uint32_t i, siz
         *out_state = 0;
         return;
     }
-    hostmem__run r = get(b, i);
+    hostmem__run r = runs_load(b, i);
     size_t first = HOSTMEM_RUN_FIRST(r);
-    size_t end = i + 1 < n ? HOSTMEM_RUN_FIRST(get(b, i + 1)) : npages;
+    size_t end = i + 1 < n ? HOSTMEM_RUN_FIRST(runs_load(b, i + 1)) : npages;
     *out_first = first;
     *out_count = end > first ? end - first : 0;
     *out_state = HOSTMEM_RUN_STATE(r);
@@ -163,7 +163,7 @@ size_t hostmem__runs_bytes(const hostmem__runs *runs)
     return bytes;
 }
 
-static uint32_t transform(uint32_t old, enum hostmem__page_op op, uint32_t state)
+static uint32_t runs_transform(uint32_t old, enum hostmem__page_op op, uint32_t state)
 {
     switch (op) {
     case HOSTMEM_PAGES_COMMIT: /* committed pages keep their data, so their reset mark */
@@ -195,12 +195,12 @@ static uint32_t transform(uint32_t old, enum hostmem__page_op op, uint32_t state
 }
 
 /* Insert a run boundary at `page` inside run i (first(i) < page); returns i + 1. */
-static uint32_t split(hostmem__runs *runs, hostmem__run_block *b, uint32_t i, size_t page)
+static uint32_t runs_split(hostmem__runs *runs, hostmem__run_block *b, uint32_t i, size_t page)
 {
     uint32_t n = atomic_load_explicit(&runs->n, RELAXED);
     for (uint32_t k = n; k > i + 1; k--)
-        put(b, k, get(b, k - 1));
-    put(b, i + 1, HOSTMEM_RUN(page, HOSTMEM_RUN_STATE(get(b, i))));
+        runs_store(b, k, runs_load(b, k - 1));
+    runs_store(b, i + 1, HOSTMEM_RUN(page, HOSTMEM_RUN_STATE(runs_load(b, i))));
     atomic_store_explicit(&runs->n, n + 1, RELAXED);
     return i + 1;
 }
@@ -213,30 +213,30 @@ void hostmem__runs_apply(hostmem__runs *runs, size_t npages, size_t first, size_
     if (!count)
         return;
     uint32_t i0 = hostmem__runs_find(runs, first);
-    if (HOSTMEM_RUN_FIRST(get(b, i0)) < first)
-        i0 = split(runs, b, i0, first);
+    if (HOSTMEM_RUN_FIRST(runs_load(b, i0)) < first)
+        i0 = runs_split(runs, b, i0, first);
     uint32_t k; /* first run at or past `end` */
     if (end < npages) {
         uint32_t j = hostmem__runs_find(runs, end);
-        k = HOSTMEM_RUN_FIRST(get(b, j)) < end ? split(runs, b, j, end) : j;
+        k = HOSTMEM_RUN_FIRST(runs_load(b, j)) < end ? runs_split(runs, b, j, end) : j;
     } else {
         k = atomic_load_explicit(&runs->n, RELAXED);
     }
     for (uint32_t i = i0; i < k; i++) {
-        hostmem__run r = get(b, i);
-        put(b, i, HOSTMEM_RUN(HOSTMEM_RUN_FIRST(r), transform(HOSTMEM_RUN_STATE(r), op, state)));
+        hostmem__run r = runs_load(b, i);
+        runs_store(b, i, HOSTMEM_RUN(HOSTMEM_RUN_FIRST(r), runs_transform(HOSTMEM_RUN_STATE(r), op, state)));
     }
     /* Canonical again: drop every run in [max(i0,1), k] equal to its predecessor. */
     uint32_t n = atomic_load_explicit(&runs->n, RELAXED);
     uint32_t lo = i0 ? i0 : 1, hi = k < n ? k + 1 : n, out = lo;
     for (uint32_t i = lo; i < hi; i++) {
-        hostmem__run r = get(b, i);
-        if (HOSTMEM_RUN_STATE(r) != HOSTMEM_RUN_STATE(get(b, out - 1)))
-            put(b, out++, r);
+        hostmem__run r = runs_load(b, i);
+        if (HOSTMEM_RUN_STATE(r) != HOSTMEM_RUN_STATE(runs_load(b, out - 1)))
+            runs_store(b, out++, r);
     }
     if (out != hi) {
         for (uint32_t i = hi; i < n; i++)
-            put(b, out++, get(b, i));
+            runs_store(b, out++, runs_load(b, i));
         atomic_store_explicit(&runs->n, out, RELAXED);
     }
     hostmem__assert(hostmem__runs_canonical(runs, npages));
@@ -246,10 +246,10 @@ bool hostmem__runs_canonical(const hostmem__runs *runs, size_t npages)
 {
     const hostmem__run_block *b = atomic_load_explicit(&((hostmem__runs *)runs)->block, RELAXED);
     uint32_t n = atomic_load_explicit(&((hostmem__runs *)runs)->n, RELAXED);
-    if (!b || n == 0 || n > b->cap || HOSTMEM_RUN_FIRST(get(b, 0)) != 0)
+    if (!b || n == 0 || n > b->cap || HOSTMEM_RUN_FIRST(runs_load(b, 0)) != 0)
         return false;
     for (uint32_t i = 1; i < n; i++) {
-        hostmem__run prev = get(b, i - 1), r = get(b, i);
+        hostmem__run prev = runs_load(b, i - 1), r = runs_load(b, i);
         if (HOSTMEM_RUN_FIRST(r) <= HOSTMEM_RUN_FIRST(prev) || HOSTMEM_RUN_FIRST(r) >= npages ||
             HOSTMEM_RUN_STATE(r) == HOSTMEM_RUN_STATE(prev))
             return false;

@@ -28,24 +28,24 @@ void hostmem__policy_init(hostmem__policy *p, const hostmem_config *config)
 }
 
 /* limit * percent / 100 without overflow, for any size_t limit. */
-static size_t percent_of(size_t limit, DWORD percent)
+static size_t policy_percent_of(size_t limit, DWORD percent)
 {
     return (size_t)((unsigned __int128)limit * percent / 100);
 }
 
-static size_t ceiling(const hostmem_config *c, size_t limit, EMemoryCriticalLevel level)
+static size_t policy_ceiling(const hostmem_config *c, size_t limit, EMemoryCriticalLevel level)
 {
     switch (level) {
     case eTaskCritical:
-        return percent_of(limit, c->task_percent);
+        return policy_percent_of(limit, c->task_percent);
     case eAppDomainCritical:
-        return percent_of(limit, c->appdomain_percent);
+        return policy_percent_of(limit, c->appdomain_percent);
     default:
         return limit;
     }
 }
 
-static int state_for(const hostmem_config *c, size_t used, size_t limit)
+static int policy_state_for(const hostmem_config *c, size_t used, size_t limit)
 {
     unsigned __int128 scaled = (unsigned __int128)used * 100;
     if (scaled >= (unsigned __int128)limit * c->low_memory_percent)
@@ -58,21 +58,21 @@ static int state_for(const hostmem_config *c, size_t used, size_t limit)
 int hostmem__policy_state(const hostmem__policy *p)
 {
     if (p->config.commit_limit)
-        return state_for(&p->config, p->committed, p->config.commit_limit);
+        return policy_state_for(&p->config, p->committed, p->config.commit_limit);
     uint64_t total, avail;
     if (hostmem__os_meminfo(&total, &avail) || !total)
         return eMemoryAvailableNeutral;
-    return state_for(&p->config, (size_t)(total - avail), (size_t)total);
+    return policy_state_for(&p->config, (size_t)(total - avail), (size_t)total);
 }
 
 /* Publish the totals for readers that take no lock (the trace). */
-static void publish(hostmem__policy *p)
+static void policy_publish(hostmem__policy *p)
 {
     atomic_store_explicit(&p->committed_now, p->committed, memory_order_relaxed);
     atomic_store_explicit(&p->reserved_now, p->reserved, memory_order_relaxed);
 }
 
-static void make_notice(hostmem__policy *p, int state, bool forced, hostmem__notice *notice)
+static void policy_make_notice(hostmem__policy *p, int state, bool forced, hostmem__notice *notice)
 {
     if (!p->callback)
         return;
@@ -84,19 +84,19 @@ static void make_notice(hostmem__policy *p, int state, bool forced, hostmem__not
 }
 
 /* After the charge moved: trace a state change and tell the callback. */
-static void state_update(struct hostmem_manager *m, hostmem__notice *notice)
+static void policy_state_update(struct hostmem_manager *m, hostmem__notice *notice)
 {
     hostmem__policy *p = &m->policy;
     if (!p->config.commit_limit)
         return;
-    int now = state_for(&p->config, p->committed, p->config.commit_limit);
+    int now = policy_state_for(&p->config, p->committed, p->config.commit_limit);
     if (now == p->state)
         return;
     hostmem__trace_memory_state(m, p->state, now, p->committed, p->config.commit_limit);
     p->state = now;
     if (now == eMemoryAvailableLow) /* heaps give back free pages at their next call (H3) */
         atomic_fetch_add_explicit(&p->low_count, 1, memory_order_relaxed);
-    make_notice(p, now, false, notice);
+    policy_make_notice(p, now, false, notice);
 }
 
 enum hostmem__decision hostmem__policy_charge(struct hostmem_manager *m,
@@ -108,8 +108,8 @@ enum hostmem__decision hostmem__policy_charge(struct hostmem_manager *m,
     size_t limit = p->config.commit_limit;
     enum hostmem__decision d = HOSTMEM_DECISION_granted;
     if (limit) {
-        size_t cap = ceiling(&p->config, limit, level);
-        size_t task = ceiling(&p->config, limit, eTaskCritical);
+        size_t cap = policy_ceiling(&p->config, limit, level);
+        size_t task = policy_ceiling(&p->config, limit, eTaskCritical);
         bool fits = bytes <= cap && p->committed <= cap - bytes;
         if (!fits)
             d = HOSTMEM_DECISION_denied;
@@ -122,7 +122,7 @@ enum hostmem__decision hostmem__policy_charge(struct hostmem_manager *m,
         /* In flight: peaks and the memory state move only once the OS said
          * yes (hostmem__policy_settle), so a refused call changes nothing. */
         p->committed += bytes;
-        publish(p);
+        policy_publish(p);
     }
     return d;
 }
@@ -133,17 +133,17 @@ void hostmem__policy_uncharge(struct hostmem_manager *m, size_t bytes, hostmem__
     if (!bytes)
         return;
     m->policy.committed -= bytes;
-    publish(&m->policy);
+    policy_publish(&m->policy);
     if (atomic_load_explicit(&m->waiters, memory_order_relaxed))
         pthread_cond_broadcast(&m->freed);
-    state_update(m, notice);
+    policy_state_update(m, notice);
 }
 
 void hostmem__policy_low_notice(struct hostmem_manager *m, hostmem__notice *notice)
 {
     hostmem__assert(hostmem__lock_held(&m->state_lock));
     atomic_fetch_add_explicit(&m->policy.low_count, 1, memory_order_relaxed);
-    make_notice(&m->policy, eMemoryAvailableLow, true, notice);
+    policy_make_notice(&m->policy, eMemoryAvailableLow, true, notice);
 }
 
 HRESULT hostmem__policy_wait(struct hostmem_manager *m, uint64_t deadline_ns)
@@ -167,8 +167,8 @@ HRESULT hostmem__policy_reserve(struct hostmem_manager *m, EMemoryCriticalLevel 
     size_t limit = p->config.address_space_limit;
     if (limit) {
         size_t used = p->reserved + p->external;
-        size_t cap = ceiling(&p->config, limit, level);
-        size_t task = ceiling(&p->config, limit, eTaskCritical);
+        size_t cap = policy_ceiling(&p->config, limit, level);
+        size_t task = policy_ceiling(&p->config, limit, eTaskCritical);
         enum hostmem__decision d = HOSTMEM_DECISION_granted;
         if (bytes > cap || used > cap - bytes)
             d = HOSTMEM_DECISION_denied;
@@ -180,11 +180,11 @@ HRESULT hostmem__policy_reserve(struct hostmem_manager *m, EMemoryCriticalLevel 
             return E_OUTOFMEMORY;
     }
     p->reserved += bytes;
-    publish(p);
+    policy_publish(p);
     return S_OK;
 }
 
-static void raise_to(_Atomic size_t *peak, size_t value)
+static void policy_raise_to(_Atomic size_t *peak, size_t value)
 {
     size_t seen = atomic_load_explicit(peak, memory_order_relaxed);
     while (seen < value &&
@@ -196,14 +196,14 @@ static void raise_to(_Atomic size_t *peak, size_t value)
 void hostmem__policy_settle(struct hostmem_manager *m, bool locked, hostmem__notice *notice)
 {
     hostmem__policy *p = &m->policy;
-    raise_to(&p->peak_committed, atomic_load_explicit(&p->committed_now, memory_order_relaxed));
-    raise_to(&p->peak_reserved, atomic_load_explicit(&p->reserved_now, memory_order_relaxed));
+    policy_raise_to(&p->peak_committed, atomic_load_explicit(&p->committed_now, memory_order_relaxed));
+    policy_raise_to(&p->peak_reserved, atomic_load_explicit(&p->reserved_now, memory_order_relaxed));
     if (!p->config.commit_limit)
         return; /* no limit: no memory state to follow */
     if (!locked)
         pthread_mutex_lock(&m->state_lock);
     hostmem__assert(hostmem__lock_held(&m->state_lock));
-    state_update(m, notice);
+    policy_state_update(m, notice);
     if (!locked)
         pthread_mutex_unlock(&m->state_lock);
 }
@@ -212,7 +212,7 @@ void hostmem__policy_unreserve(struct hostmem_manager *m, size_t bytes)
 {
     hostmem__assert(hostmem__lock_held(&m->state_lock));
     m->policy.reserved -= bytes;
-    publish(&m->policy);
+    policy_publish(&m->policy);
 }
 
 void hostmem__policy_register(struct hostmem_manager *m, void (*fn)(void *, EMemoryAvailable),
@@ -224,7 +224,7 @@ void hostmem__policy_register(struct hostmem_manager *m, void (*fn)(void *, EMem
     int now = hostmem__policy_state(p);
     if (p->config.commit_limit)
         p->state = now;
-    make_notice(p, now, true, notice);
+    policy_make_notice(p, now, true, notice);
 }
 
 void hostmem__notice_deliver(struct hostmem_manager *m, hostmem__notice *notice)

@@ -98,7 +98,7 @@ HRESULT hostmem_virtual_protect(hostmem_manager *m, void *address, SIZE_T size, 
         hr = hostmem__call_fail(&c, HOSTMEM_E_INVALID_ADDRESS, HOSTMEM_REASON_not_committed);
         goto out;
     }
-    if (hostmem__runs_reserve(&r->runs, 2 + hostmem__guard_headroom(new_protect))) {
+    if (hostmem__runs_grow(&r->runs, 2 + hostmem__guard_headroom(new_protect))) {
         hr = hostmem__call_fail(&c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
         goto out;
     }

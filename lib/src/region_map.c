@@ -18,7 +18,7 @@
 static const unsigned shift_of[LEVELS] = {24, 16, 8, 0}; /* granule bits below each level */
 static const unsigned fanout_of[LEVELS] = {128, 256, 256, 256};
 
-static bool is_node(uintptr_t e) { return e && !(e & HOSTMEM_MAP_TAG_MASK); }
+static bool map_is_node(uintptr_t e) { return e && !(e & HOSTMEM_MAP_TAG_MASK); }
 
 int hostmem__map_init(hostmem__map *map)
 {
@@ -45,7 +45,7 @@ size_t hostmem__map_bytes(const hostmem__map *map)
 }
 
 /* A node whose every entry reads `fill`: installing it changes no lookup. */
-static hostmem__map_node *node_new(hostmem__map *map, uintptr_t fill)
+static hostmem__map_node *map_node_new(hostmem__map *map, uintptr_t fill)
 {
     if (map->node_count == map->node_cap) {
         size_t cap = map->node_cap ? map->node_cap * 2 : 16;
@@ -67,14 +67,14 @@ static hostmem__map_node *node_new(hostmem__map *map, uintptr_t fill)
     return n;
 }
 
-static _Atomic uintptr_t *slots_of(hostmem__map *map, hostmem__map_node *node)
+static _Atomic uintptr_t *map_slots_of(hostmem__map *map, hostmem__map_node *node)
 {
     return node ? node->slot : map->root;
 }
 
 /* The entries [*first, *last] of a node (level `lv`, first granule `g0`) that
  * overlap granules [lo, hi). */
-static void entries_of(unsigned lv, uint64_t g0, uint64_t lo, uint64_t hi, uint64_t *first,
+static void map_entries_of(unsigned lv, uint64_t g0, uint64_t lo, uint64_t hi, uint64_t *first,
                        uint64_t *last)
 {
     *first = lo > g0 ? (lo - g0) >> shift_of[lv] : 0;
@@ -84,58 +84,58 @@ static void entries_of(unsigned lv, uint64_t g0, uint64_t lo, uint64_t hi, uint6
 }
 
 /* Make nodes where a set of [lo, hi) will cover part of an entry's span. */
-static int prepare(hostmem__map *map, hostmem__map_node *node, unsigned lv, uint64_t g0,
+static int map_prepare_node(hostmem__map *map, hostmem__map_node *node, unsigned lv, uint64_t g0,
                    uint64_t lo, uint64_t hi)
 {
-    _Atomic uintptr_t *slot = slots_of(map, node);
+    _Atomic uintptr_t *slot = map_slots_of(map, node);
     uint64_t span = (uint64_t)1 << shift_of[lv], first, last;
-    entries_of(lv, g0, lo, hi, &first, &last);
+    map_entries_of(lv, g0, lo, hi, &first, &last);
     for (uint64_t i = first; i <= last; i++) {
         uint64_t s = g0 + i * span, e = s + span;
         if (s >= lo && e <= hi)
-            continue; /* whole span: set() stores a value, no node needed */
+            continue; /* whole span: map_fill() stores a value, no node needed */
         uintptr_t cur = atomic_load_explicit(&slot[i], memory_order_relaxed);
         hostmem__map_node *child = (hostmem__map_node *)cur;
-        if (!is_node(cur)) {
-            child = node_new(map, cur);
+        if (!map_is_node(cur)) {
+            child = map_node_new(map, cur);
             if (!child)
                 return ENOMEM;
             atomic_store_explicit(&slot[i], (uintptr_t)child, memory_order_release);
         }
-        int err = prepare(map, child, lv + 1, s, lo > s ? lo : s, hi < e ? hi : e);
+        int err = map_prepare_node(map, child, lv + 1, s, lo > s ? lo : s, hi < e ? hi : e);
         if (err)
             return err;
     }
     return 0;
 }
 
-static void set(hostmem__map *map, hostmem__map_node *node, unsigned lv, uint64_t g0, uint64_t lo,
+static void map_fill(hostmem__map *map, hostmem__map_node *node, unsigned lv, uint64_t g0, uint64_t lo,
                 uint64_t hi, uintptr_t value)
 {
-    _Atomic uintptr_t *slot = slots_of(map, node);
+    _Atomic uintptr_t *slot = map_slots_of(map, node);
     uint64_t span = (uint64_t)1 << shift_of[lv], first, last;
-    entries_of(lv, g0, lo, hi, &first, &last);
+    map_entries_of(lv, g0, lo, hi, &first, &last);
     for (uint64_t i = first; i <= last; i++) {
         uint64_t s = g0 + i * span, e = s + span;
         uintptr_t cur = atomic_load_explicit(&slot[i], memory_order_relaxed);
-        if (is_node(cur)) /* keep the node (no orphans to reclaim): fill it */
-            set(map, (hostmem__map_node *)cur, lv + 1, s, lo > s ? lo : s, hi < e ? hi : e, value);
-        else /* whole span (prepare() made nodes for every partial one) */
+        if (map_is_node(cur)) /* keep the node (no orphans to reclaim): fill it */
+            map_fill(map, (hostmem__map_node *)cur, lv + 1, s, lo > s ? lo : s, hi < e ? hi : e, value);
+        else /* whole span (map_prepare_node() made nodes for every partial one) */
             atomic_store_explicit(&slot[i], value, memory_order_release);
     }
 }
 
-static void clear(hostmem__map *map, hostmem__map_node *node, unsigned lv, uint64_t g0, uint64_t lo,
+static void map_empty(hostmem__map *map, hostmem__map_node *node, unsigned lv, uint64_t g0, uint64_t lo,
                   uint64_t hi, uintptr_t value)
 {
-    _Atomic uintptr_t *slot = slots_of(map, node);
+    _Atomic uintptr_t *slot = map_slots_of(map, node);
     uint64_t span = (uint64_t)1 << shift_of[lv], first, last;
-    entries_of(lv, g0, lo, hi, &first, &last);
+    map_entries_of(lv, g0, lo, hi, &first, &last);
     for (uint64_t i = first; i <= last; i++) {
         uint64_t s = g0 + i * span, e = s + span;
         uintptr_t cur = atomic_load_explicit(&slot[i], memory_order_relaxed);
-        if (is_node(cur))
-            clear(map, (hostmem__map_node *)cur, lv + 1, s, lo > s ? lo : s, hi < e ? hi : e, value);
+        if (map_is_node(cur))
+            map_empty(map, (hostmem__map_node *)cur, lv + 1, s, lo > s ? lo : s, hi < e ? hi : e, value);
         else if (cur == value) /* a whole-span entry of value lies inside [lo, hi) */
             atomic_store_explicit(&slot[i], 0, memory_order_release);
     }
@@ -143,17 +143,17 @@ static void clear(hostmem__map *map, hostmem__map_node *node, unsigned lv, uint6
 
 int hostmem__map_prepare(hostmem__map *map, uintptr_t lo, uintptr_t hi)
 {
-    return prepare(map, NULL, 0, 0, lo >> HOSTMEM_GRANULE_SHIFT, hi >> HOSTMEM_GRANULE_SHIFT);
+    return map_prepare_node(map, NULL, 0, 0, lo >> HOSTMEM_GRANULE_SHIFT, hi >> HOSTMEM_GRANULE_SHIFT);
 }
 
 void hostmem__map_set(hostmem__map *map, uintptr_t lo, uintptr_t hi, uintptr_t value)
 {
-    set(map, NULL, 0, 0, lo >> HOSTMEM_GRANULE_SHIFT, hi >> HOSTMEM_GRANULE_SHIFT, value);
+    map_fill(map, NULL, 0, 0, lo >> HOSTMEM_GRANULE_SHIFT, hi >> HOSTMEM_GRANULE_SHIFT, value);
 }
 
 void hostmem__map_clear(hostmem__map *map, uintptr_t lo, uintptr_t hi, uintptr_t value)
 {
-    clear(map, NULL, 0, 0, lo >> HOSTMEM_GRANULE_SHIFT, hi >> HOSTMEM_GRANULE_SHIFT, value);
+    map_empty(map, NULL, 0, 0, lo >> HOSTMEM_GRANULE_SHIFT, hi >> HOSTMEM_GRANULE_SHIFT, value);
 }
 
 uintptr_t hostmem__map_lookup(const hostmem__map *map, uintptr_t addr)
@@ -163,23 +163,23 @@ uintptr_t hostmem__map_lookup(const hostmem__map *map, uintptr_t addr)
     if (g >> 31)
         return 0; /* above the mapped address space */
     uintptr_t e = atomic_load_explicit(&map->root[g >> 24], memory_order_acquire);
-    if (!is_node(e))
+    if (!map_is_node(e))
         return e;
     e = atomic_load_explicit(&((const hostmem__map_node *)e)->slot[(g >> 16) & 255], memory_order_acquire);
-    if (!is_node(e))
+    if (!map_is_node(e))
         return e;
     e = atomic_load_explicit(&((const hostmem__map_node *)e)->slot[(g >> 8) & 255], memory_order_acquire);
-    if (!is_node(e))
+    if (!map_is_node(e))
         return e;
     return atomic_load_explicit(&((const hostmem__map_node *)e)->slot[g & 255], memory_order_acquire);
 }
 
 /* The first (or last) non-empty granule of [lo, hi) under one node. */
-static bool search(const _Atomic uintptr_t *slot, unsigned lv, uint64_t g0, uint64_t lo, uint64_t hi,
+static bool map_search(const _Atomic uintptr_t *slot, unsigned lv, uint64_t g0, uint64_t lo, uint64_t hi,
                    bool forward, uint64_t *out)
 {
     uint64_t span = (uint64_t)1 << shift_of[lv], first, last;
-    entries_of(lv, g0, lo, hi, &first, &last);
+    map_entries_of(lv, g0, lo, hi, &first, &last);
     for (uint64_t k = 0; k <= last - first; k++) {
         uint64_t i = forward ? first + k : last - k;
         uintptr_t e = atomic_load_explicit(&slot[i], memory_order_acquire);
@@ -187,11 +187,11 @@ static bool search(const _Atomic uintptr_t *slot, unsigned lv, uint64_t g0, uint
             continue;
         uint64_t s = g0 + i * span, e_end = s + span;
         uint64_t clo = lo > s ? lo : s, chi = hi < e_end ? hi : e_end;
-        if (!is_node(e)) {
+        if (!map_is_node(e)) {
             *out = forward ? clo : chi - 1;
             return true;
         }
-        if (search(((const hostmem__map_node *)e)->slot, lv + 1, s, clo, chi, forward, out))
+        if (map_search(((const hostmem__map_node *)e)->slot, lv + 1, s, clo, chi, forward, out))
             return true;
     }
     return false;
@@ -204,7 +204,7 @@ bool hostmem__map_find(const hostmem__map *map, uintptr_t lo, uintptr_t hi, bool
     if (ghi > ((uint64_t)1 << 31))
         ghi = (uint64_t)1 << 31;
     uint64_t g;
-    if (glo >= ghi || !search(map->root, 0, 0, glo, ghi, forward, &g))
+    if (glo >= ghi || !map_search(map->root, 0, 0, glo, ghi, forward, &g))
         return false;
     *out = (uintptr_t)g << HOSTMEM_GRANULE_SHIFT;
     return true;

@@ -14,13 +14,13 @@ Test(assert, runs_not_canonical, .signal = SIGABRT)
 {
     hostmem__runs runs = {0};
     cr_assert_eq(hostmem__runs_init(&runs, 0), 0);
-    cr_assert_eq(hostmem__runs_reserve(&runs, 2), 0);
+    cr_assert_eq(hostmem__runs_grow(&runs, 2), 0);
     hostmem__runs_apply(&runs, NPAGES, 10, 10, HOSTMEM_PAGES_COMMIT, PAGE_READWRITE);
     cr_assert(hostmem__runs_canonical(&runs, NPAGES));
     hostmem__run_block *b = atomic_load(&runs.block);
     atomic_store(&b->v[0], HOSTMEM_RUN(5, 0)); /* the corruption */
     cr_assert_not(hostmem__runs_canonical(&runs, NPAGES));
-    cr_assert_eq(hostmem__runs_reserve(&runs, 2), 0);
+    cr_assert_eq(hostmem__runs_grow(&runs, 2), 0);
     hostmem__runs_apply(&runs, NPAGES, 250, 10, HOSTMEM_PAGES_COMMIT, PAGE_READWRITE);
 }
 
@@ -29,11 +29,11 @@ Test(assert, runs_neighbours_equal, .signal = SIGABRT)
 {
     hostmem__runs runs = {0};
     cr_assert_eq(hostmem__runs_init(&runs, 0), 0);
-    cr_assert_eq(hostmem__runs_reserve(&runs, 2), 0);
+    cr_assert_eq(hostmem__runs_grow(&runs, 2), 0);
     hostmem__runs_apply(&runs, NPAGES, 10, 10, HOSTMEM_PAGES_COMMIT, PAGE_READWRITE);
     hostmem__run_block *b = atomic_load(&runs.block);
     atomic_store(&b->v[1], HOSTMEM_RUN(10, 0));
-    cr_assert_eq(hostmem__runs_reserve(&runs, 2), 0);
+    cr_assert_eq(hostmem__runs_grow(&runs, 2), 0);
     hostmem__runs_apply(&runs, NPAGES, 250, 10, HOSTMEM_PAGES_COMMIT, PAGE_READWRITE);
 }
 

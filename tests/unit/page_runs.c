@@ -69,7 +69,7 @@ Test(page_runs, random_sequences_match_the_page_array)
             for (size_t p = first; p < first + count; p++)
                 expect += (model[p] & HOSTMEM_STATE_COMMITTED) != 0;
             cr_assert_eq(committed_before, expect, "seed %u step %d: committed pages", seed, step);
-            cr_assert_eq(hostmem__runs_reserve(&runs, 2), 0);
+            cr_assert_eq(hostmem__runs_grow(&runs, 2), 0);
             hostmem__runs_apply(&runs, NPAGES, first, count, op, state);
             for (size_t p = first; p < first + count; p++)
                 model[p] = model_apply(model[p], op, state);
@@ -86,7 +86,7 @@ Test(page_runs, a_huge_region_with_many_runs_stays_small)
     hostmem__runs runs = {NULL, 0};
     cr_assert_eq(hostmem__runs_init(&runs, 0), 0);
     for (size_t i = 0; i < 1000; i++) {
-        cr_assert_eq(hostmem__runs_reserve(&runs, 2), 0);
+        cr_assert_eq(hostmem__runs_grow(&runs, 2), 0);
         hostmem__runs_apply(&runs, npages, i * 1000 + 1, 16, HOSTMEM_PAGES_COMMIT, PAGE_READWRITE);
     }
     cr_assert_eq(hostmem__runs_count(&runs), 2001);
