@@ -24,10 +24,7 @@ from bt2 import _native_bt as _raw  # the SWIG builtins, without native_bt.py's 
 from bt2 import message as _bt2_message
 
 from . import ctfcheck
-
-
-class TraceError(Exception):
-    """Input that is not a readable hostmem trace; the message is one line."""
+from .errors import TraceError  # noqa: F401 (re-exported: reader.TraceError)
 
 
 def find_traces(path):
