@@ -217,10 +217,16 @@ static HRESULT alloc_commit(hostmem__call *c, uintptr_t addr, size_t size, DWORD
             pthread_mutex_unlock(&r->lock);
             return hostmem__call_fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
         }
-        pthread_mutex_lock(&m->state_lock);
+        bool unlimited = hostmem__policy_unlimited(&m->policy);
         enum hostmem__decision d = HOSTMEM_DECISION_granted;
-        if (newly)
-            d = hostmem__policy_charge(m, level, newly << m->page_shift, waited);
+        if (unlimited) {
+            if (newly)
+                hostmem__policy_charge_unlimited(m, newly << m->page_shift);
+        } else {
+            pthread_mutex_lock(&m->state_lock);
+            if (newly)
+                d = hostmem__policy_charge(m, level, newly << m->page_shift, waited);
+        }
         if (d == HOSTMEM_DECISION_denied) {
             /* P2: tell the host it is Low and look again; eProcessCritical then
              * waits for frees.  Never while holding the region's lock. */
@@ -254,15 +260,20 @@ static HRESULT alloc_commit(hostmem__call *c, uintptr_t addr, size_t size, DWORD
             pthread_mutex_unlock(&m->state_lock);
             return hostmem__call_fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_limit_denied);
         }
-        pthread_mutex_unlock(&m->state_lock);
+        if (!unlimited)
+            pthread_mutex_unlock(&m->state_lock);
         void *lo = hostmem__region_page_addr(m, r, first);
         int err = os->protect(lo, count << m->page_shift, hostmem__protect_access(protect));
         if (err) {
             /* Even a fresh region: the kernel may have applied part of it. */
             int rerr = hostmem__region_restore_access(m, r, first, count);
-            pthread_mutex_lock(&m->state_lock);
-            hostmem__policy_uncharge(m, newly << m->page_shift, hostmem__call_notice(c));
-            pthread_mutex_unlock(&m->state_lock);
+            if (unlimited) {
+                hostmem__policy_uncharge_unlimited(m, newly << m->page_shift);
+            } else {
+                pthread_mutex_lock(&m->state_lock);
+                hostmem__policy_uncharge(m, newly << m->page_shift, hostmem__call_notice(c));
+                pthread_mutex_unlock(&m->state_lock);
+            }
             pthread_mutex_unlock(&r->lock);
             return rerr ? hostmem__call_unrecoverable(c, rerr) : hostmem__call_fail_os(c, err, HOSTMEM_REASON_os_protect);
         }

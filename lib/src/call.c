@@ -55,7 +55,7 @@ HRESULT hostmem__call_finish(hostmem__call *c, HRESULT hr)
     if (c->traced) {
         if (m) {
             /* Totals for the event: a racy but harmless read, for the trace only. */
-            c->ev.committed_bytes = atomic_load_explicit(&m->policy.committed_now, RELAXED);
+            c->ev.committed_bytes = atomic_load_explicit(&m->policy.committed, RELAXED);
             c->ev.reserved_bytes = atomic_load_explicit(&m->policy.reserved_now, RELAXED);
         }
         hostmem__trace_region_op(m, &c->trace, &c->ev);

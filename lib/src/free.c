@@ -132,9 +132,13 @@ static HRESULT free_decommit(hostmem__call *c, uintptr_t addr, size_t size)
     hostmem__assert(hostmem__region_charge_ok(m, r));
     if (watched && (err = hostmem__os_get()->watch((void *)c->ev.base, count << m->page_shift)))
         hr = hostmem__call_unrecoverable(c, err); /* the range can no longer be tracked */
-    pthread_mutex_lock(&m->state_lock);
-    hostmem__policy_uncharge(m, committed << m->page_shift, hostmem__call_notice(c));
-    pthread_mutex_unlock(&m->state_lock);
+    if (hostmem__policy_unlimited(&m->policy)) {
+        hostmem__policy_uncharge_unlimited(m, committed << m->page_shift);
+    } else {
+        pthread_mutex_lock(&m->state_lock);
+        hostmem__policy_uncharge(m, committed << m->page_shift, hostmem__call_notice(c));
+        pthread_mutex_unlock(&m->state_lock);
+    }
 out:
     pthread_mutex_unlock(&r->lock);
     return hr;

@@ -104,6 +104,8 @@ size_t hostmem__runs_bytes(const hostmem__runs *runs);
  * at page 0, firsts strictly increase below npages, no two neighbours share a
  * state, and they fit their array.  For assertions (a writer's view). */
 bool hostmem__runs_canonical(const hostmem__runs *runs, size_t npages);
+/* The same, for neighbours among runs [from, to) only (and the ends). */
+bool hostmem__runs_canonical_near(const hostmem__runs *runs, size_t npages, uint32_t from, uint32_t to);
 
 /* ---- region_map.c --------------------------------------------------------- */
 int hostmem__map_init(hostmem__map *map);
@@ -208,6 +210,13 @@ enum hostmem__decision hostmem__policy_charge(struct hostmem_manager *m,
 /* After the OS granted a charge or a reservation: raise the peaks and follow
  * the memory state (P4).  `locked`: the caller holds the state lock. */
 void hostmem__policy_settle(struct hostmem_manager *m, bool locked, hostmem__notice *notice);
+/* Without a commit limit (hostmem__policy_unlimited) P1 decides nothing and
+ * there is no memory state to follow and no waiter (P2 waits only under a
+ * limit): a commit is charged, and a decommit uncharged, with one atomic
+ * add and no state lock. */
+static inline bool hostmem__policy_unlimited(const hostmem__policy *p) { return !p->config.commit_limit; }
+void hostmem__policy_charge_unlimited(struct hostmem_manager *m, size_t bytes);
+void hostmem__policy_uncharge_unlimited(struct hostmem_manager *m, size_t bytes);
 /* Give back `bytes` of charge (state lock held); wakes eProcessCritical waiters. */
 void hostmem__policy_uncharge(struct hostmem_manager *m, size_t bytes, hostmem__notice *notice);
 /* The Low notice P2 sends before a denial (state lock held). */
@@ -357,7 +366,10 @@ void hostmem__region_recycle(hostmem_manager *m, hostmem__region *r);
  * last granule when that granule came from an arena. */
 size_t hostmem__region_unmap_bytes(const hostmem__region *r);
 /* The region's committed page count is the sum of its committed runs
- * (region lock held).  For assertions. */
+ * (region lock held).  For assertions: regions of more than
+ * HOSTMEM_ASSERT_RUNS runs pass unchecked (the sum is linear in the runs, and
+ * a checkerboard of 30,000 would make every commit quadratic). */
+#define HOSTMEM_ASSERT_RUNS 256u
 bool hostmem__region_charge_ok(const hostmem_manager *m, const hostmem__region *r);
 /* The manager's charge is the sum of its live regions' committed pages (no
  * call in flight: destroy).  For assertions. */

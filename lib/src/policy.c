@@ -23,7 +23,6 @@ void hostmem__policy_init(hostmem__policy *p, const hostmem_config *config)
     atomic_init(&p->delivered, 0);
     atomic_init(&p->peak_committed, 0);
     atomic_init(&p->peak_reserved, 0);
-    atomic_init(&p->committed_now, 0);
     atomic_init(&p->reserved_now, 0);
 }
 
@@ -68,7 +67,6 @@ int hostmem__policy_state(const hostmem__policy *p)
 /* Publish the totals for readers that take no lock (the trace). */
 static void policy_publish(hostmem__policy *p)
 {
-    atomic_store_explicit(&p->committed_now, p->committed, memory_order_relaxed);
     atomic_store_explicit(&p->reserved_now, p->reserved, memory_order_relaxed);
 }
 
@@ -125,6 +123,18 @@ enum hostmem__decision hostmem__policy_charge(struct hostmem_manager *m,
         policy_publish(p);
     }
     return d;
+}
+
+void hostmem__policy_charge_unlimited(struct hostmem_manager *m, size_t bytes)
+{
+    hostmem__assert(!m->policy.config.commit_limit);
+    atomic_fetch_add_explicit(&m->policy.committed, bytes, memory_order_relaxed);
+}
+
+void hostmem__policy_uncharge_unlimited(struct hostmem_manager *m, size_t bytes)
+{
+    hostmem__assert(!m->policy.config.commit_limit);
+    atomic_fetch_sub_explicit(&m->policy.committed, bytes, memory_order_relaxed);
 }
 
 void hostmem__policy_uncharge(struct hostmem_manager *m, size_t bytes, hostmem__notice *notice)
@@ -196,7 +206,7 @@ static void policy_raise_to(_Atomic size_t *peak, size_t value)
 void hostmem__policy_settle(struct hostmem_manager *m, bool locked, hostmem__notice *notice)
 {
     hostmem__policy *p = &m->policy;
-    policy_raise_to(&p->peak_committed, atomic_load_explicit(&p->committed_now, memory_order_relaxed));
+    policy_raise_to(&p->peak_committed, atomic_load_explicit(&p->committed, memory_order_relaxed));
     policy_raise_to(&p->peak_reserved, atomic_load_explicit(&p->reserved_now, memory_order_relaxed));
     if (!p->config.commit_limit)
         return; /* no limit: no memory state to follow */

@@ -145,12 +145,16 @@ typedef struct hostmem__map {
 /* Commit charge, limits and memory state: guarded by the manager's state lock. */
 typedef struct hostmem__policy {
     hostmem_config config;
-    size_t committed;      /* bytes charged, including in-flight commits */
+    /* Bytes charged, including in-flight commits.  Under a commit limit it
+     * changes only under the state lock (P1 decides on it); without one a
+     * commit or decommit counts it with one atomic add and no lock.
+     * Lock-free readers (the trace) read it too. */
+    _Atomic size_t committed;
     _Atomic size_t peak_committed; /* raised only by calls that succeeded */
     size_t reserved;       /* bytes of live regions (page-rounded) */
     _Atomic size_t peak_reserved;
     size_t external;       /* acquired_virtual_address_space bytes */
-    _Atomic size_t committed_now, reserved_now; /* copies for lock-free readers (trace) */
+    _Atomic size_t reserved_now; /* copy for lock-free readers (trace) */
     size_t regions;
     int state;             /* current EMemoryAvailable under the limit, 0 = none yet */
     void (*callback)(void *, EMemoryAvailable);
