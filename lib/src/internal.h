@@ -14,7 +14,8 @@
  *   hresult.c (code tables) ; trace.h (events).
  *   Beside the path: watch.c (write watch), guard.c (guard pages, faults),
  *   com.c (the COM-style binding of <hostmem/mscoree.h>), stack.c (the
- *   host's call stack, T7) and trace_lttng_stack.c (its hostmem:stack event).
+ *   host's call stack, T7) and trace_lttng_stack.c (its hostmem:stack event),
+ *   assert.c (the internal assertions of debug builds: hostmem__assert below).
  *
  * The manager's heap (IHostMalloc) sits on top, through the public entry
  * points: heap.h (its words, structures and cross-file declarations), heap.c
