@@ -49,16 +49,12 @@ static HRESULT alloc_reserve(hostmem__call *c, uintptr_t addr, size_t size, DWOR
     int err = hostmem__runs_init(&r->runs, 0);
     pthread_mutex_lock(&m->state_lock);
     if (err) {
-        pthread_mutex_unlock(&r->lock);
-        hostmem__region_recycle(m, r);
-        pthread_mutex_unlock(&m->state_lock);
-        return hostmem__call_fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
+        hr = hostmem__call_fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
+        goto undo_region;
     }
     if (FAILED(hr = hostmem__policy_reserve(m, level, rsize))) {
-        pthread_mutex_unlock(&r->lock);
-        hostmem__region_recycle(m, r);
-        pthread_mutex_unlock(&m->state_lock);
-        return hostmem__call_fail(c, hr, HOSTMEM_REASON_limit_denied);
+        hr = hostmem__call_fail(c, hr, HOSTMEM_REASON_limit_denied);
+        goto undo_region;
     }
     uintptr_t hi_granule = hostmem__round_up(base + rsize, HOSTMEM_GRANULE);
     hostmem__arena *arena = NULL;
@@ -77,22 +73,16 @@ static HRESULT alloc_reserve(hostmem__call *c, uintptr_t addr, size_t size, DWOR
             arena = NULL;
         }
         if (err) {
-            pthread_mutex_unlock(&r->lock);
-            hostmem__region_recycle(m, r);
-            hostmem__policy_unreserve(m, rsize);
-            pthread_mutex_unlock(&m->state_lock);
-            return lost ? hostmem__call_unrecoverable(c, err) : hostmem__call_fail_os(c, err, HOSTMEM_REASON_os_reserve);
+            hr = lost ? hostmem__call_unrecoverable(c, err) : hostmem__call_fail_os(c, err, HOSTMEM_REASON_os_reserve);
+            goto undo_reserved;
         }
     }
     hi_granule = hostmem__round_up(base + rsize, HOSTMEM_GRANULE);
     if (arena) {
         /* The arena may hold whole-span entries: the region needs nodes. */
         if (hostmem__map_prepare(&m->map, base, hi_granule)) {
-            pthread_mutex_unlock(&r->lock);
-            hostmem__region_recycle(m, r);
-            hostmem__policy_unreserve(m, rsize);
-            pthread_mutex_unlock(&m->state_lock);
-            return hostmem__call_fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
+            hr = hostmem__call_fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
+            goto undo_reserved;
         }
         hostmem__arena_mark(arena, base, hi_granule, true);
     } else {
@@ -137,15 +127,13 @@ static HRESULT alloc_reserve(hostmem__call *c, uintptr_t addr, size_t size, DWOR
             hostmem__arena_unclaim(m, base, hi_granule);
         if (err) {
             hostmem__inflight_end();
-            pthread_mutex_unlock(&r->lock);
-            hostmem__region_recycle(m, r);
-            hostmem__policy_unreserve(m, rsize);
-            pthread_mutex_unlock(&m->state_lock);
             if (lost)
-                return hostmem__call_unrecoverable(c, err);
-            if (c->reason == HOSTMEM_REASON_no_metadata)
-                return E_OUTOFMEMORY;
-            return hostmem__call_fail_os(c, err, err == EEXIST ? HOSTMEM_REASON_overlap : HOSTMEM_REASON_os_reserve);
+                hr = hostmem__call_unrecoverable(c, err);
+            else if (c->reason == HOSTMEM_REASON_no_metadata)
+                hr = E_OUTOFMEMORY;
+            else
+                hr = hostmem__call_fail_os(c, err, err == EEXIST ? HOSTMEM_REASON_overlap : HOSTMEM_REASON_os_reserve);
+            goto undo_reserved;
         }
     }
     hostmem__region_write_begin(r);
@@ -190,6 +178,16 @@ static HRESULT alloc_reserve(hostmem__call *c, uintptr_t addr, size_t size, DWOR
     pthread_mutex_unlock(&r->lock);
     *out = r;
     return S_OK;
+
+    /* The one way back before the region is in the map (state lock held, the
+     * region's lock too): the address space counted, then the struct. */
+undo_reserved:
+    hostmem__policy_unreserve(m, rsize);
+undo_region:
+    pthread_mutex_unlock(&r->lock);
+    hostmem__region_recycle(m, r);
+    pthread_mutex_unlock(&m->state_lock);
+    return hr;
 }
 
 /* ---- commit (S5, P1, P2) --------------------------------------------- */
