@@ -226,7 +226,11 @@ void hostmem__runs_apply(hostmem__runs *runs, size_t npages, size_t first, size_
         i0 = runs_split(runs, b, i0, first);
     uint32_t k; /* first run at or past `end` */
     if (end < npages) {
-        uint32_t j = hostmem__runs_find(runs, end);
+        /* The run holding `end`, walking on from i0: the runs in between are
+         * transformed below anyway, so this costs no more than that loop. */
+        uint32_t j = i0, n0 = atomic_load_explicit(&runs->n, RELAXED);
+        while (j + 1 < n0 && HOSTMEM_RUN_FIRST(runs_load(b, j + 1)) <= end)
+            j++;
         k = HOSTMEM_RUN_FIRST(runs_load(b, j)) < end ? runs_split(runs, b, j, end) : j;
     } else {
         k = atomic_load_explicit(&runs->n, RELAXED);
