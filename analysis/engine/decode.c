@@ -216,23 +216,31 @@ static inline size_t decode_align(size_t pkt, size_t pos, int32_t a)
     return pkt + rel;
 }
 
-static int decode_blob(struct hme_chunk *c, const uint8_t *p, size_t n, uint64_t *out)
+/* Append n bytes and a NUL to a growing blob (first size `first`); *out is
+ * their (offset << 32 | length), as the records carry strings. */
+static int blob_append(char **blob, size_t *used, size_t *cap, size_t first, const void *p, size_t n,
+                       uint64_t *out)
 {
-    if (c->blob_n + n + 1 > c->blob_cap) {
-        size_t cap = c->blob_cap ? c->blob_cap * 2 : 4096;
-        while (cap < c->blob_n + n + 1)
-            cap *= 2;
-        char *b = realloc(c->blob, cap);
+    if (*used + n + 1 > *cap) {
+        size_t c = *cap ? *cap * 2 : first;
+        while (c < *used + n + 1)
+            c *= 2;
+        char *b = realloc(*blob, c);
         if (b == NULL)
             return -1;
-        c->blob = b;
-        c->blob_cap = cap;
+        *blob = b;
+        *cap = c;
     }
-    memcpy(c->blob + c->blob_n, p, n);
-    c->blob[c->blob_n + n] = 0;
-    *out = (uint64_t)c->blob_n << 32 | (uint64_t)n;
-    c->blob_n += n + 1;
+    memcpy(*blob + *used, p, n);
+    (*blob)[*used + n] = 0;
+    *out = (uint64_t)*used << 32 | (uint64_t)n;
+    *used += n + 1;
     return 0;
+}
+
+static int decode_blob(struct hme_chunk *c, const uint8_t *p, size_t n, uint64_t *out)
+{
+    return blob_append(&c->blob, &c->blob_n, &c->blob_cap, 4096, p, n, out);
 }
 
 /* Walk one struct from `*pos` (never past `end`).  vals[i]: integer values
@@ -770,20 +778,8 @@ int hme__fwd_push(hme_engine *e, const struct hme_rec *r, const char *blob, int3
             continue;
         /* re-home the string into the batch's blob */
         uint64_t off = r->v[i] >> 32, len = r->v[i] & 0xffffffffu;
-        if (e->fblob_n + len + 1 > e->fblob_cap) {
-            size_t cap = e->fblob_cap ? e->fblob_cap * 2 : 65536;
-            while (cap < e->fblob_n + len + 1)
-                cap *= 2;
-            char *b = realloc(e->fblob, cap);
-            if (b == NULL)
-                return -1;
-            e->fblob = b;
-            e->fblob_cap = cap;
-        }
-        memcpy(e->fblob + e->fblob_n, blob + off, len);
-        e->fblob[e->fblob_n + len] = 0;
-        f->v[i] = (uint64_t)e->fblob_n << 32 | len;
-        e->fblob_n += len + 1;
+        if (blob_append(&e->fblob, &e->fblob_n, &e->fblob_cap, 65536, blob + off, len, &f->v[i]))
+            return -1;
     }
     return 0;
 }

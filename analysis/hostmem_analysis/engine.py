@@ -173,18 +173,7 @@ class _Parser:
             if op == ":=":
                 out[key] = self.type_()
             elif op == "=":
-                v = self.next()
-                if v.startswith('"'):
-                    v = v[1:-1]
-                elif v[0].isdigit() or v[0] == "-":
-                    v = _num(v)
-                else:
-                    parts = [v]
-                    while self.peek() == ".":
-                        self.next()
-                        parts.append(self.next())
-                    v = ".".join(parts)
-                out[key] = v
+                out[key] = self.value()
             else:
                 raise Unsupported()
             self.expect(";")
@@ -197,21 +186,23 @@ class _Parser:
         while self.peek() != "}":
             key = self.next()
             self.expect("=")
-            v = self.next()
-            if v.startswith('"'):
-                v = v[1:-1]
-            elif v[0].isdigit() or v[0] == "-":
-                v = _num(v)
-            else:
-                parts = [v]
-                while self.peek() == ".":
-                    self.next()
-                    parts.append(self.next())
-                v = ".".join(parts)
-            out[key] = v
+            out[key] = self.value()
             self.expect(";")
         self.expect("}")
         return out
+
+    def value(self):
+        """A value after `=`: a string, a number, or a dotted name."""
+        v = self.next()
+        if v.startswith('"'):
+            return v[1:-1]
+        if v[0].isdigit() or v[0] == "-":
+            return _num(v)
+        parts = [v]
+        while self.peek() == ".":
+            self.next()
+            parts.append(self.next())
+        return ".".join(parts)
 
     def type_(self):
         t = self.next()
