@@ -567,8 +567,9 @@ typedef struct heap_child {
     hostmem_malloc *h;
 } heap_child;
 
-static int child_heap_after_fork(heap_child *c)
+static int child_heap_after_fork(void *arg)
 {
+    heap_child *c = arg;
     void *p[32];
     for (unsigned i = 0; i < 32; i++) {
         size_t size = i < 31 ? ((size_t)16 << (i % 10)) + i : 256 * KiB;
@@ -598,26 +599,15 @@ Test(fork, no_deadlock_while_threads_are_in_the_heap, .timeout = 600)
     }
     heap_child c = {.m = m, .h = hp};
     int failed = 0;
-    char why[256], first_why[256] = "";
+    char why[200], first_why[256] = "";
     for (int k = 0; k < HEAP_FORKS; k++) {
         unsigned long target = hh[0].ops + hh[1].ops + 16;
         uint64_t give_up = now_ns() + 60 * 1000000000ull;
         while (hh[0].ops + hh[1].ops < target && hh[0].bad == S_OK && hh[1].bad == S_OK)
             if (sched_yield(), now_ns() > give_up)
                 cr_assert_fail("the heap threads made no progress for 60 s after %d forks", k);
-        fflush(stdout);
-        fflush(stderr);
-        pid_t pid = fork();
-        cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-        if (pid == 0) {
-            alarm(90);
-            _exit(child_heap_after_fork(&c));
-        }
-        int timed_out, status = child_wait(pid, 30, &timed_out);
-        if (timed_out || !WIFEXITED(status) || WEXITSTATUS(status)) {
-            if (!failed++)
-                snprintf(first_why, sizeof first_why, "fork %d: %s", k, status_text(status, timed_out, why, sizeof why));
-        }
+        if (child_run(child_heap_after_fork, &c, 30, why, sizeof why - 16) != 0 && !failed++)
+            snprintf(first_why, sizeof first_why, "fork %d: %s", k, why);
     }
     atomic_store(&stop, 1);
     for (int i = 0; i < HAMMERS; i++)
