@@ -606,7 +606,7 @@ Test(fork, no_deadlock_while_threads_are_in_the_heap, .timeout = 600)
         while (hh[0].ops + hh[1].ops < target && hh[0].bad == S_OK && hh[1].bad == S_OK)
             if (sched_yield(), now_ns() > give_up)
                 cr_assert_fail("the heap threads made no progress for 60 s after %d forks", k);
-        if (child_run(child_heap_after_fork, &c, 30, why, sizeof why - 16) != 0 && !failed++)
+        if (child_run(child_heap_after_fork, &c, 30, why, sizeof why) != 0 && !failed++)
             snprintf(first_why, sizeof first_why, "fork %d: %s", k, why);
     }
     atomic_store(&stop, 1);
