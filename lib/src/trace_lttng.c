@@ -156,15 +156,15 @@ static __thread trace_clock_pair trace_clock_tls __attribute__((tls_model("initi
 static bool trace_clock_invariant;   /* set once, by the constructor */
 static uint64_t trace_clock_first_tsc, trace_clock_first_ns;
 
-/* A pair: the clock between two TSC reads, the TSC at their middle.  False
- * when the reads lasted more than `max_ticks` (the thread was interrupted). */
-static bool trace_clock_read_pair(uint64_t *tsc, uint64_t *ns, uint64_t max_ticks)
+/* A pair: the clock between two TSC reads, the TSC at their middle; the
+ * ticks the reads took, as the pair's width. */
+static uint64_t trace_clock_read_pair(uint64_t *tsc, uint64_t *ns)
 {
     uint64_t t0 = __rdtsc();
     *ns = hostmem__trace_now_ns();
     uint64_t t1 = __rdtsc();
     *tsc = t0 + (t1 - t0) / 2;
-    return t1 - t0 <= max_ticks;
+    return t1 - t0;
 }
 
 __attribute__((constructor)) static void trace_clock_init(void)
@@ -179,25 +179,24 @@ __attribute__((constructor)) static void trace_clock_init(void)
      * tight one is kept (none in a thousand tries: the system clock). */
     for (int i = 0; i < TRACE_CLOCK_FIRST_TRIES && !trace_clock_invariant; i++)
         trace_clock_invariant =
-            trace_clock_read_pair(&trace_clock_first_tsc, &trace_clock_first_ns, TRACE_CLOCK_PAIR_MAX_TICKS);
+            trace_clock_read_pair(&trace_clock_first_tsc, &trace_clock_first_ns) <= TRACE_CLOCK_PAIR_MAX_TICKS;
 }
 
 static __attribute__((noinline)) uint64_t trace_clock_slow(void)
 {
-    trace_clock_pair *p = &trace_clock_tls;
-    uint64_t max = p->rate ? ((uint64_t)TRACE_CLOCK_PAIR_MAX_NS << 32) / p->rate : TRACE_CLOCK_PAIR_MAX_TICKS;
-    uint64_t tsc, ns;
-    if (!trace_clock_invariant || !trace_clock_read_pair(&tsc, &ns, max))
+    if (!trace_clock_invariant)
         return hostmem__trace_now_ns();
+    uint64_t tsc, ns;
+    uint64_t width = trace_clock_read_pair(&tsc, &ns);
     uint64_t dns = ns - trace_clock_first_ns, dtsc = tsc - trace_clock_first_tsc;
     if (dns < TRACE_CLOCK_CALIBRATE_NS || dtsc == 0 || (int64_t)dtsc < 0)
         return ns; /* too young to know the rate (or a TSC that went back) */
     /* ns per tick over everything since load: the longer, the finer. */
     uint64_t rate = (uint64_t)(((unsigned __int128)dns << 32) / dtsc);
-    if (rate == 0)
-        return ns;
-    *p = (trace_clock_pair){.tsc = tsc, .ns = ns, .rate = rate,
-                            .window = ((uint64_t)TRACE_CLOCK_WINDOW_NS << 32) / rate};
+    if (rate == 0 || width > ((uint64_t)TRACE_CLOCK_PAIR_MAX_NS << 32) / rate)
+        return ns; /* the reads were interrupted: this reading is right, the pair is not kept */
+    trace_clock_tls = (trace_clock_pair){.tsc = tsc, .ns = ns, .rate = rate,
+                                         .window = ((uint64_t)TRACE_CLOCK_WINDOW_NS << 32) / rate};
     return ns;
 }
 
