@@ -141,22 +141,9 @@ def _summary(args):
     return EXIT_DAMAGED if stats.get("damaged") else 0
 
 
-def _import_report():
-    try:
-        from . import report  # noqa: F401
-    except Exception:
-        pass  # _report's own import says what is wrong
-
-
 def _report(args):
-    # matplotlib takes about a second of CPU to import: do it while the C
-    # engine reads the trace (it runs without the GIL).
-    import threading
-    early = threading.Thread(target=_import_report, daemon=True)
-    early.start()
     stats = {}
     m, s = load(args.traces, args.temporary_ms, stats, args.jobs, args.scheduler)
-    early.join()
     from . import report
     index = report.write(m, s, args.output)
     if not args.quiet:
@@ -226,7 +213,7 @@ def parser():
     s.add_argument("--json", action="store_true", help="one JSON object (R1 in docs/analysis.md)")
     s.add_argument("--speed", action="store_true", help="print events/s read on stderr")
     s.set_defaults(func=_summary)
-    r = sub.add_parser("report", parents=[common], help="write PNG plots and index.html")
+    r = sub.add_parser("report", parents=[common], help="write SVG plots and index.html")
     r.add_argument("-o", "--output", required=True, metavar="DIR")
     r.add_argument("-q", "--quiet", action="store_true", help="do not print the summary")
     r.set_defaults(func=_report)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import unittest
+from xml.etree import ElementTree
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ANALYSIS = os.path.dirname(HERE)
@@ -231,12 +232,24 @@ class EndToEnd(unittest.TestCase):
         out = os.path.join(self.tmp, "report")
         r = analyze("report", "-q", trace, "-o", out)
         self.assertEqual(r.returncode, 0, r.stderr)
-        for png in ("memory.png", "latency.png", "failures.png", "leaks.png", "sizes.png"):
-            with open(os.path.join(out, png), "rb") as f:
-                self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n", png)
+        texts = {}
+        for name in ("memory.svg", "latency.svg", "failures.svg", "leaks.svg", "sizes.svg"):
+            root = ElementTree.parse(os.path.join(out, name)).getroot()  # well-formed SVG
+            self.assertEqual(root.tag, "{http://www.w3.org/2000/svg}svg", name)
+            texts[name] = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+            if name == "memory.svg":  # both series drawn: an outline each
+                strokes = {e.get("stroke") for e in root.iter("{http://www.w3.org/2000/svg}path")}
+                self.assertLessEqual({"#4c72b0", "#dd8452"}, strokes)
+        for d in got["failures"]["detail"]:
+            self.assertIn("%s: %s (%s)" % (d["op"], d["hresult"], d["reason"]),
+                          texts["failures.svg"])
+        for site in got["leaks"]["by_caller"]:
+            self.assertTrue(any(t and site["site"][-50:] in t for t in texts["leaks.svg"]), site)
+        for op in ("reserve", "commit"):
+            self.assertTrue(any(t and t.startswith(op + " (") for t in texts["latency.svg"]), op)
         with open(os.path.join(out, "index.html")) as f:
             page = f.read()
-        self.assertIn('src="memory.png"', page)
+        self.assertIn('src="memory.svg"', page)
         self.assertIn("leak_site_a", page)
 
     def test_two_processes_kept_apart(self):
