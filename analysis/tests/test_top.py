@@ -121,7 +121,7 @@ class Top(unittest.TestCase):
         finally:
             p.send_signal(signal.SIGINT)
             try:
-                rest, err = p.communicate(timeout=10)
+                rest, err = p.communicate(timeout=60)
             except subprocess.TimeoutExpired:
                 p.kill()
                 rest, err = p.communicate()

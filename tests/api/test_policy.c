@@ -515,7 +515,7 @@ static void busy_cb(void *ctx, EMemoryAvailable s)
     b->hr_release = hostmem_virtual_free(b->m, p, 0, MEM_RELEASE);
 }
 
-Test(p4_notifications, callback_calls_back_into_the_manager, .timeout = 20)
+Test(p4_notifications, callback_calls_back_into_the_manager, .timeout = 60)
 {
     size_t P = pg();
     hostmem_manager *m = mk_cfg(10 * P, 0, 0);

@@ -137,7 +137,7 @@ static void fault_fini(void)
 TestSuite(fault, .init = fault_init, .fini = fault_fini, .timeout = 120);
 TestSuite(rollback, .init = fault_init, .fini = fault_fini, .timeout = 120);
 TestSuite(locks, .init = fault_init, .fini = fault_fini, .timeout = 30);
-TestSuite(placement, .init = fault_init, .fini = fault_fini, .timeout = 10);
+TestSuite(placement, .init = fault_init, .fini = fault_fini, .timeout = 60);
 
 /* ---- what "nothing changed" means --------------------------------------------------- */
 /* The process's mappings, without the lines that move on their own ([heap], [stack]).

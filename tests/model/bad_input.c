@@ -412,7 +412,7 @@ ParameterizedTestParameters(bad_input, catalogue)
     return cr_make_param_array(row, rows, NROWS);
 }
 
-ParameterizedTest(row *r, bad_input, catalogue, .timeout = 10)
+ParameterizedTest(row *r, bad_input, catalogue, .timeout = 60)
 {
     world w;
     snapshot before, after;
