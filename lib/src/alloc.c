@@ -163,14 +163,8 @@ static HRESULT alloc_reserve(hostmem__call *c, uintptr_t addr, size_t size, DWOR
         /* Still under the region's lock: nobody has touched its pages yet. */
         err = os->watch((void *)base, rsize);
         if (err) {
-            HRESULT hr2 = hostmem__free_region(c, r);
-            pthread_mutex_unlock(&r->lock);
-            if (FAILED(hr2))
-                return hr2;
-            pthread_mutex_lock(&m->state_lock);
-            hostmem__region_recycle(m, r);
-            pthread_mutex_unlock(&m->state_lock);
-            return hostmem__call_fail_os(c, err, HOSTMEM_REASON_os_watch);
+            hr = hostmem__call_fail_os(c, err, HOSTMEM_REASON_os_watch);
+            goto undo_mapped;
         }
         if (!making)
             hostmem__policy_settle(m, false, hostmem__call_notice(c));
@@ -179,7 +173,23 @@ static HRESULT alloc_reserve(hostmem__call *c, uintptr_t addr, size_t size, DWOR
     *out = r;
     return S_OK;
 
-    /* The one way back before the region is in the map (state lock held, the
+    /* The way back once the region is in the map (its lock held, the state
+     * lock not): it goes as a release does.  Should the OS refuse, the region
+     * stays, and the release's failure is the call's. */
+undo_mapped: {
+    HRESULT hr2 = hostmem__free_region(c, r);
+    pthread_mutex_unlock(&r->lock);
+    if (FAILED(hr2)) {
+        hr = hr2;
+    } else {
+        pthread_mutex_lock(&m->state_lock);
+        hostmem__region_recycle(m, r);
+        pthread_mutex_unlock(&m->state_lock);
+    }
+    return hr;
+}
+
+    /* The way back before the region is in the map (state lock held, the
      * region's lock too): the address space counted, then the struct. */
 undo_reserved:
     hostmem__policy_unreserve(m, rsize);
@@ -192,103 +202,127 @@ undo_region:
 
 /* ---- commit (S5, P1, P2) --------------------------------------------- */
 
-static HRESULT alloc_commit(hostmem__call *c, uintptr_t addr, size_t size, DWORD protect,
-                            EMemoryCriticalLevel level, uintptr_t *out_base)
+/* A commit denied (P2) tries again: what it has done so far. */
+typedef struct alloc_retry {
+    bool told_low;             /* the host was told Low (once per call) */
+    uint64_t started, waited;  /* eProcessCritical: when the wait began, how long so far */
+} alloc_retry;
+
+/* alloc_commit_once's answer to a denial: the state lock is still held. */
+#define ALLOC_DENIED ((HRESULT)1)
+
+/* One try at a commit (region lock taken and dropped here): S_OK, a
+ * failure, or ALLOC_DENIED with the state lock held (and the region's lock
+ * dropped: it is never held while waiting). */
+static inline HRESULT alloc_commit_once(hostmem__call *c, uintptr_t addr, size_t size, DWORD protect,
+                                        EMemoryCriticalLevel level, uint64_t waited, uintptr_t *out_base)
 {
     hostmem_manager *m = c->m;
-    const hostmem__os *os = hostmem__os_get();
-    bool told_low = false;
-    uint64_t started = 0, waited = 0;
-    for (;;) {
-        HRESULT hr;
-        hostmem__region *r = hostmem__region_lock(c, addr, &hr);
-        if (!r)
-            return FAILED(hr) ? hr : hostmem__call_fail(c, HOSTMEM_E_INVALID_ADDRESS, HOSTMEM_REASON_not_in_region);
-        size_t first, count, npages = hostmem__region_pages(m, r);
-        if (FAILED(hr = hostmem__region_pages_of(c, r, addr, size, &first, &count))) {
-            pthread_mutex_unlock(&r->lock);
-            return hr;
-        }
-        size_t newly = count - hostmem__runs_pages(&r->runs, npages, first, count,
-                                                   HOSTMEM_STATE_COMMITTED, HOSTMEM_STATE_COMMITTED);
-        if (hostmem__runs_grow(&r->runs, 2 + hostmem__guard_headroom(protect))) {
-            pthread_mutex_unlock(&r->lock);
-            return hostmem__call_fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
-        }
-        bool unlimited = hostmem__policy_unlimited(&m->policy);
-        enum hostmem__decision d = HOSTMEM_DECISION_granted;
+    HRESULT hr;
+    hostmem__region *r = hostmem__region_lock(c, addr, &hr);
+    if (!r)
+        return FAILED(hr) ? hr : hostmem__call_fail(c, HOSTMEM_E_INVALID_ADDRESS, HOSTMEM_REASON_not_in_region);
+    size_t first, count, npages = hostmem__region_pages(m, r);
+    if (FAILED(hr = hostmem__region_pages_of(c, r, addr, size, &first, &count)))
+        goto out;
+    size_t newly = count - hostmem__runs_pages(&r->runs, npages, first, count,
+                                               HOSTMEM_STATE_COMMITTED, HOSTMEM_STATE_COMMITTED);
+    if (hostmem__runs_grow(&r->runs, 2 + hostmem__guard_headroom(protect))) {
+        hr = hostmem__call_fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
+        goto out;
+    }
+    bool unlimited = hostmem__policy_unlimited(&m->policy);
+    enum hostmem__decision d = HOSTMEM_DECISION_granted;
+    if (unlimited) {
+        if (newly)
+            hostmem__policy_charge_unlimited(m, newly << m->page_shift);
+    } else {
+        pthread_mutex_lock(&m->state_lock);
+        if (newly)
+            d = hostmem__policy_charge(m, level, newly << m->page_shift, waited);
+    }
+    if (d == HOSTMEM_DECISION_denied) {
+        hr = ALLOC_DENIED; /* the state lock stays held */
+        goto out;
+    }
+    if (!unlimited)
+        pthread_mutex_unlock(&m->state_lock);
+    void *lo = hostmem__region_page_addr(m, r, first);
+    int err = hostmem__os_get()->protect(lo, count << m->page_shift, hostmem__protect_access(protect));
+    if (err) {
+        /* Even a fresh region: the kernel may have applied part of it. */
+        int rerr = hostmem__region_restore_access(m, r, first, count);
         if (unlimited) {
-            if (newly)
-                hostmem__policy_charge_unlimited(m, newly << m->page_shift);
+            hostmem__policy_uncharge_unlimited(m, newly << m->page_shift);
         } else {
             pthread_mutex_lock(&m->state_lock);
-            if (newly)
-                d = hostmem__policy_charge(m, level, newly << m->page_shift, waited);
-        }
-        if (d == HOSTMEM_DECISION_denied) {
-            /* P2: tell the host it is Low and look again; eProcessCritical then
-             * waits for frees.  Never while holding the region's lock. */
-            pthread_mutex_unlock(&r->lock);
-            if (level != eTaskCritical && !told_low) {
-                hostmem__policy_low_notice(m, hostmem__call_notice(c));
-                pthread_mutex_unlock(&m->state_lock);
-                hostmem__notice *n = c->notice;
-                hostmem__trace_flush();
-                for (unsigned i = 0; i < 3; i++)
-                    hostmem__notice_deliver(m, &n[i]);
-                told_low = true;
-                continue;
-            }
-            DWORD wait_ms = m->policy.config.process_critical_wait_ms;
-            if (level == eProcessCritical && wait_ms) {
-                uint64_t now = hostmem__now_ns();
-                if (!started)
-                    started = now;
-                uint64_t deadline = started + (uint64_t)wait_ms * 1000000u;
-                if (now < deadline) {
-                    hr = hostmem__policy_wait(m, deadline);
-                    pthread_mutex_unlock(&m->state_lock);
-                    hostmem__trace_flush();
-                    waited = hostmem__now_ns() - started;
-                    if (FAILED(hr))
-                        return hostmem__call_fail(c, hr, HOSTMEM_REASON_abandoned);
-                    continue;
-                }
-            }
+            hostmem__policy_uncharge(m, newly << m->page_shift, hostmem__call_notice(c));
             pthread_mutex_unlock(&m->state_lock);
-            return hostmem__call_fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_limit_denied);
         }
-        if (!unlimited)
-            pthread_mutex_unlock(&m->state_lock);
-        void *lo = hostmem__region_page_addr(m, r, first);
-        int err = os->protect(lo, count << m->page_shift, hostmem__protect_access(protect));
-        if (err) {
-            /* Even a fresh region: the kernel may have applied part of it. */
-            int rerr = hostmem__region_restore_access(m, r, first, count);
-            if (unlimited) {
-                hostmem__policy_uncharge_unlimited(m, newly << m->page_shift);
-            } else {
-                pthread_mutex_lock(&m->state_lock);
-                hostmem__policy_uncharge(m, newly << m->page_shift, hostmem__call_notice(c));
-                pthread_mutex_unlock(&m->state_lock);
-            }
-            pthread_mutex_unlock(&r->lock);
-            return rerr ? hostmem__call_unrecoverable(c, rerr) : hostmem__call_fail_os(c, err, HOSTMEM_REASON_os_protect);
-        }
-        hostmem__region_write_begin(r);
-        hostmem__runs_apply(&r->runs, npages, first, count, HOSTMEM_PAGES_COMMIT, protect);
-        atomic_fetch_add_explicit(&r->committed_pages, newly, RELAXED);
-        atomic_store_explicit(&r->making, false, RELAXED); /* made: visible at last */
-        hostmem__region_write_end(r);
-        hostmem__assert(hostmem__region_charge_ok(m, r));
-        if (newly)
-            hostmem__policy_settle(m, false, hostmem__call_notice(c));
-        pthread_mutex_unlock(&r->lock);
-        *out_base = (uintptr_t)lo;
-        c->ev.base = (uintptr_t)lo;
-        c->ev.region_size = count << m->page_shift;
-        return S_OK;
+        hr = rerr ? hostmem__call_unrecoverable(c, rerr) : hostmem__call_fail_os(c, err, HOSTMEM_REASON_os_protect);
+        goto out;
     }
+    hostmem__region_write_begin(r);
+    hostmem__runs_apply(&r->runs, npages, first, count, HOSTMEM_PAGES_COMMIT, protect);
+    atomic_fetch_add_explicit(&r->committed_pages, newly, RELAXED);
+    atomic_store_explicit(&r->making, false, RELAXED); /* made: visible at last */
+    hostmem__region_write_end(r);
+    hostmem__assert(hostmem__region_charge_ok(m, r));
+    if (newly)
+        hostmem__policy_settle(m, false, hostmem__call_notice(c));
+    *out_base = (uintptr_t)lo;
+    c->ev.base = (uintptr_t)lo;
+    c->ev.region_size = count << m->page_shift;
+out:
+    pthread_mutex_unlock(&r->lock);
+    return hr;
+}
+
+/* P2 after a denial (state lock held, dropped here): tell the host it is
+ * Low and look again; eProcessCritical then waits for frees, up to its
+ * deadline.  S_OK: try again. */
+static HRESULT alloc_commit_denied(hostmem__call *c, EMemoryCriticalLevel level, alloc_retry *w)
+{
+    hostmem_manager *m = c->m;
+    HRESULT hr = S_OK;
+    bool low = level != eTaskCritical && !w->told_low, waiting = false;
+    DWORD wait_ms = m->policy.config.process_critical_wait_ms;
+    if (low) {
+        hostmem__policy_low_notice(m, hostmem__call_notice(c));
+        w->told_low = true;
+    } else if (level == eProcessCritical && wait_ms) {
+        uint64_t now = hostmem__now_ns();
+        if (!w->started)
+            w->started = now;
+        uint64_t deadline = w->started + (uint64_t)wait_ms * 1000000u;
+        if ((waiting = now < deadline))
+            hr = hostmem__policy_wait(m, deadline);
+    }
+    pthread_mutex_unlock(&m->state_lock);
+    if (low || waiting)
+        hostmem__trace_flush();
+    if (low)
+        for (unsigned i = 0; i < 3; i++)
+            hostmem__notice_deliver(m, &c->notice[i]);
+    if (waiting) {
+        w->waited = hostmem__now_ns() - w->started;
+        if (FAILED(hr))
+            hr = hostmem__call_fail(c, hr, HOSTMEM_REASON_abandoned);
+    } else if (!low) {
+        hr = hostmem__call_fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_limit_denied);
+    }
+    return hr;
+}
+
+static inline HRESULT alloc_commit(hostmem__call *c, uintptr_t addr, size_t size, DWORD protect,
+                                   EMemoryCriticalLevel level, uintptr_t *out_base)
+{
+    alloc_retry w = {.told_low = false, .started = 0, .waited = 0};
+    HRESULT hr;
+    while ((hr = alloc_commit_once(c, addr, size, protect, level, w.waited, out_base)) == ALLOC_DENIED)
+        if (FAILED(hr = alloc_commit_denied(c, level, &w)))
+            break;
+    return hr;
 }
 
 /* ---- virtual_alloc ----------------------------------------------------------- */
@@ -389,93 +423,107 @@ static HRESULT alloc_undo_reserve(hostmem__call *c, hostmem__region *r, uintptr_
     return hr;
 }
 
-HRESULT hostmem_virtual_alloc(hostmem_manager *m, void *address, SIZE_T size, DWORD type,
-                              DWORD protect, EMemoryCriticalLevel level, void **out_mem)
+/* A MEM_RESERVE, or a MEM_RESERVE | MEM_COMMIT: two calls in one (S9), the
+ * reserve's event then the commit's.  The reserve's record is finished here
+ * and the same record starts again for the commit, which the entry point
+ * finishes.  *out_base: the region's base. */
+static HRESULT alloc_reserve_commit(hostmem__call *c, uintptr_t addr, size_t size, DWORD type, DWORD protect,
+                                    EMemoryCriticalLevel level, uintptr_t caller, uintptr_t *out_base)
 {
-    uintptr_t caller = (uintptr_t)__builtin_return_address(0);
-    uintptr_t addr = (uintptr_t)address;
-    enum hostmem__op op = (type & MEM_RESET)        ? HOSTMEM_OP_reset
-                          : (type & MEM_RESET_UNDO) ? HOSTMEM_OP_reset_undo
-                          : ((type & MEM_RESERVE) || !address) ? HOSTMEM_OP_reserve
-                                                               : HOSTMEM_OP_commit;
-    hostmem__call c;
-    hostmem__call_start(&c, m, op, caller, addr, size, (int32_t)level);
-    c.ev.alloc_type = type;
-    c.ev.protect = protect;
+    hostmem__region *r = NULL;
+    HRESULT hr = alloc_reserve(c, addr, size, protect, type & MEM_LARGE_PAGES, type & MEM_WRITE_WATCH, level,
+                               caller, type & MEM_COMMIT, &r);
+    if (FAILED(hr))
+        return hr;
+    uintptr_t base = atomic_load_explicit(&r->base, RELAXED), result;
+    size_t rsize = atomic_load_explicit(&r->size, RELAXED);
+    c->ev.base = base;
+    c->ev.region_size = rsize;
+    if (type & MEM_COMMIT) {
+        hostmem__call_finish(c, S_OK);
+        hostmem__call_start(c, c->m, HOSTMEM_OP_commit, caller, addr, size, (int32_t)level);
+        c->ev.alloc_type = type;
+        c->ev.protect = protect;
+        c->ev.base = base; /* the event names the region even if the commit fails */
+        c->ev.region_size = rsize;
+        c->maker = r;
+        /* The whole new region is committed, as Windows does for both flags. */
+        hr = alloc_commit(c, base, rsize, protect, level, &result);
+        if (FAILED(hr) && FAILED(alloc_undo_reserve(c, r, caller)))
+            hr = E_FAIL;
+    }
+    *out_base = base;
+    return hr;
+}
+
+/* The call's op, from its type (S1 rejects the combinations not named). */
+static inline enum hostmem__op alloc_op(DWORD type, const void *address)
+{
+    return (type & MEM_RESET)                     ? HOSTMEM_OP_reset
+           : (type & MEM_RESET_UNDO)              ? HOSTMEM_OP_reset_undo
+           : ((type & MEM_RESERVE) || !address) ? HOSTMEM_OP_reserve
+                                                  : HOSTMEM_OP_commit;
+}
+
+/* The worker: the checks of S1-S3 in their order, then reset, commit or
+ * reserve. */
+static inline HRESULT alloc_virtual(hostmem__call *c, hostmem_manager *m, uintptr_t addr, size_t size,
+                                    DWORD type, DWORD protect, EMemoryCriticalLevel level, void **out_mem,
+                                    uintptr_t caller)
+{
+    enum hostmem__op op = alloc_op(type, (const void *)addr); /* as the start read it: no reload */
+    HRESULT hr;
+    c->ev.alloc_type = type;
+    c->ev.protect = protect;
     if (out_mem)
         *out_mem = NULL;
     if (!m || !out_mem)
-        return hostmem__call_finish(&c, hostmem__call_fail(&c, E_POINTER, HOSTMEM_REASON_null_pointer));
-    HRESULT hr = hostmem__call_enter(&c);
-    if (FAILED(hr))
-        return hostmem__call_finish(&c, hr);
-    if (FAILED(hr = alloc_check_type(&c, type)))
-        return hostmem__call_finish(&c, hr);
+        return hostmem__call_fail(c, E_POINTER, HOSTMEM_REASON_null_pointer);
+    if (FAILED(hr = hostmem__call_enter(c)))
+        return hr;
+    if (FAILED(hr = alloc_check_type(c, type)))
+        return hr;
     if ((unsigned)level > eProcessCritical)
-        return hostmem__call_finish(&c, hostmem__call_fail(&c, E_INVALIDARG, HOSTMEM_REASON_bad_type));
-    if (FAILED(hr = hostmem__protect_check(protect, m->policy.config.deny_write_execute, &c.reason)))
-        return hostmem__call_finish(&c, hr);
+        return hostmem__call_fail(c, E_INVALIDARG, HOSTMEM_REASON_bad_type);
+    if (FAILED(hr = hostmem__protect_check(protect, m->policy.config.deny_write_execute, &c->reason)))
+        return hr;
     if ((type & MEM_WRITE_WATCH) && !hostmem__os_caps_get()->write_watch) /* W1 */
-        return hostmem__call_finish(&c, hostmem__call_fail(&c, E_NOTIMPL, HOSTMEM_REASON_not_implemented));
+        return hostmem__call_fail(c, E_NOTIMPL, HOSTMEM_REASON_not_implemented);
     if (!size)
-        return hostmem__call_finish(&c, hostmem__call_fail(&c, E_INVALIDARG, HOSTMEM_REASON_zero_size));
-    if (!address && (op == HOSTMEM_OP_reserve)) {
+        return hostmem__call_fail(c, E_INVALIDARG, HOSTMEM_REASON_zero_size);
+    if (!addr && op == HOSTMEM_OP_reserve) {
         if (size > m->user_end - HOSTMEM_GRANULE)
-            return hostmem__call_finish(&c, hostmem__call_fail(&c, E_OUTOFMEMORY, HOSTMEM_REASON_too_large));
-    } else if (FAILED(hr = hostmem__call_check_range(&c, addr, size))) {
-        return hostmem__call_finish(&c, hr);
+            return hostmem__call_fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_too_large);
+    } else if (FAILED(hr = hostmem__call_check_range(c, addr, size))) {
+        return hr;
     }
-    if (address && op == HOSTMEM_OP_reserve && addr < HOSTMEM_GRANULE)
+    if (addr && op == HOSTMEM_OP_reserve && addr < HOSTMEM_GRANULE)
         /* Rounds down to 0: the first 64 KiB are never available (Win32
          * answers ERROR_INVALID_PARAMETER), and 0 must not mean "anywhere". */
-        return hostmem__call_finish(&c, hostmem__call_fail(&c, E_INVALIDARG, HOSTMEM_REASON_low_address));
-    if (type & MEM_LARGE_PAGES) {
-        size_t huge = hostmem__os_caps_get()->huge_page_size;
-        if ((addr | size) & (huge - 1))
-            return hostmem__call_finish(&c, hostmem__call_fail(&c, E_INVALIDARG, HOSTMEM_REASON_misaligned));
-    }
-
-    if (op == HOSTMEM_OP_reset || op == HOSTMEM_OP_reset_undo) {
-        hr = alloc_reset(&c, addr, size, op == HOSTMEM_OP_reset_undo);
-        if (SUCCEEDED(hr)) /* as Windows: the page-rounded address */
-            *out_mem = (void *)c.ev.base;
-        return hostmem__call_finish(&c, hr);
-    }
+        return hostmem__call_fail(c, E_INVALIDARG, HOSTMEM_REASON_low_address);
+    if ((type & MEM_LARGE_PAGES) && ((addr | size) & (hostmem__os_caps_get()->huge_page_size - 1)))
+        return hostmem__call_fail(c, E_INVALIDARG, HOSTMEM_REASON_misaligned);
 
     uintptr_t result;
-    if (op == HOSTMEM_OP_commit) {
-        hr = alloc_commit(&c, addr, size, protect, level, &result);
-        if (SUCCEEDED(hr))
-            *out_mem = (void *)result;
-        return hostmem__call_finish(&c, hr);
+    if (op == HOSTMEM_OP_reset || op == HOSTMEM_OP_reset_undo) {
+        hr = alloc_reset(c, addr, size, op == HOSTMEM_OP_reset_undo);
+        result = c->ev.base; /* as Windows: the page-rounded address */
+    } else if (op == HOSTMEM_OP_commit) {
+        hr = alloc_commit(c, addr, size, protect, level, &result);
+    } else {
+        hr = alloc_reserve_commit(c, addr, size, type, protect, level, caller, &result);
     }
-
-    hostmem__region *r = NULL;
-    hr = alloc_reserve(&c, addr, size, protect, type & MEM_LARGE_PAGES, type & MEM_WRITE_WATCH, level, caller,
-                       type & MEM_COMMIT, &r);
-    if (FAILED(hr))
-        return hostmem__call_finish(&c, hr);
-    uintptr_t base = atomic_load_explicit(&r->base, RELAXED);
-    size_t rsize = atomic_load_explicit(&r->size, RELAXED);
-    c.ev.base = base;
-    c.ev.region_size = rsize;
-    if (!(type & MEM_COMMIT)) {
-        *out_mem = (void *)base;
-        return hostmem__call_finish(&c, S_OK);
-    }
-    /* Reserve-and-commit: a reserve event, then a commit event. */
-    hostmem__call_finish(&c, S_OK);
-    hostmem__call_start(&c, m, HOSTMEM_OP_commit, caller, addr, size, (int32_t)level);
-    c.ev.alloc_type = type;
-    c.ev.protect = protect;
-    c.ev.base = base; /* the event names the region even if the commit fails */
-    c.ev.region_size = rsize;
-    c.maker = r;
-    /* The whole new region is committed, as Windows does for both flags. */
-    hr = alloc_commit(&c, base, rsize, protect, level, &result);
-    if (FAILED(hr) && FAILED(alloc_undo_reserve(&c, r, caller)))
-        hr = E_FAIL;
     if (SUCCEEDED(hr))
-        *out_mem = (void *)base;
-    return hostmem__call_finish(&c, hr);
+        *out_mem = (void *)result;
+    return hr;
+}
+
+HRESULT hostmem_virtual_alloc(hostmem_manager *m, void *address, SIZE_T size, DWORD type,
+                              DWORD protect, EMemoryCriticalLevel level, void **out_mem)
+{
+    hostmem__call c;
+    hostmem__call_start(&c, m, alloc_op(type, address), (uintptr_t)__builtin_return_address(0),
+                        (uintptr_t)address, size, (int32_t)level);
+    return hostmem__call_finish(&c, alloc_virtual(&c, m, (uintptr_t)address, size, type, protect, level, out_mem,
+                                                  (uintptr_t)__builtin_return_address(0)));
 }

@@ -24,6 +24,7 @@ HRESULT hostmem__free_region(hostmem__call *c, hostmem__region *r)
     size_t committed = atomic_load_explicit(&r->committed_pages, RELAXED);
     uintptr_t hi = hostmem__round_up(base + size, HOSTMEM_GRANULE);
     hostmem__notice *notice = hostmem__call_notice(c);
+    HRESULT hr = S_OK;
     int err;
     hostmem__arena *arena = atomic_load_explicit(&r->arena, RELAXED);
     if (arena) {
@@ -64,15 +65,16 @@ HRESULT hostmem__free_region(hostmem__call *c, hostmem__region *r)
             atomic_store_explicit(&r->live, false, RELAXED);
         hostmem__region_write_end(r);
         if (err) {
-            pthread_mutex_unlock(&m->state_lock);
-            return hostmem__call_fail_os(c, err, HOSTMEM_REASON_os_release);
+            hr = hostmem__call_fail_os(c, err, HOSTMEM_REASON_os_release);
+            goto out;
         }
     }
     hostmem__policy_uncharge(m, committed << m->page_shift, notice);
     hostmem__policy_unreserve(m, size);
     m->policy.regions--;
+out:
     pthread_mutex_unlock(&m->state_lock);
-    return S_OK;
+    return hr;
 }
 
 /* ---- virtual_free (S6, S7) ------------------------------------------ */
@@ -153,14 +155,15 @@ static HRESULT free_release(hostmem__call *c, uintptr_t addr)
         return FAILED(hr) ? hr : hostmem__call_fail(c, HOST_E_INVALIDOPERATION, HOSTMEM_REASON_not_in_region);
     uintptr_t base = atomic_load_explicit(&r->base, RELAXED);
     if (hostmem__page_down(m, addr) != base) {
-        pthread_mutex_unlock(&r->lock);
-        return hostmem__call_fail(c, HOSTMEM_E_INVALID_ADDRESS, HOSTMEM_REASON_not_region_base);
+        hr = hostmem__call_fail(c, HOSTMEM_E_INVALID_ADDRESS, HOSTMEM_REASON_not_region_base);
+        goto out;
     }
     c->ev.base = base;
     c->ev.region_size = atomic_load_explicit(&r->size, RELAXED);
     hr = hostmem__free_region(c, r);
+out:
     pthread_mutex_unlock(&r->lock);
-    if (SUCCEEDED(hr)) {
+    if (SUCCEEDED(hr)) { /* released: the struct goes back to the pool */
         pthread_mutex_lock(&m->state_lock);
         hostmem__region_recycle(m, r);
         pthread_mutex_unlock(&m->state_lock);
@@ -168,25 +171,36 @@ static HRESULT free_release(hostmem__call *c, uintptr_t addr)
     return hr;
 }
 
+/* The worker: the checks of S6 and S7, then decommit or release. */
+static inline HRESULT free_virtual(hostmem__call *c, hostmem_manager *m, uintptr_t addr, size_t size,
+                                   DWORD free_type)
+{
+    HRESULT hr;
+    c->ev.free_type = free_type;
+    if (!m)
+        return hostmem__call_fail(c, E_POINTER, HOSTMEM_REASON_null_pointer);
+    if (FAILED(hr = hostmem__call_enter(c)))
+        return hr;
+    if (free_type == MEM_RELEASE) {
+        if (size) /* S7: a release is of the whole region, size 0 */
+            return hostmem__call_fail(c, E_INVALIDARG, HOSTMEM_REASON_bad_type);
+        if (addr >= m->user_end)
+            return hostmem__call_fail(c, E_INVALIDARG, HOSTMEM_REASON_beyond_user_space);
+        return free_release(c, addr);
+    }
+    if (free_type != MEM_DECOMMIT)
+        return hostmem__call_fail(c, E_INVALIDARG, HOSTMEM_REASON_bad_type);
+    if (size && FAILED(hr = hostmem__call_check_range(c, addr, size)))
+        return hr;
+    if (!size && addr >= m->user_end)
+        return hostmem__call_fail(c, E_INVALIDARG, HOSTMEM_REASON_beyond_user_space);
+    return free_decommit(c, addr, size);
+}
+
 HRESULT hostmem_virtual_free(hostmem_manager *m, void *address, SIZE_T size, DWORD free_type)
 {
-    uintptr_t addr = (uintptr_t)address;
     hostmem__call c;
     hostmem__call_start(&c, m, free_type == MEM_DECOMMIT ? HOSTMEM_OP_decommit : HOSTMEM_OP_release,
-                        (uintptr_t)__builtin_return_address(0), addr, size, -1);
-    c.ev.free_type = free_type;
-    if (!m)
-        return hostmem__call_finish(&c, hostmem__call_fail(&c, E_POINTER, HOSTMEM_REASON_null_pointer));
-    HRESULT hr = hostmem__call_enter(&c);
-    if (FAILED(hr))
-        return hostmem__call_finish(&c, hr);
-    if (free_type != MEM_DECOMMIT && free_type != MEM_RELEASE)
-        return hostmem__call_finish(&c, hostmem__call_fail(&c, E_INVALIDARG, HOSTMEM_REASON_bad_type));
-    if (free_type == MEM_RELEASE && size)
-        return hostmem__call_finish(&c, hostmem__call_fail(&c, E_INVALIDARG, HOSTMEM_REASON_bad_type));
-    if (size && FAILED(hr = hostmem__call_check_range(&c, addr, size)))
-        return hostmem__call_finish(&c, hr);
-    if (!size && addr >= m->user_end)
-        return hostmem__call_finish(&c, hostmem__call_fail(&c, E_INVALIDARG, HOSTMEM_REASON_beyond_user_space));
-    return hostmem__call_finish(&c, free_type == MEM_DECOMMIT ? free_decommit(&c, addr, size) : free_release(&c, addr));
+                        (uintptr_t)__builtin_return_address(0), (uintptr_t)address, size, -1);
+    return hostmem__call_finish(&c, free_virtual(&c, m, (uintptr_t)address, size, free_type));
 }

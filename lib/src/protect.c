@@ -71,55 +71,62 @@ DWORD hostmem__protect_from_access(unsigned access, bool private_file)
 
 /* ---- virtual_protect (S8) -------------------------------------------- */
 
-HRESULT hostmem_virtual_protect(hostmem_manager *m, void *address, SIZE_T size, DWORD new_protect,
-                                DWORD *old_protect)
+/* The worker: the checks, then the region's lock; one way out of it. */
+static HRESULT protect_virtual(hostmem__call *c, hostmem_manager *m, uintptr_t addr, size_t size,
+                               DWORD new_protect, DWORD *old_protect)
 {
-    uintptr_t addr = (uintptr_t)address;
-    hostmem__call c;
-    hostmem__call_start(&c, m, HOSTMEM_OP_protect, (uintptr_t)__builtin_return_address(0), addr, size, -1);
-    c.ev.protect = new_protect;
+    HRESULT hr;
+    c->ev.protect = new_protect;
     if (!m || !old_protect)
-        return hostmem__call_finish(&c, hostmem__call_fail(&c, E_POINTER, HOSTMEM_REASON_null_pointer));
-    HRESULT hr = hostmem__call_enter(&c);
-    if (FAILED(hr))
-        return hostmem__call_finish(&c, hr);
-    if (FAILED(hr = hostmem__protect_check(new_protect, m->policy.config.deny_write_execute, &c.reason)))
-        return hostmem__call_finish(&c, hr);
-    if (FAILED(hr = hostmem__call_check_range(&c, addr, size)))
-        return hostmem__call_finish(&c, hr);
-    hostmem__region *r = hostmem__region_lock(&c, addr, &hr);
+        return hostmem__call_fail(c, E_POINTER, HOSTMEM_REASON_null_pointer);
+    if (FAILED(hr = hostmem__call_enter(c)))
+        return hr;
+    if (FAILED(hr = hostmem__protect_check(new_protect, m->policy.config.deny_write_execute, &c->reason)))
+        return hr;
+    if (FAILED(hr = hostmem__call_check_range(c, addr, size)))
+        return hr;
+    hostmem__region *r = hostmem__region_lock(c, addr, &hr);
     if (!r)
-        return hostmem__call_finish(&c, FAILED(hr) ? hr : hostmem__call_fail(&c, HOSTMEM_E_INVALID_ADDRESS, HOSTMEM_REASON_not_in_region));
+        return FAILED(hr) ? hr : hostmem__call_fail(c, HOSTMEM_E_INVALID_ADDRESS, HOSTMEM_REASON_not_in_region);
     size_t first, count, npages = hostmem__region_pages(m, r);
-    if (FAILED(hr = hostmem__region_pages_of(&c, r, addr, size, &first, &count)))
+    if (FAILED(hr = hostmem__region_pages_of(c, r, addr, size, &first, &count)))
         goto out;
     if (hostmem__runs_pages(&r->runs, npages, first, count, HOSTMEM_STATE_COMMITTED,
                             HOSTMEM_STATE_COMMITTED) != count) {
-        hr = hostmem__call_fail(&c, HOSTMEM_E_INVALID_ADDRESS, HOSTMEM_REASON_not_committed);
+        hr = hostmem__call_fail(c, HOSTMEM_E_INVALID_ADDRESS, HOSTMEM_REASON_not_committed);
         goto out;
     }
     if (hostmem__runs_grow(&r->runs, 2 + hostmem__guard_headroom(new_protect))) {
-        hr = hostmem__call_fail(&c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
+        hr = hostmem__call_fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
         goto out;
     }
     size_t rf, rc;
     uint32_t st;
     hostmem__runs_get(&r->runs, npages, hostmem__runs_find(&r->runs, first), &rf, &rc, &st);
-    c.ev.base = (uintptr_t)hostmem__region_page_addr(m, r, first);
-    c.ev.region_size = count << m->page_shift;
-    int err = hostmem__os_get()->protect((void *)c.ev.base, count << m->page_shift,
+    c->ev.base = (uintptr_t)hostmem__region_page_addr(m, r, first);
+    c->ev.region_size = count << m->page_shift;
+    int err = hostmem__os_get()->protect((void *)c->ev.base, count << m->page_shift,
                                          hostmem__protect_access(new_protect));
     if (err) {
         int rerr = hostmem__region_restore_access(m, r, first, count);
-        hr = rerr ? hostmem__call_unrecoverable(&c, rerr) : hostmem__call_fail_os(&c, err, HOSTMEM_REASON_os_protect);
+        hr = rerr ? hostmem__call_unrecoverable(c, rerr) : hostmem__call_fail_os(c, err, HOSTMEM_REASON_os_protect);
         goto out;
     }
     hostmem__region_write_begin(r);
     hostmem__runs_apply(&r->runs, npages, first, count, HOSTMEM_PAGES_PROTECT, new_protect);
     hostmem__region_write_end(r);
     *old_protect = st & HOSTMEM_STATE_PROTECT_MASK;
-    c.ev.old_protect = *old_protect;
+    c->ev.old_protect = *old_protect;
 out:
     pthread_mutex_unlock(&r->lock);
-    return hostmem__call_finish(&c, hr);
+    return hr;
+}
+
+HRESULT hostmem_virtual_protect(hostmem_manager *m, void *address, SIZE_T size, DWORD new_protect,
+                                DWORD *old_protect)
+{
+    hostmem__call c;
+    hostmem__call_start(&c, m, HOSTMEM_OP_protect, (uintptr_t)__builtin_return_address(0), (uintptr_t)address,
+                        size, -1);
+    return hostmem__call_finish(&c, protect_virtual(&c, m, (uintptr_t)address, size, new_protect, old_protect));
 }

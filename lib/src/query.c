@@ -179,34 +179,40 @@ static HRESULT query_answer(hostmem__call *c, uintptr_t addr, MEMORY_BASIC_INFOR
     return S_OK;
 }
 
-HRESULT hostmem_virtual_query(hostmem_manager *m, const void *address, void *buffer, SIZE_T length,
-                              SIZE_T *out_written)
+/* The worker: the checks, then the answer (no lock, no statedump poll:
+ * query may run in a signal handler). */
+static inline HRESULT query_virtual(hostmem__call *c, hostmem_manager *m, uintptr_t addr, void *buffer, size_t length,
+                                    SIZE_T *out_written)
 {
-    uintptr_t addr = (uintptr_t)address;
-    hostmem__call c;
-    hostmem__call_start(&c, m, HOSTMEM_OP_query, (uintptr_t)__builtin_return_address(0), addr, length, -1);
     if (!m || !buffer || !out_written)
-        return hostmem__call_finish(&c, hostmem__call_fail(&c, E_POINTER, HOSTMEM_REASON_null_pointer));
-    /* No statedump poll here: query may run in a signal handler. */
+        return hostmem__call_fail(c, E_POINTER, HOSTMEM_REASON_null_pointer);
     if (atomic_load_explicit(&m->unavailable, RELAXED) || atomic_load_explicit(&m->shutdown, RELAXED))
-        return hostmem__call_finish(
-            &c, hostmem__call_fail(&c, HOST_E_CLRNOTAVAILABLE,
-                                   atomic_load(&m->unavailable) ? HOSTMEM_REASON_unavailable
-                                                                : HOSTMEM_REASON_shutdown));
+        return hostmem__call_fail(c, HOST_E_CLRNOTAVAILABLE,
+                                  atomic_load(&m->unavailable) ? HOSTMEM_REASON_unavailable
+                                                               : HOSTMEM_REASON_shutdown);
     if (length < sizeof(MEMORY_BASIC_INFORMATION))
-        return hostmem__call_finish(&c, hostmem__call_fail(&c, HOSTMEM_E_BAD_LENGTH, HOSTMEM_REASON_bad_length));
+        return hostmem__call_fail(c, HOSTMEM_E_BAD_LENGTH, HOSTMEM_REASON_bad_length);
     if (addr >= m->user_end)
-        return hostmem__call_finish(&c, hostmem__call_fail(&c, E_INVALIDARG, HOSTMEM_REASON_beyond_user_space));
+        return hostmem__call_fail(c, E_INVALIDARG, HOSTMEM_REASON_beyond_user_space);
     MEMORY_BASIC_INFORMATION mbi;
     memset(&mbi, 0, sizeof mbi); /* padding too: no stack bytes leak to the caller */
-    HRESULT hr = query_answer(&c, addr, &mbi);
+    HRESULT hr = query_answer(c, addr, &mbi);
     if (SUCCEEDED(hr)) {
         memcpy(buffer, &mbi, sizeof mbi);
         *out_written = sizeof mbi;
-        c.ev.base = (uintptr_t)mbi.BaseAddress;
-        c.ev.region_size = mbi.RegionSize;
-        c.ev.protect = mbi.Protect;
-        c.ev.alloc_type = mbi.State;
+        c->ev.base = (uintptr_t)mbi.BaseAddress;
+        c->ev.region_size = mbi.RegionSize;
+        c->ev.protect = mbi.Protect;
+        c->ev.alloc_type = mbi.State;
     }
-    return hostmem__call_finish(&c, hr);
+    return hr;
+}
+
+HRESULT hostmem_virtual_query(hostmem_manager *m, const void *address, void *buffer, SIZE_T length,
+                              SIZE_T *out_written)
+{
+    hostmem__call c;
+    hostmem__call_start(&c, m, HOSTMEM_OP_query, (uintptr_t)__builtin_return_address(0), (uintptr_t)address,
+                        length, -1);
+    return hostmem__call_finish(&c, query_virtual(&c, m, (uintptr_t)address, buffer, length, out_written));
 }
