@@ -19,6 +19,12 @@ asks >= 1.0; docs/analysis.md says where it stands), the summary's peak RSS
 and CPU time (user + system over wall: how many cores it kept busy) and
 report time / summary time (R3: <= 1.5).  Times are wall clock.
 
+Cores busy depends on what else the machine runs; so the summary also says
+(`--speed`) how its CPU time splits between its threads: the replay (one
+thread), the decoders (one per core) and the rest (Python, one thread).
+CPU time over the one-thread part is how many cores the work keeps busy when
+the machine has them free.
+
 The summary and the report run on the C engine (the default), which must read
 the trace itself (HOSTMEM_ANALYZE_ENGINE_STRICT: no silent fallback to
 babeltrace2); its library is $HOSTMEM_ENGINE_LIB, else --engine-lib, else
@@ -32,6 +38,7 @@ The 10M run takes minutes and is not part of CI; CI runs it with
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -76,7 +83,18 @@ def measured(cmd, env=None):
     if p.returncode not in (0, 3):
         raise SystemExit("analysis_bench: %s failed (%d): %s" % (
             " ".join(cmd[:3]), p.returncode, err[0].decode(errors="replace").strip()[-500:]))
+    measured.stderr = err[0].decode(errors="replace")
     return wall, ru.ru_maxrss * 1024, out, ru.ru_utime + ru.ru_stime
+
+
+def engine_cpu(stderr):
+    """(replay, decoders, busiest decoder) CPU seconds from `summary --speed`."""
+    m = re.search(r"engine CPU: replay thread ([0-9.]+) s, decoder threads ([0-9.]+) s "
+                  r"\(busiest ([0-9.]+) s\)", stderr)
+    if m is None:
+        raise SystemExit("analysis_bench: summary --speed gave no engine CPU line: %s"
+                         % stderr.strip()[-300:])
+    return tuple(float(x) for x in m.groups())
 
 
 def record(host, rounds, trace, mode="churn"):
@@ -140,6 +158,14 @@ def main():
                                                  "lib", "libhostmem_engine.so")
     out = a.out or tempfile.mkdtemp(prefix="hostmem-analysis-bench.")
     os.makedirs(out, exist_ok=True)
+    # The tool's bytecode compiled once, as a user's runs find it (CTest and
+    # some environments say PYTHONDONTWRITEBYTECODE, which would make every
+    # run compile the package again: a tenth of a second; __pycache__ is
+    # ignored by git).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run([sys.executable, "-m", "compileall", "-q",
+                    os.path.join(HERE, "..", "analysis", "hostmem_analysis")], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
     trace = os.path.join(out, "trace")
     try:
         if a.trace:
@@ -154,8 +180,12 @@ def main():
         sys.stderr.write("analysis_bench: babeltrace2 -o dummy\n")
         bt_s = timed(["babeltrace2", trace, "-o", "dummy"])
         sys.stderr.write("analysis_bench: summary\n")
-        sum_s, rss, doc, sum_cpu = measured([sys.executable, TOOL, "summary", "--json", trace],
-                                            env)
+        sum_s, rss, doc, sum_cpu = measured([sys.executable, TOOL, "summary", "--json", "--speed",
+                                             trace], env)
+        replay_cpu, decode_cpu, decode_max = engine_cpu(measured.stderr)
+        # What runs on one thread: the replay, and the Python around the engine
+        # (start, metadata, the summary); the decoders run beside them.
+        serial_cpu = replay_cpu + max(0.0, sum_cpu - replay_cpu - decode_cpu)
         s = json.loads(doc)
         sys.stderr.write("analysis_bench: report\n")
         rep_s, rep_rss, _, _ = measured([sys.executable, TOOL, "report", "-q", trace, "-o",
@@ -195,6 +225,11 @@ def main():
             "summary_peak_rss_bytes": rss,
             "summary_cpu_s": sum_cpu,
             "summary_cores_busy": sum_cpu / sum_s,
+            "summary_replay_cpu_s": replay_cpu,
+            "summary_decode_cpu_s": decode_cpu,
+            "summary_decode_max_cpu_s": decode_max,
+            "summary_serial_cpu_s": serial_cpu,
+            "summary_cores_work_allows": sum_cpu / serial_cpu if serial_cpu else None,
             "cores": os.cpu_count(),
             "python_engine_s": py_s,
             "live": live,
@@ -214,6 +249,10 @@ def main():
             print("  summary peak RSS          %8.1f MiB" % (rss / 2**20))
             print("  summary CPU               %8.2f s   (%.2f of %d cores busy)"
                   % (sum_cpu, fig["summary_cores_busy"], fig["cores"]))
+            print("    its threads: replay %.2f s, decoders %.2f s (busiest %.2f s), the rest "
+                  "%.2f s: one thread does %.2f s, so the work keeps at most %.2f cores busy"
+                  % (replay_cpu, decode_cpu, decode_max, serial_cpu - replay_cpu, serial_cpu,
+                     fig["summary_cores_work_allows"] or 0))
             print("  report                    %8.2f s  (report / summary %.2f; R3: <= 1.5), peak RSS %.1f MiB"
                   % (rep_s, fig["report_over_summary"], rep_rss / 2**20))
         if live is not None and not a.json:

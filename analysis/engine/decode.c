@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "engine_int.h"
@@ -183,6 +184,23 @@ const char *hme_error(hme_engine *e)
 int64_t hme_events_decoded(hme_engine *e)
 {
     return e->decoded;
+}
+
+static int64_t decode_thread_cpu_ns(void)
+{
+    struct timespec t;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) != 0)
+        return 0;
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+void hme_cpu_ns(hme_engine *e, int64_t *out)
+{
+    pthread_mutex_lock(&e->mu);
+    out[0] = e->cpu_replay_ns;
+    out[1] = e->cpu_decode_ns;
+    out[2] = e->cpu_decode_max_ns;
+    pthread_mutex_unlock(&e->mu);
 }
 
 /* ---- decoding --------------------------------------------------------------- */
@@ -613,6 +631,10 @@ static void *decode_worker(void *arg)
         }
         s->busy = 0;
     }
+    int64_t cpu = decode_thread_cpu_ns();
+    e->cpu_decode_ns += cpu;
+    if (cpu > e->cpu_decode_max_ns)
+        e->cpu_decode_max_ns = cpu;
     pthread_mutex_unlock(&e->mu);
     return NULL;
 }
@@ -784,7 +806,7 @@ int hme__fwd_push(hme_engine *e, const struct hme_rec *r, const char *blob, int3
     return 0;
 }
 
-int hme_run(hme_engine *e, struct hme_batch *out)
+static int decode_run(hme_engine *e, struct hme_batch *out)
 {
     e->nfwd = 0;
     e->fblob_n = 0;
@@ -811,6 +833,14 @@ int hme_run(hme_engine *e, struct hme_batch *out)
         int32_t si = e->heap[0];
         struct hme_stream *s = e->streams[si];
         struct hme_chunk *c = &s->chunk[s->cur];
+        /* The decoder wrote the records on another core: ask for the next
+         * ones' cache lines while this one is replayed. */
+        if (s->at + 2 < c->n) {
+            const char *next = (const char *)&c->recs[s->at + 2];
+            __builtin_prefetch(next);
+            __builtin_prefetch(next + 64);
+            __builtin_prefetch(next + 128);
+        }
         if (hme__model_event(e, &c->recs[s->at], c->blob) < 0) {
             decode_fail(e, "out of memory");
             return -1;
@@ -888,4 +918,15 @@ void hme_free(hme_engine *e)
     pthread_cond_destroy(&e->job_cv);
     pthread_cond_destroy(&e->ready_cv);
     free(e);
+}
+
+int hme_run(hme_engine *e, struct hme_batch *out)
+{
+    int64_t t0 = decode_thread_cpu_ns();
+    int rc = decode_run(e, out);
+    int64_t used = decode_thread_cpu_ns() - t0;
+    pthread_mutex_lock(&e->mu);
+    e->cpu_replay_ns += used;
+    pthread_mutex_unlock(&e->mu);
+    return rc;
 }

@@ -202,6 +202,9 @@ HME_EXPORT int hme_add_stream(hme_engine *e, int trace, const char *path, int64_
 HME_EXPORT int hme_run(hme_engine *e, struct hme_batch *out);
 HME_EXPORT const char *hme_error(hme_engine *e);
 HME_EXPORT int64_t hme_events_decoded(hme_engine *e);
+/* CPU time (ns) of the threads after the end: out[0] the replay (the caller's
+ * thread inside hme_run), out[1] the decoders together, out[2] the busiest decoder. */
+HME_EXPORT void hme_cpu_ns(hme_engine *e, int64_t *out);
 
 /* Process figures after the end (hme_run returned 0): see engine.py. */
 struct hme_proc_info {

@@ -98,6 +98,9 @@ struct hme_engine {
     int32_t *heap;
     int32_t nheap;
     int64_t decoded;
+    /* CPU time of the threads (ns): the replay (the caller's, inside hme_run),
+     * the decoders (their sum and the busiest one's) */
+    int64_t cpu_replay_ns, cpu_decode_ns, cpu_decode_max_ns;
     /* Python's rare events */
     struct hme_fwd *fwd;
     int64_t nfwd, capfwd;

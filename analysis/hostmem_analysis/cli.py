@@ -4,11 +4,11 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 
 from . import model as model_mod
 from . import progress
-from . import summary as summary_mod
 
 
 class UsageError(Exception):
@@ -24,6 +24,11 @@ EXIT_DAMAGED = 3
 # What hostmem-profile writes into the trace directory about the command it
 # ran (argv, pid, host, exit_status or signal): the summary reports it (T8).
 COMMAND_FILE = "hostmem-command.json"
+
+
+def _summary_module():
+    from . import summary
+    return summary
 
 
 def find_command(paths):
@@ -70,6 +75,10 @@ def load(paths, temporary_ms=None, stats=None, jobs=None, scheduler=None):
     else:
         m = None
         if engine_name() == "c":
+            # The summary's modules (the symbolizer's ELF and DWARF readers
+            # above all, a tenth of a second) load while the engine reads: its
+            # threads run without the GIL.
+            threading.Thread(target=_summary_module, daemon=True).start()
             m, trust = _c_engine(paths, tns)
             n = m.all.events if m is not None else 0
         if m is None:
@@ -83,6 +92,7 @@ def load(paths, temporary_ms=None, stats=None, jobs=None, scheduler=None):
     if m.all.events == 0:
         raise NoHostmemEvents("%s: no hostmem events in the trace (was 'hostmem:*' enabled, "
                                 "and did the program use libhostmem?)" % ", ".join(paths))
+    from . import summary as summary_mod
     s = summary_mod.build(m, trust, find_command(paths))
     _say_input_trust(trust)
     if stats is not None:
@@ -133,11 +143,18 @@ def _summary(args):
         json.dump(s, sys.stdout, indent=2, sort_keys=False)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(summary_mod.format_text(s))
+        sys.stdout.write(_summary_module().format_text(s))
     if args.speed:
         rate = stats["records"] / stats["read_s"] if stats["read_s"] else 0.0
         sys.stderr.write("read %d events in %.2f s (%.0f events/s); total with summary %.2f s\n"
                          % (stats["records"], stats["read_s"], rate, stats["total_s"]))
+        from . import engine
+        c = engine.last_cpu
+        if c:
+            # The engine's threads: how many cores its work could keep busy,
+            # whatever else the machine runs (the replay is one thread).
+            sys.stderr.write("engine CPU: replay thread %.2f s, decoder threads %.2f s (busiest "
+                             "%.2f s)\n" % (c["replay_s"], c["decode_s"], c["decode_max_s"]))
     return EXIT_DAMAGED if stats.get("damaged") else 0
 
 
@@ -147,7 +164,7 @@ def _report(args):
     from . import report
     index = report.write(m, s, args.output)
     if not args.quiet:
-        sys.stdout.write(summary_mod.format_text(s))
+        sys.stdout.write(_summary_module().format_text(s))
     sys.stdout.write("report: %s\n" % index)
     return EXIT_DAMAGED if stats.get("damaged") else 0
 

@@ -70,24 +70,20 @@ class Unsupported(Exception):
 
 # -- metadata (TSDL, the subset LTTng-UST writes) ----------------------------
 
-_TOKEN = re.compile(r'\s+|/\*.*?\*/|//[^\n]*|"(?:[^"\\]|\\.)*"|:=|\.\.\.|'
-                    r'-?0[xX][0-9a-fA-F]+|-?\d+|[A-Za-z_][A-Za-z0-9_]*|[{}();:=\[\]<>,.+-]',
+# A token, or whitespace and comments (no group), or a character that starts
+# no token (the second group: not TSDL this reader knows).
+_TOKEN = re.compile(r'\s+|/\*.*?\*/|//[^\n]*|("(?:[^"\\]|\\.)*"|:=|\.\.\.|'
+                    r'-?0[xX][0-9a-fA-F]+|-?\d+|[A-Za-z_][A-Za-z0-9_]*|[{}();:=\[\]<>,.+-])|(.)',
                     re.S)
 
 
 def _tokens(text):
     out = []
-    pos = 0
-    n = len(text)
-    while pos < n:
-        m = _TOKEN.match(text, pos)
-        if not m:
+    for tok, bad in _TOKEN.findall(text):
+        if bad:
             raise Unsupported()
-        t = m.group(0)
-        pos = m.end()
-        if t[0].isspace() or t.startswith("/*") or t.startswith("//"):
-            continue
-        out.append(t)
+        if tok:
+            out.append(tok)
     return out
 
 
@@ -447,6 +443,7 @@ def _load():
     lib.hme_error.argtypes = [P]
     lib.hme_events_decoded.restype = _I64
     lib.hme_events_decoded.argtypes = [P]
+    lib.hme_cpu_ns.argtypes = [P, P]
     lib.hme_nprocs.restype = _I64
     lib.hme_nprocs.argtypes = [P]
     lib.hme_proc.argtypes = [P, _I64, ctypes.POINTER(_ProcInfo)]
@@ -788,6 +785,12 @@ def _read_metadata_text(path):
     return text
 
 
+# CPU seconds of the engine's threads in the last read() of this process
+# (hostmem-analyze summary --speed): replay_s (the replay, on the caller's
+# thread), decode_s (the decoder threads together), decode_max_s (the busiest).
+last_cpu = {}
+
+
 def analyse(paths, temporary_ns=model_mod.DEFAULT_TEMPORARY_NS, keep_all_samples=False):
     """(finished-to-be model, trust) of the traces under `paths`, read by the
     C engine; raises Unsupported when it cannot (nothing is kept then), and
@@ -820,6 +823,10 @@ def read(checked, model, temporary_ns, keep_all_samples=False):
         if nstreams == 0:
             raise Unsupported()
         _replay(run, model, [c.read_dir for c in checked])
+        cpu = (ctypes.c_int64 * 3)()
+        run.lib.hme_cpu_ns(run.e, cpu)
+        last_cpu.update(replay_s=cpu[0] / 1e9, decode_s=cpu[1] / 1e9,
+                        decode_max_s=cpu[2] / 1e9)
         _fill_model(run, model)
     finally:
         run.close()
