@@ -107,21 +107,29 @@ def engine_name():
     return os.environ.get("HOSTMEM_ANALYZE_ENGINE", "c")
 
 
-def _c_engine(paths, tns, keep_all_samples=False):
+def _c_engine(paths, tns, keep_all_samples=False, strict=None, notes=None, where=""):
     """(model, trust) read by the C engine, or (None, None) when it cannot
     read this input (a one-line note says why when the layout is the reason;
-    damaged input is left to babeltrace2 silently, which reports it)."""
+    damaged input is left to babeltrace2 silently, which reports it).
+    `strict` (default: HOSTMEM_ANALYZE_ENGINE_STRICT) makes that an error;
+    `notes`, a list, receives the note instead of stderr (a fleet worker's
+    note goes back to the client with its result); `where` names the worker."""
     from . import engine
+    if strict is None:
+        strict = bool(os.environ.get("HOSTMEM_ANALYZE_ENGINE_STRICT"))
     try:
         return engine.analyse(paths, tns, keep_all_samples)
     except engine.Unsupported as u:
-        if os.environ.get("HOSTMEM_ANALYZE_ENGINE_STRICT"):
+        if strict:
             # tests: the C engine must read this input itself
-            raise UsageError("the C engine cannot read %s: %s"
-                             % (", ".join(paths), u.note or "decoding failed"))
+            raise UsageError("the C engine cannot read %s%s: %s"
+                             % (", ".join(paths), where, u.note or "decoding failed"))
         if u.note:
-            sys.stderr.write("hostmem-analyze: %s; reading with babeltrace2 instead (slower)\n"
-                             % u.note)
+            note = "%s; reading with babeltrace2 instead (slower)" % u.note
+            if notes is not None:
+                notes.append(where + ": " + note if where else note)
+            else:
+                sys.stderr.write("hostmem-analyze: %s\n" % note)
         return None, None
 
 

@@ -21,13 +21,31 @@ import zipfile
 from . import model as model_mod
 
 
-def analyse_one(path, temporary_ns=model_mod.DEFAULT_TEMPORARY_NS):
-    """Read one trace directory into a finished model (runs in a worker)."""
+def _worker_name():
+    """' on worker ADDRESS' inside a Dask worker, else ''."""
+    try:
+        from distributed import get_worker
+        return " on worker %s" % get_worker().address
+    except (ImportError, ValueError):
+        return ""
+
+
+def analyse_one(path, temporary_ns=model_mod.DEFAULT_TEMPORARY_NS, engine=None, strict=None):
+    """Read one trace directory into a finished model (runs in a worker).
+
+    `engine` ("c" or "python") and `strict` are the client's choices (a
+    remote worker's environment does not carry them; default: this
+    process's).  A worker that cannot use the C engine (its library is not
+    there, or the input needs babeltrace2) reads with the Python engine, and
+    says so in the model it returns (`engine_notes`, printed by the client);
+    when strict, it fails with the reason instead."""
     from . import reader
     from .cli import _c_engine, engine_name
     m = None
-    if engine_name() == "c":
-        m, trust = _c_engine([path], temporary_ns, keep_all_samples=True)
+    notes = []
+    if (engine or engine_name()) == "c":
+        m, trust = _c_engine([path], temporary_ns, keep_all_samples=True, strict=strict,
+                             notes=notes, where=_worker_name())
     if m is None:
         m = model_mod.Model(temporary_ns=temporary_ns, keep_all_samples=True)
         trust = reader.new_trust()
@@ -35,6 +53,8 @@ def analyse_one(path, temporary_ns=model_mod.DEFAULT_TEMPORARY_NS):
             m.feed(ev)
     m.finish()
     m.input_trust = trust
+    m.engine_notes = ["%s%s" % (path, n if n.startswith(" on worker") else ": " + n)
+                      for n in notes]
     return m
 
 
@@ -43,7 +63,9 @@ def merge(models, temporary_ns=model_mod.DEFAULT_TEMPORARY_NS):
     out = model_mod.Model(temporary_ns=temporary_ns, keep_all_samples=True)
     out.finished = True
     out.input_trust = {"damage": [], "duplicates": [], "stopped": []}
+    out.engine_notes = []
     for m in models:
+        out.engine_notes += getattr(m, "engine_notes", [])
         out.discarded_events += m.discarded_events
         out.discarded_packets += m.discarded_packets
         out.other_events += m.other_events
@@ -93,23 +115,32 @@ def _package_zip():
 
 
 def run(paths, temporary_ns, jobs=None, scheduler=None):
-    """Finished merged model of the trace directories under `paths`."""
+    """Finished merged model of the trace directories under `paths`; the
+    workers' notes (a trace read with babeltrace2, and why) go to stderr."""
+    import sys
     from . import reader
+    from .cli import engine_name
     dirs, dups = reader.unique_traces(paths)
+    engine = engine_name()
+    strict = bool(os.environ.get("HOSTMEM_ANALYZE_ENGINE_STRICT"))
     if scheduler:
-        parts = _run_dask(dirs, temporary_ns, scheduler)
+        parts = _run_dask(dirs, temporary_ns, scheduler, engine, strict)
     elif (jobs or os.cpu_count() or 1) > 1 and len(dirs) > 1:
         from concurrent.futures import ProcessPoolExecutor
-        with ProcessPoolExecutor(max_workers=min(len(dirs), jobs or os.cpu_count() or 1)) as ex:
-            parts = list(ex.map(analyse_one, dirs, [temporary_ns] * len(dirs)))
+        n = len(dirs)
+        with ProcessPoolExecutor(max_workers=min(n, jobs or os.cpu_count() or 1)) as ex:
+            parts = list(ex.map(analyse_one, dirs, [temporary_ns] * n, [engine] * n,
+                                [strict] * n))
     else:
-        parts = [analyse_one(d, temporary_ns) for d in dirs]
+        parts = [analyse_one(d, temporary_ns, engine, strict) for d in dirs]
     m = merge(parts, temporary_ns)
     m.input_trust["duplicates"][:0] = dups
+    for note in m.engine_notes:
+        sys.stderr.write("hostmem-analyze: %s\n" % note)
     return m
 
 
-def _run_dask(dirs, temporary_ns, address):
+def _run_dask(dirs, temporary_ns, address, engine, strict):
     try:
         from distributed import Client
     except ImportError as e:
@@ -122,7 +153,8 @@ def _run_dask(dirs, temporary_ns, address):
             with open(z, "wb") as f:
                 f.write(_package_zip())
             client.upload_file(z)
-        futures = client.map(analyse_one, dirs, temporary_ns=temporary_ns, pure=False)
+        futures = client.map(analyse_one, dirs, temporary_ns=temporary_ns, engine=engine,
+                             strict=strict, pure=False)
         return client.gather(futures)
     finally:
         client.close()

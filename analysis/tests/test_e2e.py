@@ -551,6 +551,42 @@ class Fleet(unittest.TestCase):
             got = self.summary("--scheduler", cluster.scheduler_address)
         self.assertEqual(got, serial)
 
+    def test_dask_workers_without_the_engine_library(self):
+        """Workers that do not have libhostmem_engine.so (a remote machine
+        with the package uploaded, nothing installed) read with the Python
+        engine and the client says so, naming the worker and the library;
+        strict, the run fails with that reason."""
+        try:
+            from distributed import LocalCluster
+        except ImportError:
+            self.skipTest("python3-distributed is not installed")
+        serial = self.one_reader()
+        work = os.path.join(self.tmp, "dask-nolib")
+        lib = os.environ.pop("HOSTMEM_ENGINE_LIB", None)  # the workers start without it
+        try:
+            cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                   dashboard_address=None, local_directory=work)
+        finally:
+            if lib is not None:
+                os.environ["HOSTMEM_ENGINE_LIB"] = lib
+        with cluster:
+            args = ("summary", "--json", "--scheduler", cluster.scheduler_address) + tuple(
+                self.traces)
+            r = analyze(*args)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(json.loads(r.stdout), serial)
+            notes = [ln for ln in r.stderr.splitlines() if "reading with babeltrace2" in ln]
+            self.assertEqual(len(notes), len(self.traces), r.stderr)
+            for t in self.traces:
+                self.assertTrue(any(ln.startswith("hostmem-analyze: %s/" % t) and
+                                    " on worker tcp://" in ln for ln in notes), r.stderr)
+            for ln in notes:
+                self.assertIn("libhostmem_engine.so", ln)
+            r = analyze(*args, env=dict(os.environ, HOSTMEM_ANALYZE_ENGINE_STRICT="1"))
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn("on worker tcp://", r.stderr)
+            self.assertIn("(libhostmem_engine.so) is not built or installed", r.stderr)
+
 
 if __name__ == "__main__":
     if not HOST or not os.path.exists(HOST):
