@@ -188,7 +188,7 @@ def main():
         serial_cpu = replay_cpu + max(0.0, sum_cpu - replay_cpu - decode_cpu)
         s = json.loads(doc)
         sys.stderr.write("analysis_bench: report\n")
-        rep_s, rep_rss, _, _ = measured([sys.executable, TOOL, "report", "-q", trace, "-o",
+        rep_s, rep_rss, _, rep_cpu = measured([sys.executable, TOOL, "report", "-q", trace, "-o",
                                          os.path.join(out, "report")], env)
         py_s = None
         if a.python:
@@ -236,6 +236,8 @@ def main():
             "report_s": rep_s,
             "report_peak_rss_bytes": rep_rss,
             "report_over_summary": rep_s / sum_s,
+            "report_cpu_s": rep_cpu,
+            "report_cpu_over_summary_cpu": rep_cpu / sum_cpu if sum_cpu else None,
         }
         if a.json:
             json.dump(fig, sys.stdout, indent=1)
@@ -255,6 +257,8 @@ def main():
                      fig["summary_cores_work_allows"] or 0))
             print("  report                    %8.2f s  (report / summary %.2f; R3: <= 1.5), peak RSS %.1f MiB"
                   % (rep_s, fig["report_over_summary"], rep_rss / 2**20))
+            print("    report CPU %.2f s, %.2f times the summary's"
+                  % (rep_cpu, fig["report_cpu_over_summary_cpu"] or 0))
         if live is not None and not a.json:
             print("  summary of a host with %d live regions (%d events): peak RSS %.1f MiB "
                   "(R3: <= 256 MiB for 100k)" % (live["regions"], live["events"],
