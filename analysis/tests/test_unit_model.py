@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -598,6 +599,64 @@ class FleetMergeTest(unittest.TestCase):
         self.assertEqual(summary.build(fleet.merge(parts))["heap"], serial["heap"])
         self.assertEqual(json.dumps(summary.build(fleet.merge(parts)), sort_keys=True),
                          json.dumps(serial, sort_keys=True))
+
+
+class ReportTest(unittest.TestCase):
+    """The SVG report on synthetic models: well-formed whatever the data."""
+
+    SVG = "{http://www.w3.org/2000/svg}"
+
+    def write(self, m, s):
+        from xml.etree import ElementTree
+        from hostmem_analysis import report
+        out = tempfile.mkdtemp(prefix="hostmem-report-unit.")
+        report.write(m, s, out)
+        got = {}
+        for name in sorted(os.listdir(out)):
+            if name.endswith(".svg"):
+                with open(os.path.join(out, name)) as f:
+                    text = f.read()
+                # no coordinate from a division by zero or a log of zero
+                self.assertIsNone(re.search(r'[ "MLHVZ,-](nan|inf)', text), name)
+                root = ElementTree.fromstring(text)
+                got[name] = [t.text for t in root.iter(self.SVG + "text")]
+        with open(os.path.join(out, "index.html")) as f:
+            page = f.read()
+        for name in got:
+            self.assertIn('src="%s"' % name, page)
+        return got
+
+    def test_many_processes_states_failures_and_one_latency(self):
+        hosts = []
+        for i in range(10):
+            h = Host(pid=100 + i, t0=1_000_000_000 + i * 1000)
+            h.reserve(0x10000, 1 * MiB)
+            for k in range(50 * (i + 1)):
+                h.commit(0x10000, 64 * KiB)
+                h.decommit(0x10000, 64 * KiB)
+            if i == 0:
+                h.ev("memory_state", old_state="high", state="low", committed_bytes=0, limit=1)
+                h.fail("commit", 0x10000, 4 * MiB, "E_OUTOFMEMORY", "limit_denied")
+                h.fail("release", 0x20000, 0, "HOSTMEM_E_INVALID_ADDRESS", "not_region_base",
+                       level="none")
+            hosts.append(h)
+        m, s = replay(*hosts)
+        got = self.write(m, s)
+        self.assertEqual(sorted(got), ["failures.svg", "latency.svg", "leaks.svg", "memory.svg",
+                                       "sizes.svg"])
+        self.assertIn("first 8 of 10 processes", got["memory.svg"])
+        self.assertEqual(sum(1 for t in got["memory.svg"] if t and "peak reserved" in t), 8)
+        self.assertIn("memory low", got["memory.svg"])
+        self.assertIn("commit E_OUTOFMEMORY (1)", got["memory.svg"])
+        # every call took 500 ns: one bucket, still an axis
+        self.assertTrue(any(t and t.startswith("commit (") for t in got["latency.svg"]))
+
+    def test_a_process_with_no_region_event(self):
+        h = Host()
+        m, s = replay(h)
+        got = self.write(m, s)
+        self.assertIn("memory.svg", got)
+        self.assertNotIn("latency.svg", got)
 
 
 class DiffTest(unittest.TestCase):
