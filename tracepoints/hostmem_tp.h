@@ -59,6 +59,38 @@ struct hostmem_tp_op_v2 {
     int32_t hr;
 };
 
+/*
+ * The region events' writers (hostmem_tp.c).  lttng-ust's generated probe
+ * writes an event one field at a time, one call into the ring buffer per
+ * field (about 65 instructions each: a reserve's 10 fields cost more than
+ * the rest of the event).  On architectures where lttng-ust packs the ring
+ * buffer (no field padding), the provider also has, per region event
+ * class, a writer that lays the same fields out in the same order and
+ * writes them with one call: the same bytes, under the same metadata.
+ * libhostmem calls `write` in place of a registered probe whose function
+ * is `probe` (the generated one); `write` hands filters and notifiers back
+ * to `probe`.  Where the fast path does not apply, `write` is `probe`.
+ */
+enum hostmem_tp_op_class {
+    HOSTMEM_TP_OP_RESERVE,
+    HOSTMEM_TP_OP_COMMIT,
+    HOSTMEM_TP_OP_RANGE, /* decommit, reset, reset_undo */
+    HOSTMEM_TP_OP_RELEASE,
+    HOSTMEM_TP_OP_PROTECT,
+    HOSTMEM_TP_OP_QUERY,
+    HOSTMEM_TP_OP_CLASSES
+};
+typedef void (*hostmem_tp_op_fn)(void *tp_data, const struct hostmem_tp_op_v2 *ev);
+struct hostmem_tp_op_writer {
+    hostmem_tp_op_fn probe; /* the generated probe, as registered with the tracepoint */
+    hostmem_tp_op_fn write; /* what to call instead */
+};
+struct hostmem_tp_op_writers_v2 {
+    struct hostmem_tp_op_writer op[HOSTMEM_TP_OP_CLASSES];
+};
+/* The symbol libhostmem looks up in the provider module. */
+#define HOSTMEM_TP_OP_WRITERS "hostmem_tp_op_writers_v2"
+
 /* A live region, for the region_state statedump. */
 struct hostmem_tp_region_v1 {
     uint64_t seq;
@@ -111,8 +143,14 @@ LTTNG_UST_TRACEPOINT_ENUM(hostmem, action,
 
 /* ---- region operations (T1, layout v2) ----------------------------------
  *
- * Every field an operation's event carries costs 7-12 ns while a session
- * records (T6), so each class keeps only what the analysis cannot derive:
+ * A change to the fields below changes the records of hostmem_tp.c with
+ * them: the provider keeps its generated probe for a class whose record
+ * size differs, and the trace test `writers` compares both outputs.
+ *
+ * Every field an operation's event carries costs while a session records
+ * (T6): 6-7 ns through the generated probe, a few bytes of copying through
+ * the provider's writers (hostmem_tp.c).  Each class keeps only what the
+ * analysis cannot derive:
  * the arguments as given, the result where it is not a function of them,
  * and the call's start (the event's own timestamp is its end).  Totals come
  * from hostmem:totals and from replay; free types from the event name;

@@ -44,11 +44,19 @@ _Atomic uint64_t hostmem__trace_seq;
 
 /* ---- loading the probes ------------------------------------------------- */
 
+/* The provider's one-write writers of the region events (hostmem_tp.h);
+ * NULL: a provider without them, every event goes through its probe. */
+static const struct hostmem_tp_op_writers_v2 *trace_writers;
+
 static bool trace_try_load(const char *path)
 {
     /* RTLD_NODELETE: the probes must outlive any tracepoint that may still
      * call them while the process exits. */
-    return dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE) != NULL;
+    void *module = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+    if (module == NULL)
+        return false;
+    trace_writers = dlsym(module, HOSTMEM_TP_OP_WRITERS);
+    return true;
 }
 
 /* Try `dir`/`rel`/HOSTMEM_LTTNG_MODULE. */
@@ -74,8 +82,10 @@ __attribute__((constructor)) static void trace_load_provider(void)
         return;
     /* Already in the global scope (LD_PRELOAD, or linked into the host):
      * loading a second copy would record every event twice. */
-    if (dlsym(RTLD_DEFAULT, "lttng_ust_tracepoint_provider_hostmem") != NULL)
+    if (dlsym(RTLD_DEFAULT, "lttng_ust_tracepoint_provider_hostmem") != NULL) {
+        trace_writers = dlsym(RTLD_DEFAULT, HOSTMEM_TP_OP_WRITERS);
         return;
+    }
     if (env != NULL && env[0] != '\0') {
         if (!trace_try_load(env))
             fprintf(stderr, "hostmem: cannot load HOSTMEM_LTTNG_PROVIDER=%s: %s\n", env, dlerror());
@@ -263,6 +273,37 @@ static void trace_totals(const struct hostmem_manager *m, const hostmem__trace_o
                                 ev->reserved_bytes, ev->committed_bytes);
 }
 
+/*
+ * Fire a region event: what lttng_ust_do_tracepoint does (under the
+ * tracepoint's RCU read lock, call every probe registered with it, one per
+ * session channel recording the event), except that a probe that is the
+ * provider's generated one for this class is replaced by the provider's
+ * one-write writer (hostmem_tp.h).  Without writers: the plain tracepoint.
+ */
+#define TRACE_FIRE_OP(name, k, e)                                                                 \
+    do {                                                                                          \
+        if (trace_writers != NULL)                                                                \
+            trace_fire_op(&lttng_ust_tracepoint_hostmem___##name, &trace_writers->op[k], e);      \
+        else                                                                                      \
+            lttng_ust_do_tracepoint(hostmem, name, e);                                            \
+    } while (0)
+
+static void trace_fire_op(struct lttng_ust_tracepoint *tp, const struct hostmem_tp_op_writer *w,
+                          const struct hostmem_tp_op_v2 *e)
+{
+    if (!LTTNG_UST_TP_RCU_LINK_TEST())
+        return;
+    lttng_ust_tp_rcu_read_lock();
+    struct lttng_ust_tracepoint_probe *p = lttng_ust_tp_rcu_dereference(tp->probes);
+    if (p != NULL) {
+        do {
+            hostmem_tp_op_fn f = (hostmem_tp_op_fn)p->func;
+            (f == w->probe ? w->write : f)(p->data, e);
+        } while ((++p)->func != NULL);
+    }
+    lttng_ust_tp_rcu_read_unlock();
+}
+
 void hostmem__trace_region_op(const struct hostmem_manager *m, const hostmem__trace_call *call,
                               const hostmem__trace_op_event *ev)
 {
@@ -290,7 +331,7 @@ void hostmem__trace_region_op(const struct hostmem_manager *m, const hostmem__tr
     if (hostmem__stack_on()) /* T7: its stack first (trace_lttng_stack.c) */
         hostmem__trace_stack_op(m, ev->op, ev->alloc_type, e.seq, (uintptr_t)e.caller);
     switch (ev->op) {
-    case HOSTMEM_OP_reserve: lttng_ust_do_tracepoint(hostmem, reserve, &e); break;
+    case HOSTMEM_OP_reserve: TRACE_FIRE_OP(reserve, HOSTMEM_TP_OP_RESERVE, &e); break;
     case HOSTMEM_OP_commit:
         /* The commit half of a reserve-and-commit commits the whole new
          * region: its range travels instead of the arguments, which the
@@ -299,14 +340,14 @@ void hostmem__trace_region_op(const struct hostmem_manager *m, const hostmem__tr
             e.address = (uint64_t)ev->base;
             e.size = ev->region_size;
         }
-        lttng_ust_do_tracepoint(hostmem, commit, &e);
+        TRACE_FIRE_OP(commit, HOSTMEM_TP_OP_COMMIT, &e);
         break;
-    case HOSTMEM_OP_decommit: lttng_ust_do_tracepoint(hostmem, decommit, &e); break;
-    case HOSTMEM_OP_release: lttng_ust_do_tracepoint(hostmem, release, &e); break;
-    case HOSTMEM_OP_protect: lttng_ust_do_tracepoint(hostmem, protect, &e); break;
-    case HOSTMEM_OP_reset: lttng_ust_do_tracepoint(hostmem, reset, &e); break;
-    case HOSTMEM_OP_reset_undo: lttng_ust_do_tracepoint(hostmem, reset_undo, &e); break;
-    case HOSTMEM_OP_query: lttng_ust_do_tracepoint(hostmem, query, &e); break;
+    case HOSTMEM_OP_decommit: TRACE_FIRE_OP(decommit, HOSTMEM_TP_OP_RANGE, &e); break;
+    case HOSTMEM_OP_release: TRACE_FIRE_OP(release, HOSTMEM_TP_OP_RELEASE, &e); break;
+    case HOSTMEM_OP_protect: TRACE_FIRE_OP(protect, HOSTMEM_TP_OP_PROTECT, &e); break;
+    case HOSTMEM_OP_reset: TRACE_FIRE_OP(reset, HOSTMEM_TP_OP_RANGE, &e); break;
+    case HOSTMEM_OP_reset_undo: TRACE_FIRE_OP(reset_undo, HOSTMEM_TP_OP_RANGE, &e); break;
+    case HOSTMEM_OP_query: TRACE_FIRE_OP(query, HOSTMEM_TP_OP_QUERY, &e); break;
     default: break;
     }
     /* Still inside the guard: totals are part of this call's tracing. */

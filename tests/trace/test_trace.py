@@ -87,12 +87,13 @@ from hostmem_analysis.sessiond import ensure_sessiond  # noqa: E402  (start a da
 class Session:
     """One LTTng session recording hostmem events into a temporary directory."""
 
-    def __init__(self, events="hostmem:*", loglevel=None):
+    def __init__(self, events="hostmem:*", loglevel=None, filter=None):
         self.name = "hostmem-test-" + uuid.uuid4().hex[:12]
         self.tmp = tempfile.mkdtemp(prefix="hostmem-trace-")
         self.path = os.path.join(self.tmp, "trace")
         self.events = events
         self.loglevel = loglevel
+        self.filter = filter
         self.created = False
 
     def __enter__(self):
@@ -105,6 +106,8 @@ class Session:
         cmd = ["enable-event", "-u", "-s", self.name, "-c", "ch", self.events]
         if self.loglevel:
             cmd += ["--loglevel", self.loglevel]
+        if self.filter:
+            cmd += ["--filter", self.filter]
         lttng(*cmd)
         lttng("start", self.name)
         return self
@@ -303,6 +306,28 @@ class TraceTest(unittest.TestCase):
         self.expect(next(ev), "manager_destroy", regions=1, reserved_bytes=MB,
                     committed_bytes=2 * P)
         self.assertIsNone(next(ev, None), "unexpected event after manager_destroy")
+
+    def test_writers(self):
+        """The provider's one-write writers of the region events record what its
+        generated probes record: a session with a filter (always true) goes
+        through the generated probes, one without through the writers, both
+        recording the same calls of the same run."""
+        with Session() as plain, Session(filter="seq != 0") as filtered:
+            lines = run_workload("basic")
+            plain.stop()
+            filtered.stop()
+            pid = lines[0]["pid"]
+            written, discarded = plain.read(pid)
+            self.assertEqual(discarded, 0)
+            probed, discarded = filtered.read(pid)
+            self.assertEqual(discarded, 0)
+
+        def ops(events):
+            return [{k: v for k, v in e.items() if k != "_end"} for e in events
+                    if e["event"] in REGION_OPS]
+        self.assertEqual({e["event"] for e in ops(written)}, REGION_OPS)
+        self.assertEqual(ops(written), ops(probed))
+        self.check_common(lines[0], written)
 
     def test_limits(self):
         """Critical-level decisions, memory states, external address space."""
