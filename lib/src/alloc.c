@@ -150,7 +150,7 @@ static HRESULT alloc_reserve(hostmem__call *c, uintptr_t addr, size_t size, DWOR
     atomic_store_explicit(&r->watched, watch, RELAXED);
     r->caller = caller;
     hostmem__region_write_end(r);
-    hostmem__map_set(&m->map, base, hi_granule, (uintptr_t)r | HOSTMEM_MAP_TAG_REGION);
+    hostmem__region_enter_map(m, r, base, hi_granule);
     if (!arena) {
         hostmem__inflight_moved();
         hostmem__inflight_end();

@@ -94,6 +94,15 @@ uint32_t hostmem__runs_find(const hostmem__runs *runs, size_t page);
 void hostmem__runs_get(const hostmem__runs *runs, size_t npages, uint32_t i, size_t *out_first,
                        size_t *out_count, uint32_t *out_state);
 uint32_t hostmem__runs_count(const hostmem__runs *runs);
+/* One run only: true, and its state in *state (writers: region lock held). */
+static inline bool hostmem__runs_single(const hostmem__runs *runs, uint32_t *state)
+{
+    if (atomic_load_explicit(&((hostmem__runs *)runs)->n, memory_order_relaxed) != 1)
+        return false;
+    hostmem__run_block *b = atomic_load_explicit(&((hostmem__runs *)runs)->block, memory_order_relaxed);
+    *state = HOSTMEM_RUN_STATE(atomic_load_explicit(&b->v[0], memory_order_relaxed));
+    return true;
+}
 /* Runs that fit without growing the array (writers: region lock held). */
 uint32_t hostmem__runs_room(const hostmem__runs *runs);
 /* Pages of [first, first + count) whose (state & mask) == value. */
@@ -119,6 +128,12 @@ int hostmem__map_prepare(hostmem__map *map, uintptr_t lo, uintptr_t hi);
 void hostmem__map_set(hostmem__map *map, uintptr_t lo, uintptr_t hi, uintptr_t value);
 /* The tagged entry for the granule of addr (0: nothing of ours).  Lock-free. */
 uintptr_t hostmem__map_lookup(const hostmem__map *map, uintptr_t addr);
+/* The summary of addr's granule (0: none; see types.h), lock-free, from one
+ * cache line of the map.  When there is none, the tagged entry in *entry. */
+uint64_t hostmem__map_summary(const hostmem__map *map, uintptr_t addr, uintptr_t *entry);
+/* The summary word of granule lo when [lo, hi) lies inside one leaf (its
+ * other granules' follow, 2 words apart), else NULL.  State lock held. */
+_Atomic uint64_t *hostmem__map_summaries(hostmem__map *map, uintptr_t lo, uintptr_t hi);
 size_t hostmem__map_bytes(const hostmem__map *map);
 /* Clear the granules of [lo, hi) that still hold `value` (others keep theirs).
  * Never allocates.  Writers hold the state lock. */
@@ -316,17 +331,33 @@ void hostmem__heap_fork_child(void);
 #define HOSTMEM_SEQ_FENCE(order) atomic_thread_fence(order)
 #endif
 
-/* Around every change of a region's fields or runs (its seqlock; region lock held). */
+/* A region's summaries in the map (types.h): hide them all before a change
+ * (several granules are not stored at once, and a reader must never see the
+ * new state at one and the old at another), publish them again after, from
+ * the region's fields and runs.  A region no longer live has left the map,
+ * whose stores cleared its summaries: it forgets where they were. */
+void hostmem__region_summary_hide(hostmem__region *r);
+void hostmem__region_summary_publish(hostmem__region *r);
+
+/* Around every change of a region's fields or runs (its seqlock; region lock
+ * held).  The region lock makes this the only writer of `seq`, so it is a
+ * plain load and store: no locked instruction. */
 static inline void hostmem__region_write_begin(hostmem__region *r)
 {
     hostmem__assert(hostmem__lock_held(&r->lock));
     hostmem__region_writing = 1;
-    atomic_fetch_add_explicit(&r->seq, 1, memory_order_relaxed);
+    atomic_store_explicit(&r->seq, atomic_load_explicit(&r->seq, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
     HOSTMEM_SEQ_FENCE(memory_order_release);
+    if (r->summaries > 1 && r->summary_value)
+        hostmem__region_summary_hide(r);
 }
 static inline void hostmem__region_write_end(hostmem__region *r)
 {
-    atomic_fetch_add_explicit(&r->seq, 1, memory_order_release);
+    if (r->summary)
+        hostmem__region_summary_publish(r);
+    atomic_store_explicit(&r->seq, atomic_load_explicit(&r->seq, memory_order_relaxed) + 1,
+                          memory_order_release);
     hostmem__region_writing = 0;
 }
 
@@ -359,6 +390,9 @@ HRESULT hostmem__region_pages_of(hostmem__call *c, hostmem__region *r, uintptr_t
 /* Put the kernel's view of pages [first, first + count) back to what the runs
  * say (they still describe the state before the failed call).  0 or errno. */
 int hostmem__region_restore_access(hostmem_manager *m, hostmem__region *r, size_t first, size_t count);
+/* Put r into the map over granules [lo, hi) (after hostmem__map_prepare;
+ * state lock and r's lock held) and publish its summaries. */
+void hostmem__region_enter_map(hostmem_manager *m, hostmem__region *r, uintptr_t lo, uintptr_t hi);
 /* A region struct from the pool, or a new one (state lock held); NULL: no memory. */
 hostmem__region *hostmem__region_new(hostmem_manager *m);
 /* Back to the pool (state lock held; r is dead and unlocked). */

@@ -22,11 +22,39 @@ static uint32_t query_visible(uint32_t st) { return st & (HOSTMEM_STATE_COMMITTE
 
 typedef enum { Q_DONE, Q_OUTSIDE, Q_RETRY } query_result;
 
+/* The answer from a map summary (types.h), read in one load: the region as it
+ * was at that moment.  False for the rest of its last granule past its end. */
+static bool query_summary(hostmem_manager *m, uintptr_t addr, uint64_t sum, MEMORY_BASIC_INFORMATION *mbi)
+{
+    uintptr_t leaf = (addr >> HOSTMEM_GRANULE_SHIFT) & ~(uintptr_t)255;
+    uintptr_t base = (leaf | ((sum >> HOSTMEM_SUMMARY_INDEX_SHIFT) & 255)) << HOSTMEM_GRANULE_SHIFT;
+    uintptr_t end = base + ((size_t)(sum >> HOSTMEM_SUMMARY_SIZE_SHIFT) << HOSTMEM_SUMMARY_UNIT_SHIFT);
+    uintptr_t page = hostmem__page_down(m, addr);
+    if (addr >= end)
+        return false;
+    uint32_t st = (uint32_t)((sum >> HOSTMEM_SUMMARY_STATE_SHIFT) & HOSTMEM_SUMMARY_STATE_MASK);
+    bool committed = st & HOSTMEM_STATE_COMMITTED;
+    mbi->BaseAddress = (void *)page;
+    mbi->AllocationBase = (void *)base;
+    mbi->AllocationProtect = (DWORD)((sum >> HOSTMEM_SUMMARY_PROTECT_SHIFT) & HOSTMEM_SUMMARY_PROTECT_MASK);
+    mbi->RegionSize = end - page;
+    mbi->State = committed ? MEM_COMMIT : MEM_RESERVE;
+    mbi->Protect = committed ? (st & HOSTMEM_STATE_PROTECT_MASK) : 0;
+    mbi->Type = MEM_PRIVATE;
+    return true;
+}
+
 /* One optimistic read of the region holding addr; Q_RETRY if a writer raced. */
 static query_result query_ours(hostmem_manager *m, uintptr_t addr, MEMORY_BASIC_INFORMATION *mbi,
                                uintptr_t *free_end, bool trust, uintptr_t *entry)
 {
-    uintptr_t e = hostmem__map_lookup(&m->map, addr), page = hostmem__page_down(m, addr);
+    uintptr_t e, page = hostmem__page_down(m, addr);
+    uint64_t sum = hostmem__map_summary(&m->map, addr, &e);
+    if (sum) {
+        if (query_summary(m, addr, sum, mbi))
+            return Q_DONE; /* a region in one state: the map said it all */
+        e = hostmem__map_lookup(&m->map, addr);
+    }
     *entry = e;
     if (!e)
         return Q_OUTSIDE;

@@ -91,12 +91,82 @@ int hostmem__region_restore_access(hostmem_manager *m, hostmem__region *r, size_
     return 0;
 }
 
+/* ---- summaries (types.h): a whole region in one map word ------------------------ */
+
+/* The parts of r's summary that stay while it is in the map (its allocation
+ * protection, first granule and size), 0 when it cannot have one. */
+static uint64_t region_summary_fixed(const hostmem__region *r)
+{
+    uint32_t protect = atomic_load_explicit(&r->alloc_protect, RELAXED);
+    size_t size = atomic_load_explicit(&r->size, RELAXED);
+    if ((protect & ~HOSTMEM_SUMMARY_PROTECT_MASK) || (size & (((size_t)1 << HOSTMEM_SUMMARY_UNIT_SHIFT) - 1)))
+        return 0;
+    uint64_t index = (atomic_load_explicit(&r->base, RELAXED) >> HOSTMEM_GRANULE_SHIFT) & 255;
+    return 1 | (uint64_t)protect << HOSTMEM_SUMMARY_PROTECT_SHIFT | index << HOSTMEM_SUMMARY_INDEX_SHIFT |
+           (uint64_t)(size >> HOSTMEM_SUMMARY_UNIT_SHIFT) << HOSTMEM_SUMMARY_SIZE_SHIFT;
+}
+
+/* The summary of r as it is now: 0 unless it is live, made, not being
+ * released and in one run. */
+static uint64_t region_summary_of(const hostmem__region *r)
+{
+    uint32_t st;
+    if (!hostmem__runs_single(&r->runs, &st) || !atomic_load_explicit(&r->live, RELAXED) ||
+        atomic_load_explicit(&r->making, RELAXED) || atomic_load_explicit(&r->releasing, RELAXED))
+        return 0;
+    return r->summary_fixed | ((uint64_t)st & HOSTMEM_SUMMARY_STATE_MASK) << HOSTMEM_SUMMARY_STATE_SHIFT;
+}
+
+static void region_summary_store(hostmem__region *r, uint64_t v, memory_order order)
+{
+    _Atomic uint64_t *s = r->summary, *end = s + 2 * (size_t)r->summaries;
+    for (; s < end; s += 2)
+        atomic_store_explicit(s, v, order);
+    r->summary_value = v;
+}
+
+void hostmem__region_summary_hide(hostmem__region *r)
+{
+    region_summary_store(r, 0, RELAXED); /* ordered by publish's release stores */
+}
+
+void hostmem__region_summary_publish(hostmem__region *r)
+{
+    if (!atomic_load_explicit(&r->live, RELAXED)) {
+        r->summary = NULL; /* out of the map: its entries' summaries went with them */
+        r->summaries = 0;
+        r->summary_value = 0;
+        return;
+    }
+    uint64_t v = region_summary_of(r);
+    if (v != r->summary_value)
+        region_summary_store(r, v, memory_order_release);
+}
+
+void hostmem__region_enter_map(hostmem_manager *m, hostmem__region *r, uintptr_t lo, uintptr_t hi)
+{
+    hostmem__assert(hostmem__lock_held(&m->state_lock) && hostmem__lock_held(&r->lock));
+    hostmem__map_set(&m->map, lo, hi, (uintptr_t)r | HOSTMEM_MAP_TAG_REGION);
+    /* Nothing changes while both locks are held: the summaries may appear
+     * one by one, each telling the truth. */
+    uint32_t granules = (uint32_t)((hi - lo) >> HOSTMEM_GRANULE_SHIFT);
+    r->summary_fixed = region_summary_fixed(r);
+    r->summary = granules <= HOSTMEM_SUMMARY_GRANULES && r->summary_fixed
+                     ? hostmem__map_summaries(&m->map, lo, hi)
+                     : NULL;
+    r->summaries = r->summary ? granules : 0;
+    r->summary_value = 0; /* the map's stores cleared them */
+    if (r->summary)
+        hostmem__region_summary_publish(r);
+}
+
 hostmem__region *hostmem__region_new(hostmem_manager *m)
 {
     hostmem__assert(hostmem__lock_held(&m->state_lock));
     hostmem__region *r = m->free_regions;
     if (r) {
         m->free_regions = r->next_free;
+        hostmem__assert(!r->summary);
         return r;
     }
     r = hostmem__meta_alloc(sizeof *r);

@@ -88,26 +88,34 @@ struct hostmem__arena;
  * (a free list recycles them), so a lock-free reader may always dereference
  * one it found in the map; `seq` tells it whether what it read is consistent. */
 typedef struct hostmem__region {
+    /* What a query reads, first (one cache line where the struct is aligned). */
     _Atomic uint32_t seq;      /* even: stable; odd: a writer is changing the fields below */
-    pthread_mutex_t lock;      /* serialises operations on this region, syscalls included */
+    _Atomic uint32_t alloc_protect;
     _Atomic uintptr_t base;
     _Atomic size_t size;       /* page multiple */
-    _Atomic uint32_t alloc_protect;
     _Atomic bool live;
-    _Atomic bool watched;      /* a write-watch region (MEM_WRITE_WATCH, W1) */
-    _Atomic uintptr_t guard_retry; /* page whose guard a hit just cleared (W2, guard.c) */
-    _Atomic uintptr_t guard_retry_by; /* the thread whose hit it was */
     _Atomic bool making;       /* a reserve-and-commit not yet committed: query sees free
                                   space, other calls no region (S9) */
     _Atomic bool releasing;    /* its mapping is being unmapped: query waits (S9) */
-    _Atomic size_t committed_pages; /* written under `lock` */
-    uintptr_t caller;          /* who reserved it (for region_state and leaks) */
-    _Atomic(const void *) owner; /* the heap (heap.h) that reserved it, else NULL */
-    struct hostmem__arena *_Atomic arena; /* carved from this arena, or NULL (own mapping) */
     /* Own mapping whose last granule came from an arena: the rest of that
      * granule after the region is mapped too, and is unmapped with it. */
     _Atomic bool tail_mapped;
+    _Atomic bool watched;      /* a write-watch region (MEM_WRITE_WATCH, W1) */
+    struct hostmem__arena *_Atomic arena; /* carved from this arena, or NULL (own mapping) */
     hostmem__runs runs;
+    /* Its summaries in the map (region_map.c, one per granule, 2 words
+     * apart), or NULL when it has none, and the value they hold now; written
+     * under `lock` and the state lock, read under `lock`. */
+    _Atomic uint64_t *summary;
+    uint32_t summaries;
+    uint64_t summary_value;
+    uint64_t summary_fixed;    /* what never changes while it is in the map */
+    pthread_mutex_t lock;      /* serialises operations on this region, syscalls included */
+    _Atomic uintptr_t guard_retry; /* page whose guard a hit just cleared (W2, guard.c) */
+    _Atomic uintptr_t guard_retry_by; /* the thread whose hit it was */
+    _Atomic size_t committed_pages; /* written under `lock` */
+    uintptr_t caller;          /* who reserved it (for region_state and leaks) */
+    _Atomic(const void *) owner; /* the heap (heap.h) that reserved it, else NULL */
     struct hostmem__region *next_free;
     struct hostmem__region *next_all; /* every region struct ever made, for destroy */
 } hostmem__region;
@@ -135,12 +143,33 @@ typedef struct hostmem__arena {
 typedef struct hostmem__map_node {
     _Atomic uintptr_t slot[256];
 } hostmem__map_node;
+/* The last level: entry i at slot[2i], its summary at slot[2i + 1] (0, or
+ * HOSTMEM_SUMMARY_* below: the region the entry names, whole). */
+typedef struct hostmem__map_leaf {
+    _Atomic uintptr_t slot[512];
+} hostmem__map_leaf;
 
 typedef struct hostmem__map {
     _Atomic uintptr_t root[128];
-    hostmem__map_node **nodes; /* every node allocated, freed at destroy */
-    size_t node_count, node_cap;
+    uintptr_t *nodes; /* every node allocated (bit 0: a leaf), freed at destroy */
+    size_t node_count, node_cap, leaf_count;
 } hostmem__map;
+
+/* A summary: a live region (not making, not releasing) of at most
+ * HOSTMEM_SUMMARY_GRANULES granules inside one leaf whose pages are all in
+ * one visible state, so a query needs nothing else (each change of a larger
+ * region would rewrite more words than a query saves).  Bit 0
+ * set; the visible state (committed bit and PAGE_* value); the region's
+ * allocation protection; its first granule's index in the leaf; its size in
+ * 4 KiB units. */
+#define HOSTMEM_SUMMARY_GRANULES 16u
+#define HOSTMEM_SUMMARY_STATE_SHIFT 1
+#define HOSTMEM_SUMMARY_STATE_MASK ((uint64_t)(HOSTMEM_STATE_COMMITTED | HOSTMEM_STATE_PROTECT_MASK))
+#define HOSTMEM_SUMMARY_PROTECT_SHIFT 14
+#define HOSTMEM_SUMMARY_PROTECT_MASK ((uint64_t)HOSTMEM_STATE_PROTECT_MASK)
+#define HOSTMEM_SUMMARY_INDEX_SHIFT 25
+#define HOSTMEM_SUMMARY_SIZE_SHIFT 33
+#define HOSTMEM_SUMMARY_UNIT_SHIFT 12
 
 /* Commit charge, limits and memory state: guarded by the manager's state lock. */
 typedef struct hostmem__policy {

@@ -19,6 +19,10 @@
  *                   a query never sees such a region reserved but not
  *                   committed (the call is one step);
  *   pages           commit / protect / decommit of pages of one region;
+ *   whole           commit / protect / decommit of a whole 1 MiB region (its
+ *                   16 granules change state together): two queries in a row
+ *                   at different granules never see the second older than
+ *                   the first;
  *   shutdown        threads reserving, committing and querying while the
  *                   manager shuts down: every call returns a documented code
  *                   and the books still add up afterwards.
@@ -311,6 +315,79 @@ static int scenario_pages(void)
     return 0;
 }
 
+/* ---- a whole region changing state, seen at two granules ----------------------------------- */
+
+/* The writer's operations in order: op k (k >= 1) leaves the region in phase
+ * k % 3 (0 reserved, 1 committed READWRITE, 2 committed READONLY). */
+static _Atomic unsigned long whole_started, whole_finished;
+
+static void *whole_writer(void *p)
+{
+    pages_arg *a = p;
+    for (unsigned i = 0; i < a->cycles; i++) {
+        void *c = NULL;
+        DWORD old;
+        atomic_fetch_add(&whole_started, 1);
+        MUST(hostmem_virtual_alloc(m, a->base, MiB, MEM_COMMIT, PAGE_READWRITE, eTaskCritical, &c));
+        atomic_fetch_add(&whole_finished, 1);
+        atomic_fetch_add(&whole_started, 1);
+        MUST(hostmem_virtual_protect(m, a->base, MiB, PAGE_READONLY, &old));
+        atomic_fetch_add(&whole_finished, 1);
+        atomic_fetch_add(&whole_started, 1);
+        MUST(hostmem_virtual_free(m, a->base, MiB, MEM_DECOMMIT));
+        atomic_fetch_add(&whole_finished, 1);
+    }
+    atomic_store(&done, 1);
+    return NULL;
+}
+
+static int whole_phase(const MEMORY_BASIC_INFORMATION *mbi)
+{
+    if (mbi->State == MEM_RESERVE)
+        return 0;
+    return mbi->Protect == PAGE_READWRITE ? 1 : 2;
+}
+
+static int scenario_whole(void)
+{
+    void *r = NULL;
+    MUST(hostmem_virtual_alloc(m, NULL, MiB, MEM_RESERVE, PAGE_NOACCESS, eTaskCritical, &r));
+    char *base = r;
+    pages_arg a = {.base = base, .cycles = CYCLES(20000)};
+    atomic_store(&done, 0);
+    pthread_t t;
+    pthread_create(&t, NULL, whole_writer, &a);
+    static const DWORD any[] = {PAGE_READWRITE, PAGE_READONLY, 0};
+    unsigned long judged = 0;
+    for (unsigned i = 0; !atomic_load(&done); i++) {
+        size_t ga = i % 16, gb = 15 - ga; /* two granules, both orders */
+        unsigned long f0 = atomic_load(&whole_finished);
+        MEMORY_BASIC_INFORMATION qa = ask(base + ga * 64 * KiB), qb = ask(base + gb * 64 * KiB + P);
+        unsigned long s1 = atomic_load(&whole_started);
+        check_answer("whole", base + ga * 64 * KiB, &qa, base, PAGE_NOACCESS, true, any);
+        check_answer("whole", base + gb * 64 * KiB + P, &qb, base, PAGE_NOACCESS, true, any);
+        for (int k = 0; k < 2; k++) {
+            const MEMORY_BASIC_INFORMATION *q = k ? &qb : &qa;
+            uintptr_t at = k ? (uintptr_t)(base + gb * 64 * KiB + P) : (uintptr_t)(base + ga * 64 * KiB);
+            if ((uintptr_t)q->BaseAddress + q->RegionSize != (uintptr_t)base + MiB)
+                describe("whole: a run that is not the rest of the region", (void *)at, q);
+        }
+        /* At most one operation ran while both queries did: each sees the
+         * state before it or after it, and the second never the older. */
+        if (s1 <= f0 + 1) {
+            judged++;
+            int pa = whole_phase(&qa), pb = whole_phase(&qb);
+            if (pa != pb && pa == (int)((f0 + 1) % 3) && pb == (int)(f0 % 3))
+                describe("whole: the second query saw the region older than the first", base + gb * 64 * KiB + P, &qb);
+        }
+    }
+    pthread_join(t, NULL);
+    MUST(hostmem_virtual_free(m, r, 0, MEM_RELEASE));
+    report("whole");
+    printf("whole: %lu pairs judged for order\n", judged);
+    return 0;
+}
+
 /* ---- shutdown while calls are in flight ----------------------------------------------------- */
 
 static void *shutdown_worker(void *p)
@@ -363,7 +440,7 @@ static int scenario_shutdown(void)
 int main(int argc, char **argv)
 {
     if (argc != 2) {
-        fprintf(stderr, "usage: %s reserve|reserve-arena|reserve-commit|pages|shutdown\n", argv[0]);
+        fprintf(stderr, "usage: %s reserve|reserve-arena|reserve-commit|pages|whole|shutdown\n", argv[0]);
         return 2;
     }
     const char *s = getenv("HOSTMEM_RACE_CYCLES");
@@ -380,6 +457,8 @@ int main(int argc, char **argv)
         rc = scenario_reserve_commit();
     else if (!strcmp(argv[1], "pages"))
         rc = scenario_pages();
+    else if (!strcmp(argv[1], "whole"))
+        rc = scenario_whole();
     else if (!strcmp(argv[1], "shutdown"))
         rc = scenario_shutdown();
     else {

@@ -136,3 +136,47 @@ Test(region_map, a_terabyte_costs_a_few_nodes)
     cr_assert_eq(hostmem__map_lookup(&map, lo - 1), 0);
     hostmem__map_fini(&map);
 }
+
+/* Summaries (types.h): a leaf pairs each entry with one; a region inside one
+ * leaf finds its words, and every store of an entry clears the summary first,
+ * so none outlives the entry it was written for. */
+Test(region_map, summaries_live_in_leaves_and_go_with_their_entries)
+{
+    hostmem__map map;
+    hostmem__map_init(&map);
+    uintptr_t leaf = (uintptr_t)0x4321 << 8; /* a leaf's first granule */
+    uintptr_t lo = (leaf + 10) * G, hi = lo + 3 * G, region = 0x2000 | HOSTMEM_MAP_TAG_REGION;
+    uintptr_t arena = 0x3000 | HOSTMEM_MAP_TAG_ARENA, e = 1;
+    cr_assert_eq(hostmem__map_prepare(&map, lo, hi), 0);
+    hostmem__map_set(&map, lo, hi, region);
+    _Atomic uint64_t *s = hostmem__map_summaries(&map, lo, hi);
+    cr_assert_not_null(s);
+    cr_assert_eq(hostmem__map_summary(&map, lo + G, &e), 0, "no summary until one is written");
+    cr_assert_eq(e, region);
+    for (int i = 0; i < 3; i++)
+        atomic_store(&s[2 * i], (uint64_t)0x77 + i);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(hostmem__map_summary(&map, lo + i * G + 123, &e), (uint64_t)0x77 + i);
+        cr_assert_eq(hostmem__map_lookup(&map, lo + i * G), region, "the entry is unchanged");
+    }
+    cr_assert_eq(hostmem__map_summary(&map, hi, &e), 0);
+    cr_assert_eq(e, 0);
+    /* Replaced (a region going back to its arena) and cleared: no summary left. */
+    hostmem__map_set(&map, lo, lo + G, arena);
+    cr_assert_eq(hostmem__map_summary(&map, lo, &e), 0);
+    cr_assert_eq(e, arena);
+    hostmem__map_clear(&map, lo, hi, region);
+    for (int i = 1; i < 3; i++) {
+        cr_assert_eq(hostmem__map_summary(&map, lo + i * G, &e), 0);
+        cr_assert_eq(e, 0);
+    }
+    /* Across two leaves, or one whole-span entry above the leaves: none. */
+    cr_assert_null(hostmem__map_summaries(&map, (leaf + 250) * G, (leaf + 260) * G));
+    uintptr_t span_lo = (leaf + 512) * G, span_hi = span_lo + 256 * G;
+    cr_assert_eq(hostmem__map_prepare(&map, span_lo, span_hi), 0);
+    hostmem__map_set(&map, span_lo, span_hi, region);
+    cr_assert_null(hostmem__map_summaries(&map, span_lo, span_hi));
+    cr_assert_eq(hostmem__map_summary(&map, span_lo + 5 * G, &e), 0);
+    cr_assert_eq(e, region);
+    hostmem__map_fini(&map);
+}
