@@ -1,10 +1,22 @@
 /*
- * call.c: one public call in flight (A3).  Every entry point opens a record
- * with hostmem__call_start, passes the shared entry checks, takes its locks
- * with the configured timeout, and leaves through hostmem__call_finish, which
- * emits the trace events and delivers notifications once no internal lock is
- * held.  A failure records its reason (and errno) on the way out; an OS
- * refusal to restore state makes the manager unavailable (P7).
+ * call.c: one public call in flight (A3).  Every entry point has one shape,
+ * begin, worker, finish:
+ *
+ *     hostmem__call c;
+ *     hostmem__call_start(&c, m, op, caller, address, size, level);
+ *     return hostmem__call_finish(&c, family_verb(&c, m, ...));
+ *
+ * so every exit goes through hostmem__call_finish, which emits the trace
+ * events and delivers notifications once no internal lock is held.  The
+ * worker passes the shared entry checks (hostmem__call_enter) and its own,
+ * which return a failure before any state is touched; it takes its locks with
+ * the configured timeout (hostmem__call_lock), and once it holds one it has a
+ * single way out (goto out / goto undo), never an early return.  A failure
+ * records its reason (and errno) in the record on the way out; an OS refusal
+ * to restore state makes the manager unavailable (P7).  A reserve-and-commit
+ * is two calls in one: its worker finishes the reserve's record and starts
+ * the same record again for the commit, which the entry point finishes.  The
+ * docs.shape test keeps the entry points to this shape.
  *
  * Locks: the state lock guards the map's structure, the pools, the arenas and
  * the policy, and is never held across a syscall.  A region's own lock

@@ -117,26 +117,24 @@ enum { FAULT_NOT_OURS, FAULT_ACCESS, FAULT_HIT, FAULT_RETRY };
 
 static int guard_clear(hostmem_manager *m, hostmem__region *r, uintptr_t addr)
 {
+    int res = FAULT_ACCESS;
+    size_t page = 0, rf, rc;
+    uint32_t st;
     while (pthread_mutex_trylock(&r->lock))
         sched_yield();
     uintptr_t base = atomic_load_explicit(&r->base, RELAXED);
     size_t size = atomic_load_explicit(&r->size, RELAXED), npages = size >> m->page_shift;
-    if (!atomic_load_explicit(&r->live, RELAXED) || addr < base || addr >= base + size) {
-        pthread_mutex_unlock(&r->lock); /* released meanwhile */
-        return FAULT_ACCESS;
-    }
-    size_t page = (addr - base) >> m->page_shift, rf, rc;
-    uint32_t st;
+    if (!atomic_load_explicit(&r->live, RELAXED) || addr < base || addr >= base + size)
+        goto out; /* released meanwhile */
+    page = (addr - base) >> m->page_shift;
     hostmem__runs_get(&r->runs, npages, hostmem__runs_find(&r->runs, page), &rf, &rc, &st);
-    if (!(st & HOSTMEM_STATE_COMMITTED)) {
-        pthread_mutex_unlock(&r->lock); /* decommitted meanwhile */
-        return FAULT_ACCESS;
-    }
+    if (!(st & HOSTMEM_STATE_COMMITTED))
+        goto out; /* decommitted meanwhile */
     if (!(st & PAGE_GUARD)) {
         /* Another thread's hit cleared it after this fault: retrying behaves
          * as the plain protection says. */
-        pthread_mutex_unlock(&r->lock);
-        return FAULT_RETRY;
+        res = FAULT_RETRY;
+        goto out;
     }
     size_t first = page, count = 1;
     if (hostmem__runs_room(&r->runs) < 2) {
@@ -144,22 +142,24 @@ static int guard_clear(hostmem_manager *m, hostmem__region *r, uintptr_t addr)
         count = rc;
     }
     unsigned access = hostmem__protect_access(st & HOSTMEM_STATE_PROTECT_MASK & ~(uint32_t)PAGE_GUARD);
-    int err = hostmem__os_get()->protect(guard_page_at(m, r, first), count << m->page_shift, access);
-    if (err) {
-        pthread_mutex_unlock(&r->lock); /* the kernel refused: it stays a guard page */
-        return FAULT_ACCESS;
-    }
+    if (hostmem__os_get()->protect(guard_page_at(m, r, first), count << m->page_shift, access))
+        goto out; /* the kernel refused: it stays a guard page */
     hostmem__region_write_begin(r);
     hostmem__runs_apply(&r->runs, npages, first, count, HOSTMEM_PAGES_UNGUARD, 0);
     hostmem__region_write_end(r);
+    res = FAULT_HIT;
+out:
     pthread_mutex_unlock(&r->lock);
-    /* Another thread that faulted on this page before the guard went reports
-     * it once more: that report retries instead of being an access violation
-     * (this thread's own next fault there is one: the plain protection). */
-    atomic_store_explicit(&r->guard_retry_by, guard_self(), RELAXED);
-    atomic_store_explicit(&r->guard_retry, (uintptr_t)guard_page_at(m, r, page), memory_order_release);
-    hostmem__trace_guard_hit(m, addr, (uintptr_t)guard_page_at(m, r, page));
-    return FAULT_HIT;
+    if (res == FAULT_HIT) {
+        /* Another thread that faulted on this page before the guard went
+         * reports it once more: that report retries instead of being an
+         * access violation (this thread's own next fault there is one: the
+         * plain protection). */
+        atomic_store_explicit(&r->guard_retry_by, guard_self(), RELAXED);
+        atomic_store_explicit(&r->guard_retry, (uintptr_t)guard_page_at(m, r, page), memory_order_release);
+        hostmem__trace_guard_hit(m, addr, (uintptr_t)guard_page_at(m, r, page));
+    }
+    return res;
 }
 
 static int fault_handle(const siginfo_t *info, hostmem_manager **out_m)

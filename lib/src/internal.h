@@ -6,8 +6,10 @@
  *   alloc.c (reserve, commit, reset), free.c (decommit, release), protect.c
  *   (rules and hostmem_virtual_protect), query.c (lock-free), hosting.c
  *   (memory load, callback, address space, stats), lifecycle.c (create,
- *   destroy, fork); each opens, checks, locks and finishes its calls through
- *   call.c and finds, locks and edits regions through region.c -> policy.c
+ *   destroy, fork); each entry point is begin, worker, finish (call.c:
+ *   hostmem__call_start, one worker that checks, locks and works with one
+ *   way out of its locks, return hostmem__call_finish) and finds, locks and
+ *   edits regions through region.c -> policy.c
  *   (charge, ceilings, memory state) -> arena.c (address space held for small
  *   regions) -> region_map.c (address -> region) -> page_runs.c (page state as runs) -> protect.c (PAGE_* rules) ->
  *   os.h / os_linux*.c (the kernel: os_linux.h names the four files) ;
@@ -255,8 +257,9 @@ void hostmem__notice_deliver(struct hostmem_manager *m, hostmem__notice *notice)
 uint64_t hostmem__now_ns(void);
 
 /* ---- call.c: one public call in flight (A3) ------------------------------- */
-/* Every entry point: hostmem__call_start, hostmem__call_enter (on a manager),
- * the work, and every exit through hostmem__call_finish. */
+/* Every entry point is three statements: the record, hostmem__call_start,
+ * and return hostmem__call_finish(&c, worker(&c, ...)).  The worker runs
+ * hostmem__call_enter (on a manager) and its checks, then the work. */
 typedef struct hostmem__call {
     hostmem_manager *m;
     enum hostmem__op op;

@@ -134,13 +134,13 @@ void hostmem_config_init(hostmem_config *config)
     };
 }
 
-HRESULT hostmem_create(const hostmem_config *config, hostmem_manager **out)
+/* The worker of hostmem_create: the checks, then a manager (nothing can
+ * fail once it is allocated).  No region event: the manager_create event. */
+static HRESULT lifecycle_create(hostmem__call *c, const hostmem_config *config, hostmem_manager **out)
 {
-    hostmem__call c;
-    hostmem__call_start(&c, NULL, HOSTMEM_OP_create, 0, 0, 0, -1);
-    c.traced = false;
+    c->traced = false;
     if (!out)
-        return hostmem__call_finish(&c, hostmem__call_fail(&c, E_POINTER, HOSTMEM_REASON_null_pointer));
+        return hostmem__call_fail(c, E_POINTER, HOSTMEM_REASON_null_pointer);
     *out = NULL;
     hostmem_config cfg;
     hostmem_config_init(&cfg);
@@ -150,12 +150,12 @@ HRESULT hostmem_create(const hostmem_config *config, hostmem_manager **out)
     if (cfg.task_percent > 100 || cfg.appdomain_percent > 100 || cfg.task_percent > cfg.appdomain_percent ||
         cfg.low_memory_percent > 100 || cfg.high_memory_percent > cfg.low_memory_percent ||
         !hostmem__stack_config_valid(&cfg))
-        return hostmem__call_finish(&c, hostmem__call_fail(&c, E_INVALIDARG, HOSTMEM_REASON_bad_type));
+        return hostmem__call_fail(c, E_INVALIDARG, HOSTMEM_REASON_bad_type);
     if (cfg.guard_handler && hostmem__guard_install()) /* W2 */
-        return hostmem__call_finish(&c, hostmem__call_fail(&c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata));
+        return hostmem__call_fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
     hostmem_manager *m = hostmem__meta_alloc(sizeof *m);
     if (!m)
-        return hostmem__call_finish(&c, hostmem__call_fail(&c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata));
+        return hostmem__call_fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
     const hostmem__os_caps *caps = hostmem__os_caps_get();
     m->page_size = caps->page_size;
     m->page_shift = (unsigned)__builtin_ctzl(caps->page_size);
@@ -177,7 +177,14 @@ HRESULT hostmem_create(const hostmem_config *config, hostmem_manager **out)
     hostmem__fault_register(m); /* W2: hostmem_handle_fault() finds its regions */
     hostmem__trace_manager_create(m, cfg.commit_limit, cfg.address_space_limit, m->page_size);
     *out = m;
-    return hostmem__call_finish(&c, S_OK);
+    return S_OK;
+}
+
+HRESULT hostmem_create(const hostmem_config *config, hostmem_manager **out)
+{
+    hostmem__call c;
+    hostmem__call_start(&c, NULL, HOSTMEM_OP_create, 0, 0, 0, -1);
+    return hostmem__call_finish(&c, lifecycle_create(&c, config, out));
 }
 
 void hostmem_shutdown(hostmem_manager *m)

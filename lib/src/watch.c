@@ -10,9 +10,10 @@
  * (HOSTMEM_STATE_WRITTEN, hostmem__watch_latch).  A page is written when the
  * kernel says so or its run carries the mark; a reset clears both.
  *
- * The entry points follow the manager's shape: checks, the region's lock, one
- * worker, one exit that emits the event (write_watch) and, on failure, the
- * failure event.
+ * The entry points take the manager's shape with a record of their own
+ * (watch_call): watch_start, one worker (the checks, the region's lock, one
+ * way out of it), and watch_finish, the one exit, which emits the event
+ * (write_watch) and, on failure, the failure event.
  */
 #include <errno.h>
 
@@ -53,6 +54,16 @@ static HRESULT watch_fail_os(watch_call *c, int err)
     return hostmem__hr_from_errno(err);
 }
 
+/* Open the record of a write-watch call (its clock starts here). */
+static void watch_start(watch_call *c, hostmem_manager *m, enum hostmem__op op, uintptr_t address, size_t size,
+                        bool reset)
+{
+    *c = (watch_call){.m = m, .op = op, .address = address, .size = size, .reset = reset};
+    c->t0 = hostmem__trace_now_ns();
+}
+
+/* The one exit: the write_watch event once the region was found, and on
+ * failure the failure event. */
 static HRESULT watch_finish(watch_call *c, HRESULT hr)
 {
     if (c->reached)
@@ -84,22 +95,23 @@ static HRESULT watch_enter(watch_call *c, hostmem__region **out, size_t *first, 
     hostmem__region *r = hostmem__region_acquire(m, addr, &hr, &why);
     if (!r)
         return FAILED(hr) ? watch_fail(c, hr, why) : watch_fail(c, E_INVALIDARG, HOSTMEM_REASON_not_watched);
+    hr = S_OK;
     uintptr_t base = atomic_load_explicit(&r->base, RELAXED);
     uintptr_t lo = addr & ~(uintptr_t)(m->page_size - 1);
     uintptr_t hi = (addr + size + m->page_size - 1) & ~(uintptr_t)(m->page_size - 1);
-    if (!atomic_load_explicit(&r->watched, RELAXED)) {
-        pthread_mutex_unlock(&r->lock);
-        return watch_fail(c, E_INVALIDARG, HOSTMEM_REASON_not_watched);
+    if (!atomic_load_explicit(&r->watched, RELAXED))
+        hr = watch_fail(c, E_INVALIDARG, HOSTMEM_REASON_not_watched);
+    else if (hi > base + atomic_load_explicit(&r->size, RELAXED))
+        hr = watch_fail(c, E_INVALIDARG, HOSTMEM_REASON_crosses_region);
+    if (FAILED(hr)) {
+        pthread_mutex_unlock(&r->lock); /* only a region of the right kind stays locked */
+    } else {
+        *out = r;
+        *first = (lo - base) >> m->page_shift;
+        *count = (hi - lo) >> m->page_shift;
+        c->reached = true;
     }
-    if (hi > base + atomic_load_explicit(&r->size, RELAXED)) {
-        pthread_mutex_unlock(&r->lock);
-        return watch_fail(c, E_INVALIDARG, HOSTMEM_REASON_crosses_region);
-    }
-    *out = r;
-    *first = (lo - base) >> m->page_shift;
-    *count = (hi - lo) >> m->page_shift;
-    c->reached = true;
-    return S_OK;
+    return hr;
 }
 
 static void *page_at(const hostmem_manager *m, const hostmem__region *r, size_t page)
@@ -180,59 +192,71 @@ static HRESULT get_pages(watch_call *c, hostmem__region *r, size_t first, size_t
     return S_OK;
 }
 
+/* The worker of hostmem_get_write_watch: the checks, then the pages under
+ * the region's lock. */
+static HRESULT watch_get(watch_call *c, hostmem_manager *m, DWORD flags, void **addresses, ULONG_PTR *count,
+                         DWORD *granularity)
+{
+    if (!m || !count || !granularity)
+        return watch_fail(c, E_POINTER, HOSTMEM_REASON_null_pointer);
+    if (flags & ~(DWORD)WRITE_WATCH_FLAG_RESET)
+        return watch_fail(c, E_INVALIDARG, HOSTMEM_REASON_bad_type);
+    if (!*count) /* checked before addresses: Windows answers a NULL array of 0 so too */
+        return watch_fail(c, E_INVALIDARG, HOSTMEM_REASON_zero_count);
+    if (!addresses)
+        return watch_fail(c, E_POINTER, HOSTMEM_REASON_null_pointer);
+    hostmem__region *r;
+    size_t first, pages;
+    HRESULT hr = watch_enter(c, &r, &first, &pages);
+    if (FAILED(hr))
+        return hr;
+    hr = get_pages(c, r, first, pages, c->reset, addresses, (size_t)*count);
+    pthread_mutex_unlock(&r->lock);
+    if (SUCCEEDED(hr)) {
+        *count = (ULONG_PTR)c->pages;
+        *granularity = (DWORD)m->page_size;
+    }
+    return hr;
+}
+
 HRESULT hostmem_get_write_watch(hostmem_manager *m, DWORD flags, void *base, SIZE_T size,
                                 void **addresses, ULONG_PTR *count, DWORD *granularity)
 {
-    watch_call c = {.m = m, .op = HOSTMEM_OP_get_write_watch, .address = (uintptr_t)base,
-                    .size = size, .reset = flags & WRITE_WATCH_FLAG_RESET};
-    c.t0 = hostmem__trace_now_ns();
-    if (!m || !count || !granularity)
-        return watch_finish(&c, watch_fail(&c, E_POINTER, HOSTMEM_REASON_null_pointer));
-    if (flags & ~(DWORD)WRITE_WATCH_FLAG_RESET)
-        return watch_finish(&c, watch_fail(&c, E_INVALIDARG, HOSTMEM_REASON_bad_type));
-    if (!*count) /* checked before addresses: Windows answers a NULL array of 0 so too */
-        return watch_finish(&c, watch_fail(&c, E_INVALIDARG, HOSTMEM_REASON_zero_count));
-    if (!addresses)
-        return watch_finish(&c, watch_fail(&c, E_POINTER, HOSTMEM_REASON_null_pointer));
-    hostmem__region *r;
-    size_t first, pages;
-    HRESULT hr = watch_enter(&c, &r, &first, &pages);
-    if (FAILED(hr))
-        return watch_finish(&c, hr);
-    hr = get_pages(&c, r, first, pages, c.reset, addresses, (size_t)*count);
-    pthread_mutex_unlock(&r->lock);
-    if (SUCCEEDED(hr)) {
-        *count = (ULONG_PTR)c.pages;
-        *granularity = (DWORD)m->page_size;
-    }
-    return watch_finish(&c, hr);
+    watch_call c;
+    watch_start(&c, m, HOSTMEM_OP_get_write_watch, (uintptr_t)base, size, flags & WRITE_WATCH_FLAG_RESET);
+    return watch_finish(&c, watch_get(&c, m, flags, addresses, count, granularity));
 }
 
-HRESULT hostmem_reset_write_watch(hostmem_manager *m, void *base, SIZE_T size)
+/* The worker of hostmem_reset_write_watch. */
+static HRESULT watch_reset_range(watch_call *c, hostmem_manager *m)
 {
-    watch_call c = {.m = m, .op = HOSTMEM_OP_reset_write_watch, .address = (uintptr_t)base,
-                    .size = size, .reset = true};
-    c.t0 = hostmem__trace_now_ns();
     if (!m)
-        return watch_finish(&c, watch_fail(&c, E_POINTER, HOSTMEM_REASON_null_pointer));
+        return watch_fail(c, E_POINTER, HOSTMEM_REASON_null_pointer);
     hostmem__region *r;
     size_t first, pages;
-    HRESULT hr = watch_enter(&c, &r, &first, &pages);
+    HRESULT hr = watch_enter(c, &r, &first, &pages);
     if (FAILED(hr))
-        return watch_finish(&c, hr);
+        return hr;
     size_t npages = atomic_load_explicit(&r->size, RELAXED) >> m->page_shift;
     int err;
     if (hostmem__runs_grow(&r->runs, 2)) {
-        hr = watch_fail(&c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
+        hr = watch_fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
     } else if ((err = hostmem__os_get()->watch_reset(page_at(m, r, first), pages << m->page_shift))) {
-        hr = watch_fail_os(&c, err);
+        hr = watch_fail_os(c, err);
     } else {
         hostmem__region_write_begin(r);
         hostmem__runs_apply(&r->runs, npages, first, pages, HOSTMEM_PAGES_CLEAR_WRITTEN, 0);
         hostmem__region_write_end(r);
     }
     pthread_mutex_unlock(&r->lock);
-    return watch_finish(&c, hr);
+    return hr;
+}
+
+HRESULT hostmem_reset_write_watch(hostmem_manager *m, void *base, SIZE_T size)
+{
+    watch_call c;
+    watch_start(&c, m, HOSTMEM_OP_reset_write_watch, (uintptr_t)base, size, true);
+    return watch_finish(&c, watch_reset_range(&c, m));
 }
 
 int hostmem__watch_latch(hostmem_manager *m, hostmem__region *r, size_t first, size_t count)
