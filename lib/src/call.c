@@ -64,14 +64,8 @@ HRESULT hostmem__call_finish(hostmem__call *c, HRESULT hr)
     hostmem_manager *m = c->m;
     c->ev.hr = hr;
     hostmem__trace_flush(); /* decisions made under the state lock, first */
-    if (c->traced) {
-        if (m) {
-            /* Totals for the event: a racy but harmless read, for the trace only. */
-            c->ev.committed_bytes = atomic_load_explicit(&m->policy.committed, RELAXED);
-            c->ev.reserved_bytes = atomic_load_explicit(&m->policy.reserved_now, RELAXED);
-        }
+    if (c->traced)
         hostmem__trace_region_op(m, &c->trace, &c->ev);
-    }
     if (FAILED(hr))
         hostmem__trace_failure(m, c->op, hr, c->reason, c->os_errno, c->ev.address, c->ev.size,
                                c->ev.level);

@@ -42,13 +42,12 @@ typedef struct hostmem__trace_op_event {
     uint32_t old_protect;  /* protect: the first page's previous protection */
     int32_t level;         /* EMemoryCriticalLevel, -1 when the call has none */
     int32_t hr;
-    uint64_t committed_bytes; /* manager's charge after the call (hostmem:totals) */
-    uint64_t reserved_bytes;  /* manager's reservations after the call (hostmem:totals) */
 } hostmem__trace_op_event;
 
-/* A thread emits hostmem:totals after its first region event and then after
- * every this many: a reader that missed events resynchronises its replay
- * within that many operations, and the cost is 1/64 of an event per call. */
+/* A thread emits hostmem:totals (the manager's books, read when it is
+ * emitted) after its first region event and then after every this many: a
+ * reader that missed events resynchronises its replay within that many
+ * operations, and the cost is 1/64 of an event per call. */
 #define HOSTMEM_TRACE_TOTALS_EVERY 64u
 
 /* Whether `op`'s event is enabled; fills *call (t0, caller) when it is. */

@@ -45,8 +45,16 @@ _Atomic uint64_t hostmem__trace_seq;
 /* ---- loading the probes ------------------------------------------------- */
 
 /* The provider's one-write writers of the region events (hostmem_tp.h);
- * NULL: a provider without them, every event goes through its probe. */
-static const struct hostmem_tp_op_writers_v2 *trace_writers;
+ * all NULL (trace_no_writers) for a provider without them: every probe is
+ * then called as registered. */
+static const struct hostmem_tp_op_writers_v2 trace_no_writers;
+static const struct hostmem_tp_op_writers_v2 *trace_writers = &trace_no_writers;
+
+static void trace_find_writers(void *scope)
+{
+    const struct hostmem_tp_op_writers_v2 *w = dlsym(scope, HOSTMEM_TP_OP_WRITERS);
+    trace_writers = w != NULL ? w : &trace_no_writers;
+}
 
 static bool trace_try_load(const char *path)
 {
@@ -55,7 +63,7 @@ static bool trace_try_load(const char *path)
     void *module = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
     if (module == NULL)
         return false;
-    trace_writers = dlsym(module, HOSTMEM_TP_OP_WRITERS);
+    trace_find_writers(module);
     return true;
 }
 
@@ -83,7 +91,7 @@ __attribute__((constructor)) static void trace_load_provider(void)
     /* Already in the global scope (LD_PRELOAD, or linked into the host):
      * loading a second copy would record every event twice. */
     if (dlsym(RTLD_DEFAULT, "lttng_ust_tracepoint_provider_hostmem") != NULL) {
-        trace_writers = dlsym(RTLD_DEFAULT, HOSTMEM_TP_OP_WRITERS);
+        trace_find_writers(RTLD_DEFAULT);
         return;
     }
     if (env != NULL && env[0] != '\0') {
@@ -227,19 +235,36 @@ uint64_t hostmem__trace_clock_ns(void) { return trace_clock_ns(); }
 
 /* ---- region operations (T1) ---------------------------------------------- */
 
+/* Per region operation (reserve .. query, the first entries of the op
+ * list): its tracepoint and its event's class.  Tables rather than
+ * switches: one path for every operation, no jump to predict. */
+_Static_assert(HOSTMEM_OP_reserve == 0 && HOSTMEM_OP_query == 7, "region ops first in HOSTMEM_OP_LIST");
+#define TRACE_REGION_OPS (HOSTMEM_OP_query + 1)
+static struct lttng_ust_tracepoint *const trace_region_tp[TRACE_REGION_OPS] = {
+    [HOSTMEM_OP_reserve] = &lttng_ust_tracepoint_hostmem___reserve,
+    [HOSTMEM_OP_commit] = &lttng_ust_tracepoint_hostmem___commit,
+    [HOSTMEM_OP_decommit] = &lttng_ust_tracepoint_hostmem___decommit,
+    [HOSTMEM_OP_release] = &lttng_ust_tracepoint_hostmem___release,
+    [HOSTMEM_OP_protect] = &lttng_ust_tracepoint_hostmem___protect,
+    [HOSTMEM_OP_reset] = &lttng_ust_tracepoint_hostmem___reset,
+    [HOSTMEM_OP_reset_undo] = &lttng_ust_tracepoint_hostmem___reset_undo,
+    [HOSTMEM_OP_query] = &lttng_ust_tracepoint_hostmem___query,
+};
+static const uint8_t trace_region_class[TRACE_REGION_OPS] = {
+    [HOSTMEM_OP_reserve] = HOSTMEM_TP_OP_RESERVE,
+    [HOSTMEM_OP_commit] = HOSTMEM_TP_OP_COMMIT,
+    [HOSTMEM_OP_decommit] = HOSTMEM_TP_OP_RANGE,
+    [HOSTMEM_OP_release] = HOSTMEM_TP_OP_RELEASE,
+    [HOSTMEM_OP_protect] = HOSTMEM_TP_OP_PROTECT,
+    [HOSTMEM_OP_reset] = HOSTMEM_TP_OP_RANGE,
+    [HOSTMEM_OP_reset_undo] = HOSTMEM_TP_OP_RANGE,
+    [HOSTMEM_OP_query] = HOSTMEM_TP_OP_QUERY,
+};
+
 static inline bool trace_region_enabled(enum hostmem__op op)
 {
-    switch (op) {
-    case HOSTMEM_OP_reserve: return HOSTMEM_TRACE_ON(reserve);
-    case HOSTMEM_OP_commit: return HOSTMEM_TRACE_ON(commit);
-    case HOSTMEM_OP_decommit: return HOSTMEM_TRACE_ON(decommit);
-    case HOSTMEM_OP_release: return HOSTMEM_TRACE_ON(release);
-    case HOSTMEM_OP_protect: return HOSTMEM_TRACE_ON(protect);
-    case HOSTMEM_OP_reset: return HOSTMEM_TRACE_ON(reset);
-    case HOSTMEM_OP_reset_undo: return HOSTMEM_TRACE_ON(reset_undo);
-    case HOSTMEM_OP_query: return HOSTMEM_TRACE_ON(query);
-    default: return false;
-    }
+    /* lttng_ust_tracepoint_enabled, through the table */
+    return (unsigned)op < TRACE_REGION_OPS && caa_unlikely(CMM_LOAD_SHARED(trace_region_tp[op]->state));
 }
 
 bool hostmem__trace_begin(enum hostmem__op op, hostmem__trace_call *call, uintptr_t caller)
@@ -263,31 +288,26 @@ bool hostmem__trace_begin(enum hostmem__op op, hostmem__trace_call *call, uintpt
 /* Region events of this thread since its last totals event. */
 static __thread uint32_t trace_totals_countdown __attribute__((tls_model("initial-exec")));
 
-static void trace_totals(const struct hostmem_manager *m, const hostmem__trace_op_event *ev)
+static void trace_totals(const struct hostmem_manager *m)
 {
     if (trace_totals_countdown-- != 0)
         return;
     trace_totals_countdown = HOSTMEM_TRACE_TOTALS_EVERY - 1;
+    /* The books only when an event carries them: a racy but harmless read. */
     if (HOSTMEM_TRACE_ON(totals))
         lttng_ust_do_tracepoint(hostmem, totals, hostmem__trace_seq_next(), hostmem__trace_id(m),
-                                ev->reserved_bytes, ev->committed_bytes);
+                                atomic_load_explicit(&m->policy.reserved_now, memory_order_relaxed),
+                                atomic_load_explicit(&m->policy.committed, memory_order_relaxed));
 }
 
 /*
  * Fire a region event: what lttng_ust_do_tracepoint does (under the
  * tracepoint's RCU read lock, call every probe registered with it, one per
  * session channel recording the event), except that a probe that is the
- * provider's generated one for this class is replaced by the provider's
- * one-write writer (hostmem_tp.h).  Without writers: the plain tracepoint.
+ * provider's generated one for the event's class is replaced by the
+ * provider's one-write writer (hostmem_tp.h).  Without writers (a provider
+ * that has none) `w` is all NULL and every probe is called as it is.
  */
-#define TRACE_FIRE_OP(name, k, e)                                                                 \
-    do {                                                                                          \
-        if (trace_writers != NULL)                                                                \
-            trace_fire_op(&lttng_ust_tracepoint_hostmem___##name, &trace_writers->op[k], e);      \
-        else                                                                                      \
-            lttng_ust_do_tracepoint(hostmem, name, e);                                            \
-    } while (0)
-
 static void trace_fire_op(struct lttng_ust_tracepoint *tp, const struct hostmem_tp_op_writer *w,
                           const struct hostmem_tp_op_v2 *e)
 {
@@ -307,7 +327,8 @@ static void trace_fire_op(struct lttng_ust_tracepoint *tp, const struct hostmem_
 void hostmem__trace_region_op(const struct hostmem_manager *m, const hostmem__trace_call *call,
                               const hostmem__trace_op_event *ev)
 {
-    if (!trace_region_enabled(ev->op) || hostmem__trace_depth != 0)
+    enum hostmem__op op = ev->op;
+    if (!trace_region_enabled(op) || hostmem__trace_depth != 0)
         return;
     /* Layout v2 (hostmem_tp.h): the event's timestamp is the end of the
      * call, so only its start travels; a session that started during the
@@ -327,32 +348,20 @@ void hostmem__trace_region_op(const struct hostmem_manager *m, const hostmem__tr
         .level = ev->level,
         .hr = ev->hr,
     };
+    /* The commit half of a reserve-and-commit commits the whole new
+     * region: its range travels instead of the arguments, which the
+     * reserve event just before already carries. */
+    if (op == HOSTMEM_OP_commit && (ev->alloc_type & MEM_RESERVE)) {
+        e.address = (uint64_t)ev->base;
+        e.size = ev->region_size;
+    }
     hostmem__trace_depth++;
     if (hostmem__stack_on()) /* T7: its stack first (trace_lttng_stack.c) */
-        hostmem__trace_stack_op(m, ev->op, ev->alloc_type, e.seq, (uintptr_t)e.caller);
-    switch (ev->op) {
-    case HOSTMEM_OP_reserve: TRACE_FIRE_OP(reserve, HOSTMEM_TP_OP_RESERVE, &e); break;
-    case HOSTMEM_OP_commit:
-        /* The commit half of a reserve-and-commit commits the whole new
-         * region: its range travels instead of the arguments, which the
-         * reserve event just before already carries. */
-        if (ev->alloc_type & MEM_RESERVE) {
-            e.address = (uint64_t)ev->base;
-            e.size = ev->region_size;
-        }
-        TRACE_FIRE_OP(commit, HOSTMEM_TP_OP_COMMIT, &e);
-        break;
-    case HOSTMEM_OP_decommit: TRACE_FIRE_OP(decommit, HOSTMEM_TP_OP_RANGE, &e); break;
-    case HOSTMEM_OP_release: TRACE_FIRE_OP(release, HOSTMEM_TP_OP_RELEASE, &e); break;
-    case HOSTMEM_OP_protect: TRACE_FIRE_OP(protect, HOSTMEM_TP_OP_PROTECT, &e); break;
-    case HOSTMEM_OP_reset: TRACE_FIRE_OP(reset, HOSTMEM_TP_OP_RANGE, &e); break;
-    case HOSTMEM_OP_reset_undo: TRACE_FIRE_OP(reset_undo, HOSTMEM_TP_OP_RANGE, &e); break;
-    case HOSTMEM_OP_query: TRACE_FIRE_OP(query, HOSTMEM_TP_OP_QUERY, &e); break;
-    default: break;
-    }
+        hostmem__trace_stack_op(m, op, ev->alloc_type, e.seq, (uintptr_t)e.caller);
+    trace_fire_op(trace_region_tp[op], &trace_writers->op[trace_region_class[op]], &e);
     /* Still inside the guard: totals are part of this call's tracing. */
-    if (ev->op != HOSTMEM_OP_query && m != NULL)
-        trace_totals(m, ev);
+    if (op != HOSTMEM_OP_query && m != NULL)
+        trace_totals(m);
     hostmem__trace_depth--;
 }
 
