@@ -6,7 +6,9 @@
  * hostmem, under one of its locks, and deadlock or recurse.
  *
  * Blocks of up to META_MAX_SMALL bytes come in power-of-two classes carved
- * from chunks of META_CHUNK bytes, each class with a free list; a chunk is
+ * from chunks of META_CHUNK bytes, each at a multiple of its size (up to a
+ * page: a region struct starts a cache line, a map leaf a page), each class
+ * with a free list; a chunk is
  * never given back (metadata is reused by the next manager).  Larger blocks
  * are mapped and unmapped one by one.  Every block reads zero when handed out.
  *
@@ -26,6 +28,7 @@
 #define META_MAX_SMALL ((size_t)1 << META_MAX_SHIFT)
 #define META_CLASSES (META_MAX_SHIFT - META_MIN_SHIFT + 1)
 #define META_CHUNK ((size_t)64 << 10)
+#define META_ALIGN_MAX ((size_t)4096)
 
 typedef struct meta_free_block {
     struct meta_free_block *next;
@@ -42,6 +45,22 @@ static void meta_atfork_release(void) { pthread_mutex_unlock(&meta_lock); }
 __attribute__((constructor(101))) static void meta_install_atfork(void)
 {
     (void)pthread_atfork(meta_atfork_prepare, meta_atfork_release, meta_atfork_release);
+}
+
+/* Blocks of [meta_cur, to) into the free lists, each at a multiple of its
+ * own size, and meta_cur to `to` (meta_lock held). */
+static void meta_give_back(char *to)
+{
+    while (to - meta_cur >= (ptrdiff_t)((size_t)1 << META_MIN_SHIFT)) {
+        unsigned k = META_CLASSES - 1;
+        while (((size_t)1 << (k + META_MIN_SHIFT)) > (size_t)(to - meta_cur) ||
+               ((uintptr_t)meta_cur & (((size_t)1 << (k + META_MIN_SHIFT)) - 1)))
+            k--;
+        meta_free_block *b = (meta_free_block *)meta_cur;
+        b->next = meta_free[k];
+        meta_free[k] = b;
+        meta_cur += (size_t)1 << (k + META_MIN_SHIFT);
+    }
 }
 
 static unsigned meta_class(size_t size)
@@ -75,18 +94,17 @@ void *hostmem__meta_alloc(size_t size)
         p = meta_free[c];
         meta_free[c] = meta_free[c]->next;
     } else {
-        if ((size_t)(meta_end - meta_cur) < bytes) {
+        /* Every block sits at a multiple of its size (up to a page), so a
+         * structure of a cache line or more never straddles one line more
+         * than it needs; the space skipped goes to the smaller classes. */
+        size_t align = bytes < META_ALIGN_MAX ? bytes : META_ALIGN_MAX;
+        size_t gap = (align - ((uintptr_t)meta_cur & (align - 1))) & (align - 1);
+        if ((size_t)(meta_end - meta_cur) >= gap + bytes) {
+            meta_give_back(meta_cur + gap);
+        } else {
             /* The rest of the old chunk is too small for this class: it goes
              * to the smaller classes' free lists, nothing is lost. */
-            while (meta_end - meta_cur >= (ptrdiff_t)((size_t)1 << META_MIN_SHIFT)) {
-                unsigned k = META_CLASSES - 1;
-                while (((size_t)1 << (k + META_MIN_SHIFT)) > (size_t)(meta_end - meta_cur))
-                    k--;
-                meta_free_block *b = (meta_free_block *)meta_cur;
-                b->next = meta_free[k];
-                meta_free[k] = b;
-                meta_cur += (size_t)1 << (k + META_MIN_SHIFT);
-            }
+            meta_give_back(meta_end);
             /* When a whole chunk cannot be mapped (RLIMIT_AS nearly reached),
              * a chunk just big enough for this block: metadata must not be
              * what makes a small reservation fail where a mapping of its own

@@ -88,7 +88,8 @@ struct hostmem__arena;
  * (a free list recycles them), so a lock-free reader may always dereference
  * one it found in the map; `seq` tells it whether what it read is consistent. */
 typedef struct hostmem__region {
-    /* What a query reads, first (one cache line where the struct is aligned). */
+    /* First line (the struct sits on a cache line, meta.c): what a query
+     * reads.  Second: what a commit or decommit adds.  The rest after. */
     _Atomic uint32_t seq;      /* even: stable; odd: a writer is changing the fields below */
     _Atomic uint32_t alloc_protect;
     _Atomic uintptr_t base;
@@ -104,16 +105,17 @@ typedef struct hostmem__region {
     struct hostmem__arena *_Atomic arena; /* carved from this arena, or NULL (own mapping) */
     hostmem__runs runs;
     /* Its summaries in the map (region_map.c, one per granule, 2 words
-     * apart), or NULL when it has none, and the value they hold now; written
-     * under `lock` and the state lock, read under `lock`. */
+     * apart), or NULL when it has none; the value they hold now; the part
+     * that never changes while it is in the map.  Written under `lock` and
+     * the state lock, read under `lock`. */
     _Atomic uint64_t *summary;
-    uint32_t summaries;
-    uint64_t summary_value;
-    uint64_t summary_fixed;    /* what never changes while it is in the map */
     pthread_mutex_t lock;      /* serialises operations on this region, syscalls included */
+    _Atomic size_t committed_pages; /* written under `lock` */
+    uint64_t summary_value;
+    uint32_t summaries;
+    uint64_t summary_fixed;
     _Atomic uintptr_t guard_retry; /* page whose guard a hit just cleared (W2, guard.c) */
     _Atomic uintptr_t guard_retry_by; /* the thread whose hit it was */
-    _Atomic size_t committed_pages; /* written under `lock` */
     uintptr_t caller;          /* who reserved it (for region_state and leaks) */
     _Atomic(const void *) owner; /* the heap (heap.h) that reserved it, else NULL */
     struct hostmem__region *next_free;
