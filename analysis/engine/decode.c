@@ -545,7 +545,9 @@ static int decode_event(hme_engine *e, struct hme_stream *s, struct hme_chunk *c
             r->has_pid = 1;
             r->pid = (int64_t)xv[vpid_i];
             int pn = sc->ectx.roles[HME_P_PROCNAME];
-            if (cls->kind != HME_K_FWD_OTHER && pn >= 0)
+            /* reader.py's rule: the first hostmem event read names the process
+             * (statedump events run in lttng-ust's own thread) */
+            if (cls->kind != HME_K_FWD_OTHER && cls->kind != HME_K_SKIP && pn >= 0)
                 r->procname = decode_pname(s, r->pid, b + spos[pn], slen[pn]);
         }
     }
@@ -787,6 +789,17 @@ int hme__fwd_push(hme_engine *e, const struct hme_rec *r, const char *blob, int3
         e->capfwd = cap;
     }
     struct hme_fwd *f = &e->fwd[e->nfwd++];
+    f->procname = UINT64_MAX;
+    if (r->procname != NULL) {
+        /* a stream's names live as long as the run: the same pointer, the same name */
+        if (r->procname != e->fblob_pname) {
+            if (blob_append(&e->fblob, &e->fblob_n, &e->fblob_cap, 65536, r->procname,
+                            strlen(r->procname), &e->fblob_pname_at))
+                return -1;
+            e->fblob_pname = r->procname;
+        }
+        f->procname = e->fblob_pname_at;
+    }
     f->ts = r->ts;
     f->clock = r->clock;
     f->cls = r->cls;
@@ -810,6 +823,7 @@ static int decode_run(hme_engine *e, struct hme_batch *out)
 {
     e->nfwd = 0;
     e->fblob_n = 0;
+    e->fblob_pname = NULL;
     out->n = 0;
     out->blob_n = 0;
     if (e->finished)

@@ -171,14 +171,17 @@ struct hme_trace_desc {
 
 /* ---- results -------------------------------------------------------------- */
 
-/* A rare event for Python: its class, time, process and payload values
- * (strings and bytes: offset << 32 | length into the batch's blob). */
+/* A rare event for Python (every hostmem event, for export): its class,
+ * time, process, payload values and the procname its stream gives it
+ * (strings and bytes: offset << 32 | length into the batch's blob; procname
+ * UINT64_MAX: none). */
 struct hme_fwd {
     int64_t ts;
     uint64_t clock;
     int32_t cls;
     int32_t proc;
     uint64_t v[HME_NV];
+    uint64_t procname;
 };
 
 struct hme_batch {

@@ -106,6 +106,8 @@ struct hme_engine {
     int64_t nfwd, capfwd;
     char *fblob;
     size_t fblob_n, fblob_cap;
+    const char *fblob_pname; /* the last procname put in the blob (records share it) */
+    uint64_t fblob_pname_at;
     char error[512];
     struct hme_model *model;
 };

@@ -26,6 +26,7 @@ it, as without this engine).
 import ctypes
 import os
 import re
+import struct
 
 from . import model as model_mod
 from .hist import Hist
@@ -352,7 +353,8 @@ class _TraceDesc(ctypes.Structure):
 
 class _Fwd(ctypes.Structure):
     _fields_ = [("ts", ctypes.c_int64), ("clock", ctypes.c_uint64), ("cls", ctypes.c_int32),
-                ("proc", ctypes.c_int32), ("v", ctypes.c_uint64 * NV)]
+                ("proc", ctypes.c_int32), ("v", ctypes.c_uint64 * NV),
+                ("procname", ctypes.c_uint64)]
 
 
 class _Batch(ctypes.Structure):
@@ -601,10 +603,15 @@ def _converter(t, kind):
         if t["signed"]:
             bits = t["size"]
             return lambda v, blob: _signed(v, bits)
-        return lambda v, blob: v
+        return _plain
     if kind in (F_STRING, F_TEXT_ARRAY, F_TEXT_SEQ):
         return lambda v, blob: blob[v >> 32:(v >> 32) + (v & 0xffffffff)].decode("utf-8", "replace")
     return lambda v, blob: blob[v >> 32:(v >> 32) + (v & 0xffffffff)].hex()
+
+
+def _plain(v, blob):
+    """An unsigned integer field: the value as it is."""
+    return v
 
 
 def _signed(v, bits):
@@ -619,8 +626,12 @@ class _ClassPlan:
 class _Run:
     """One run of the engine over checked trace directories."""
 
-    def __init__(self, lib, temporary_ns, keep_all_samples):
+    def __init__(self, lib, temporary_ns, keep_all_samples, fields=None, forward_all=False):
         self.lib = lib
+        # the fields read of each event (model.py's), and whether every
+        # hostmem event goes to Python (export.py) instead of the replay
+        self.fields = fields if fields is not None else model_mod.FIELDS
+        self.forward_all = forward_all
         self.e = lib.hme_new(os.cpu_count() or 1, temporary_ns, 1 if keep_all_samples else 0)
         if not self.e:
             raise MemoryError("cannot create the C engine")
@@ -720,7 +731,7 @@ class _Run:
         for i in range(len(ROLES)):
             c.roles[i] = -1
         names = [n for n, _, _ in members]
-        wanted = model_mod.FIELDS.get(name)
+        wanted = self.fields.get(name)
         plan = _ClassPlan()
         plan.name = name
         plan.plan = []
@@ -728,7 +739,7 @@ class _Run:
             kind = "skip"
         elif not own:
             kind = "fwd_other"
-        elif name in C_KINDS:
+        elif name in C_KINDS and not self.forward_all:
             kind = name
         else:
             kind = "fwd"
@@ -831,6 +842,115 @@ def read(checked, model, temporary_ns, keep_all_samples=False):
     finally:
         run.close()
     return model
+
+
+def export_rows(paths, fields, columns, trust):
+    """A row per hostmem event under `paths` (those named in `fields`, with
+    those fields), in time order, decoded by the C engine (export.py): ts,
+    host, pid, procname, event name, then `columns` (a field the event does
+    not have: ""), the values reader.read gives.  Raises Unsupported when
+    the engine cannot read the input: before the first row, or (damage
+    ctfcheck did not repair) after some; the caller then reads with
+    babeltrace2."""
+    from . import reader
+    checked = reader._check_all(paths, trust)
+    try:
+        run = _Run(_load(), model_mod.DEFAULT_TEMPORARY_NS, False, fields=fields,
+                   forward_all=True)
+        try:
+            nstreams = 0
+            for c in checked:
+                ti = run.add_trace(c.path, _read_metadata_text(os.path.join(c.read_dir,
+                                                                            "metadata")))
+                for s in _stream_files(c.read_dir):
+                    run.add_stream(ti, s, os.path.getsize(s))
+                    nstreams += 1
+            if nstreams == 0:
+                raise Unsupported()
+            yield from _export_rows(run, columns)
+        finally:
+            run.close()
+    finally:
+        for c in checked:
+            c.cleanup()
+
+
+# struct hme_fwd (engine.h): ts, clock, cls, proc, v[HME_NV], procname
+_FWD_LAYOUT = struct.Struct("<qQii%dQQ" % NV)
+assert _FWD_LAYOUT.size == ctypes.sizeof(_Fwd)
+_NONE = (1 << 64) - 1
+
+
+def _export_rows(run, columns):
+    lib, e = run.lib, run.e
+    batch = _Batch()
+    info = _ProcInfo()
+    procs = {}
+    debug = {}  # (process, seq) -> (file, line) of a malloc_debug (layout v3), as reader.py
+    classes = run.classes
+    col = {c: 5 + k for k, c in enumerate(columns)}
+    blank = [""] * len(columns)
+    dur, fcol, lcol = col.get("duration_ns"), col.get("file"), col.get("line")
+    plans = {}  # class -> (plan, plain setters, other setters, start_ns j, seq j, has file)
+    while True:
+        rc = lib.hme_run(e, ctypes.byref(batch))
+        if rc < 0:
+            raise Unsupported()  # damage ctfcheck did not repair: babeltrace2 reads it
+        n = batch.n
+        if n:
+            blob = ctypes.string_at(batch.blob, batch.blob_n) if batch.blob_n else b""
+            pnames = {}  # procname blob slot -> text, in this batch
+            # the records as tuples (ts, clock, cls, proc, v0 .. v15): no ctypes object each
+            for r in _FWD_LAYOUT.iter_unpack(ctypes.string_at(batch.recs, n * _FWD_LAYOUT.size)):
+                cls, proc = r[2], r[3]
+                cp = plans.get(cls)
+                if cp is None:
+                    plan = classes[cls]
+                    js = {name: 4 + j for name, j, _ in plan.plan}
+                    cp = plans[cls] = (
+                        plan,
+                        [(col[name], 4 + j) for name, j, conv in plan.plan
+                         if conv is _plain and name in col],
+                        [(col[name], 4 + j, conv) for name, j, conv in plan.plan
+                         if conv is not _plain and name in col],
+                        js.get("start_ns", -1), js.get("seq", -1), "file" in js)
+                plan, plain, other, start_j, seq_j, has_file = cp
+                if plan.kind != "fwd":
+                    continue  # another provider's event (the statedump)
+                p = procs.get(proc)
+                if p is None:
+                    lib.hme_proc(e, proc, ctypes.byref(info))
+                    p = procs[proc] = (run.hosts[info.host] or "",
+                                       info.pid if info.has_pid else "")
+                # the procname of the record's stream and pid (reader.py's rule)
+                pn = r[-1]
+                name = pnames.get(pn)
+                if name is None:
+                    name = pnames[pn] = "" if pn == _NONE else blob[
+                        pn >> 32:(pn >> 32) + (pn & 0xffffffff)].decode("utf-8", "replace")
+                row = [r[0], p[0], p[1], name, plan.name] + blank
+                for pos, j in plain:
+                    row[pos] = r[j]
+                for pos, j, conv in other:
+                    x = conv(r[j], blob)
+                    row[pos] = "" if x is None else x
+                seq = r[seq_j] if seq_j >= 0 else None
+                if plan.name == "malloc_debug":
+                    debug[(proc, seq)] = (row[fcol] if fcol else "", row[lcol] if lcol else 0)
+                    continue
+                if start_j >= 0 and dur is not None:
+                    # layout v2: the call's start travels, its end is the event's clock
+                    start, end = r[start_j], r[1]
+                    row[dur] = (end - start if start <= end else 0) if start > 0 else ""
+                if plan.name == "malloc_alloc" and not has_file:
+                    f, ln = debug.pop((proc, seq), ("", 0))
+                    if fcol:
+                        row[fcol] = f
+                    if lcol:
+                        row[lcol] = ln
+                yield row
+        if rc == 0:
+            break
 
 
 def _replay(run, model, dirs=()):

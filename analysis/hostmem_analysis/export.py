@@ -15,6 +15,7 @@ Both stream: memory does not grow with the number of events.
 import csv
 import gzip
 import json
+import sys
 
 from . import model as model_mod
 
@@ -44,18 +45,73 @@ def _events(paths, trust):
             yield ev
 
 
+def _engine_rows(paths, trust):
+    """The rows decoded by the C engine (engine.export_rows), or None when
+    it is not to be used (--engine python) or cannot start on this input."""
+    import os
+    if os.environ.get("HOSTMEM_ANALYZE_ENGINE", "c") != "c":
+        return None
+    from . import engine
+    it = engine.export_rows(paths, FIELDS, _PAYLOAD, trust)
+    try:
+        first = next(it)
+    except StopIteration:
+        return iter(())
+    except engine.Unsupported as u:
+        _fallback(paths, u)
+        return None
+
+    def events():
+        yield first
+        yield from it
+    return events()
+
+
+def _fallback(paths, u):
+    """The C engine cannot read `paths`: say why, or fail when strict."""
+    import os
+    if os.environ.get("HOSTMEM_ANALYZE_ENGINE_STRICT"):
+        from .cli import UsageError
+        raise UsageError("the C engine cannot read %s: %s"
+                         % (", ".join(paths), u.note or "decoding failed"))
+    if u.note:
+        sys.stderr.write("hostmem-analyze: %s; reading with babeltrace2 instead (slower)\n"
+                         % u.note)
+
+
 def write_csv(paths, out_path, trust):
-    """Write the gzip CSV; returns the number of rows."""
+    """Write the gzip CSV; returns the number of rows.  The events come from
+    the C engine when it reads the input (the same rows as through
+    babeltrace2, a few times faster); damage it meets after the first rows
+    makes the table start again through babeltrace2."""
+    from . import engine, reader
+    rows = _engine_rows(paths, trust)
+    if rows is not None:
+        try:
+            return _write_csv(rows, out_path)
+        except engine.Unsupported as u:
+            _fallback(paths, u)
+    trust.clear()
+    trust.update(reader.new_trust())
+    return _write_csv(_rows(_events(paths, trust)), out_path)
+
+
+def _rows(events):
+    for ev in events:
+        row = [ev["ts"], ev.get("host") or "", "" if ev.get("pid") is None else ev["pid"],
+               ev.get("procname") or "", ev["name"]]
+        for c in _PAYLOAD:
+            v = ev.get(c)
+            row.append("" if v is None else v)
+        yield row
+
+
+def _write_csv(rows, out_path):
     n = 0
     with gzip.open(out_path, "wt", newline="", compresslevel=3) as f:
         w = csv.writer(f)
         w.writerow(COLUMNS)
-        for ev in _events(paths, trust):
-            row = [ev["ts"], ev.get("host") or "", "" if ev.get("pid") is None else ev["pid"],
-                   ev.get("procname") or "", ev["name"]]
-            for c in _PAYLOAD:
-                v = ev.get(c)
-                row.append("" if v is None else v)
+        for row in rows:
             w.writerow(row)
             n += 1
     return n

@@ -310,8 +310,16 @@ class EndToEnd(unittest.TestCase):
         (pid,) = record(trace, ("run", os.path.join(self.tmp, "export.json")))
         s = summary_json(trace)
         csv_path = os.path.join(self.tmp, "events.csv.gz")
-        r = analyze("export", trace, "-o", csv_path)
+        # through the C engine (strict: no fallback), then through babeltrace2: the same table
+        r = analyze("export", trace, "-o", csv_path,
+                    env=dict(os.environ, HOSTMEM_ANALYZE_ENGINE_STRICT="1"))
         self.assertEqual(r.returncode, 0, r.stderr)
+        py_path = os.path.join(self.tmp, "events-python.csv.gz")
+        r = analyze("export", "--engine", "python", trace, "-o", py_path)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        import gzip
+        with gzip.open(csv_path, "rt") as a, gzip.open(py_path, "rt") as b:
+            self.assertEqual(a.read(), b.read())
         from hostmem_analysis import export
         try:
             import pandas as pd
