@@ -100,7 +100,10 @@ class Session:
         lttng("create", self.name, "--output", self.path)
         self.created = True
         # Large sub-buffers: nothing of a test's few thousand events is lost.
-        lttng("enable-channel", "-u", "-s", self.name, "--subbuf-size", "1M",
+        # Buffers per process: every process on the machine that loads the
+        # provider is recorded too (other suites run beside this one, some of
+        # them crash on purpose), and a test reads its own process's trace only.
+        lttng("enable-channel", "-u", "-s", self.name, "--buffers-pid", "--subbuf-size", "1M",
               "--num-subbuf", "8", "ch")
         lttng("add-context", "-u", "-s", self.name, "-c", "ch", "-t", "vpid")
         cmd = ["enable-event", "-u", "-s", self.name, "-c", "ch", self.events]
@@ -128,14 +131,15 @@ class Session:
     def read(self, pid):
         """Events of process `pid` in trace order, as dicts; and the discarded count."""
         events, discarded = [], 0
-        if not os.path.isdir(os.path.join(self.path, "ust")):
+        # ust/pid/NAME-PID-DATE-TIME: the trace of process `pid` (none when it
+        # never loaded the provider).
+        top = os.path.join(self.path, "ust", "pid")
+        mine = [os.path.join(top, d) for d in sorted(os.listdir(top)) if d.split("-")[-3:-2] == [str(pid)]] \
+            if os.path.isdir(top) else []
+        mine = [d for d in mine if os.path.exists(os.path.join(d, "metadata"))]
+        if not mine:
             return events, discarded
-        try:
-            it = bt2.TraceCollectionMessageIterator(self.path)
-        except RuntimeError:
-            # Only directories (another process registered with the daemon
-            # but wrote nothing): no trace, so no events.
-            return events, discarded
+        it = bt2.TraceCollectionMessageIterator(mine)
         for msg in it:
             if type(msg) is bt2._DiscardedEventsMessageConst:
                 discarded += msg.count or 1
