@@ -132,12 +132,19 @@ trap "exit 130" INT TERM
 # Start a daemon only when none of ours runs (a busy one may be slow to answer,
 # and a second daemon would take over its sockets and break both); then wait
 # until it answers.
+# Isolated (run-isolated.sh), the machine's daemons are invisible to lttng but
+# not to pgrep: start ours regardless, and stop it at the end.
 if ! lttng list >/dev/null 2>&1; then
-    if ! pgrep -u "$(id -u)" -x lttng-sessiond >/dev/null; then
+    if [[ "${HOSTMEM_BENCH_ISOLATED:-}" == 1 ]] || ! pgrep -u "$(id -u)" -x lttng-sessiond >/dev/null; then
         lttng-sessiond --daemonize --no-kernel
         rundir=/var/run/lttng
         [[ $(id -u) -eq 0 ]] || rundir=${LTTNG_HOME:-$HOME}/.lttng
-        started_daemon=$(cat "$rundir/lttng-sessiond.pid" 2>/dev/null || true)
+        # The daemon writes its pid file after it detached: wait for it.
+        for _ in $(seq 100); do
+            started_daemon=$(cat "$rundir/lttng-sessiond.pid" 2>/dev/null || true)
+            [[ -n "$started_daemon" ]] && break
+            sleep 0.05
+        done
         echo "run-tracing.sh: started lttng-sessiond ${started_daemon:+(pid $started_daemon)}" >&2
     fi
     for _ in $(seq 150); do
