@@ -219,12 +219,11 @@ static inline HRESULT alloc_commit_once(hostmem__call *c, uintptr_t addr, size_t
 {
     hostmem_manager *m = c->m;
     HRESULT hr;
-    hostmem__region *r = hostmem__region_lock(c, addr, &hr);
+    size_t first, count;
+    hostmem__region *r = hostmem__region_lock_range(c, addr, size, &first, &count, &hr);
     if (!r)
-        return FAILED(hr) ? hr : hostmem__call_fail(c, HOSTMEM_E_INVALID_ADDRESS, HOSTMEM_REASON_not_in_region);
-    size_t first, count, npages = hostmem__region_pages(m, r);
-    if (FAILED(hr = hostmem__region_pages_of(c, r, addr, size, &first, &count)))
-        goto out;
+        return hr;
+    size_t npages = hostmem__region_pages(m, r);
     size_t newly = count - hostmem__runs_pages(&r->runs, npages, first, count,
                                                HOSTMEM_STATE_COMMITTED, HOSTMEM_STATE_COMMITTED);
     if (hostmem__runs_grow(&r->runs, 2 + hostmem__guard_headroom(protect))) {
@@ -353,12 +352,11 @@ static HRESULT alloc_reset(hostmem__call *c, uintptr_t addr, size_t size, bool u
 {
     hostmem_manager *m = c->m;
     HRESULT hr;
-    hostmem__region *r = hostmem__region_lock(c, addr, &hr);
+    size_t first, count;
+    hostmem__region *r = hostmem__region_lock_range(c, addr, size, &first, &count, &hr);
     if (!r)
-        return FAILED(hr) ? hr : hostmem__call_fail(c, HOSTMEM_E_INVALID_ADDRESS, HOSTMEM_REASON_not_in_region);
-    size_t first, count, npages = hostmem__region_pages(m, r);
-    if (FAILED(hr = hostmem__region_pages_of(c, r, addr, size, &first, &count)))
-        goto out;
+        return hr;
+    size_t npages = hostmem__region_pages(m, r);
     c->ev.base = (uintptr_t)hostmem__region_page_addr(m, r, first);
     c->ev.region_size = count << m->page_shift;
     if (undo) {

@@ -386,10 +386,11 @@ hostmem__region *hostmem__region_lock(hostmem__call *c, uintptr_t addr, HRESULT 
  * the lock failed. */
 hostmem__region *hostmem__region_acquire(struct hostmem_manager *m, uintptr_t addr, HRESULT *hr,
                                          enum hostmem__reason *why);
-/* Every page touching [addr, addr + size) inside region r: first page index
- * and count, or a failed HRESULT. */
-HRESULT hostmem__region_pages_of(hostmem__call *c, hostmem__region *r, uintptr_t addr, size_t size,
-                                 size_t *first, size_t *count);
+/* The region holding every page touching [addr, addr + size), locked, and
+ * the range's first page index and page count in it.  NULL with a failed *hr
+ * (not_in_region, crosses_region, or the lock's failure): no lock held. */
+hostmem__region *hostmem__region_lock_range(hostmem__call *c, uintptr_t addr, size_t size, size_t *first,
+                                            size_t *count, HRESULT *hr);
 /* Put the kernel's view of pages [first, first + count) back to what the runs
  * say (they still describe the state before the failed call).  0 or errno. */
 int hostmem__region_restore_access(hostmem_manager *m, hostmem__region *r, size_t first, size_t count);

@@ -85,12 +85,11 @@ static HRESULT protect_virtual(hostmem__call *c, hostmem_manager *m, uintptr_t a
         return hr;
     if (FAILED(hr = hostmem__call_check_range(c, addr, size)))
         return hr;
-    hostmem__region *r = hostmem__region_lock(c, addr, &hr);
+    size_t first, count;
+    hostmem__region *r = hostmem__region_lock_range(c, addr, size, &first, &count, &hr);
     if (!r)
-        return FAILED(hr) ? hr : hostmem__call_fail(c, HOSTMEM_E_INVALID_ADDRESS, HOSTMEM_REASON_not_in_region);
-    size_t first, count, npages = hostmem__region_pages(m, r);
-    if (FAILED(hr = hostmem__region_pages_of(c, r, addr, size, &first, &count)))
-        goto out;
+        return hr;
+    size_t npages = hostmem__region_pages(m, r);
     if (hostmem__runs_pages(&r->runs, npages, first, count, HOSTMEM_STATE_COMMITTED,
                             HOSTMEM_STATE_COMMITTED) != count) {
         hr = hostmem__call_fail(c, HOSTMEM_E_INVALID_ADDRESS, HOSTMEM_REASON_not_committed);

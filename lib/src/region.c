@@ -55,8 +55,8 @@ hostmem__region *hostmem__region_lock(hostmem__call *c, uintptr_t addr, HRESULT 
 
 /* Every page touching [addr, addr + size) inside region r: first page index
  * and count, or a failed HRESULT. */
-HRESULT hostmem__region_pages_of(hostmem__call *c, hostmem__region *r, uintptr_t addr, size_t size,
-                                 size_t *first, size_t *count)
+static HRESULT region_pages_of(hostmem__call *c, hostmem__region *r, uintptr_t addr, size_t size,
+                               size_t *first, size_t *count)
 {
     hostmem_manager *m = c->m;
     uintptr_t lo = hostmem__page_down(m, addr), hi = hostmem__round_up(addr + size, m->page_size);
@@ -65,6 +65,26 @@ HRESULT hostmem__region_pages_of(hostmem__call *c, hostmem__region *r, uintptr_t
     *first = (lo - atomic_load_explicit(&r->base, RELAXED)) >> m->page_shift;
     *count = (hi - lo) >> m->page_shift;
     return S_OK;
+}
+
+/* The region holding [addr, addr + size), locked, with the range's first
+ * page index and page count in it.  NULL with a failed *hr: addr is in no
+ * region (not_in_region), the range leaves it (crosses_region), or the lock
+ * failed; no lock is held then. */
+hostmem__region *hostmem__region_lock_range(hostmem__call *c, uintptr_t addr, size_t size, size_t *first,
+                                            size_t *count, HRESULT *hr)
+{
+    hostmem__region *r = hostmem__region_lock(c, addr, hr);
+    if (!r) {
+        if (SUCCEEDED(*hr))
+            *hr = hostmem__call_fail(c, HOSTMEM_E_INVALID_ADDRESS, HOSTMEM_REASON_not_in_region);
+        return NULL;
+    }
+    if (FAILED(*hr = region_pages_of(c, r, addr, size, first, count))) {
+        pthread_mutex_unlock(&r->lock);
+        return NULL;
+    }
+    return r;
 }
 
 /* Put the kernel's view of pages [first, first + count) back to what the runs
