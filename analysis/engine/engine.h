@@ -122,6 +122,7 @@ struct hme_class_desc {
     int32_t name_id;      /* events_by_name key (engine.py's table) */
     int32_t nfields;
     int32_t keep_strings; /* copy string values for Python or the replay */
+    int32_t ordered;      /* replayed in its process's seq order (not a companion event) */
     int32_t hr_ok_known;  /* 1: hr_ok is the value labelled S_OK */
     int64_t hr_ok;
     int32_t roles[HME_R_COUNT];

@@ -544,9 +544,24 @@ struct proc {
     struct mismatch *mismatch; /* T8: destroy counted other regions than replay holds */
     int32_t nmismatch, capmismatch;
     struct hme_stacks stacks; /* R5 (stacks.c) */
+    /* seq order: the next seq expected, and what waits for the ones before it */
+    int64_t next_seq;
+    int32_t has_next;
+    struct held *held; /* a binary heap by (seq, order) */
+    int32_t nheld, capheld;
+};
+
+/* An event waiting for the events of its process with lower seqs: the
+ * record, its strings (procname and string fields, re-homed), and its
+ * arrival, for equal seqs. */
+struct held {
+    struct hme_rec r;
+    char *blob;
+    int64_t seq, order;
 };
 
 struct hme_model {
+    int64_t held_total, held_order;
     struct stats all;
     struct proc *procs;
     int32_t nprocs, capprocs;
@@ -584,11 +599,14 @@ static void stats_init(struct stats *st, int keep)
     st->keep = keep;
 }
 
+/* Stats.touch: the earliest and the latest stamp (seq order can put one
+ * before an earlier one). */
 static void stats_touch(struct stats *st, int64_t ts)
 {
-    if (st->first_ts < 0)
+    if (st->first_ts < 0 || ts < st->first_ts)
         st->first_ts = ts;
-    st->last_ts = ts;
+    if (st->last_ts < 0 || ts > st->last_ts)
+        st->last_ts = ts;
 }
 
 /* Stats._halve_samples */
@@ -723,6 +741,9 @@ static void proc_free(struct proc *p)
     free(p->mismatch);
     free(p->sns);
     free(p->limits);
+    for (int32_t i = 0; i < p->nheld; i++)
+        free(p->held[i].blob);
+    free(p->held);
 }
 
 void hme__model_free(struct hme_model *m)
@@ -1338,9 +1359,164 @@ static int replay_heap_event(hme_engine *e, struct proc *p, const struct hme_cla
     }
 }
 
+/* ---- seq order ----------------------------------------------------------------
+ *
+ * Streams are merged by timestamp, but a process's events are replayed in the
+ * order of their `seq` (reorder.py is the same rule in Python; the
+ * differential test compares both).  An event whose seq is past the next one
+ * expected waits until the missing ones arrive, or until the merge is
+ * REORDER_WINDOW_NS past it, or while more than REORDER_MAX events wait: then
+ * the missing seqs are taken for lost and the lowest waiting event goes.  An
+ * event whose seq is below the next one expected (it came too late) is
+ * replayed when it arrives.  Companion events (stack, malloc_debug: the seq
+ * of their operation) and events without a seq pass at once.  Memory: at most
+ * REORDER_MAX waiting events.
+ */
+#define REORDER_WINDOW_NS 100000000LL
+#define REORDER_MAX 65536
+
+static int replay_event(hme_engine *e, int32_t pi, const struct hme_rec *r, const char *blob);
+
+static int held_before(const struct held *a, const struct held *b)
+{
+    return a->seq < b->seq || (a->seq == b->seq && a->order < b->order);
+}
+
+static void held_pop(struct proc *p)
+{
+    struct held *h = p->held;
+    h[0] = h[--p->nheld];
+    int32_t i = 0, n = p->nheld;
+    for (;;) {
+        int32_t l = 2 * i + 1, k = i;
+        if (l < n && held_before(&h[l], &h[k]))
+            k = l;
+        if (l + 1 < n && held_before(&h[l + 1], &h[k]))
+            k = l + 1;
+        if (k == i)
+            return;
+        struct held t = h[i];
+        h[i] = h[k];
+        h[k] = t;
+        i = k;
+    }
+}
+
+/* Copy the event with its strings, then wait. */
+static int held_push(hme_engine *e, struct proc *p, const struct hme_rec *r, const char *blob,
+                     int64_t seq)
+{
+    struct hme_model *m = e->model;
+    const struct hme_class_desc *c = &e->classes[r->cls];
+    if (GROW(p->held, p->nheld, p->capheld) < 0)
+        return -1;
+    struct held x = {.r = *r, .blob = NULL, .seq = seq, .order = m->held_order++};
+    size_t need = r->procname != NULL ? strlen(r->procname) + 1 : 0;
+    int32_t nv = c->nfields < HME_NV ? c->nfields : HME_NV;
+    for (int32_t i = 0; i < nv; i++)
+        if (c->fields[i].kind != HME_F_UINT && c->fields[i].kind != HME_F_SINT)
+            need += (size_t)(r->v[i] & 0xffffffffu);
+    if (need > 0) {
+        if ((x.blob = malloc(need)) == NULL)
+            return -1;
+        size_t at = 0;
+        for (int32_t i = 0; i < nv; i++) {
+            if (c->fields[i].kind == HME_F_UINT || c->fields[i].kind == HME_F_SINT)
+                continue;
+            uint64_t off = r->v[i] >> 32, len = r->v[i] & 0xffffffffu;
+            memcpy(x.blob + at, blob + off, len);
+            x.r.v[i] = (uint64_t)at << 32 | len;
+            at += len;
+        }
+        if (r->procname != NULL) {
+            memcpy(x.blob + at, r->procname, strlen(r->procname) + 1);
+            x.r.procname = x.blob + at;
+        }
+    }
+    struct held *h = p->held;
+    int32_t i = p->nheld++;
+    h[i] = x;
+    while (i > 0) {
+        int32_t up = (i - 1) / 2;
+        if (!held_before(&h[i], &h[up]))
+            break;
+        struct held t = h[i];
+        h[i] = h[up];
+        h[up] = t;
+        i = up;
+    }
+    m->held_total++;
+    return 0;
+}
+
+/* Replay the lowest waiting event of process pi (`force`: whatever its seq),
+ * then every one that follows it without a gap. */
+static int held_release(hme_engine *e, int32_t pi, int force)
+{
+    struct hme_model *m = e->model;
+    for (;;) {
+        struct proc *p = &m->procs[pi];
+        if (p->nheld == 0 || (!force && p->held[0].seq > p->next_seq))
+            return 0;
+        force = 0;
+        struct held x = p->held[0];
+        held_pop(p);
+        m->held_total--;
+        if (x.seq >= p->next_seq)
+            p->next_seq = x.seq + 1;
+        int rc = replay_event(e, pi, &x.r, x.blob);
+        free(x.blob);
+        if (rc < 0)
+            return -1;
+    }
+}
+
+/* Before an event at `now`: what waited longer than the window goes. */
+static int reorder_expire(hme_engine *e, int64_t now)
+{
+    struct hme_model *m = e->model;
+    for (int32_t pi = 0; pi < m->nprocs && m->held_total > 0; pi++)
+        while (m->procs[pi].nheld > 0 && now - m->procs[pi].held[0].r.ts > REORDER_WINDOW_NS)
+            if (held_release(e, pi, 1) < 0)
+                return -1;
+    return 0;
+}
+
+static int reorder_accept(hme_engine *e, int32_t pi, const struct hme_rec *r, const char *blob,
+                          int64_t seq)
+{
+    struct hme_model *m = e->model;
+    struct proc *p = &m->procs[pi];
+    if (p->has_next && seq > p->next_seq) {
+        if (held_push(e, p, r, blob, seq) < 0)
+            return -1;
+        return m->held_total > REORDER_MAX ? held_release(e, pi, 1) : 0;
+    }
+    if (!p->has_next || seq == p->next_seq) {
+        p->has_next = 1;
+        p->next_seq = seq + 1;
+    }
+    if (replay_event(e, pi, r, blob) < 0)
+        return -1;
+    return held_release(e, pi, 0);
+}
+
+/* At the end of the trace: every process's waiting events, in seq order. */
+static int reorder_flush(hme_engine *e)
+{
+    struct hme_model *m = e->model;
+    for (int32_t pi = 0; pi < m->nprocs; pi++)
+        while (m->procs[pi].nheld > 0)
+            if (held_release(e, pi, 1) < 0)
+                return -1;
+    return 0;
+}
+
 int hme__model_event(hme_engine *e, const struct hme_rec *r, const char *blob)
 {
     struct hme_model *m = e->model;
+    if (m->held_total > 0 && reorder_expire(e, r->ts) < 0)
+        return -1;
     const struct hme_class_desc *c = &e->classes[r->cls];
     const char *pname = r->procname;
     char buf[64];
@@ -1359,6 +1535,16 @@ int hme__model_event(hme_engine *e, const struct hme_rec *r, const char *blob)
                                 c->roles[HME_R_PROCNAME] >= 0);
     if (pi < 0)
         return -1;
+    if (c->ordered && HAS(HME_R_SEQ))
+        return reorder_accept(e, pi, r, blob, (int64_t)V(HME_R_SEQ));
+    return replay_event(e, pi, r, blob);
+}
+
+/* One event of process pi, in its process's seq order. */
+static int replay_event(hme_engine *e, int32_t pi, const struct hme_rec *r, const char *blob)
+{
+    struct hme_model *m = e->model;
+    const struct hme_class_desc *c = &e->classes[r->cls];
     if (c->kind == HME_K_FWD_OTHER)
         return hme__fwd_push(e, r, blob, pi);
     struct proc *p = &m->procs[pi];
@@ -1550,6 +1736,8 @@ static int heap_cmp(const void *a, const void *b)
 int hme__model_finish(hme_engine *e)
 {
     struct hme_model *m = e->model;
+    if (reorder_flush(e) < 0)
+        return -1;
     for (int32_t pi = 0; pi < m->nprocs; pi++) {
         struct proc *p = &m->procs[pi];
         hme__stacks_finish(&p->stacks);

@@ -29,6 +29,7 @@ import re
 import struct
 
 from . import model as model_mod
+from . import reorder
 from .hist import Hist
 
 LIB_NAME = "libhostmem_engine.so"
@@ -335,6 +336,7 @@ class _ClassDesc(ctypes.Structure):
     _fields_ = [("trace", ctypes.c_int32), ("stream_class", ctypes.c_int32),
                 ("id", ctypes.c_int32), ("kind", ctypes.c_int32), ("name_id", ctypes.c_int32),
                 ("nfields", ctypes.c_int32), ("keep_strings", ctypes.c_int32),
+                ("ordered", ctypes.c_int32),
                 ("hr_ok_known", ctypes.c_int32), ("hr_ok", ctypes.c_int64),
                 ("roles", ctypes.c_int32 * len(ROLES)), ("fields", _Field * MAX_FIELDS)]
 
@@ -763,6 +765,7 @@ class _Run:
                                           % (full, n, NV))
                     plan.plan.append((n, j, _converter(members[j][2], table[j][0])))
             c.keep_strings = 1 if any(f[0] >= F_STRING for f in table) else 0
+            c.ordered = 1 if own and reorder.ordered(name) and "seq" in names else 0
             if kind in REGION_OPS:
                 if "start_ns" not in names or "committed_bytes" in names or \
                         ("region_size" in names and kind != "query") or "duration_ns" in names:

@@ -366,10 +366,13 @@ class Stats:
         self.win32 = {"reads": 0, "resets": 0, "pages": 0, "reset_pages": 0, "guard_hits": 0}
 
     def touch(self, ts):
-        # Events arrive in time order (the reader's muxer sees to it).
-        if self.first_ts is None:
+        # Events arrive in time order, except where seq order put a process's
+        # event before one stamped earlier (reorder.py): the span is the
+        # earliest and the latest stamp.
+        if self.first_ts is None or ts < self.first_ts:
             self.first_ts = ts
-        self.last_ts = ts
+        if self.last_ts is None or ts > self.last_ts:
+            self.last_ts = ts
 
     def move(self, ts, d_reserved, d_committed):
         self.reserved += d_reserved

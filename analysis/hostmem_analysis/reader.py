@@ -23,7 +23,7 @@ from bt2 import native_bt as _nbt
 from bt2 import _native_bt as _raw  # the SWIG builtins, without native_bt.py's Python shims
 from bt2 import message as _bt2_message
 
-from . import ctfcheck
+from . import ctfcheck, reorder
 from .errors import TraceError  # noqa: F401 (re-exported: reader.TraceError)
 
 
@@ -383,7 +383,8 @@ def _check_all(paths, trust):
 
 
 def read(paths, fields, trust=None):
-    """Yield the event dicts of every trace under `paths`, in time order.
+    """Yield the event dicts of every trace under `paths`, in time order,
+    each process's events in seq order (reorder.py).
 
     `fields`: event name -> payload field names to read; other events are
     skipped.  Raises TraceError for input that is not a readable trace.
@@ -394,7 +395,7 @@ def read(paths, fields, trust=None):
         trust = new_trust()
     checked = _check_all(paths, trust)
     try:
-        yield from _read(checked, paths, fields, trust)
+        yield from reorder.in_seq_order(_read(checked, paths, fields, trust))
     finally:
         for c in checked:
             c.cleanup()

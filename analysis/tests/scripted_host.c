@@ -28,6 +28,17 @@
  *   scripted_host live N               N regions of 64 KiB left live at exit
  *                                      (the analysis' memory for N live
  *                                      regions)
+ *   scripted_host ahead                a worker thread named "hm-clock-ahead"
+ *                                      on CPU 1 reserves 128 KiB and commits
+ *                                      64 KiB;
+ *                                      then the main thread, on CPU 0,
+ *                                      commits 64 KiB more, releases the
+ *                                      region, reserves the same address
+ *                                      again and commits 32 KiB, left live.
+ *                                      Under the clock of ahead_clock.c the
+ *                                      worker's events are stamped 50 ms
+ *                                      ahead: in time order they come last,
+ *                                      in seq order first (as they happened)
  *
  * Every mode prints "ready" and waits for a line on stdin before the part
  * that is to be recorded.
@@ -37,6 +48,7 @@
  * own, so the call sites are known.
  */
 #define _GNU_SOURCE /* sched_setaffinity */
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -459,6 +471,54 @@ static int live(long n)
     return 0;
 }
 
+static int pin(int cpu)
+{
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    int err = pthread_setaffinity_np(pthread_self(), sizeof one, &one);
+    if (err != 0)
+        fprintf(stderr, "scripted_host: cannot run on CPU %d: %s\n", cpu, strerror(err));
+    return err;
+}
+
+static void *ahead_worker(void *out)
+{
+    pthread_setname_np(pthread_self(), "hm-clock-ahead");
+    if (pin(1) != 0)
+        return NULL;
+    void *p = reserve(128 * KiB);
+    if (FAILED(commit(p, 64 * KiB, eTaskCritical, 0)))
+        die("commit", E_FAIL);
+    *(void **)out = p;
+    return NULL;
+}
+
+static __attribute__((noinline)) int ahead(void)
+{
+    if (pin(0) != 0)
+        return 1;
+    mgr = create(0);
+    void *p = NULL;
+    pthread_t t;
+    if (pthread_create(&t, NULL, ahead_worker, &p) != 0)
+        return 1;
+    pthread_join(t, NULL);
+    if (p == NULL)
+        return 1;
+    if (FAILED(commit((char *)p + 64 * KiB, 64 * KiB, eTaskCritical, 0)))
+        die("commit", E_FAIL);
+    release(p, 128 * KiB);
+    void *q = NULL;
+    HRESULT hr = hostmem_virtual_alloc(mgr, p, 64 * KiB, MEM_RESERVE, PAGE_READWRITE,
+                                       eTaskCritical, &q);
+    if (FAILED(hr) || q != p)
+        die("reserve at the released address", hr);
+    if (FAILED(commit(q, 32 * KiB, eTaskCritical, 0)))
+        die("commit", E_FAIL);
+    return 0;
+}
+
 /* The recorder tracks this process only (other programs of the machine may
  * use hostmem too): it learns the pid from "ready" and answers when the
  * session records. */
@@ -494,7 +554,9 @@ int main(int argc, char **argv)
         return wait_for_go() ? hold() : 1;
     if (argc == 3 && strcmp(argv[1], "exit") == 0)
         return wait_for_go() ? exit_with(atoi(argv[2])) : 1;
+    if (argc == 2 && strcmp(argv[1], "ahead") == 0)
+        return wait_for_go() ? ahead() : 1;
     fprintf(stderr, "usage: scripted_host run|midrun EXPECT.json | churn ROUNDS"
-                    " | crash SIGNAL [heap] | exit STATUS | lose N | hold | live N\n");
+                    " | crash SIGNAL [heap] | exit STATUS | lose N | hold | live N | ahead\n");
     return 2;
 }
