@@ -67,9 +67,15 @@ static bool arena_find(const hostmem__arena *a, uint32_t granules, uint32_t *out
 
 /* No room for the slack of an over-reservation (RLIMIT_AS, a crowded address
  * space): a mapping of exactly `size` may still fit.  The kernel places it
- * where it likes; if that is not aligned, try the aligned addresses just below
- * and just above it, never over anything mapped (os->reserve at an address
- * refuses an overlap).  ENOMEM when none of them works. */
+ * where it likes; if that is not aligned, try aligned places around it,
+ * nearest first, never over anything mapped (os->reserve at an address
+ * refuses an overlap).  The kernel may have put it in a hole just its size
+ * between two mappings, where neither aligned neighbour fits: so the search
+ * goes on outwards a slot (the size, aligned) at a time, up to EXACT_REACH
+ * slots either side, each try one syscall that fails at once on an occupied
+ * range.  ENOMEM when none works. */
+#define EXACT_REACH 64
+
 static int reserve_exact_aligned(size_t size, size_t align, uintptr_t *out, bool *lost)
 {
     const hostmem__os *os = hostmem__os_get();
@@ -78,8 +84,10 @@ static int reserve_exact_aligned(size_t size, size_t align, uintptr_t *out, bool
     if (err)
         return err;
     uintptr_t at = (uintptr_t)p;
-    /* Every address tried below lies within an alignment of it (S9). */
-    hostmem__inflight_span(at > align ? at - align : 1, at + size + align);
+    /* (sizes are below the top of user space, 2^47 or 2^56: no product wraps) */
+    uintptr_t slot = (size + align - 1) & ~(uintptr_t)(align - 1), reach = (EXACT_REACH + 1) * slot;
+    /* Every address tried below lies within the reach of it (S9). */
+    hostmem__inflight_span(at > reach ? at - reach : 1, at + size + reach);
     if (!(at & (align - 1))) {
         *out = at;
         return 0;
@@ -88,13 +96,17 @@ static int reserve_exact_aligned(size_t size, size_t align, uintptr_t *out, bool
         *lost = true;
         return err;
     }
-    uintptr_t tries[2] = {at & ~(uintptr_t)(align - 1), (at + align - 1) & ~(uintptr_t)(align - 1)};
-    for (int i = 0; i < 2; i++) {
-        if (!tries[i])
-            continue;
-        if (!os->reserve((void *)tries[i], size, &p)) {
-            *out = (uintptr_t)p;
-            return 0;
+    uintptr_t down = at & ~(uintptr_t)(align - 1), up = down + align;
+    for (uintptr_t k = 0; k <= EXACT_REACH; k++) {
+        uintptr_t step = k * slot;
+        uintptr_t tries[2] = {down >= step ? down - step : 0, up + step >= up ? up + step : 0};
+        for (int i = 0; i < 2; i++) {
+            if (!tries[i] || tries[i] + size < tries[i])
+                continue;
+            if (!os->reserve((void *)tries[i], size, &p)) {
+                *out = (uintptr_t)p;
+                return 0;
+            }
         }
     }
     return ENOMEM;

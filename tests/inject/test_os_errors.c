@@ -340,6 +340,74 @@ Test(os_errors, small_reserve_with_room_for_itself_only)
 #endif
 }
 
+/* The exact mapping (of a region too big for an arena) lands in a hole just
+ * its size, unaligned, whose aligned
+ * neighbours both overlap a mapping (the one above it, where the kernel put
+ * it, and one the test puts just below): the reserve still finds an aligned
+ * place further out.  The kernel's choice is learnt first (a probe of the
+ * same size lands where the library's will) and the over-reservation is
+ * failed by the injector, so the exact path runs every time. */
+static SOAK_UNUSED int exact_in_a_hole_child(void *arg)
+{
+    (void)arg;
+    /* Above what an arena takes (a mapping of its own), below 2 MiB (which the
+     * kernel may align to a huge page by itself). */
+    const size_t S = 1 * MiB + 64 * KiB;
+    hostmem_manager *m = NULL;
+    CK_OK(hostmem_create(NULL, &m));
+    void *w; /* warm up: the bookkeeping of a region exists before the probe */
+    CK_OK(hostmem_virtual_alloc(m, NULL, 2 * MiB, MEM_RESERVE, PAGE_READWRITE, eTaskCritical, &w));
+    CK_OK(hostmem_virtual_free(m, w, 0, MEM_RELEASE));
+    uintptr_t q = 0;
+    void *spacers[16];
+    int nspacers = 0;
+    for (;;) {
+        void *probe = mmap(NULL, S, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        CK(probe != MAP_FAILED, "mmap");
+        munmap(probe, S);
+        q = (uintptr_t)probe;
+        if (q & (GRAN - 1))
+            break;
+        /* aligned: shift the next one down a page */
+        CK(nspacers < 16, "the kernel keeps placing 64 KiB aligned");
+        spacers[nspacers] = mmap((void *)(q + S - 4 * KiB), 4 * KiB, PROT_NONE,
+                                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+        CK(spacers[nspacers] != MAP_FAILED, "spacer: %s", strerror(errno));
+        nspacers++;
+    }
+    uintptr_t down = q & ~(uintptr_t)(GRAN - 1);
+    void *below = mmap((void *)down, q - down, PROT_NONE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    /* (EEXIST: something is mapped there already, which is as good) */
+    CK(below == (void *)down || errno == EEXIST, "the mapping below the hole: %s", strerror(errno));
+    long before = J->reached(HMINJ_MMAP);
+    J->fail_nth(HMINJ_MMAP, 1, ENOMEM, HMINJ_FAIL); /* no room for the slack */
+    char *p = NULL;
+    CK_OK(hostmem_virtual_alloc(m, NULL, S, MEM_RESERVE, PAGE_READWRITE, eTaskCritical, (void **)&p));
+    long calls = J->reached(HMINJ_MMAP) - before;
+    CK(((uintptr_t)p & (GRAN - 1)) == 0, "base %p not 64 KiB-aligned", (void *)p);
+    CK((uintptr_t)p + S <= down || (uintptr_t)p >= q + S, "base %p over the hole or its neighbours", (void *)p);
+    /* the over-reservation, the exact mapping in the hole, both neighbours, more */
+    CK(calls > 4, "%ld mmaps: the exact mapping did not land in the hole (at %#lx, below %#lx; got %p)", calls, (unsigned long)q, (unsigned long)down, (void *)p);
+    MEMORY_BASIC_INFORMATION mbi;
+    SIZE_T n;
+    CK_OK(hostmem_virtual_query(m, p, &mbi, sizeof mbi, &n));
+    CK(mbi.State == MEM_RESERVE && mbi.AllocationBase == p && mbi.RegionSize == S, "query");
+    CK_OK(hostmem_virtual_free(m, p, 0, MEM_RELEASE));
+    hostmem_destroy(m);
+    if (below != MAP_FAILED)
+        munmap(below, q - down);
+    while (nspacers > 0)
+        munmap(spacers[--nspacers], 4 * KiB);
+    return 0;
+}
+
+Test(os_errors, small_reserve_exact_in_a_hole)
+{
+    char why[128];
+    cr_assert_eq(child_run(exact_in_a_hole_child, NULL, 60, why, sizeof why), 0, "%s", why);
+}
+
 /* ---- S10, P7: a failed MEM_RESET -------------------------------------------------- */
 
 static void fill(char *p, size_t n, int v) { memset(p, v, n); }
