@@ -150,6 +150,7 @@ static HRESULT alloc_reserve(hostmem__call *c, uintptr_t addr, size_t size, DWOR
     atomic_store_explicit(&r->watched, watch, RELAXED);
     r->caller = caller;
     hostmem__region_write_end(r);
+    hostmem__call_order(c); /* in the map now, under the state lock */
     hostmem__region_enter_map(m, r, base, hi_granule);
     if (!arena) {
         hostmem__inflight_moved();
@@ -266,6 +267,7 @@ static inline HRESULT alloc_commit_once(hostmem__call *c, uintptr_t addr, size_t
     atomic_fetch_add_explicit(&r->committed_pages, newly, RELAXED);
     atomic_store_explicit(&r->making, false, RELAXED); /* made: visible at last */
     hostmem__region_write_end(r);
+    hostmem__call_order(c);
     hostmem__assert(hostmem__region_charge_ok(m, r));
     if (newly)
         hostmem__policy_settle(m, false, hostmem__call_notice(c));
@@ -389,6 +391,7 @@ static HRESULT alloc_reset(hostmem__call *c, uintptr_t addr, size_t size, bool u
     hostmem__runs_apply(&r->runs, npages, first, count, HOSTMEM_PAGES_RESET, 0);
     hostmem__region_write_end(r);
 out:
+    hostmem__call_order(c);
     pthread_mutex_unlock(&r->lock);
     return hr;
 }

@@ -63,9 +63,12 @@ HRESULT hostmem__call_finish(hostmem__call *c, HRESULT hr)
 {
     hostmem_manager *m = c->m;
     c->ev.hr = hr;
-    hostmem__trace_flush(); /* decisions made under the state lock, first */
+    /* Decisions and state changes made under the state lock before the call
+     * took effect, its event, then those made after: in seq order. */
+    hostmem__trace_flush_before(c->traced ? c->trace.seq : 0);
     if (c->traced)
         hostmem__trace_region_op(m, &c->trace, &c->ev);
+    hostmem__trace_flush();
     if (FAILED(hr))
         hostmem__trace_failure(m, c->op, hr, c->reason, c->os_errno, c->ev.address, c->ev.size,
                                c->ev.level);

@@ -27,6 +27,9 @@ HRESULT hostmem__free_region(hostmem__call *c, hostmem__region *r)
     HRESULT hr = S_OK;
     int err;
     hostmem__arena *arena = atomic_load_explicit(&r->arena, RELAXED);
+    /* Before the address space can go to another reservation of ours (which
+     * takes its seq once it is in the map). */
+    hostmem__call_order(c);
     if (arena) {
         /* Back to the arena: its pages must read zero and be uncharged first
          * (and a write-watch region's tracking must go with the mapping). */
@@ -131,6 +134,7 @@ static HRESULT free_decommit(hostmem__call *c, uintptr_t addr, size_t size)
     hostmem__runs_apply(&r->runs, npages, first, count, HOSTMEM_PAGES_DECOMMIT, 0);
     atomic_fetch_sub_explicit(&r->committed_pages, committed, RELAXED);
     hostmem__region_write_end(r);
+    hostmem__call_order(c);
     hostmem__assert(hostmem__region_charge_ok(m, r));
     if (watched && (err = hostmem__os_get()->watch((void *)c->ev.base, count << m->page_shift)))
         hr = hostmem__call_unrecoverable(c, err); /* the range can no longer be tracked */

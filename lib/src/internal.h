@@ -288,6 +288,13 @@ HRESULT hostmem__call_lock(hostmem__call *c, pthread_mutex_t *mu);
 /* S3 for a range at a given address: S_OK or the failing HRESULT. */
 HRESULT hostmem__call_check_range(hostmem__call *c, uintptr_t addr, size_t size);
 
+/* Where the call takes effect (under the lock that orders it): its event's seq. */
+static inline void hostmem__call_order(hostmem__call *c)
+{
+    if (c->traced)
+        hostmem__trace_order(&c->trace, c->op);
+}
+
 /* Record why the call fails and return hr. */
 static inline HRESULT hostmem__call_fail(hostmem__call *c, HRESULT hr, enum hostmem__reason reason)
 {

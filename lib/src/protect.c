@@ -117,6 +117,7 @@ static HRESULT protect_virtual(hostmem__call *c, hostmem_manager *m, uintptr_t a
     *old_protect = st & HOSTMEM_STATE_PROTECT_MASK;
     c->ev.old_protect = *old_protect;
 out:
+    hostmem__call_order(c);
     pthread_mutex_unlock(&r->lock);
     return hr;
 }

@@ -27,6 +27,7 @@ struct hostmem_manager;
 typedef struct hostmem__trace_call {
     uint64_t t0;      /* CLOCK_MONOTONIC ns at entry, 0 when not tracing */
     uintptr_t caller; /* return address into the host */
+    uint64_t seq;     /* the event's seq, taken where the call took effect; 0: at the event */
 } hostmem__trace_call;
 
 /* The fields of a region-operation event (T1). */
@@ -59,6 +60,13 @@ uint64_t hostmem__trace_clock_ns(void);
 
 void hostmem__trace_region_op(const struct hostmem_manager *m, const hostmem__trace_call *call,
                               const hostmem__trace_op_event *ev);
+/* The `seq` of op's event, taken now: where the call takes effect, under the
+ * lock that orders it against the calls it could conflict with, so that seq
+ * order is the order in which calls changed the manager (a release before
+ * the reserve that reuses its address, whichever thread emits first).  Only
+ * when the event will be emitted (a seq taken is a seq emitted: a gap means
+ * a lost event), and once per call. */
+void hostmem__trace_order(hostmem__trace_call *call, enum hostmem__op op);
 void hostmem__trace_failure(const struct hostmem_manager *m, enum hostmem__op op, int32_t hr,
                             enum hostmem__reason reason, int os_errno, uintptr_t address,
                             uint64_t size, int32_t level);
@@ -71,8 +79,11 @@ void hostmem__trace_memory_state(const struct hostmem_manager *m, int old_state,
 /* Decisions and state changes are decided under the state lock, where the
  * tracer must not run (it may call the host's malloc, A5): they are
  * queued per thread and emitted here, which the manager calls with no
- * internal lock held (every exit, and every turn of a loop that decides). */
+ * internal lock held (every exit, and every turn of a loop that decides).
+ * Each takes its seq when made; _before(seq) emits those made before `seq`
+ * (0: all) and keeps the rest, so a thread emits in seq order. */
 void hostmem__trace_flush(void);
+void hostmem__trace_flush_before(uint64_t seq);
 void hostmem__trace_address_space(const struct hostmem_manager *m, enum hostmem__as_action action,
                                   uintptr_t start, uint64_t size, int32_t hr,
                                   uint64_t external_bytes);

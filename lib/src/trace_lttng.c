@@ -271,6 +271,7 @@ bool hostmem__trace_begin(enum hostmem__op op, hostmem__trace_call *call, uintpt
 {
     call->caller = caller;
     call->t0 = 0;
+    call->seq = 0;
     if (hostmem__trace_depth != 0)
         return false; /* a call from inside the tracer: untraced (A5) */
     /* A reserve-and-commit emits both events from one call: either one
@@ -324,6 +325,14 @@ static void trace_fire_op(struct lttng_ust_tracepoint *tp, const struct hostmem_
     lttng_ust_tp_rcu_read_unlock();
 }
 
+static void trace_emit_queued(uint64_t seq);
+
+void hostmem__trace_order(hostmem__trace_call *call, enum hostmem__op op)
+{
+    if (call->seq == 0 && trace_region_enabled(op) && hostmem__trace_depth == 0)
+        call->seq = hostmem__trace_seq_next();
+}
+
 void hostmem__trace_region_op(const struct hostmem_manager *m, const hostmem__trace_call *call,
                               const hostmem__trace_op_event *ev)
 {
@@ -334,7 +343,7 @@ void hostmem__trace_region_op(const struct hostmem_manager *m, const hostmem__tr
      * call, so only its start travels; a session that started during the
      * call has none (0). */
     struct hostmem_tp_op_v2 e = {
-        .seq = hostmem__trace_seq_next(),
+        .seq = call != NULL && call->seq != 0 ? call->seq : hostmem__trace_seq_next(),
         .manager = hostmem__trace_id(m),
         .start_ns = call != NULL ? call->t0 : 0,
         .address = (uint64_t)ev->address,
@@ -359,6 +368,8 @@ void hostmem__trace_region_op(const struct hostmem_manager *m, const hostmem__tr
     if (hostmem__stack_on()) /* T7: its stack first (trace_lttng_stack.c) */
         hostmem__trace_stack_op(m, op, ev->alloc_type, e.seq, (uintptr_t)e.caller);
     trace_fire_op(trace_region_tp[op], &trace_writers->op[trace_region_class[op]], &e);
+    /* What the call decided after it took effect, then (seq order). */
+    trace_emit_queued(0);
     /* Still inside the guard: totals are part of this call's tracing. */
     if (op != HOSTMEM_OP_query && m != NULL)
         trace_totals(m);
@@ -385,6 +396,7 @@ void hostmem__trace_failure(const struct hostmem_manager *m, enum hostmem__op op
 #define TRACE_QUEUE 8
 typedef struct trace_pending {
     const struct hostmem_manager *m;
+    uint64_t seq; /* taken when made, under the state lock: the order they were made in */
     uint64_t a, b, c, d, waited_ns; /* request, current, ceiling, limit | committed, limit */
     int32_t level_or_old, new_state;
     uint8_t is_decision, resource, decision;
@@ -411,7 +423,7 @@ void hostmem__trace_decision(const struct hostmem_manager *m, enum hostmem__reso
     trace_pending *p = trace_enqueue();
     if (p == NULL)
         return;
-    *p = (trace_pending){.m = m, .a = request_bytes, .b = current_bytes, .c = level_ceiling,
+    *p = (trace_pending){.m = m, .seq = hostmem__trace_seq_next(), .a = request_bytes, .b = current_bytes, .c = level_ceiling,
                          .d = limit, .waited_ns = waited_ns, .level_or_old = level,
                          .is_decision = 1, .resource = (uint8_t)resource,
                          .decision = (uint8_t)decision};
@@ -425,28 +437,41 @@ void hostmem__trace_memory_state(const struct hostmem_manager *m, int old_state,
     trace_pending *p = trace_enqueue();
     if (p == NULL)
         return;
-    *p = (trace_pending){.m = m, .a = committed_bytes, .b = limit, .level_or_old = old_state,
+    *p = (trace_pending){.m = m, .seq = hostmem__trace_seq_next(), .a = committed_bytes, .b = limit, .level_or_old = old_state,
                          .new_state = new_state};
 }
 
-void hostmem__trace_flush(void)
+void hostmem__trace_flush(void) { hostmem__trace_flush_before(0); }
+
+void hostmem__trace_flush_before(uint64_t seq)
 {
     if (trace_queued == 0 || hostmem__trace_depth != 0)
         return;
     hostmem__trace_depth++;
+    trace_emit_queued(seq);
+    hostmem__trace_depth--;
+}
+
+/* Emit the queued events made before `seq` (0: all), inside the guard. */
+static void trace_emit_queued(uint64_t seq)
+{
+    unsigned kept = 0;
     for (unsigned i = 0; i < trace_queued; i++) {
         const trace_pending *p = &trace_queue[i];
+        if (seq != 0 && p->seq >= seq) {
+            trace_queue[kept++] = *p; /* made after the call took effect: after its event */
+            continue;
+        }
         if (p->is_decision)
-            lttng_ust_do_tracepoint(hostmem, critical_decision, hostmem__trace_seq_next(),
+            lttng_ust_do_tracepoint(hostmem, critical_decision, p->seq,
                                     hostmem__trace_id(p->m), p->resource, p->level_or_old, p->a,
                                     p->b, p->c, p->d, p->decision, p->waited_ns);
         else
-            lttng_ust_do_tracepoint(hostmem, memory_state, hostmem__trace_seq_next(),
+            lttng_ust_do_tracepoint(hostmem, memory_state, p->seq,
                                     hostmem__trace_id(p->m), p->level_or_old, p->new_state, p->a,
                                     p->b);
     }
-    trace_queued = 0;
-    hostmem__trace_depth--;
+    trace_queued = kept;
 }
 
 void hostmem__trace_address_space(const struct hostmem_manager *m, enum hostmem__as_action action,

@@ -6,10 +6,13 @@ bool hostmem__trace_begin(enum hostmem__op op, hostmem__trace_call *call, uintpt
 {
     call->t0 = 0;
     call->caller = 0;
+    call->seq = 0;
     return false;
 }
 
 uint64_t hostmem__trace_now_ns(void) { return 0; }
+void hostmem__trace_order(hostmem__trace_call *call, enum hostmem__op op) {}
+void hostmem__trace_flush_before(uint64_t seq) {}
 uint64_t hostmem__trace_clock_ns(void) { return 0; }
 
 void hostmem__trace_region_op(const struct hostmem_manager *m, const hostmem__trace_call *call,

@@ -690,6 +690,21 @@ class TraceTest(unittest.TestCase):
             self.assertEqual(e["manager"], header["manager"])
             if e["event"] == "reserve":
                 self.assertTrue(header["text_lo"] <= e["caller"] < header["text_hi"], e)
+        # seq is taken where each call took effect: in seq order, the threads'
+        # regions at one address follow each other whole (reserve, commit,
+        # release, then the next reserve there), whichever thread emitted first.
+        at = {}
+        for e in sorted(events, key=lambda e: e["seq"]):
+            if e["event"] == "reserve":
+                key = e["base"]
+            elif e["event"] in ("commit", "release"):
+                key = e["address"]
+            else:
+                continue
+            at.setdefault(key, []).append(e["event"])
+        for base, names in at.items():
+            self.assertEqual(names, ["reserve", "commit", "release"] * (len(names) // 3),
+                             "at %#x, in seq order: %s" % (base, names))
 
 
 def main():
