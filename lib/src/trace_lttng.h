@@ -40,7 +40,9 @@ extern __thread unsigned hostmem__trace_depth __attribute__((tls_model("initial-
     } while (0)
 
 /* seq: +1 for every event this process emits, from 1, so a reader can order
- * the events of one process across CPUs and see what a buffer dropped.
+ * the events of one process across CPUs and see what a buffer dropped.  A
+ * region operation takes its seq where it took effect (hostmem__trace_order),
+ * decisions and state changes when made; every seq taken is emitted.
  * Companion events (malloc_debug, stack) carry the seq of the event they
  * belong to and take none of their own. */
 extern _Atomic uint64_t hostmem__trace_seq;
