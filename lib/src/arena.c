@@ -72,9 +72,10 @@ static bool arena_find(const hostmem__arena *a, uint32_t granules, uint32_t *out
  * refuses an overlap).  The kernel may have put it in a hole just its size
  * between two mappings, where neither aligned neighbour fits: so the search
  * goes on outwards a slot (the size, aligned) at a time, up to EXACT_REACH
- * slots either side, each try one syscall that fails at once on an occupied
- * range.  ENOMEM when none works. */
-#define EXACT_REACH 64
+ * slots either side, then doubling the distance; each try is one syscall that
+ * fails at once on an occupied range.  ENOMEM when none works. */
+#define EXACT_REACH 64 /* slots tried one by one either side (2^6) */
+#define EXACT_FAR 34   /* then 2^7 .. 2^40 slots away */
 
 static int reserve_exact_aligned(size_t size, size_t align, uintptr_t *out, bool *lost)
 {
@@ -97,8 +98,14 @@ static int reserve_exact_aligned(size_t size, size_t align, uintptr_t *out, bool
         return err;
     }
     uintptr_t down = at & ~(uintptr_t)(align - 1), up = down + align;
-    for (uintptr_t k = 0; k <= EXACT_REACH; k++) {
-        uintptr_t step = k * slot;
+    /* Near it, a slot at a time; then, if that is all taken (the kernel often
+     * finds its hole among the segments of the loaded libraries), ever
+     * further, doubling, until free space (above the libraries, below them,
+     * up to the heap, there is plenty). */
+    for (unsigned k = 0; k <= EXACT_REACH + EXACT_FAR; k++) {
+        uintptr_t step = k <= EXACT_REACH ? k * slot : slot << (k - EXACT_REACH + 6);
+        if (k == EXACT_REACH + 1)
+            hostmem__inflight_span(1, UINTPTR_MAX); /* anywhere, now */
         uintptr_t tries[2] = {down >= step ? down - step : 0, up + step >= up ? up + step : 0};
         for (int i = 0; i < 2; i++) {
             if (!tries[i] || tries[i] + size < tries[i])
