@@ -273,6 +273,15 @@ def _step_paths(xs, ys, sx, sy, base):
     return line, area
 
 
+def _series(svg, start, ts, end, values, n_bins, xs, ys, base, colour, opacity):
+    """A process's byte count over time: from 0 at `start`, its samples, held
+    to `end`; the area under it, then its line."""
+    sx, sv = _envelope([start] + ts + [end], [0] + list(values) + [values[-1]], n_bins)
+    line, area = _step_paths(sx, sv, xs, ys, base)
+    svg.path(area, colour, opacity=opacity)
+    svg.path(line, stroke=colour, width=1.5)
+
+
 def _state_spans(p, end_ts):
     """[(start_ts, end_ts, state)] from a process's memory_state changes."""
     spans = []
@@ -353,11 +362,7 @@ def plot_memory(model, s, path):
         ys = Scale(0, top_r, y + r_h, y)
         _frame(svg, left, y, pw, r_h, xs, ys, xticks, _byte_ticks(top_r), "y", False)
         if ts:
-            sx, sv = _envelope([start] + ts + [end],
-                               [0] + list(p.t_reserved) + [p.t_reserved[-1]], n_bins)
-            line, area = _step_paths(sx, sv, xs, ys, y + r_h)
-            svg.path(area, RESERVED_COLOUR, opacity=0.12)
-            svg.path(line, stroke=RESERVED_COLOUR, width=1.5)
+            _series(svg, start, ts, end, p.t_reserved, n_bins, xs, ys, y + r_h, RESERVED_COLOUR, 0.12)
         svg.text(18, y + r_h / 2, "reserved", 10, "middle", rotate=-90)
         svg.legend(left + pw + 12, y + 12, [("line", RESERVED_COLOUR, "reserved")])
         y += r_h + gap
@@ -376,11 +381,7 @@ def plot_memory(model, s, path):
         _frame(svg, left, y, pw, c_h, xs, ys, xticks, _byte_ticks(top_c), "y", last)
         items = [("line", COMMITTED_COLOUR, "committed")]
         if ts:
-            sx, sv = _envelope([start] + ts + [end],
-                               [0] + list(p.t_committed) + [p.t_committed[-1]], n_bins)
-            line, area = _step_paths(sx, sv, xs, ys, y + c_h)
-            svg.path(area, COMMITTED_COLOUR, opacity=0.2)
-            svg.path(line, stroke=COMMITTED_COLOUR, width=1.5)
+            _series(svg, start, ts, end, p.t_committed, n_bins, xs, ys, y + c_h, COMMITTED_COLOUR, 0.2)
         if p.peak_committed_ts is not None:
             svg.marker(xs(p.peak_committed_ts), ys(p.peak_committed) - 6, "v", COMMITTED_COLOUR, 5)
             items.append(("v", COMMITTED_COLOUR, "peak committed %s"
