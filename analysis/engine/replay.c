@@ -545,7 +545,7 @@ struct proc {
     int32_t nmismatch, capmismatch;
     struct hme_stacks stacks; /* R5 (stacks.c) */
     /* seq order: the next seq expected, and what waits for the ones before it */
-    int64_t next_seq;
+    uint64_t next_seq; /* seqs are uint64 in the trace: compared and stepped as such */
     int32_t has_next;
     struct held *held; /* a binary heap by (seq, order) */
     int32_t nheld, capheld;
@@ -557,7 +557,8 @@ struct proc {
 struct held {
     struct hme_rec r;
     char *blob;
-    int64_t seq, order;
+    uint64_t seq;
+    int64_t order;
 };
 
 struct hme_model {
@@ -1404,7 +1405,7 @@ static void held_pop(struct proc *p)
 
 /* Copy the event with its strings, then wait. */
 static int held_push(hme_engine *e, struct proc *p, const struct hme_rec *r, const char *blob,
-                     int64_t seq)
+                     uint64_t seq)
 {
     struct hme_model *m = e->model;
     const struct hme_class_desc *c = &e->classes[r->cls];
@@ -1463,7 +1464,7 @@ static int held_release(hme_engine *e, int32_t pi, int force)
         held_pop(p);
         m->held_total--;
         if (x.seq >= p->next_seq)
-            p->next_seq = x.seq + 1;
+            p->next_seq = x.seq + (x.seq != UINT64_MAX);
         int rc = replay_event(e, pi, &x.r, x.blob);
         free(x.blob);
         if (rc < 0)
@@ -1471,19 +1472,25 @@ static int held_release(hme_engine *e, int32_t pi, int force)
     }
 }
 
+/* Waited longer than the window (now - ts, without overflow on any input). */
+static int held_expired(const struct held *h, int64_t now)
+{
+    return now > h->r.ts && (uint64_t)now - (uint64_t)h->r.ts > (uint64_t)REORDER_WINDOW_NS;
+}
+
 /* Before an event at `now`: what waited longer than the window goes. */
 static int reorder_expire(hme_engine *e, int64_t now)
 {
     struct hme_model *m = e->model;
     for (int32_t pi = 0; pi < m->nprocs && m->held_total > 0; pi++)
-        while (m->procs[pi].nheld > 0 && now - m->procs[pi].held[0].r.ts > REORDER_WINDOW_NS)
+        while (m->procs[pi].nheld > 0 && held_expired(&m->procs[pi].held[0], now))
             if (held_release(e, pi, 1) < 0)
                 return -1;
     return 0;
 }
 
 static int reorder_accept(hme_engine *e, int32_t pi, const struct hme_rec *r, const char *blob,
-                          int64_t seq)
+                          uint64_t seq)
 {
     struct hme_model *m = e->model;
     struct proc *p = &m->procs[pi];
@@ -1494,7 +1501,7 @@ static int reorder_accept(hme_engine *e, int32_t pi, const struct hme_rec *r, co
     }
     if (!p->has_next || seq == p->next_seq) {
         p->has_next = 1;
-        p->next_seq = seq + 1;
+        p->next_seq = seq + (seq != UINT64_MAX);
     }
     if (replay_event(e, pi, r, blob) < 0)
         return -1;
@@ -1536,7 +1543,7 @@ int hme__model_event(hme_engine *e, const struct hme_rec *r, const char *blob)
     if (pi < 0)
         return -1;
     if (c->ordered && HAS(HME_R_SEQ))
-        return reorder_accept(e, pi, r, blob, (int64_t)V(HME_R_SEQ));
+        return reorder_accept(e, pi, r, blob, V(HME_R_SEQ));
     return replay_event(e, pi, r, blob);
 }
 
