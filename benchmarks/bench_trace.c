@@ -12,7 +12,12 @@
  *                   from address space the manager holds: no syscall, so the
  *                   time tracing adds is the event's;
  *   malloc_alloc, malloc_free  one 64-byte heap operation, the other half
- *                   untimed before it.
+ *                   untimed before it;
+ *   region_pair     a reserve and its release timed as one, and the same with
+ *                   a bare event after each call: in the run with a session,
+ *                   the difference is what two bare events cost among the
+ *                   manager's work (the yardstick side by side, where the
+ *                   region events are), beside the pair's own two events.
  *
  * Each operation case's floor is the same empty operation: run-tracing.sh
  * takes what a session adds to the hostmem side (enabled - none) and divides
@@ -71,6 +76,30 @@ static int region_release_all(bench_batch *b)
 
 static const bench_impl reserve_impl = {"hostmem", NULL, region_release_prev, region_reserve,
                                         region_release_all};
+
+/* ---- the bare event where a region event is: T6 side by side -------------------- */
+/* A reserve and its release, timed as one operation: two region events. */
+static int region_pair(bench_batch *b, size_t i)
+{
+    return region_reserve(b, i) || region_release(b, i) ? -1 : 0;
+}
+
+/* The same, with a bare event after each call: what the bare event costs
+ * among the manager's work rather than in a loop of its own (pair_bare -
+ * pair, in the same run). */
+static int region_pair_bare(bench_batch *b, size_t i)
+{
+    if (region_reserve(b, i))
+        return -1;
+    lttng_ust_tracepoint(hostmem_bench, bare, (uint64_t)i);
+    if (region_release(b, i))
+        return -1;
+    lttng_ust_tracepoint(hostmem_bench, bare, (uint64_t)i);
+    return 0;
+}
+
+static const bench_impl pair_impl = {"hostmem", NULL, NULL, region_pair, region_release_all};
+static const bench_impl pair_bare_impl = {"hostmem", NULL, NULL, region_pair_bare, region_release_all};
 static const bench_impl release_impl = {"hostmem", NULL, region_reserve, region_release,
                                         region_release_all};
 
@@ -119,6 +148,13 @@ static int bench_trace_ops(bench_env *env)
                           .batch = n, .hostmem = &release_impl, .floors = {&empty_impl}};
     rc |= bench_run_case(env, &reserve);
     rc |= bench_run_case(env, &release);
+    bench_case pair = {.operation = "region_pair", .variant = "2 region events", .size = 64 * BENCH_KIB,
+                       .batch = n, .hostmem = &pair_impl, .floors = {&empty_impl}};
+    bench_case pair_bare = {.operation = "region_pair", .variant = "+ 2 bare events",
+                            .size = 64 * BENCH_KIB, .batch = n, .hostmem = &pair_bare_impl,
+                            .floors = {&empty_impl}};
+    rc |= bench_run_case(env, &pair);
+    rc |= bench_run_case(env, &pair_bare);
 
     hostmem_manager *m;
     hostmem_malloc *h;
