@@ -47,7 +47,7 @@
  * rounded sizes the trace reports.  Leaks come from two functions of their
  * own, so the call sites are known.
  */
-#define _GNU_SOURCE /* sched_setaffinity */
+#define _GNU_SOURCE /* pthread_setaffinity_np, pthread_setname_np */
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -409,16 +409,23 @@ static int crash(int sig, int with_heap)
     return 1; /* a signal that does not kill: the test sees status 1 */
 }
 
+/* Run the calling thread on `cpu` alone; 0, or the error (said on stderr). */
+static int pin(int cpu)
+{
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    int err = pthread_setaffinity_np(pthread_self(), sizeof one, &one);
+    if (err != 0)
+        fprintf(stderr, "scripted_host: cannot run on CPU %d: %s\n", cpu, strerror(err));
+    return err;
+}
+
 static int lose(long n)
 {
     /* One CPU, one stream: the packets follow each other in time. */
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    CPU_SET(0, &one);
-    if (sched_setaffinity(0, sizeof one, &one) != 0) {
-        perror("sched_setaffinity");
+    if (pin(0) != 0)
         return 1;
-    }
     mgr = create(0);
     void **r = calloc((size_t)n, sizeof *r);
     if (r == NULL)
@@ -471,16 +478,6 @@ static int live(long n)
     return 0;
 }
 
-static int pin(int cpu)
-{
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    CPU_SET(cpu, &one);
-    int err = pthread_setaffinity_np(pthread_self(), sizeof one, &one);
-    if (err != 0)
-        fprintf(stderr, "scripted_host: cannot run on CPU %d: %s\n", cpu, strerror(err));
-    return err;
-}
 
 static void *ahead_worker(void *out)
 {

@@ -71,10 +71,11 @@ class Session:
 class Host:
     """The scripted host, started and waiting for the session ("ready")."""
 
-    def __init__(self, *args):
+    def __init__(self, *args, env=None):
         self.args = args
         self.p = subprocess.Popen([HOST] + list(args), stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=env)
         self.pid = self.p.pid
         line = self.p.stdout.readline().strip()
         if line != "ready":
@@ -101,12 +102,14 @@ class Host:
         self.p.communicate()
 
 
-def record(trace, *hosts_args, events=("hostmem:*", "lttng_ust_statedump:*"), subbuf="4M"):
-    """Run hosts (each an argument tuple) while a session records only them."""
+def record(trace, *hosts_args, events=("hostmem:*", "lttng_ust_statedump:*"), subbuf="4M",
+           env=None):
+    """Run hosts (each an argument tuple, in environment `env`) while a
+    session records only them."""
     hosts = []
     try:
         for args in hosts_args:
-            hosts.append(Host(*args))
+            hosts.append(Host(*args, env=env))
         with Session(trace, [h.pid for h in hosts], events, subbuf):
             for h in hosts:
                 h.go()

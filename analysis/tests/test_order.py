@@ -30,31 +30,13 @@ CLOCK = os.environ.get("HOSTMEM_AHEAD_CLOCK")
 KiB = 1024
 
 
-def record_ahead(trace):
-    env = dict(os.environ, LTTNG_UST_CLOCK_PLUGIN=CLOCK)
-    p = subprocess.Popen([e2e.HOST, "ahead"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        line = p.stdout.readline().strip()
-        if line != "ready":
-            raise AssertionError("scripted_host ahead: %r" % line)
-        with e2e.Session(trace, [p.pid]):
-            _, err = p.communicate("go\n", timeout=e2e.HOST_TIMEOUT)
-            if p.returncode != 0:
-                raise AssertionError("scripted_host ahead failed: %s" % err)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.communicate()
-
-
 class SeqOrder(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         e2e.ensure_sessiond()
         cls.tmp = tempfile.mkdtemp(prefix="hostmem-order.")
         cls.trace = os.path.join(cls.tmp, "ahead")
-        record_ahead(cls.trace)
+        e2e.record(cls.trace, ("ahead",), env=dict(os.environ, LTTNG_UST_CLOCK_PLUGIN=CLOCK))
 
     @classmethod
     def tearDownClass(cls):
