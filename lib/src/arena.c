@@ -74,8 +74,8 @@ static bool arena_find(const hostmem__arena *a, uint32_t granules, uint32_t *out
  * goes on outwards a slot (the size, aligned) at a time, up to EXACT_REACH
  * slots either side, then doubling the distance; each try is one syscall that
  * fails at once on an occupied range.  ENOMEM when none works. */
-#define EXACT_REACH 64 /* slots tried one by one either side (2^6) */
-#define EXACT_FAR 34   /* then 2^7 .. 2^40 slots away */
+#define EXACT_REACH 64 /* slots tried one by one either side */
+#define EXACT_FAR 34   /* then 2 x 64 .. 2^34 x 64 slots away, doubling */
 
 static int reserve_exact_aligned(size_t size, size_t align, uintptr_t *out, bool *lost)
 {
@@ -103,7 +103,7 @@ static int reserve_exact_aligned(size_t size, size_t align, uintptr_t *out, bool
      * further, doubling, until free space (above the libraries, below them,
      * up to the heap, there is plenty). */
     for (unsigned k = 0; k <= EXACT_REACH + EXACT_FAR; k++) {
-        uintptr_t step = k <= EXACT_REACH ? k * slot : slot << (k - EXACT_REACH + 6);
+        uintptr_t step = k <= EXACT_REACH ? k * slot : EXACT_REACH * slot << (k - EXACT_REACH);
         if (k == EXACT_REACH + 1)
             hostmem__inflight_span(1, UINTPTR_MAX); /* anywhere, now */
         uintptr_t tries[2] = {down >= step ? down - step : 0, up + step >= up ? up + step : 0};

@@ -423,10 +423,10 @@ void hostmem__trace_decision(const struct hostmem_manager *m, enum hostmem__reso
     trace_pending *p = trace_enqueue();
     if (p == NULL)
         return;
-    *p = (trace_pending){.m = m, .seq = hostmem__trace_seq_next(), .a = request_bytes, .b = current_bytes, .c = level_ceiling,
-                         .d = limit, .waited_ns = waited_ns, .level_or_old = level,
-                         .is_decision = 1, .resource = (uint8_t)resource,
-                         .decision = (uint8_t)decision};
+    *p = (trace_pending){.m = m, .seq = hostmem__trace_seq_next(), .a = request_bytes,
+                         .b = current_bytes, .c = level_ceiling, .d = limit,
+                         .waited_ns = waited_ns, .level_or_old = level, .is_decision = 1,
+                         .resource = (uint8_t)resource, .decision = (uint8_t)decision};
 }
 
 void hostmem__trace_memory_state(const struct hostmem_manager *m, int old_state, int new_state,
@@ -437,8 +437,8 @@ void hostmem__trace_memory_state(const struct hostmem_manager *m, int old_state,
     trace_pending *p = trace_enqueue();
     if (p == NULL)
         return;
-    *p = (trace_pending){.m = m, .seq = hostmem__trace_seq_next(), .a = committed_bytes, .b = limit, .level_or_old = old_state,
-                         .new_state = new_state};
+    *p = (trace_pending){.m = m, .seq = hostmem__trace_seq_next(), .a = committed_bytes,
+                         .b = limit, .level_or_old = old_state, .new_state = new_state};
 }
 
 void hostmem__trace_flush(void) { hostmem__trace_flush_before(0); }
