@@ -29,35 +29,21 @@
 
 #include <lttng/tracepoint.h>
 
-/* The one list of codes, shared with the library (relative: the provider
- * module and libhostmem are built from the same tree). */
+/* The one list of codes, and the region operations' record, shared with
+ * the library (relative: the provider module and libhostmem are built from
+ * the same tree). */
 #include "../lib/src/codes.h"
+#include "../lib/src/trace.h"
 
 #ifndef HOSTMEM_TP_TYPES
 #define HOSTMEM_TP_TYPES
 /*
  * A region operation has more values than a tracepoint takes arguments
- * (10), so they travel as one struct; each event class records only the
- * members its operation needs (docs/tracing.md, "Layout v2").  The name
- * carries the layout version: the provider and the library must agree on
- * it, and lttng-ust only compares the argument text when it matches a probe
- * to a tracepoint.
+ * (10), so they travel as one struct, struct hostmem_tp_op_v2 of
+ * lib/src/trace.h (the library's call record holds one); each event class
+ * records only the members its operation needs (docs/tracing.md, "Layout
+ * v2").
  */
-struct hostmem_tp_op_v2 {
-    uint64_t seq;
-    uint64_t manager;
-    uint64_t start_ns; /* CLOCK_MONOTONIC at entry: duration = event time - start_ns */
-    uint64_t address;
-    uint64_t size;
-    uint64_t base;
-    uint64_t region_size;
-    uint64_t caller;
-    uint32_t alloc_type;
-    uint32_t protect;
-    uint32_t old_protect;
-    int32_t level;
-    int32_t hr;
-};
 
 /*
  * The region events' writers (hostmem_tp.c).  lttng-ust's generated probe

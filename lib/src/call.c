@@ -41,8 +41,9 @@ void hostmem__call_start(hostmem__call *c, hostmem_manager *m, enum hostmem__op 
     /* Field by field: this runs on every call, query included. */
     c->m = m;
     c->op = op;
-    c->traced = hostmem__trace_begin(op, &c->trace, caller);
-    c->ev = (hostmem__trace_op_event){.op = op, .address = address, .size = size, .level = level};
+    c->ev = (hostmem__trace_op_event){.manager = (uintptr_t)m, .address = address, .size = size,
+                                      .caller = caller, .level = level};
+    c->traced = hostmem__trace_begin(op, &c->ev);
     for (unsigned i = 0; i < 3; i++)
         c->notice[i].state = 0;
     c->reason = HOSTMEM_REASON_none;
@@ -65,9 +66,9 @@ HRESULT hostmem__call_finish(hostmem__call *c, HRESULT hr)
     c->ev.hr = hr;
     /* Decisions and state changes made under the state lock before the call
      * took effect, its event, then those made after: in seq order. */
-    hostmem__trace_flush_before(c->traced ? c->trace.seq : 0);
+    hostmem__trace_flush_before(c->traced ? c->ev.seq : 0);
     if (c->traced)
-        hostmem__trace_region_op(m, &c->trace, &c->ev);
+        hostmem__trace_region_op(m, c->op, &c->ev);
     hostmem__trace_flush();
     if (FAILED(hr))
         hostmem__trace_failure(m, c->op, hr, c->reason, c->os_errno, c->ev.address, c->ev.size,

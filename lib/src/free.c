@@ -180,7 +180,6 @@ static inline HRESULT free_virtual(hostmem__call *c, hostmem_manager *m, uintptr
                                    DWORD free_type)
 {
     HRESULT hr;
-    c->ev.free_type = free_type;
     if (!m)
         return hostmem__call_fail(c, E_POINTER, HOSTMEM_REASON_null_pointer);
     if (FAILED(hr = hostmem__call_enter(c)))

@@ -263,9 +263,8 @@ uint64_t hostmem__now_ns(void);
 typedef struct hostmem__call {
     hostmem_manager *m;
     enum hostmem__op op;
-    hostmem__trace_call trace;
     bool traced;
-    hostmem__trace_op_event ev;
+    hostmem__trace_op_event ev; /* the region event, filled as the call goes */
     hostmem__notice notice[3];
     enum hostmem__reason reason;
     int os_errno;
@@ -292,7 +291,7 @@ HRESULT hostmem__call_check_range(hostmem__call *c, uintptr_t addr, size_t size)
 static inline void hostmem__call_order(hostmem__call *c)
 {
     if (c->traced)
-        hostmem__trace_order(&c->trace, c->op);
+        hostmem__trace_order(&c->ev, c->op);
 }
 
 /* Record why the call fails and return hr. */

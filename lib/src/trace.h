@@ -23,25 +23,27 @@
 
 struct hostmem_manager;
 
-/* One public call in flight.  t0 == 0: the event is disabled, skip the work. */
-typedef struct hostmem__trace_call {
-    uint64_t t0;      /* CLOCK_MONOTONIC ns at entry, 0 when not tracing */
-    uintptr_t caller; /* return address into the host */
-    uint64_t seq;     /* the event's seq, taken where the call took effect; 0: at the event */
-} hostmem__trace_call;
-
-/* The fields of a region-operation event (T1). */
-typedef struct hostmem__trace_op_event {
-    enum hostmem__op op;
-    uintptr_t address;     /* as given */
-    uint64_t size;         /* as given */
-    uintptr_t base;        /* result, rounded (query: BaseAddress) */
-    uint64_t region_size;  /* result, rounded (query: RegionSize) */
-    uint32_t alloc_type;   /* virtual_alloc's allocation type, else 0 */
-    uint32_t free_type;    /* virtual_free's free type, else 0 */
-    uint32_t protect;      /* requested protection (query: Protect) */
-    uint32_t old_protect;  /* protect: the first page's previous protection */
-    int32_t level;         /* EMemoryCriticalLevel, -1 when the call has none */
+/*
+ * A region operation's event (T1): the call record fills it as the call goes
+ * (call.c), and the provider's writer reads it as it is, so firing the event
+ * copies nothing.  It is also the provider's argument (hostmem_tp.h): the
+ * layout is shared with libhostmem-lttng.so, and the name carries the layout
+ * version, because lttng-ust matches a probe to a tracepoint by the text of
+ * its arguments.
+ */
+typedef struct hostmem_tp_op_v2 {
+    uint64_t seq;         /* taken where the call took effect (trace_order); 0: when written */
+    uint64_t manager;     /* the manager's address */
+    uint64_t start_ns;    /* CLOCK_MONOTONIC ns at entry; 0 untraced, or the session began since */
+    uint64_t address;     /* as given */
+    uint64_t size;        /* as given */
+    uint64_t base;        /* result, rounded (query: BaseAddress) */
+    uint64_t region_size; /* result, rounded (query: RegionSize) */
+    uint64_t caller;      /* return address into the host */
+    uint32_t alloc_type;  /* virtual_alloc's allocation type, else 0 */
+    uint32_t protect;     /* requested protection (query: Protect) */
+    uint32_t old_protect; /* protect: the first page's previous protection */
+    int32_t level;        /* EMemoryCriticalLevel, -1 when the call has none */
     int32_t hr;
 } hostmem__trace_op_event;
 
@@ -51,22 +53,23 @@ typedef struct hostmem__trace_op_event {
  * operations, and the cost is 1/64 of an event per call. */
 #define HOSTMEM_TRACE_TOTALS_EVERY 64u
 
-/* Whether `op`'s event is enabled; fills *call (t0, caller) when it is. */
-bool hostmem__trace_begin(enum hostmem__op op, hostmem__trace_call *call, uintptr_t caller);
+/* Whether `op`'s event is enabled; sets ev->start_ns when it is. */
+bool hostmem__trace_begin(enum hostmem__op op, hostmem__trace_op_event *ev);
 uint64_t hostmem__trace_now_ns(void);
 /* The clock of a region event's start_ns: CLOCK_MONOTONIC ns, from the TSC
  * where it can be (trace_lttng.c says how, and how close).  0 untraced. */
 uint64_t hostmem__trace_clock_ns(void);
 
-void hostmem__trace_region_op(const struct hostmem_manager *m, const hostmem__trace_call *call,
-                              const hostmem__trace_op_event *ev);
+/* op's event, from the record (its seq is taken now if the call took none). */
+void hostmem__trace_region_op(const struct hostmem_manager *m, enum hostmem__op op,
+                              hostmem__trace_op_event *ev);
 /* The `seq` of op's event, taken now: where the call takes effect, under the
  * lock that orders it against the calls it could conflict with, so that seq
  * order is the order in which calls changed the manager (a release before
  * the reserve that reuses its address, whichever thread emits first).  Only
  * when the event will be emitted (a seq taken is a seq emitted: a gap means
  * a lost event), and once per call. */
-void hostmem__trace_order(hostmem__trace_call *call, enum hostmem__op op);
+void hostmem__trace_order(hostmem__trace_op_event *ev, enum hostmem__op op);
 void hostmem__trace_failure(const struct hostmem_manager *m, enum hostmem__op op, int32_t hr,
                             enum hostmem__reason reason, int os_errno, uintptr_t address,
                             uint64_t size, int32_t level);

@@ -267,11 +267,8 @@ static inline bool trace_region_enabled(enum hostmem__op op)
     return (unsigned)op < TRACE_REGION_OPS && caa_unlikely(CMM_LOAD_SHARED(trace_region_tp[op]->state));
 }
 
-bool hostmem__trace_begin(enum hostmem__op op, hostmem__trace_call *call, uintptr_t caller)
+bool hostmem__trace_begin(enum hostmem__op op, hostmem__trace_op_event *ev)
 {
-    call->caller = caller;
-    call->t0 = 0;
-    call->seq = 0;
     if (hostmem__trace_depth != 0)
         return false; /* a call from inside the tracer: untraced (A5) */
     /* A reserve-and-commit emits both events from one call: either one
@@ -282,7 +279,7 @@ bool hostmem__trace_begin(enum hostmem__op op, hostmem__trace_call *call, uintpt
     else if (op == HOSTMEM_OP_commit)
         on = on || HOSTMEM_TRACE_ON(reserve);
     if (on)
-        call->t0 = trace_clock_ns();
+        ev->start_ns = trace_clock_ns();
     return on;
 }
 
@@ -309,9 +306,10 @@ static void trace_totals(const struct hostmem_manager *m)
  * provider's one-write writer (hostmem_tp.h).  Without writers (a provider
  * that has none) `w` is all NULL and every probe is called as it is.
  */
-static void trace_fire_op(struct lttng_ust_tracepoint *tp, const struct hostmem_tp_op_writer *w,
-                          const struct hostmem_tp_op_v2 *e)
+static void trace_fire_op(enum hostmem__op op, const struct hostmem_tp_op_v2 *e)
 {
+    struct lttng_ust_tracepoint *tp = trace_region_tp[op];
+    const struct hostmem_tp_op_writer *w = &trace_writers->op[trace_region_class[op]];
     if (!LTTNG_UST_TP_RCU_LINK_TEST())
         return;
     lttng_ust_tp_rcu_read_lock();
@@ -325,51 +323,57 @@ static void trace_fire_op(struct lttng_ust_tracepoint *tp, const struct hostmem_
     lttng_ust_tp_rcu_read_unlock();
 }
 
+/* Decisions and state changes are made under the state lock: they wait here
+ * (per thread) until hostmem__trace_flush, which the manager calls with no
+ * lock held.  A call makes at most a few between flushes; the queue is small
+ * because it lives in static TLS. */
+#define TRACE_QUEUE 8
+typedef struct trace_pending {
+    const struct hostmem_manager *m;
+    uint64_t seq; /* taken when made, under the state lock: the order they were made in */
+    uint64_t a, b, c, d, waited_ns; /* request, current, ceiling, limit | committed, limit */
+    int32_t level_or_old, new_state;
+    uint8_t is_decision, resource, decision;
+} trace_pending;
+static __thread trace_pending trace_queue[TRACE_QUEUE] __attribute__((tls_model("initial-exec")));
+static __thread unsigned trace_queued __attribute__((tls_model("initial-exec")));
+
 static void trace_emit_queued(uint64_t seq);
 
-void hostmem__trace_order(hostmem__trace_call *call, enum hostmem__op op)
+void hostmem__trace_order(hostmem__trace_op_event *ev, enum hostmem__op op)
 {
-    if (call->seq == 0 && trace_region_enabled(op) && hostmem__trace_depth == 0)
-        call->seq = hostmem__trace_seq_next();
+    if (ev->seq == 0 && trace_region_enabled(op) && hostmem__trace_depth == 0)
+        ev->seq = hostmem__trace_seq_next();
 }
 
-void hostmem__trace_region_op(const struct hostmem_manager *m, const hostmem__trace_call *call,
-                              const hostmem__trace_op_event *ev)
+void hostmem__trace_region_op(const struct hostmem_manager *m, enum hostmem__op op,
+                              hostmem__trace_op_event *ev)
 {
-    enum hostmem__op op = ev->op;
     if (!trace_region_enabled(op) || hostmem__trace_depth != 0)
         return;
     /* Layout v2 (hostmem_tp.h): the event's timestamp is the end of the
-     * call, so only its start travels; a session that started during the
-     * call has none (0). */
-    struct hostmem_tp_op_v2 e = {
-        .seq = call != NULL && call->seq != 0 ? call->seq : hostmem__trace_seq_next(),
-        .manager = hostmem__trace_id(m),
-        .start_ns = call != NULL ? call->t0 : 0,
-        .address = (uint64_t)ev->address,
-        .size = ev->size,
-        .base = (uint64_t)ev->base,
-        .region_size = ev->region_size,
-        .caller = call != NULL ? (uint64_t)call->caller : 0,
-        .alloc_type = ev->alloc_type,
-        .protect = ev->protect,
-        .old_protect = ev->old_protect,
-        .level = ev->level,
-        .hr = ev->hr,
-    };
-    /* The commit half of a reserve-and-commit commits the whole new
-     * region: its range travels instead of the arguments, which the
-     * reserve event just before already carries. */
-    if (op == HOSTMEM_OP_commit && (ev->alloc_type & MEM_RESERVE)) {
-        e.address = (uint64_t)ev->base;
-        e.size = ev->region_size;
-    }
+     * call, so only its start travels (0 when the session began during the
+     * call).  The record is the event: nothing is copied on the way. */
+    if (ev->seq == 0)
+        ev->seq = hostmem__trace_seq_next();
     hostmem__trace_depth++;
     if (hostmem__stack_on()) /* T7: its stack first (trace_lttng_stack.c) */
-        hostmem__trace_stack_op(m, op, ev->alloc_type, e.seq, (uintptr_t)e.caller);
-    trace_fire_op(trace_region_tp[op], &trace_writers->op[trace_region_class[op]], &e);
+        hostmem__trace_stack_op(m, op, ev->alloc_type, ev->seq, (uintptr_t)ev->caller);
+    if (__builtin_expect(op == HOSTMEM_OP_commit && (ev->alloc_type & MEM_RESERVE), 0)) {
+        /* The commit half of a reserve-and-commit commits the whole new
+         * region: its range travels instead of the arguments, which the
+         * reserve event just before already carries (and the call's
+         * failure event, if any, still needs). */
+        struct hostmem_tp_op_v2 whole = *ev;
+        whole.address = ev->base;
+        whole.size = ev->region_size;
+        trace_fire_op(op, &whole);
+    } else {
+        trace_fire_op(op, ev);
+    }
     /* What the call decided after it took effect, then (seq order). */
-    trace_emit_queued(0);
+    if (trace_queued != 0)
+        trace_emit_queued(0);
     /* Still inside the guard: totals are part of this call's tracing. */
     if (op != HOSTMEM_OP_query && m != NULL)
         trace_totals(m);
@@ -388,21 +392,6 @@ void hostmem__trace_failure(const struct hostmem_manager *m, enum hostmem__op op
                                        (uint8_t)op, hr, (uint8_t)reason, (int32_t)os_errno,
                                        (uint64_t)address, size, level));
 }
-
-/* Decisions and state changes are made under the state lock: they wait here
- * (per thread) until hostmem__trace_flush, which the manager calls with no
- * lock held.  A call makes at most a few between flushes; the queue is small
- * because it lives in static TLS. */
-#define TRACE_QUEUE 8
-typedef struct trace_pending {
-    const struct hostmem_manager *m;
-    uint64_t seq; /* taken when made, under the state lock: the order they were made in */
-    uint64_t a, b, c, d, waited_ns; /* request, current, ceiling, limit | committed, limit */
-    int32_t level_or_old, new_state;
-    uint8_t is_decision, resource, decision;
-} trace_pending;
-static __thread trace_pending trace_queue[TRACE_QUEUE] __attribute__((tls_model("initial-exec")));
-static __thread unsigned trace_queued __attribute__((tls_model("initial-exec")));
 
 static trace_pending *trace_enqueue(void)
 {

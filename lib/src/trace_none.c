@@ -2,21 +2,15 @@
  * (HOSTMEM_WITH_LTTNG=OFF).  Every event is disabled; nothing is recorded. */
 #include "internal.h"
 
-bool hostmem__trace_begin(enum hostmem__op op, hostmem__trace_call *call, uintptr_t caller)
-{
-    call->t0 = 0;
-    call->caller = 0;
-    call->seq = 0;
-    return false;
-}
+bool hostmem__trace_begin(enum hostmem__op op, hostmem__trace_op_event *ev) { return false; }
 
 uint64_t hostmem__trace_now_ns(void) { return 0; }
-void hostmem__trace_order(hostmem__trace_call *call, enum hostmem__op op) {}
+void hostmem__trace_order(hostmem__trace_op_event *ev, enum hostmem__op op) {}
 void hostmem__trace_flush_before(uint64_t seq) {}
 uint64_t hostmem__trace_clock_ns(void) { return 0; }
 
-void hostmem__trace_region_op(const struct hostmem_manager *m, const hostmem__trace_call *call,
-                              const hostmem__trace_op_event *ev) {}
+void hostmem__trace_region_op(const struct hostmem_manager *m, enum hostmem__op op,
+                              hostmem__trace_op_event *ev) {}
 void hostmem__trace_failure(const struct hostmem_manager *m, enum hostmem__op op, int32_t hr,
                             enum hostmem__reason reason, int os_errno, uintptr_t address,
                             uint64_t size, int32_t level) {}
