@@ -177,6 +177,7 @@ typedef struct bench_impl {
     int (*teardown)(bench_batch *b);        /* untimed, after the batch (may be NULL) */
 } bench_impl;
 
+#define BENCH_FLOORS_MAX 4
 typedef struct bench_case {
     const char *operation;
     const char *variant;
@@ -184,7 +185,9 @@ typedef struct bench_case {
     size_t regions;              /* for the row only */
     size_t batch;                /* operations per batch */
     const bench_impl *hostmem;
-    const bench_impl *floors[2]; /* floors[0]: the ratio's floor; floors[1] optional */
+    /* floors[0]: the ratio's floor; the others, optional (the first NULL
+     * ends them), are timed alongside as reference floors. */
+    const bench_impl *floors[BENCH_FLOORS_MAX];
     void *ctx;
     bench_target target;         /* judged against floors[0] */
 } bench_case;

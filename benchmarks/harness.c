@@ -273,10 +273,14 @@ static int run_batch(bench_env *env, const bench_case *c, const bench_impl *impl
 
 int bench_run_case(bench_env *env, const bench_case *c)
 {
-    const bench_impl *side[3] = {c->hostmem, c->floors[0], c->floors[1]};
-    size_t nsides = c->floors[1] ? 3 : 2;
+    const bench_impl *side[1 + BENCH_FLOORS_MAX] = {c->hostmem};
+    size_t nsides = 1;
+    while (nsides <= BENCH_FLOORS_MAX && c->floors[nsides - 1] != NULL) {
+        side[nsides] = c->floors[nsides - 1];
+        nsides++;
+    }
     unsigned reps = env->opt->reps;
-    bench_samples s[3];
+    bench_samples s[1 + BENCH_FLOORS_MAX];
     for (size_t k = 0; k < nsides; k++)
         bench_samples_init(&s[k], (size_t)reps * c->batch);
 
@@ -293,7 +297,7 @@ int bench_run_case(bench_env *env, const bench_case *c)
         }
     }
     if (rc == 0) {
-        bench_stats st[3];
+        bench_stats st[1 + BENCH_FLOORS_MAX];
         for (size_t k = 0; k < nsides; k++)
             st[k] = bench_summarise(&s[k]);
         for (size_t f = 0; f + 1 < nsides; f++) {

@@ -17,10 +17,11 @@
 #    floors are raw syscalls that emit nothing, so they stay put while the
 #    hostmem side pays for tracing.  The trace family fires a bare lttng-ust
 #    event with one integer field (hostmem_bench:bare, recorded by the same
-#    session): the yardstick of T6, which the report divides the
-#    cost tracing adds to each operation by (at most 1.5 per event).  The
-#    trace family also times one reserve, one release, one heap alloc and
-#    one heap free at a time (the other half untimed), each one event.
+#    session): the yardstick of T6.  It also times one reserve, one release,
+#    the two together, one heap alloc and one heap free, each against the
+#    same call untraced and against the bare event, batch by batch in the
+#    same process; from the runs with a session the report divides what one
+#    event costs by what the bare event costs (T6: at most 1.5).
 # 2. Burst.  --burst N operations back to back (default 1,000,000 queries, one
 #    event each) recorded with the default channel (4 x 512 KiB) and with the
 #    profiler's 8 x 4 MiB; events lost are read from `lttng list` (the

@@ -9,6 +9,10 @@ Added cost of a mode = median over rounds of hostmem p50 in that mode minus
 the same in mode "none".  The floors emit no events, so a mode that moved the
 floors too says the machine drifted; the floor-normalised figure
 ((ratio_mode - ratio_none) * floor p50) is printed beside it as a check.
+
+T6 is taken from the runs with a session alone: each operation of the trace
+family is timed there against the same call untraced and against the bare
+event, in the same process (t6_report).
 """
 import glob
 import json
@@ -20,7 +24,10 @@ import sys
 # one-field lttng-ust events (hostmem_bench:bare, same session, same run).
 T6_MAX_RATIO = 1.5
 # hostmem events one timed operation emits (the pair emits two).
-EVENTS_PER_OP = {"reserve+release": 2}
+EVENTS_PER_OP = {"region_pair": 2}
+# The floors of the trace family's operation cases (bench_trace.c).
+EMPTY, UNTRACED, BARE, PAIR_BARE = ("empty", "hostmem untraced", "bare event",
+                                    "untraced + 2 bare events")
 
 
 def load_modes(out):
@@ -96,110 +103,103 @@ def modes_report(runs):
     return rows
 
 
-def t6_report(runs, rows):
-    """Cost tracing adds per event of each operation over what it adds to the
-    bare one-field event, measured in the same process and session.
+def sides(runs, mode):
+    """{key: [{"hostmem": p50, <floor label>: p50, ...} per round]} of one mode:
+    every side of a case, as timed in the same process."""
+    table = {}
+    for doc in runs.get(mode, []):
+        per = {}
+        for row in doc["rows"]:
+            d = per.setdefault(key(row), {"hostmem": row["hostmem_p50_ns"]})
+            d[row["floor"]] = row["floor_p50_ns"]
+        for k, d in per.items():
+            table.setdefault(k, []).append(d)
+    return table
 
-    Per round: (op p50 enabled - op p50 none) / events per op, over (bare p50
-    enabled - bare p50 none), the "none" figures being the medians over the
-    rounds; the table gives the median ratio over the rounds and its range.
-    Operations timed against an empty floor (the trace family) take the
-    difference as it is; the others (region family, against a syscall) the
-    floor-normalised one, so that drift of a shared machine cancels out.
-    Only operations that do no syscall measure the event rather than the
-    kernel's noise: the trace family's, and reserve+release of 64 KiB."""
-    table, _ = collect(runs)
-    bare_key = next((k for k in table if k[0] == "bare_event"), None)
-    if bare_key is None or "enabled" not in table[bare_key] or "none" not in table[bare_key]:
+
+def ratio_stats(pairs):
+    """[(cost, yardstick)] per round -> median cost, yardstick, ratio, range."""
+    pairs = [(a, b) for a, b in pairs if b > 0]
+    if not pairs:
         return None
-    bare = table[bare_key]
-    bare_none = statistics.median(bare["none"]["hm"])
-    bare_added = [x - bare_none for x in bare["enabled"]["hm"]]
+    ratios = [a / b for a, b in pairs]
+    return {"cost": statistics.median(a for a, _ in pairs),
+            "yardstick": statistics.median(b for _, b in pairs),
+            "ratio": statistics.median(ratios), "ratio_min": min(ratios),
+            "ratio_max": max(ratios), "rounds": len(ratios)}
+
+
+def t6_report(runs):
+    """T6, from the runs with a session ("enabled"), in each process: what one
+    hostmem event costs over what the bare one-field event costs.
+
+    Per round and operation, from sides timed batch by batch in one process
+    (bench_trace.c):
+
+        event = (operation - operation untraced) / events per operation
+        bare  = bare event in a loop of its own - empty operation
+
+    The table gives the median ratio over the rounds and its range."""
+    table = sides(runs, "enabled")
     print()
-    print("T6: cost a session adds to one hostmem event / cost it adds to a bare one-field "
-          "lttng-ust event (same process, same session; per round, median of rounds)")
+    print("T6: cost of one hostmem event / cost of a bare one-field lttng-ust event in a loop "
+          "of its own (both timed in the same process, batch by batch; median of rounds)")
     hdr = "%-16s %-16s %5s %3s | %10s %10s | %6s %13s | %s" % (
-        "operation", "variant", "size", "ev", "added/ev", "bare", "ratio", "range",
+        "operation", "variant", "size", "ev", "event ns", "bare ns", "ratio", "range",
         "target (<= %.1f)" % T6_MAX_RATIO)
     print(hdr)
     print("-" * len(hdr))
-    out = {"bare_event_ns": statistics.median(bare_added), "max_ratio": T6_MAX_RATIO,
-           "rows": []}
-    for r in rows:
-        k = (r["operation"], r["variant"], r["size"], r["threads"], r["regions"])
-        if r["operation"] == "bare_event" or r["threads"] != 1 or r["regions"]:
+    out = {"max_ratio": T6_MAX_RATIO, "method": "in-process: (operation - untraced) / events, "
+           "over (bare event - empty)", "rows": []}
+    for k, rounds in table.items():
+        rounds = [d for d in rounds if {UNTRACED, BARE, EMPTY} <= d.keys()]
+        if not rounds:
             continue
-        if r["variant"] != "one event" and r["operation"] not in EVENTS_PER_OP:
-            continue  # a syscall's noise would drown the event
-        per = table.get(k, {})
-        if "enabled" not in per or "none" not in per:
+        events = EVENTS_PER_OP.get(k[0], 1)
+        st = ratio_stats([((d["hostmem"] - d[UNTRACED]) / events, d[BARE] - d[EMPTY])
+                          for d in rounds])
+        if st is None:
             continue
-        events = EVENTS_PER_OP.get(r["operation"], 1)
-        empty_floor = r["floor_p50_ns"] <= 0 or r["variant"] == "one event"
-        if empty_floor:
-            none = statistics.median(per["none"]["hm"])
-            added = [(x - none) / events for x in per["enabled"]["hm"]]
-        else:
-            rn = statistics.median(per["none"]["ratio"])
-            added = [(x - rn) * f / events for x, f in zip(per["enabled"]["ratio"],
-                                                             per["enabled"]["fl"])]
-        ratios = [a / b for a, b in zip(added, bare_added) if b > 0]
-        if not ratios:
-            continue
-        ratio = statistics.median(ratios)
-        met = ratio <= T6_MAX_RATIO
-        out["rows"].append({"operation": r["operation"], "variant": r["variant"],
-                            "size": r["size"], "events_per_op": events,
-                            "added_per_event_ns": statistics.median(added),
-                            "bare_event_ns": statistics.median(bare_added), "ratio": ratio,
-                            "ratio_min": min(ratios), "ratio_max": max(ratios),
-                            "target_met": met})
+        met = st["ratio"] <= T6_MAX_RATIO
+        out["rows"].append({"operation": k[0], "variant": k[1], "size": k[2],
+                            "events_per_op": events, "event_ns": st["cost"],
+                            "bare_event_ns": st["yardstick"], "ratio": st["ratio"],
+                            "ratio_min": st["ratio_min"], "ratio_max": st["ratio_max"],
+                            "rounds": st["rounds"], "target_met": met})
         print("%-16s %-16s %5s %3d | %10.0f %10.0f | %6.2f %13s | %s" % (
-            r["operation"], r["variant"][:16], size_name(r["size"]), events,
-            statistics.median(added), statistics.median(bare_added), ratio,
-            "%.2f-%.2f" % (min(ratios), max(ratios)), "ok" if met else "MISSED"))
-    return out
+            k[0], k[1][:16], size_name(k[2]), events, st["cost"], st["yardstick"], st["ratio"],
+            "%.2f-%.2f" % (st["ratio_min"], st["ratio_max"]), "ok" if met else "MISSED"))
+    return out if out["rows"] else None
 
 
 def t6_side_by_side(runs):
-    """T6 with the bare event where the region events are: region_pair times a
-    reserve and its release as one operation, alone and with a bare event
-    after each call.  Per round, from the same "enabled" run:
+    """T6 with the bare event where the region events are.  Per round, from
+    the region_pair case of the run with a session (one process):
 
-        region event = (pair enabled - pair none) / 2
-        bare event   = ((pair+bare enabled - pair enabled)
-                        - (pair+bare none - pair none)) / 2
+        region event = (pair - pair untraced) / 2
+        bare event   = (untraced pair + 2 bare events - pair untraced) / 2
 
-    ("none": medians over the rounds).  The bare event costs more among the
-    manager's work than in a loop of its own; this compares the two events
-    in the same place."""
-    table, _ = collect(runs)
-    pk = next((k for k in table if k[0] == "region_pair" and k[1] == "2 region events"), None)
-    bk = next((k for k in table if k[0] == "region_pair" and k[1] == "+ 2 bare events"), None)
-    if pk is None or bk is None:
+    A bare event costs more among the manager's work than in a loop of its
+    own; this compares the two events in the same place."""
+    table = sides(runs, "enabled")
+    k = next((k for k in table if k[0] == "region_pair"), None)
+    if k is None:
         return None
-    p, b = table[pk], table[bk]
-    if not all(m in d for d in (p, b) for m in ("none", "enabled")):
+    rounds = [d for d in table[k] if {UNTRACED, PAIR_BARE} <= d.keys()]
+    st = ratio_stats([((d["hostmem"] - d[UNTRACED]) / 2, (d[PAIR_BARE] - d[UNTRACED]) / 2)
+                      for d in rounds])
+    if st is None:
         return None
-    p_none = statistics.median(p["none"]["hm"])
-    b_none = statistics.median(b["none"]["hm"])
-    region = [(x - p_none) / 2 for x in p["enabled"]["hm"]]
-    bare = [((y - x) - (b_none - p_none)) / 2 for x, y in zip(p["enabled"]["hm"], b["enabled"]["hm"])]
-    ratios = [r / q for r, q in zip(region, bare) if q > 0]
-    if not ratios:
-        return None
-    ratio = statistics.median(ratios)
-    met = ratio <= T6_MAX_RATIO
+    met = st["ratio"] <= T6_MAX_RATIO
     print()
     print("T6 side by side: a region event / a bare one-field event fired where the region "
-          "events are (reserve, release of 64K; per round, median of rounds)")
-    print("  region event %.0f ns, bare event there %.0f ns (in a loop of its own: see above): "
-          "ratio %.2f (%.2f-%.2f), target <= %.1f: %s" % (
-              statistics.median(region), statistics.median(bare), ratio, min(ratios),
-              max(ratios), T6_MAX_RATIO, "ok" if met else "MISSED"))
-    return {"region_event_ns": statistics.median(region),
-            "bare_event_here_ns": statistics.median(bare), "ratio": ratio,
-            "ratio_min": min(ratios), "ratio_max": max(ratios), "target_met": met}
+          "events are (reserve, release of 64K; same process; median of rounds)")
+    print("  region event %.0f ns, bare event there %.0f ns: ratio %.2f (%.2f-%.2f), "
+          "target <= %.1f: %s" % (st["cost"], st["yardstick"], st["ratio"], st["ratio_min"],
+                                  st["ratio_max"], T6_MAX_RATIO, "ok" if met else "MISSED"))
+    return {"region_event_ns": st["cost"], "bare_event_here_ns": st["yardstick"],
+            "ratio": st["ratio"], "ratio_min": st["ratio_min"], "ratio_max": st["ratio_max"],
+            "rounds": st["rounds"], "target_met": met}
 
 
 def burst_report(out):
@@ -239,7 +239,7 @@ def main():
     out = sys.argv[1]
     runs = load_modes(out)
     modes = modes_report(runs) if runs else []
-    doc = {"modes": modes, "t6": t6_report(runs, modes) if runs else None,
+    doc = {"modes": modes, "t6": t6_report(runs) if runs else None,
            "t6_side_by_side": t6_side_by_side(runs) if runs else None,
            "burst": burst_report(out)}
     with open(os.path.join(out, "tracing.json"), "w") as f:
