@@ -19,11 +19,12 @@
  * operation and these floors:
  *
  *   empty           the empty operation (the row the tables judge);
- *   untraced        the same calls, made while this thread counts as inside
- *                   the tracer, which the library never traces (A5 of
- *                   docs/api.md): what the calls cost with no session, give
- *                   or take one thread-local load and branch (a heap call
- *                   still calls its event's function, which returns at once);
+ *   untraced        the same calls (the untimed half too), made while this
+ *                   thread counts as inside the tracer, which the library
+ *                   never traces (A5 of docs/api.md): what the calls cost
+ *                   with no session, give or take one thread-local load and
+ *                   branch (a heap call still calls its event's function,
+ *                   which returns at once);
  *   bare event      the bare event in a loop of its own: T6's yardstick,
  *                   timed between the same batches;
  *   untraced + 2 bare events (region_pair only)  the untraced pair with a
@@ -116,10 +117,12 @@ static int region_release_all(bench_batch *b)
 
 BENCH_UNTRACED(region_reserve)
 BENCH_UNTRACED(region_release)
+BENCH_UNTRACED(region_release_prev)
 
 static const bench_impl reserve_impl = {"hostmem", NULL, region_release_prev, region_reserve,
                                         region_release_all};
-static const bench_impl reserve_untraced_impl = {"hostmem untraced", NULL, region_release_prev,
+static const bench_impl reserve_untraced_impl = {"hostmem untraced", NULL,
+                                                 region_release_prev_untraced,
                                                  region_reserve_untraced, region_release_all};
 
 /* ---- a reserve and its release, timed as one operation: two region events ------ */
@@ -156,7 +159,7 @@ static const bench_impl pair_bare_untraced_impl = {"untraced + 2 bare events", N
                                                    region_pair_bare_untraced, region_release_all};
 static const bench_impl release_impl = {"hostmem", NULL, region_reserve, region_release,
                                         region_release_all};
-static const bench_impl release_untraced_impl = {"hostmem untraced", NULL, region_reserve,
+static const bench_impl release_untraced_impl = {"hostmem untraced", NULL, region_reserve_untraced,
                                                  region_release_untraced, region_release_all};
 
 /* ---- heap operations ------------------------------------------------------------ */
@@ -193,12 +196,13 @@ static int heap_free_all(bench_batch *b)
 
 BENCH_UNTRACED(heap_alloc)
 BENCH_UNTRACED(heap_free)
+BENCH_UNTRACED(heap_free_prev)
 
 static const bench_impl alloc_impl = {"hostmem", NULL, heap_free_prev, heap_alloc, heap_free_all};
-static const bench_impl alloc_untraced_impl = {"hostmem untraced", NULL, heap_free_prev,
+static const bench_impl alloc_untraced_impl = {"hostmem untraced", NULL, heap_free_prev_untraced,
                                                heap_alloc_untraced, heap_free_all};
 static const bench_impl free_impl = {"hostmem", NULL, heap_alloc, heap_free, heap_free_all};
-static const bench_impl free_untraced_impl = {"hostmem untraced", NULL, heap_alloc,
+static const bench_impl free_untraced_impl = {"hostmem untraced", NULL, heap_alloc_untraced,
                                               heap_free_untraced, heap_free_all};
 
 static int bench_trace_ops(bench_env *env)
@@ -213,7 +217,8 @@ static int bench_trace_ops(bench_env *env)
                           .floors = {&empty_impl, &release_untraced_impl, &bare_floor_impl}};
     rc |= bench_run_case(env, &reserve);
     rc |= bench_run_case(env, &release);
-    bench_case pair = {.operation = "region_pair", .variant = "2 region events", .size = 64 * BENCH_KIB,
+    bench_case pair = {.operation = "region_pair", .variant = "2 region events",
+                       .size = 64 * BENCH_KIB,
                        .batch = n, .hostmem = &pair_impl,
                        .floors = {&empty_impl, &pair_untraced_impl, &bare_floor_impl,
                                   &pair_bare_untraced_impl}};
