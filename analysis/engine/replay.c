@@ -659,7 +659,9 @@ static int stats_move(struct stats *st, int64_t ts, int64_t dr, int64_t dc)
             st->s_c = a;
             st->caps = cap;
         }
-        st->s_ts[st->ns] = ts;
+        /* A sample is the state from its stamp on: never before the last
+         * one, whatever seq order brought (model.py, Stats.move). */
+        st->s_ts[st->ns] = st->ns > 0 && ts < st->s_ts[st->ns - 1] ? st->s_ts[st->ns - 1] : ts;
         st->s_r[st->ns] = st->reserved;
         st->s_c[st->ns] = st->committed;
         st->ns++;

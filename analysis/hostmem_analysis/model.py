@@ -378,7 +378,11 @@ class Stats:
         self.reserved += d_reserved
         self.committed += d_committed
         if self.keep_samples:
-            self.t_ts.append(ts)
+            # A sample is the state from its stamp on; seq order can bring an
+            # event stamped before the last sample (reorder.py), and the state
+            # it makes holds from that sample on, not before: samples never
+            # step back in time.
+            self.t_ts.append(self.t_ts[-1] if self.t_ts and ts < self.t_ts[-1] else ts)
             self.t_reserved.append(self.reserved)
             self.t_committed.append(self.committed)
             if len(self.t_ts) >= MAX_SAMPLES:

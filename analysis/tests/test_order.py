@@ -14,6 +14,7 @@ Needs what test_e2e.py needs, HOSTMEM_AHEAD_CLOCK (the plugin) and CPUs 0
 and 1 (skipped otherwise: exit status 77).
 """
 
+import json
 import os
 import re
 import shutil
@@ -64,6 +65,27 @@ class SeqOrder(unittest.TestCase):
         self.assertEqual(s["events_by_name"], {"manager_create": 1, "reserve": 2, "commit": 3,
                                                "release": 1, "totals": 2})
         self.assertFalse([r for r in s["trust"]["reasons"] if "seq" in r], s["trust"])
+
+    def test_the_totals_over_time_never_step_back(self):
+        # Perfetto's counters are the samples of the totals: in seq order,
+        # stamped no earlier than the sample before (the worker's events,
+        # stamped 50 ms ahead, come first in seq order).
+        for engine in ((), ("--engine", "python")):
+            out = os.path.join(self.tmp, "perfetto%s.json" % "".join(engine))
+            r = e2e.analyze("export", *engine, "--perfetto", self.trace, "-o", out)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with open(out) as f:
+                doc = json.load(f)
+            committed = [e for e in doc["traceEvents"]
+                         if e.get("ph") == "C" and e["name"] == "committed_bytes"]
+            stamps = [e["ts"] for e in committed]
+            self.assertEqual(stamps, sorted(stamps), (engine, committed))
+            values = [e["args"]["committed_bytes"] for e in committed]
+            # 64 KiB by the worker, 64 KiB more by the main thread, the
+            # release, then 32 KiB of the new region: in that order.
+            firsts = [values.index(v) for v in (64 * KiB, 128 * KiB, 32 * KiB)]
+            self.assertEqual(firsts, sorted(firsts), (engine, values))
+            self.assertEqual(values[-1], 32 * KiB, (engine, values))
 
 
 if __name__ == "__main__":
