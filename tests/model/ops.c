@@ -70,6 +70,7 @@ static struct {
     uintptr_t wb;      /* window base (64 KiB-aligned) */
     size_t wpages;
     uint8_t *ws;       /* per window page: WS_* */
+    size_t punched_lo, punched_hi; /* window pages [lo, hi) hold every WS_PUNCHED one */
     uintptr_t fb;      /* foreign read-write mapping */
     size_t fsize;
 } env;
@@ -270,7 +271,15 @@ static enum hm_probe probe(void *ctx, uintptr_t lo, uintptr_t hi)
         if (res == HM_PROBE_FREE) {
             if (munmap((void *)wlo, whi - wlo))
                 die("munmap placeholder");
-            memset(env.ws + (wlo - env.wb) / P, WS_PUNCHED, (whi - wlo) / P);
+            size_t k0 = (wlo - env.wb) / P, k1 = (whi - env.wb) / P;
+            memset(env.ws + k0, WS_PUNCHED, k1 - k0);
+            if (env.punched_lo >= env.punched_hi) {
+                env.punched_lo = k0;
+                env.punched_hi = k1;
+            } else {
+                env.punched_lo = k0 < env.punched_lo ? k0 : env.punched_lo;
+                env.punched_hi = k1 > env.punched_hi ? k1 : env.punched_hi;
+            }
         }
     }
     enum hm_probe below = probe_outside(lo, wlo < whi ? wlo : hi);
@@ -305,7 +314,11 @@ static void refill(run *r, uintptr_t lo, uintptr_t hi)
 static void refill_punched(run *r)
 {
     const size_t P = env.P;
-    for (size_t k = 0; k < env.wpages; k++) {
+    /* Only the span probes punched since the last refill (8,192 window
+     * pages to look at otherwise, after every allocation). */
+    size_t lo = env.punched_lo, hi = env.punched_hi;
+    env.punched_lo = env.punched_hi = 0;
+    for (size_t k = lo; k < hi; k++) {
         if (env.ws[k] != WS_PUNCHED)
             continue;
         uintptr_t a = env.wb + k * P;
