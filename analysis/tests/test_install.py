@@ -29,8 +29,16 @@ class InstallTest(unittest.TestCase):
             r = subprocess.run([tool, "summary", prefix], capture_output=True, text=True)
             self.assertEqual(r.returncode, 2)
             self.assertIn("not an LTTng trace", r.stderr)
-            # The C engine is installed beside the package, and found there.
+            # The package is byte-compiled where it is installed (the tools
+            # ran with PYTHONDONTWRITEBYTECODE=1: the caches are install's).
             pkg = os.path.join(prefix, "share", "hostmem", "analysis")
+            src = os.path.join(pkg, "hostmem_analysis")
+            cache = os.path.join(src, "__pycache__")
+            modules = sorted(f[:-3] for f in os.listdir(src) if f.endswith(".py"))
+            compiled = sorted({f.split(".")[0] for f in os.listdir(cache)}) \
+                if os.path.isdir(cache) else []
+            self.assertEqual(compiled, modules)
+            # The C engine is installed beside the package, and found there.
             env = {k: v for k, v in os.environ.items() if k != "HOSTMEM_ENGINE_LIB"}
             r = subprocess.run(["/usr/bin/python3", "-c",
                                 "import sys; sys.path.insert(0, %r)\n"
