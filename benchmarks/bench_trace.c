@@ -135,16 +135,10 @@ static int region_pair(bench_batch *b, size_t i)
  * the manager's work (the pair's own cost is the untraced floor's). */
 static int region_pair_bare_untraced(bench_batch *b, size_t i)
 {
-    hostmem__trace_depth++;
-    int rc = region_reserve(b, i);
-    hostmem__trace_depth--;
-    if (rc)
+    if (region_reserve_untraced(b, i))
         return -1;
     lttng_ust_tracepoint(hostmem_bench, bare, (uint64_t)i);
-    hostmem__trace_depth++;
-    rc = region_release(b, i);
-    hostmem__trace_depth--;
-    if (rc)
+    if (region_release_untraced(b, i))
         return -1;
     lttng_ust_tracepoint(hostmem_bench, bare, (uint64_t)i);
     return 0;

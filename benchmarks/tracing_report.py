@@ -129,7 +129,7 @@ def ratio_stats(pairs):
             "ratio_max": max(ratios), "rounds": len(ratios)}
 
 
-def t6_report(runs):
+def t6_report(table):
     """T6, from the runs with a session ("enabled"), in each process: what one
     hostmem event costs over what the bare one-field event costs.
 
@@ -139,8 +139,8 @@ def t6_report(runs):
         event = (operation - operation untraced) / events per operation
         bare  = bare event in a loop of its own - empty operation
 
-    The table gives the median ratio over the rounds and its range."""
-    table = sides(runs, "enabled")
+    The table gives the median ratio over the rounds and its range.
+    `table`: sides(runs, "enabled")."""
     print()
     print("T6: cost of one hostmem event / cost of a bare one-field lttng-ust event in a loop "
           "of its own (both timed in the same process, batch by batch; median of rounds)")
@@ -172,7 +172,7 @@ def t6_report(runs):
     return out if out["rows"] else None
 
 
-def t6_side_by_side(runs):
+def t6_side_by_side(table):
     """T6 with the bare event where the region events are.  Per round, from
     the region_pair case of the run with a session (one process):
 
@@ -180,8 +180,8 @@ def t6_side_by_side(runs):
         bare event   = (untraced pair + 2 bare events - pair untraced) / 2
 
     A bare event costs more among the manager's work than in a loop of its
-    own; this compares the two events in the same place."""
-    table = sides(runs, "enabled")
+    own; this compares the two events in the same place.  `table`:
+    sides(runs, "enabled")."""
     k = next((k for k in table if k[0] == "region_pair"), None)
     if k is None:
         return None
@@ -239,8 +239,9 @@ def main():
     out = sys.argv[1]
     runs = load_modes(out)
     modes = modes_report(runs) if runs else []
-    doc = {"modes": modes, "t6": t6_report(runs) if runs else None,
-           "t6_side_by_side": t6_side_by_side(runs) if runs else None,
+    enabled = sides(runs, "enabled")
+    doc = {"modes": modes, "t6": t6_report(enabled) if runs else None,
+           "t6_side_by_side": t6_side_by_side(enabled) if runs else None,
            "burst": burst_report(out)}
     with open(os.path.join(out, "tracing.json"), "w") as f:
         json.dump(doc, f, indent=1)
