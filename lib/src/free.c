@@ -113,15 +113,18 @@ static HRESULT free_decommit(hostmem__call *c, uintptr_t addr, size_t size)
                                            HOSTMEM_STATE_COMMITTED);
     if (!committed)
         goto out; /* reserved pages stay reserved: nothing to do */
-    if (hostmem__runs_grow(&r->runs, 2)) {
-        hr = hostmem__call_fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
-        goto out;
-    }
     bool watched = atomic_load_explicit(&r->watched, RELAXED);
     int err;
-    /* W1: the new mapping forgets what was written; the books remember it. */
+    /* W1: the new mapping forgets what was written; the books remember it.
+     * (Marking pages the kernel already reports written changes nothing a
+     * caller can see, so a failure below leaves the state as it was.)  The
+     * latch splits runs of its own: the decommit's room is taken after it. */
     if (watched && (err = hostmem__watch_latch(m, r, first, count))) {
         hr = hostmem__call_fail_os(c, err, HOSTMEM_REASON_os_watch);
+        goto out;
+    }
+    if (hostmem__runs_grow(&r->runs, 2)) {
+        hr = hostmem__call_fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
         goto out;
     }
     err = hostmem__os_get()->decommit((void *)c->ev.base, count << m->page_shift);

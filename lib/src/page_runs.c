@@ -207,6 +207,8 @@ static uint32_t runs_transform(uint32_t old, enum hostmem__page_op op, uint32_t 
 static uint32_t runs_split(hostmem__runs *runs, hostmem__run_block *b, uint32_t i, size_t page)
 {
     uint32_t n = atomic_load_explicit(&runs->n, RELAXED);
+    /* The caller made room (hostmem__runs_grow): never write past the block. */
+    hostmem__assert(n < b->cap);
     for (uint32_t k = n; k > i + 1; k--)
         runs_store(b, k, runs_load(b, k - 1));
     runs_store(b, i + 1, HOSTMEM_RUN(page, HOSTMEM_RUN_STATE(runs_load(b, i))));

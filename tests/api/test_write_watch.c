@@ -228,6 +228,32 @@ Test(w1_write_watch, initial_protection_does_not_matter_and_decommit_keeps_write
     hostmem_destroy(m);
 }
 
+/* A decommit inside a watched region, around written pages: every range of
+ * a 16-page region against every written page, on a new region each time
+ * (its books as small as they start).  Remembering the written pages splits
+ * runs of its own; the decommit must still find room for its own splits. */
+Test(w1_write_watch, decommit_anywhere_around_written_pages)
+{
+    size_t P = pg(), size = 16 * P;
+    hostmem_manager *m = mk(NULL);
+    void *res[64];
+    for (size_t first = 0; first < 16; first++)
+        for (size_t count = 1; first + count <= 16; count++)
+            for (size_t w = 0; w < 16; w++) {
+                char *base = alloc_ok(m, NULL, size, MEM_RESERVE | MEM_COMMIT | MEM_WRITE_WATCH,
+                                      PAGE_READWRITE);
+                base[w * P] = 1;
+                HR_OK(hostmem_virtual_free(m, base + first * P, count * P, MEM_DECOMMIT));
+                size_t n = ww(m, 0, base, size, res, 64);
+                WW_IS(n, res, 1, base + w * P);
+                MEMORY_BASIC_INFORMATION mbi = q(m, base + first * P);
+                cr_assert_eq(mbi.State, MEM_RESERVE, "[%zu,+%zu) written %zu", first, count, w);
+                cr_assert_eq(mbi.RegionSize, count * P);
+                HR_OK(hostmem_virtual_free(m, base, 0, MEM_RELEASE));
+            }
+    hostmem_destroy(m);
+}
+
 Test(w1_write_watch, reset_of_data_keeps_writes)
 {
     size_t P = pg(), size = 16 * P;
