@@ -441,8 +441,18 @@ static HRESULT alloc_reserve_commit(hostmem__call *c, uintptr_t addr, size_t siz
     c->ev.base = base;
     c->ev.region_size = rsize;
     if (type & MEM_COMMIT) {
-        hostmem__call_finish(c, S_OK);
+        /* The reserve's event waits for the commit (hostmem__call_finish):
+         * what was decided before the reserve took effect goes out now, the
+         * rest with the events, in seq order; its notices stay with the call. */
+        bool traced = c->traced;
+        hostmem__trace_op_event reserved = c->ev;
+        hostmem__notice notice[3];
+        memcpy(notice, c->notice, sizeof notice);
+        hostmem__trace_flush_before(traced ? reserved.seq : 0);
         hostmem__call_start(c, c->m, HOSTMEM_OP_commit, caller, addr, size, (int32_t)level);
+        memcpy(c->notice, notice, sizeof notice);
+        c->holding = traced;
+        c->held = reserved;
         c->ev.alloc_type = type;
         c->ev.protect = protect;
         c->ev.base = base; /* the event names the region even if the commit fails */

@@ -49,6 +49,7 @@ void hostmem__call_start(hostmem__call *c, hostmem_manager *m, enum hostmem__op 
     c->reason = HOSTMEM_REASON_none;
     c->os_errno = 0;
     c->maker = NULL;
+    c->holding = false;
 }
 
 hostmem__notice *hostmem__call_notice(hostmem__call *c)
@@ -64,11 +65,19 @@ HRESULT hostmem__call_finish(hostmem__call *c, HRESULT hr)
 {
     hostmem_manager *m = c->m;
     c->ev.hr = hr;
+    if (c->holding) {
+        /* The reserve half of a reserve-and-commit: its region stands only
+         * if the commit did; otherwise it was given back and the reserve
+         * failed with the call.  Its event comes first (its seq is lower). */
+        c->held.hr = SUCCEEDED(hr) ? S_OK : hr;
+        hostmem__trace_flush_before(c->held.seq);
+        hostmem__trace_region_op(m, HOSTMEM_OP_reserve, &c->held, false);
+    }
     /* Decisions and state changes made under the state lock before the call
      * took effect, its event, then those made after: in seq order. */
     hostmem__trace_flush_before(c->traced ? c->ev.seq : 0);
     if (c->traced)
-        hostmem__trace_region_op(m, c->op, &c->ev);
+        hostmem__trace_region_op(m, c->op, &c->ev, true);
     hostmem__trace_flush();
     if (FAILED(hr))
         hostmem__trace_failure(m, c->op, hr, c->reason, c->os_errno, c->ev.address, c->ev.size,

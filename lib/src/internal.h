@@ -269,6 +269,11 @@ typedef struct hostmem__call {
     enum hostmem__reason reason;
     int os_errno;
     hostmem__region *maker; /* the region this reserve-and-commit is making */
+    /* A reserve-and-commit's reserve event, held until the commit's outcome
+     * is known (alloc.c): it carries the call's failure if the commit fails
+     * and the new region is given back. */
+    bool holding;
+    hostmem__trace_op_event held;
 } hostmem__call;
 
 void hostmem__call_start(hostmem__call *c, hostmem_manager *m, enum hostmem__op op, uintptr_t caller,

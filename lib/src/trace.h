@@ -60,9 +60,12 @@ uint64_t hostmem__trace_now_ns(void);
  * where it can be (trace_lttng.c says how, and how close).  0 untraced. */
 uint64_t hostmem__trace_clock_ns(void);
 
-/* op's event, from the record (its seq is taken now if the call took none). */
+/* op's event, from the record (its seq is taken now if the call took none).
+ * `last`: the call's last region event, after which come what the call
+ * decided after it took effect and the thread's totals event (a
+ * reserve-and-commit's reserve is not: its commit's seq is already taken). */
 void hostmem__trace_region_op(const struct hostmem_manager *m, enum hostmem__op op,
-                              hostmem__trace_op_event *ev);
+                              hostmem__trace_op_event *ev, bool last);
 /* The `seq` of op's event, taken now: where the call takes effect, under the
  * lock that orders it against the calls it could conflict with, so that seq
  * order is the order in which calls changed the manager (a release before

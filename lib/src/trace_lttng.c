@@ -327,7 +327,7 @@ static void trace_fire_op(enum hostmem__op op, const struct hostmem_tp_op_v2 *e)
  * (per thread) until hostmem__trace_flush, which the manager calls with no
  * lock held.  A call makes at most a few between flushes; the queue is small
  * because it lives in static TLS. */
-#define TRACE_QUEUE 8
+#define TRACE_QUEUE 16
 typedef struct trace_pending {
     const struct hostmem_manager *m;
     uint64_t seq; /* taken when made, under the state lock: the order they were made in */
@@ -347,7 +347,7 @@ void hostmem__trace_order(hostmem__trace_op_event *ev, enum hostmem__op op)
 }
 
 void hostmem__trace_region_op(const struct hostmem_manager *m, enum hostmem__op op,
-                              hostmem__trace_op_event *ev)
+                              hostmem__trace_op_event *ev, bool last)
 {
     if (!trace_region_enabled(op) || hostmem__trace_depth != 0)
         return;
@@ -359,11 +359,13 @@ void hostmem__trace_region_op(const struct hostmem_manager *m, enum hostmem__op 
     hostmem__trace_depth++;
     if (hostmem__stack_on()) /* T7: its stack first (trace_lttng_stack.c) */
         hostmem__trace_stack_op(m, op, ev->alloc_type, ev->seq, (uintptr_t)ev->caller);
-    if (__builtin_expect(op == HOSTMEM_OP_commit && (ev->alloc_type & MEM_RESERVE), 0)) {
-        /* The commit half of a reserve-and-commit commits the whole new
-         * region: its range travels instead of the arguments, which the
-         * reserve event just before already carries (and the call's
-         * failure event, if any, still needs). */
+    if (__builtin_expect(op == HOSTMEM_OP_commit && ((ev->alloc_type & MEM_RESERVE) || ev->address == 0), 0)) {
+        /* The commit half of a reserve-and-commit (MEM_RESERVE | MEM_COMMIT,
+         * or MEM_COMMIT at no address, which reserves too: a plain commit
+         * always names its pages) commits the whole new region: its range
+         * travels instead of the arguments, which the reserve event just
+         * before already carries (and the call's failure event, if any,
+         * still needs). */
         struct hostmem_tp_op_v2 whole = *ev;
         whole.address = ev->base;
         whole.size = ev->region_size;
@@ -371,11 +373,12 @@ void hostmem__trace_region_op(const struct hostmem_manager *m, enum hostmem__op 
     } else {
         trace_fire_op(op, ev);
     }
-    /* What the call decided after it took effect, then (seq order). */
-    if (trace_queued != 0)
+    /* What the call decided after it took effect, then (seq order); a
+     * reserve's whose commit follows: after the commit's event. */
+    if (last && trace_queued != 0)
         trace_emit_queued(0);
     /* Still inside the guard: totals are part of this call's tracing. */
-    if (op != HOSTMEM_OP_query && m != NULL)
+    if (last && op != HOSTMEM_OP_query && m != NULL)
         trace_totals(m);
     hostmem__trace_depth--;
 }

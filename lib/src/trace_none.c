@@ -10,7 +10,7 @@ void hostmem__trace_flush_before(uint64_t seq) {}
 uint64_t hostmem__trace_clock_ns(void) { return 0; }
 
 void hostmem__trace_region_op(const struct hostmem_manager *m, enum hostmem__op op,
-                              hostmem__trace_op_event *ev) {}
+                              hostmem__trace_op_event *ev, bool last) {}
 void hostmem__trace_failure(const struct hostmem_manager *m, enum hostmem__op op, int32_t hr,
                             enum hostmem__reason reason, int os_errno, uintptr_t address,
                             uint64_t size, int32_t level) {}

@@ -259,17 +259,18 @@ class TraceTest(unittest.TestCase):
         for c in calls:
             by.setdefault(c["call"], []).append(c)
 
-        # hostmem:totals: the thread's first region event brings one (and
-        # then every 64th); it reports the manager's books after that call.
+        # A reserve-and-commit emits both events when the call ends; the
+        # commit half names the whole new region.  hostmem:totals: the
+        # thread's first call brings one (and then every 64th region event),
+        # after the call's events, with the manager's books after the call.
         c = by["reserve_commit"][0]
         p, psize = c["result"], round_up(100000, P)
         self.expect(next(ev), "reserve", address=0, size=100000, base=p,
                     alloc_type=MEM_RESERVE | MEM_COMMIT, protect=PAGE_READWRITE, hr="S_OK")
-        self.expect(next(ev), "totals", reserved_bytes=psize, committed_bytes=0)
-        # The commit half of a reserve-and-commit names the whole new region.
         e = next(ev)
         self.expect(e, "commit", address=p, size=psize, alloc_type=MEM_RESERVE | MEM_COMMIT,
                     protect=PAGE_READWRITE, level="task", hr="S_OK")
+        self.expect(next(ev), "totals", reserved_bytes=psize, committed_bytes=psize)
 
         r = by["reserve"][0]["result"]
         MB = 1 << 20
@@ -401,6 +402,47 @@ class TraceTest(unittest.TestCase):
                     hr="HOST_E_INVALIDOPERATION", address=ext)
 
         self.expect(events[-1], "manager_destroy", regions=0, reserved_bytes=0, committed_bytes=0)
+
+    def test_halves(self):
+        """A reserve-and-commit's two events come when the call ends: MEM_COMMIT at no
+        address is one too (its commit names the new region), and when the commit is
+        refused the reserve carries the call's failure, so the analysis counts no
+        region, bytes or peak for it (in both engines)."""
+        with Session() as s:
+            lines = run_workload("halves")
+            s.stop()
+            header, calls = lines[0], lines[1:]
+            events, discarded = s.read(header["pid"])
+            summaries = [analyze_json(s.path)] + ([analyze_json(s.path, "c")] if engine_lib() else [])
+        self.assertEqual(discarded, 0)
+        self.check_common(header, events)
+        P = header["page"]
+        ev = iter([e for e in events if e["event"] not in ("region_state", "critical_decision",
+                                                          "memory_state", "totals")])
+        self.expect(next(ev), "manager_create", commit_limit=10 * P)
+        p = calls[0]["result"]
+        self.expect(next(ev), "reserve", address=0, size=2 * P, base=p, alloc_type=MEM_COMMIT,
+                    hr="S_OK")
+        self.expect(next(ev), "commit", address=p, size=2 * P, alloc_type=MEM_COMMIT, hr="S_OK")
+        self.assertEqual(calls[1]["result"], 0)
+        refused = next(ev)
+        self.expect(refused, "reserve", address=0, size=20 * P, alloc_type=MEM_RESERVE | MEM_COMMIT,
+                    hr="E_OUTOFMEMORY")
+        self.assertNotEqual(refused["base"], 0, "the event names the region given back")
+        self.expect(next(ev), "commit", address=refused["base"], size=20 * P, hr="E_OUTOFMEMORY")
+        self.expect_failure(next(ev), "commit", "E_OUTOFMEMORY", 0, 20 * P, "task")
+        self.expect(next(ev), "release", address=p, hr="S_OK")
+        self.expect(next(ev), "manager_destroy", regions=0, reserved_bytes=0, committed_bytes=0)
+        for summary in summaries:
+            ops = summary["ops"]
+            self.assertEqual((ops["reserve"]["count"], ops["reserve"]["failed"],
+                              ops["reserve"]["bytes"]), (2, 1, 2 * P))
+            self.assertEqual((ops["commit"]["count"], ops["commit"]["failed"],
+                              ops["commit"]["bytes"]), (2, 1, 2 * P))
+            self.assertEqual(summary["peak_reserved_bytes"], 2 * P)
+            self.assertEqual(summary["peak_committed_bytes"], 2 * P)
+            self.assertEqual(summary["leaks"]["regions"], 0)
+            self.assertTrue(summary["trust"]["complete"], summary["trust"])
 
     def test_statedump(self):
         """A session started mid-run sees every live region once, before the next event."""

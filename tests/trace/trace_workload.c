@@ -4,7 +4,7 @@
  * recorded.  It prints one JSON object per line on stdout: what it did and
  * what each call returned, so the checker can compare field by field.
  *
- *   trace_workload basic | limits | statedump | threads | heap
+ *   trace_workload basic | limits | halves | statedump | threads | heap
  *
  * statedump: after building its regions it prints {"ready": true} and waits
  * for a line on stdin (the checker starts its session meanwhile), then makes
@@ -175,6 +175,33 @@ static void limits(void)
 
     CHECK(hostmem_virtual_free(m, r, 0, MEM_RELEASE) == S_OK);
     emit("release", r, 0, S_OK, NULL);
+    hostmem_destroy(m);
+    emit("destroy", NULL, 0, S_OK, NULL);
+}
+
+/* The two halves of one call: MEM_COMMIT at no address reserves too, and a
+ * reserve-and-commit the commit limit refuses leaves nothing behind. */
+static void halves(void)
+{
+    hostmem_config cfg;
+    hostmem_config_init(&cfg);
+    cfg.commit_limit = 10 * page;
+    hostmem_manager *m;
+    CHECK(hostmem_create(&cfg, &m) == S_OK);
+    emit_header("halves", m);
+    void *p = NULL, *q = (void *)1;
+    HRESULT hr = hostmem_virtual_alloc(m, NULL, 2 * page, MEM_COMMIT, PAGE_READWRITE, eTaskCritical, &p);
+    CHECK(hr == S_OK);
+    emit("implicit", NULL, 2 * page, hr, p);
+    hr = hostmem_virtual_alloc(m, NULL, 20 * page, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE,
+                               eTaskCritical, &q);
+    CHECK(hr == E_OUTOFMEMORY && q == NULL);
+    emit("refused", NULL, 20 * page, hr, q);
+    hostmem_stats st;
+    CHECK(hostmem_get_stats(m, &st) == S_OK);
+    CHECK(st.region_count == 1 && st.committed_bytes == 2 * page);
+    CHECK(hostmem_virtual_free(m, p, 0, MEM_RELEASE) == S_OK);
+    emit("release", p, 0, S_OK, NULL);
     hostmem_destroy(m);
     emit("destroy", NULL, 0, S_OK, NULL);
 }
@@ -380,6 +407,8 @@ int main(int argc, char **argv)
         basic();
     else if (strcmp(s, "limits") == 0)
         limits();
+    else if (strcmp(s, "halves") == 0)
+        halves();
     else if (strcmp(s, "statedump") == 0)
         statedump();
     else if (strcmp(s, "threads") == 0)
@@ -391,7 +420,7 @@ int main(int argc, char **argv)
     else if (strcmp(s, "win32") == 0)
         win32();
     else {
-        fprintf(stderr, "usage: %s basic|limits|statedump|threads|fork|heap\n", argv[0]);
+        fprintf(stderr, "usage: %s basic|limits|halves|statedump|threads|fork|heap|win32\n", argv[0]);
         return 2;
     }
     return 0;
