@@ -498,8 +498,13 @@ static inline HRESULT alloc_virtual(hostmem__call *c, hostmem_manager *m, uintpt
         return hostmem__call_fail(c, E_INVALIDARG, HOSTMEM_REASON_bad_type);
     if (FAILED(hr = hostmem__protect_check(protect, m->policy.config.deny_write_execute, &c->reason)))
         return hr;
-    if ((type & MEM_WRITE_WATCH) && !hostmem__os_caps_get()->write_watch) /* W1 */
-        return hostmem__call_fail(c, E_NOTIMPL, HOSTMEM_REASON_not_implemented);
+    if (type & MEM_WRITE_WATCH) { /* W1 */
+        int err = hostmem__os_watch_ready();
+        if (err == EOPNOTSUPP)
+            return hostmem__call_fail(c, E_NOTIMPL, HOSTMEM_REASON_not_implemented);
+        if (err)
+            return hostmem__call_fail_os(c, err, HOSTMEM_REASON_os_watch);
+    }
     if (!size)
         return hostmem__call_fail(c, E_INVALIDARG, HOSTMEM_REASON_zero_size);
     if (!addr && op == HOSTMEM_OP_reserve) {

@@ -89,11 +89,16 @@ typedef struct hostmem__os_caps {
     size_t huge_page_size; /* transparent huge page size, 0 if unknown */
     uintptr_t user_end;    /* first address past user space (2^47 on x86-64 4-level) */
     bool write_watch;      /* the watch primitives work: userfaultfd asynchronous
-                              write-protect and PAGEMAP_SCAN (Linux 6.7+) */
+                              write-protect and PAGEMAP_SCAN (Linux 6.7+); known
+                              once hostmem__os_watch_ready has answered */
 } hostmem__os_caps;
 
 extern const hostmem__os hostmem__os_linux;
 const hostmem__os_caps *hostmem__os_caps_get(void);
+/* Whether write watch works: 0, EOPNOTSUPP when the kernel lacks it, or the
+ * errno that kept the probe from telling (no descriptor left...; it is
+ * probed again at the next call). */
+int hostmem__os_watch_ready(void);
 /* Tests pretend the kernel has other capabilities (NULL: the probed ones). */
 void hostmem__os_caps_set(const hostmem__os_caps *caps);
 /* The primitives in use; tests swap them (NULL restores the real ones). */

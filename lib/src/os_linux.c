@@ -160,6 +160,40 @@ static void linux_reset_in_child(void)
     hostmem__linux_watch_close();
 }
 
+/* Write watch (W1) is probed at first use.  A probe that could not tell --
+ * no descriptor or memory left at that moment -- decides nothing: the next
+ * call that asks probes again, and fails meanwhile with that errno (P7),
+ * not with "not implemented". */
+static _Atomic int watch_known; /* 0: not yet, 1: works, -1: the kernel lacks it */
+static pthread_mutex_t watch_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int watch_probe(void)
+{
+    int err = hostmem__linux_watch_probe(caps.page_size);
+    bool transient = err == EMFILE || err == ENFILE || err == ENOMEM || err == EAGAIN || err == EINTR;
+    if (!err || !transient) {
+        caps.write_watch = !err; /* before watch_known publishes it */
+        atomic_store_explicit(&watch_known, err ? -1 : 1, memory_order_release);
+    }
+    return err;
+}
+
+int hostmem__os_watch_ready(void)
+{
+    const hostmem__os_caps *c = hostmem__os_caps_get();
+    if (c != &caps) /* a test's capabilities */
+        return c->write_watch ? 0 : EOPNOTSUPP;
+    int known = atomic_load_explicit(&watch_known, memory_order_acquire), err = 0;
+    if (!known) {
+        pthread_mutex_lock(&watch_lock);
+        if (!atomic_load_explicit(&watch_known, memory_order_acquire))
+            err = watch_probe();
+        known = atomic_load_explicit(&watch_known, memory_order_acquire);
+        pthread_mutex_unlock(&watch_lock);
+    }
+    return known > 0 ? 0 : known < 0 ? EOPNOTSUPP : err;
+}
+
 static void caps_init(void)
 {
     long ps = sysconf(_SC_PAGESIZE);
@@ -172,7 +206,7 @@ static void caps_init(void)
     madv_free_known = !(madvise((void *)caps.page_size, 0, MADV_FREE) && errno == EINVAL);
     errno = saved;
     pthread_atfork(NULL, NULL, linux_reset_in_child);
-    caps.write_watch = hostmem__linux_watch_probe(caps.page_size);
+    (void)watch_probe();
 }
 
 const hostmem__os_caps *hostmem__os_caps_get(void)

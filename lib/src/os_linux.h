@@ -31,7 +31,7 @@ int hostmem__linux_watch_scan(void *addr, size_t size, bool reset, size_t max_pa
                               hostmem__os_range *out, size_t len, size_t *out_n, uintptr_t *out_next);
 /* Whether the kernel tracks writes as the watch primitives need (pages of
  * `page_size` bytes).  Probed once, by the capabilities. */
-bool hostmem__linux_watch_probe(size_t page_size);
+int hostmem__linux_watch_probe(size_t page_size);
 /* Close the write-watch descriptors (a child made by fork(), a failed probe). */
 void hostmem__linux_watch_close(void);
 

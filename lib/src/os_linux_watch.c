@@ -155,25 +155,35 @@ done:
     return err;
 }
 
-/* A small mapping is watched, written once and scanned. */
-bool hostmem__linux_watch_probe(size_t page_size)
+/* A small mapping is watched, written once and scanned: 0 when it works,
+ * the errno of the step that failed otherwise (EOPNOTSUPP: the scan did not
+ * see the write as it should). */
+int hostmem__linux_watch_probe(size_t page_size)
 {
     size_t ps = page_size, pages = 4;
+    int saved = errno;
     void *p = mmap(NULL, pages * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-        return false;
-    bool ok = false;
+    if (p == MAP_FAILED) {
+        int err = errno;
+        errno = saved;
+        return err;
+    }
     hostmem__os_range r[4];
     size_t n;
     uintptr_t next;
-    if (!hostmem__linux_watch(p, pages * ps)) {
+    int err = hostmem__linux_watch(p, pages * ps);
+    if (!err) {
         ((volatile char *)p)[ps] = 1;
-        ok = !hostmem__linux_watch_scan(p, pages * ps, true, 0, r, 4, &n, &next) && n == 1 &&
-             r[0].start == (uintptr_t)p + ps && r[0].end == (uintptr_t)p + 2 * ps &&
-             !hostmem__linux_watch_scan(p, pages * ps, false, 0, r, 4, &n, &next) && n == 0;
+        err = hostmem__linux_watch_scan(p, pages * ps, true, 0, r, 4, &n, &next);
+        if (!err && !(n == 1 && r[0].start == (uintptr_t)p + ps && r[0].end == (uintptr_t)p + 2 * ps))
+            err = EOPNOTSUPP;
+        if (!err)
+            err = hostmem__linux_watch_scan(p, pages * ps, false, 0, r, 4, &n, &next);
+        if (!err && n != 0)
+            err = EOPNOTSUPP;
     }
     munmap(p, pages * ps);
-    if (!ok)
+    if (err)
         hostmem__linux_watch_close();
-    return ok;
+    return err;
 }

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/resource.h>
 
 #define RESET WRITE_WATCH_FLAG_RESET
 
@@ -251,6 +252,40 @@ Test(w1_write_watch, decommit_anywhere_around_written_pages)
                 cr_assert_eq(mbi.RegionSize, count * P);
                 HR_OK(hostmem_virtual_free(m, base, 0, MEM_RELEASE));
             }
+    hostmem_destroy(m);
+}
+
+/* Whether the kernel has write watch is learned at first use: when no file
+ * descriptor is left then, the call fails for that (P7), and the library
+ * asks again once there are (not "not implemented" for good).  This test's
+ * process makes its first hostmem call here. */
+Test(w1_write_watch, first_use_without_descriptors_is_out_of_memory_then_works)
+{
+    struct rlimit old, low;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = 64;
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    int fds[64], n = 0;
+    for (int fd; n < 64 && (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;)
+        fds[n++] = fd;
+    hostmem_manager *m;
+    HRESULT hr = hostmem_create(NULL, &m);
+    void *p = NULL;
+    HRESULT ww_hr = SUCCEEDED(hr) ? hostmem_virtual_alloc(m, NULL, GRAN, MEM_RESERVE | MEM_WRITE_WATCH,
+                                                           PAGE_READWRITE, eTaskCritical, &p)
+                                  : hr;
+    while (n > 0)
+        close(fds[--n]);
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+    HR_OK(hr);
+    HR_EQ(ww_hr, E_OUTOFMEMORY);
+    cr_assert_null(p);
+    char *w = alloc_ok(m, NULL, GRAN, MEM_RESERVE | MEM_COMMIT | MEM_WRITE_WATCH, PAGE_READWRITE);
+    w[0] = 1;
+    void *res[4];
+    size_t got = ww(m, 0, w, GRAN, res, 4);
+    WW_IS(got, res, 1, w);
     hostmem_destroy(m);
 }
 
