@@ -191,11 +191,11 @@ static int fault_handle(const siginfo_t *info, hostmem_manager **out_m)
     return res;
 }
 
-hostmem_fault hostmem_handle_fault(const siginfo_t *info)
+hostmem_fault hostmem_handle_fault(const void *info)
 {
     int saved = errno;
     hostmem_manager *m;
-    int res = fault_handle(info, &m);
+    int res = fault_handle((const siginfo_t *)info, &m);
     errno = saved;
     return res == FAULT_NOT_OURS ? HOSTMEM_FAULT_NOT_OURS
            : res == FAULT_ACCESS ? HOSTMEM_FAULT_ACCESS

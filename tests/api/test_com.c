@@ -27,8 +27,8 @@ typedef struct host_callback {
 
 static HRESULT STDMETHODCALLTYPE cb_qi(ICLRMemoryNotificationCallback *This, REFIID riid, void **ppv)
 {
-    if (!memcmp(riid, &IID_IUnknown, sizeof(IID)) || !memcmp(riid, &IID_ICLRMemoryNotificationCallback, sizeof(IID))) {
-        This->lpVtbl->AddRef(This);
+    if (IsEqualIID(riid, &IID_IUnknown) || IsEqualIID(riid, &IID_ICLRMemoryNotificationCallback)) {
+        ICLRMemoryNotificationCallback_AddRef(This);
         *ppv = This;
         return S_OK;
     }
@@ -86,6 +86,12 @@ Test(c1_com, query_interface_and_reference_counts)
     cr_assert_eq(mgr->lpVtbl->QueryInterface(mgr, &IID_IHostMemoryManager, NULL), E_POINTER);
     cr_assert_eq(mgr->lpVtbl->QueryInterface(mgr, &IID_IUnknown, &p), S_OK);
     cr_assert_eq(p, mgr);
+    /* through IUnknown, as a host holding only that would */
+    IUnknown *unk = p;
+    cr_assert_eq(IUnknown_AddRef(unk), 3);
+    cr_assert_eq(IUnknown_Release(unk), 2);
+    cr_assert(IsEqualIID(&IID_IUnknown, &IID_IUnknown));
+    cr_assert(!IsEqualIID(&IID_IUnknown, &IID_IHostMalloc));
     cr_assert_eq(mgr->lpVtbl->QueryInterface(mgr, &IID_IHostMemoryManager, &p), S_OK);
     cr_assert_eq(p, mgr);
     cr_assert_eq(IHostMemoryManager_AddRef(mgr), 4);

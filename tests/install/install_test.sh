@@ -27,6 +27,16 @@ cmake -S "$tmp/cmake" -B "$tmp/cmake/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" -D
     -DCMAKE_C_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="$flags" >/dev/null
 cmake --build "$tmp/cmake/build" >/dev/null
 "$tmp/cmake/build/consumer"
+# The public headers compile alone in strict ISO C (no POSIX feature macros)
+# and in C++, with every warning.
+for std in c99 c11 c17; do
+    printf '#include <hostmem/mscoree.h>\nint main(void) { return hostmem_hresult_name(S_OK) == 0; }\n' |
+        "$cc" -std=$std -pedantic -Wall -Wextra -Werror -I"$tmp/prefix/include" -x c -c - -o /dev/null
+done
+if command -v c++ >/dev/null; then
+    printf '#define COBJMACROS\n#include <hostmem/mscoree.h>\nint main() { return IsEqualIID(&IID_IUnknown, &IID_IHostMalloc); }\n' |
+        c++ -std=c++11 -pedantic -Wall -Wextra -Werror -I"$tmp/prefix/include" -x c++ -c - -o /dev/null
+fi
 # The documentation the header cites is installed with it.
 for page in README.md api.md semantics.md policy.md; do
     if [ ! -f "$tmp/prefix/share/doc/hostmem/$page" ]; then

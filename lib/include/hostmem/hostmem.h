@@ -372,7 +372,11 @@ typedef enum hostmem_fault {
     HOSTMEM_FAULT_GUARD = 1,
     HOSTMEM_FAULT_ACCESS = 2
 } hostmem_fault;
-HOSTMEM_API hostmem_fault hostmem_handle_fault(const siginfo_t *info);
+/* `info`: the handler's siginfo_t *.  Declared const void * so that this
+ * header compiles in strict ISO C too (-std=c11 without POSIX feature macros,
+ * where <signal.h> declares no siginfo_t); a siginfo_t * converts to it
+ * implicitly, in C and in C++. */
+HOSTMEM_API hostmem_fault hostmem_handle_fault(const void *info);
 
 /* The symbolic name of an HRESULT ("E_OUTOFMEMORY"), "UNKNOWN" outside the table. */
 HOSTMEM_API const char *hostmem_hresult_name(HRESULT hr);

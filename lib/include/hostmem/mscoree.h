@@ -8,7 +8,11 @@
  * interface's own.  A host written against the hosting interface -- calling
  * manager->lpVtbl->VirtualAlloc(manager, ...) or, with COBJMACROS defined,
  * IHostMemoryManager_VirtualAlloc(manager, ...) -- compiles against this
- * header with only its includes changed.
+ * header with only its includes changed.  The COM basics such a host uses
+ * come with it where no Windows header has defined them: GUID, IID, REFIID,
+ * IUnknown (and its COBJMACROS), IsEqualGUID and IsEqualIID (pointers, as
+ * in C).  C only: the SDK's C++ class form (manager->VirtualAlloc(...)) is
+ * not declared.
  *
  * hostmem_com_create() makes a manager with one reference.  AddRef and
  * Release return the new count; the last Release destroys the manager (and
@@ -64,6 +68,41 @@ typedef void *LPVOID;
 #endif
 #ifndef E_NOINTERFACE
 #define E_NOINTERFACE ((HRESULT)0x80004002)
+#endif
+/* IsEqualGUID / IsEqualIID take pointers, as the SDK's do in C. */
+#ifndef IsEqualGUID
+static inline int hostmem_guid_equal(const GUID *a, const GUID *b)
+{
+    if (a->Data1 != b->Data1 || a->Data2 != b->Data2 || a->Data3 != b->Data3)
+        return 0;
+    for (int i = 0; i < 8; i++)
+        if (a->Data4[i] != b->Data4[i])
+            return 0;
+    return 1;
+}
+#define IsEqualGUID(rguid1, rguid2) hostmem_guid_equal(rguid1, rguid2)
+#endif
+#ifndef IsEqualIID
+#define IsEqualIID(riid1, riid2) IsEqualGUID(riid1, riid2)
+#endif
+
+/* IUnknown: the first three methods of every interface below. */
+#ifndef __IUnknown_INTERFACE_DEFINED__
+#define __IUnknown_INTERFACE_DEFINED__
+typedef struct IUnknown IUnknown;
+typedef struct IUnknownVtbl {
+    HRESULT(STDMETHODCALLTYPE *QueryInterface)(IUnknown *This, REFIID riid, void **ppvObject);
+    ULONG(STDMETHODCALLTYPE *AddRef)(IUnknown *This);
+    ULONG(STDMETHODCALLTYPE *Release)(IUnknown *This);
+} IUnknownVtbl;
+struct IUnknown {
+    const IUnknownVtbl *lpVtbl;
+};
+#ifdef COBJMACROS
+#define IUnknown_QueryInterface(This, riid, ppv) ((This)->lpVtbl->QueryInterface(This, riid, ppv))
+#define IUnknown_AddRef(This) ((This)->lpVtbl->AddRef(This))
+#define IUnknown_Release(This) ((This)->lpVtbl->Release(This))
+#endif
 #endif
 
 /* The real IIDs: {00000000-0000-0000-C000-000000000046},
@@ -167,6 +206,9 @@ HOSTMEM_API hostmem_manager *hostmem_com_manager(IHostMemoryManager *manager);
 #define IHostMalloc_Alloc(This, s, l, pp) ((This)->lpVtbl->Alloc(This, s, l, pp))
 #define IHostMalloc_DebugAlloc(This, s, l, f, n, pp) ((This)->lpVtbl->DebugAlloc(This, s, l, f, n, pp))
 #define IHostMalloc_Free(This, p) ((This)->lpVtbl->Free(This, p))
+#define ICLRMemoryNotificationCallback_QueryInterface(This, riid, ppv) ((This)->lpVtbl->QueryInterface(This, riid, ppv))
+#define ICLRMemoryNotificationCallback_AddRef(This) ((This)->lpVtbl->AddRef(This))
+#define ICLRMemoryNotificationCallback_Release(This) ((This)->lpVtbl->Release(This))
 #define ICLRMemoryNotificationCallback_OnMemoryNotification(This, s) ((This)->lpVtbl->OnMemoryNotification(This, s))
 #endif
 
