@@ -314,7 +314,7 @@ uintptr_t hostmem__arena_free_extend(struct hostmem_manager *m, uintptr_t end)
 {
     /* Each step crosses one arena or one unmapped gap; a bound keeps a query
      * short however the arenas lie. */
-    for (unsigned step = 0; step < 16 && end < m->user_end; step++) {
+    for (unsigned step = 0; step < 16 && end < m->map_end; step++) {
         uintptr_t e;
         hostmem__arena *a = arena_at(m, end, &e);
         if (a) {
@@ -329,7 +329,7 @@ uintptr_t hostmem__arena_free_extend(struct hostmem_manager *m, uintptr_t end)
         hostmem__os_mapping map;
         if (hostmem__os_get()->query(end, &map) || (map.found && map.start <= end))
             break; /* mapped by someone else, or unknown: stop here */
-        uintptr_t next = map.found ? map.start : m->user_end;
+        uintptr_t next = map.found ? map.start : m->map_end;
         if (next <= end)
             break;
         end = next;

@@ -160,6 +160,7 @@ static HRESULT lifecycle_create(hostmem__call *c, const hostmem_config *config, 
     m->page_size = caps->page_size;
     m->page_shift = (unsigned)__builtin_ctzl(caps->page_size);
     m->user_end = caps->user_end;
+    m->map_end = caps->map_end ? caps->map_end : caps->user_end;
     pthread_mutex_init(&m->state_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);

@@ -88,6 +88,8 @@ typedef struct hostmem__os_caps {
     size_t page_size;      /* P */
     size_t huge_page_size; /* transparent huge page size, 0 if unknown */
     uintptr_t user_end;    /* first address past user space (2^47 on x86-64 4-level) */
+    uintptr_t map_end;     /* first address the kernel never maps: on x86-64 it keeps
+                              the top page of user space out (TASK_SIZE) */
     bool write_watch;      /* the watch primitives work: userfaultfd asynchronous
                               write-protect and PAGEMAP_SCAN (Linux 6.7+); known
                               once hostmem__os_watch_ready has answered */

@@ -202,6 +202,11 @@ static void caps_init(void)
     if (!caps.huge_page_size)
         caps.huge_page_size = (size_t)2 << 20;
     caps.user_end = (uintptr_t)1 << HOSTMEM_VA_BITS;
+#if defined(__x86_64__)
+    caps.map_end = caps.user_end - caps.page_size;
+#else
+    caps.map_end = caps.user_end;
+#endif
     int saved = errno;
     madv_free_known = !(madvise((void *)caps.page_size, 0, MADV_FREE) && errno == EINVAL);
     errno = saved;

@@ -137,6 +137,21 @@ static void query_describe_free(MEMORY_BASIC_INFORMATION *mbi, uintptr_t page, u
     mbi->Type = 0;
 }
 
+/* The top of user space the kernel never maps (os.h, map_end): reserved by
+ * the system, the way query shows a foreign reservation, so that it is
+ * neither free (S4: free space can be reserved) nor above user space. */
+static HRESULT query_describe_kept(const hostmem_manager *m, MEMORY_BASIC_INFORMATION *mbi)
+{
+    mbi->BaseAddress = (void *)m->map_end;
+    mbi->AllocationBase = (void *)m->map_end;
+    mbi->AllocationProtect = PAGE_NOACCESS;
+    mbi->RegionSize = m->user_end - m->map_end;
+    mbi->State = MEM_RESERVE;
+    mbi->Protect = 0;
+    mbi->Type = MEM_PRIVATE;
+    return S_OK;
+}
+
 static HRESULT query_answer(hostmem__call *c, uintptr_t addr, MEMORY_BASIC_INFORMATION *mbi)
 {
     hostmem_manager *m = c->m;
@@ -179,7 +194,9 @@ static HRESULT query_answer(hostmem__call *c, uintptr_t addr, MEMORY_BASIC_INFOR
             break;
     }
     if (!map.found || map.start > page) {
-        uintptr_t end = map.found ? map.start : m->user_end;
+        /* Free space ends where the kernel stops mapping: S4 promises that
+         * what query calls free can be reserved. */
+        uintptr_t end = map.found ? map.start : m->map_end;
         query_describe_free(mbi, page, hostmem__arena_free_extend(m, end));
         return S_OK;
     }
@@ -224,7 +241,7 @@ static inline HRESULT query_virtual(hostmem__call *c, hostmem_manager *m, uintpt
         return hostmem__call_fail(c, E_INVALIDARG, HOSTMEM_REASON_beyond_user_space);
     MEMORY_BASIC_INFORMATION mbi;
     memset(&mbi, 0, sizeof mbi); /* padding too: no stack bytes leak to the caller */
-    HRESULT hr = query_answer(c, addr, &mbi);
+    HRESULT hr = addr >= m->map_end ? query_describe_kept(m, &mbi) : query_answer(c, addr, &mbi);
     if (SUCCEEDED(hr)) {
         memcpy(buffer, &mbi, sizeof mbi);
         *out_written = sizeof mbi;

@@ -218,6 +218,7 @@ struct hostmem_manager {
     size_t page_size;
     unsigned page_shift;
     uintptr_t user_end;         /* first address past user space */
+    uintptr_t map_end;          /* first address the kernel never maps (os.h) */
     struct hostmem_manager *next_manager; /* every manager, for fork() */
     struct hostmem_manager *_Atomic next_fault; /* managers hostmem_handle_fault() searches */
 };

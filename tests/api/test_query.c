@@ -35,6 +35,30 @@ Test(s9_query, above_user_space)
     hostmem_destroy(m);
 }
 
+/* S4: what query calls free can be reserved, up to the top of user space,
+ * whose last page the kernel never maps (x86-64): that page is not free. */
+Test(s9_query, free_at_the_top_of_user_space_can_be_reserved)
+{
+    size_t P = pg();
+    hostmem_manager *m = mk(NULL);
+    MEMORY_BASIC_INFORMATION mbi = q(m, (void *)(USER_END - GRAN));
+    if (mbi.State != MEM_FREE)
+        cr_skip_test("something is mapped at the top of user space");
+    cr_assert_eq((uintptr_t)mbi.BaseAddress, USER_END - GRAN);
+    void *p = NULL;
+    HR_OK(hostmem_virtual_alloc(m, mbi.BaseAddress, mbi.RegionSize, MEM_RESERVE, PAGE_NOACCESS, eTaskCritical, &p));
+    cr_assert_eq(p, mbi.BaseAddress);
+    HR_OK(hostmem_virtual_free(m, p, 0, MEM_RELEASE));
+#if defined(__x86_64__)
+    cr_assert_eq(mbi.RegionSize, GRAN - P, "the top page is the kernel's");
+    mbi = q(m, (void *)(USER_END - 1));
+    cr_assert_eq(mbi.State, MEM_RESERVE);
+    cr_assert_eq((uintptr_t)mbi.BaseAddress, USER_END - P);
+    cr_assert_eq(mbi.RegionSize, P);
+#endif
+    hostmem_destroy(m);
+}
+
 /* Region of 16 pages:  0-1 reserved, 2-4 RW, 5 RO, 6-7 RW, 8-9 reserved, 10-12 RW|GUARD, 13-15 RW. */
 Test(s9_query, runs_after_mixed_commits_and_protects)
 {
