@@ -137,21 +137,6 @@ static void query_describe_free(MEMORY_BASIC_INFORMATION *mbi, uintptr_t page, u
     mbi->Type = 0;
 }
 
-/* The top of user space the kernel never maps (os.h, map_end): reserved by
- * the system, the way query shows a foreign reservation, so that it is
- * neither free (S4: free space can be reserved) nor above user space. */
-static HRESULT query_describe_kept(const hostmem_manager *m, MEMORY_BASIC_INFORMATION *mbi)
-{
-    mbi->BaseAddress = (void *)m->map_end;
-    mbi->AllocationBase = (void *)m->map_end;
-    mbi->AllocationProtect = PAGE_NOACCESS;
-    mbi->RegionSize = m->user_end - m->map_end;
-    mbi->State = MEM_RESERVE;
-    mbi->Protect = 0;
-    mbi->Type = MEM_PRIVATE;
-    return S_OK;
-}
-
 static HRESULT query_answer(hostmem__call *c, uintptr_t addr, MEMORY_BASIC_INFORMATION *mbi)
 {
     hostmem_manager *m = c->m;
@@ -241,7 +226,11 @@ static inline HRESULT query_virtual(hostmem__call *c, hostmem_manager *m, uintpt
         return hostmem__call_fail(c, E_INVALIDARG, HOSTMEM_REASON_beyond_user_space);
     MEMORY_BASIC_INFORMATION mbi;
     memset(&mbi, 0, sizeof mbi); /* padding too: no stack bytes leak to the caller */
-    HRESULT hr = addr >= m->map_end ? query_describe_kept(m, &mbi) : query_answer(c, addr, &mbi);
+    HRESULT hr = S_OK;
+    if (addr >= m->map_end) /* the top page the kernel never maps (os.h): unmapped, but */
+        query_describe_free(&mbi, m->map_end, m->user_end); /* not part of the free space below */
+    else
+        hr = query_answer(c, addr, &mbi);
     if (SUCCEEDED(hr)) {
         memcpy(buffer, &mbi, sizeof mbi);
         *out_written = sizeof mbi;
