@@ -34,6 +34,7 @@ struct hostmem_tp_rec_head { /* HOSTMEM_TP_OP_HEAD */
     uint64_t start_ns;
     int32_t hr;
     uint64_t address;
+    uint64_t caller;
 } HOSTMEM_TP_PACKED;
 
 struct hostmem_tp_rec_reserve {
@@ -42,7 +43,7 @@ struct hostmem_tp_rec_reserve {
     uint64_t base;
     uint32_t alloc_type;
     uint32_t protect;
-    uint64_t caller;
+    int32_t level;
 } HOSTMEM_TP_PACKED;
 
 struct hostmem_tp_rec_commit {
@@ -56,6 +57,7 @@ struct hostmem_tp_rec_commit {
 struct hostmem_tp_rec_range {
     struct hostmem_tp_rec_head h;
     uint64_t size;
+    int32_t level;
 } HOSTMEM_TP_PACKED;
 
 struct hostmem_tp_rec_release {
@@ -79,7 +81,7 @@ struct hostmem_tp_rec_query {
 
 #define HOSTMEM_TP_REC_HEAD(ev)                                                                   \
     {.seq = (ev)->seq, .manager = (ev)->manager, .start_ns = (ev)->start_ns, .hr = (ev)->hr,       \
-     .address = (ev)->address}
+     .address = (ev)->address, .caller = (ev)->caller}
 
 /* Whether the one write applies: an event recorder without a filter. */
 static inline int hostmem_tp_fast(const struct lttng_ust_event_common *event)
@@ -125,10 +127,10 @@ static inline void hostmem_tp_record(struct lttng_ust_event_common *event, const
     }
 
 HOSTMEM_TP_WRITER(reserve, .size = ev->size, .base = ev->base, .alloc_type = ev->alloc_type,
-                  .protect = ev->protect, .caller = ev->caller)
+                  .protect = ev->protect, .level = ev->level)
 HOSTMEM_TP_WRITER(commit, .size = ev->size, .alloc_type = ev->alloc_type, .protect = ev->protect,
                   .level = ev->level)
-HOSTMEM_TP_WRITER(range, .size = ev->size)
+HOSTMEM_TP_WRITER(range, .size = ev->size, .level = ev->level)
 HOSTMEM_TP_WRITER(release)
 HOSTMEM_TP_WRITER(protect, .size = ev->size, .protect = ev->protect,
                   .old_protect = ev->old_protect)

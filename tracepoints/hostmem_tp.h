@@ -147,11 +147,10 @@ LTTNG_UST_TRACEPOINT_ENUM(hostmem, action,
     lttng_ust_field_integer_hex(uint64_t, manager, ev->manager)            \
     lttng_ust_field_integer(uint64_t, start_ns, ev->start_ns)              \
     lttng_ust_field_enum(hostmem, hresult, int32_t, hr, ev->hr)            \
-    lttng_ust_field_integer_hex(uint64_t, address, ev->address)
+    lttng_ust_field_integer_hex(uint64_t, address, ev->address)            \
+    lttng_ust_field_integer_hex(uint64_t, caller, ev->caller)
 
-/* reserve: where it landed, how, and who asked.  (The level of a reserve
- * matters only under an address-space limit, where critical_decision
- * carries it; a failure carries it too.) */
+/* reserve: where it landed, how, and at which level. */
 LTTNG_UST_TRACEPOINT_EVENT_CLASS(hostmem, op_reserve,
     LTTNG_UST_TP_ARGS(const struct hostmem_tp_op_v2 *, ev),
     LTTNG_UST_TP_FIELDS(
@@ -160,7 +159,7 @@ LTTNG_UST_TRACEPOINT_EVENT_CLASS(hostmem, op_reserve,
         lttng_ust_field_integer_hex(uint64_t, base, ev->base)
         lttng_ust_field_integer_hex(uint32_t, alloc_type, ev->alloc_type)
         lttng_ust_field_integer_hex(uint32_t, protect, ev->protect)
-        lttng_ust_field_integer_hex(uint64_t, caller, ev->caller)))
+        lttng_ust_field_enum(hostmem, level, int32_t, level, ev->level)))
 
 /* commit: the range is the page-rounded argument range (for the commit half
  * of a reserve-and-commit: the new region, see trace_lttng.c). */
@@ -173,12 +172,14 @@ LTTNG_UST_TRACEPOINT_EVENT_CLASS(hostmem, op_commit,
         lttng_ust_field_integer_hex(uint32_t, protect, ev->protect)
         lttng_ust_field_enum(hostmem, level, int32_t, level, ev->level)))
 
-/* decommit, reset, reset_undo: a range; the type is the event's name. */
+/* decommit, reset, reset_undo: a range; the type is the event's name (the
+ * level: reset's and reset_undo's as given, none for a decommit). */
 LTTNG_UST_TRACEPOINT_EVENT_CLASS(hostmem, op_range,
     LTTNG_UST_TP_ARGS(const struct hostmem_tp_op_v2 *, ev),
     LTTNG_UST_TP_FIELDS(
         HOSTMEM_TP_OP_HEAD
-        lttng_ust_field_integer(uint64_t, size, ev->size)))
+        lttng_ust_field_integer(uint64_t, size, ev->size)
+        lttng_ust_field_enum(hostmem, level, int32_t, level, ev->level)))
 
 /* release: the base; the size it frees is the region's (replay). */
 LTTNG_UST_TRACEPOINT_EVENT_CLASS(hostmem, op_release,

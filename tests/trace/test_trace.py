@@ -37,16 +37,16 @@ MEM_COMMIT, MEM_RESERVE, MEM_DECOMMIT, MEM_RELEASE = 0x1000, 0x2000, 0x4000, 0x8
 MEM_RESET, MEM_RESET_UNDO = 0x80000, 0x1000000
 PAGE_NOACCESS, PAGE_READONLY, PAGE_READWRITE, PAGE_EXECUTE_READ = 0x01, 0x02, 0x04, 0x20
 # Layout v2 (docs/tracing.md): every region event starts with these.
-_HEAD = {"seq", "manager", "start_ns", "hr", "hr#", "address"}
+_HEAD = {"seq", "manager", "start_ns", "hr", "hr#", "address", "caller"}
 # Every field of each event, exactly (an enum adds its integer as "name#").
 SCHEMA = {
-    "reserve": _HEAD | {"size", "base", "alloc_type", "protect", "caller"},
+    "reserve": _HEAD | {"size", "base", "alloc_type", "protect", "level", "level#"},
     "commit": _HEAD | {"size", "alloc_type", "protect", "level", "level#"},
-    "decommit": _HEAD | {"size"},
+    "decommit": _HEAD | {"size", "level", "level#"},
     "release": _HEAD,
     "protect": _HEAD | {"size", "protect", "old_protect"},
-    "reset": _HEAD | {"size"},
-    "reset_undo": _HEAD | {"size"},
+    "reset": _HEAD | {"size", "level", "level#"},
+    "reset_undo": _HEAD | {"size", "level", "level#"},
     "query": _HEAD | {"base", "region_size", "state", "protect"},
     "totals": {"seq", "manager", "reserved_bytes", "committed_bytes"},
     "failure": {"seq", "manager", "op", "op#", "hr", "hr#", "reason", "reason#", "os_errno",
