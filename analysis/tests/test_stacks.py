@@ -107,9 +107,11 @@ class Stacks(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         return json.loads(r.stdout)
 
-    def find(self, rows, fns):
-        """The entry whose stack starts with the functions `fns`."""
-        hits = [e for e in rows if functions(e["stack"])[:len(fns)] == fns]
+    def find(self, rows, fns, line=None):
+        """The entry whose stack starts with the functions `fns` (the innermost
+        at stack_host.c:`line`, when given)."""
+        hits = [e for e in rows if functions(e["stack"])[:len(fns)] == fns and
+                (line is None or e["stack"][0] == "%s (stack_host.c:%d)" % (fns[0], line))]
         self.assertEqual(len(hits), 1, "%s in %s" % (fns, json.dumps(rows, indent=1)))
         return hits[0]
 
@@ -123,27 +125,33 @@ class Stacks(unittest.TestCase):
             peak, end, leaks = (where["peak"]["by_stack"], where["end"]["by_stack"],
                                 where["leaks"]["by_stack"])
             for name, (fns, at_peak, at_end, leaked_reserved) in PATHS.items():
-                e = self.find(peak, fns)
+                e = self.find(peak, fns, reserve_line[name])
                 self.assertEqual((e["committed_bytes"], e["regions"]), (at_peak, 1), name)
                 # Innermost frame: the reserve's own line.
                 self.assertEqual(e["stack"][0], "%s (stack_host.c:%d)" % (fns[0], reserve_line[name]))
                 self.assertRegex(e["stack"][1], r"^%s \(stack_host\.c:\d+\)$" % fns[1])
                 if at_end:
-                    self.assertEqual(self.find(end, fns)["committed_bytes"], at_end, name)
-                    lk = self.find(leaks, fns)
+                    self.assertEqual(self.find(end, fns, reserve_line[name])["committed_bytes"], at_end,
+                                     name)
+                    lk = self.find(leaks, fns, reserve_line[name])
                     self.assertEqual((lk["committed_bytes"], lk["regions"], lk["reserved_bytes"]),
                                      (at_end, 1, leaked_reserved), name)
                 else:
-                    self.assertFalse([x for x in end + leaks if functions(x["stack"])[:1] == fns[:1]])
+                    self.assertFalse([x for x in end + leaks if functions(x["stack"])[:1] == fns[:1]
+                                      and x["stack"][0].endswith(":%d)" % reserve_line[name])])
             # Largest first: the three paths lead (the heap's own regions are 64 KiB).
             self.assertEqual([functions(x["stack"])[0] for x in peak[:3]],
                              ["grow_cache", "index_chunk", "decode_frame"])
             self.assertEqual(where["peak"]["committed_bytes"],
                              sum(x["committed_bytes"] for x in peak))
-        # The heap's allocation grew the heap: its region's stack runs through
-        # hostmem_malloc_alloc to decode_frame.
-        heap = [x for x in proc["peak"]["by_stack"] if "hostmem_malloc_alloc" in functions(x["stack"])]
-        self.assertTrue(heap and "decode_frame" in functions(heap[0]["stack"]), proc["peak"])
+        # The heap's allocation grew the heap: its region belongs to the host's
+        # call of hostmem_malloc_alloc in decode_frame, and no frame of
+        # hostmem's own is in any stack.
+        heap = self.find(proc["peak"]["by_stack"], PATHS["decoder"][0],
+                         source_line("hostmem_malloc_alloc(heap, 1000"))
+        self.assertEqual(heap["regions"], 1)
+        for x in proc["peak"]["by_stack"] + proc["end"]["by_stack"]:
+            self.assertFalse([f for f in functions(x["stack"]) if f.startswith("hostmem")], x)
 
     def test_frame_pointers(self):
         trace = self.record("fp", HOST_FP, HOSTMEM_STACKS="16", HOSTMEM_STACKS_UNWIND="fp")
@@ -194,8 +202,12 @@ class Stacks(unittest.TestCase):
         # never faults and the innermost frame, the caller, is always right.
         trace = self.record("nofp-fp", HOST_NOFP, HOSTMEM_STACKS="64", HOSTMEM_STACKS_UNWIND="fp")
         got = self.summary(trace)
+        lines = {"cache": source_line("8 * MIB, MEM_RESERVE"),
+                 "index": source_line("MEM_RESERVE | MEM_COMMIT"),
+                 "decoder": source_line("4 * MIB, MEM_RESERVE")}
         for name, (fns, at_peak, _, _) in PATHS.items():
-            e = [x for x in got["peak"]["by_stack"] if functions(x["stack"])[0] == fns[0]]
+            e = [x for x in got["peak"]["by_stack"]
+                 if x["stack"][0] == "%s (stack_host.c:%d)" % (fns[0], lines[name])]
             self.assertEqual(sum(x["committed_bytes"] for x in e), at_peak, name)
 
     def test_profile_stacks_option(self):

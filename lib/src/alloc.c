@@ -538,8 +538,8 @@ HRESULT hostmem_virtual_alloc(hostmem_manager *m, void *address, SIZE_T size, DW
                               DWORD protect, EMemoryCriticalLevel level, void **out_mem)
 {
     hostmem__call c;
-    hostmem__call_start(&c, m, alloc_op(type, address), (uintptr_t)__builtin_return_address(0),
+    hostmem__call_start(&c, m, alloc_op(type, address), hostmem__caller((uintptr_t)__builtin_return_address(0)),
                         (uintptr_t)address, size, (int32_t)level);
     return hostmem__call_finish(&c, alloc_virtual(&c, m, (uintptr_t)address, size, type, protect, level, out_mem,
-                                                  (uintptr_t)__builtin_return_address(0)));
+                                                  (uintptr_t)c.ev.caller));
 }

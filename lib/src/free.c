@@ -207,6 +207,6 @@ HRESULT hostmem_virtual_free(hostmem_manager *m, void *address, SIZE_T size, DWO
 {
     hostmem__call c;
     hostmem__call_start(&c, m, free_type == MEM_DECOMMIT ? HOSTMEM_OP_decommit : HOSTMEM_OP_release,
-                        (uintptr_t)__builtin_return_address(0), (uintptr_t)address, size, -1);
+                        hostmem__caller((uintptr_t)__builtin_return_address(0)), (uintptr_t)address, size, -1);
     return hostmem__call_finish(&c, free_virtual(&c, m, (uintptr_t)address, size, free_type));
 }

@@ -58,9 +58,8 @@ static HRESULT alloc_large(hostmem_malloc *h, size_t size, EMemoryCriticalLevel 
     return S_OK;
 }
 
-static __attribute__((noinline)) HRESULT
-heap_alloc(hostmem_malloc *h, size_t size, EMemoryCriticalLevel level, void **out, uintptr_t caller,
-           const char *file, int line)
+static HRESULT heap_alloc_body(hostmem_malloc *h, size_t size, EMemoryCriticalLevel level, void **out,
+                               uintptr_t caller, const char *file, int line)
 {
     if (!out)
         return hostmem__heap_fail(h, HOSTMEM_OP_malloc_alloc, E_POINTER, HOSTMEM_REASON_null_pointer, 0, size, level);
@@ -114,6 +113,19 @@ heap_alloc(hostmem_malloc *h, size_t size, EMemoryCriticalLevel level, void **ou
     return S_OK;
 failed:
     return hostmem__heap_fail(h, HOSTMEM_OP_malloc_alloc, hr, HOSTMEM_REASON_limit_denied, 0, size, level);
+}
+
+/* The allocation's slow path, as the host's call: what it asks of the
+ * manager is reported with the host's caller (heap.h). */
+static __attribute__((noinline)) HRESULT
+heap_alloc(hostmem_malloc *h, size_t size, EMemoryCriticalLevel level, void **out, uintptr_t caller,
+           const char *file, int line)
+{
+    uintptr_t outer = hostmem__heap_caller;
+    hostmem__heap_caller = caller;
+    HRESULT hr = heap_alloc_body(h, size, level, out, caller, file, line);
+    hostmem__heap_caller = outer;
+    return hr;
 }
 
 static inline bool trace_on(const int *const *state)
@@ -189,7 +201,7 @@ static void free_large_release(hostmem_malloc *h, uintptr_t base)
     hostmem__heap_region_free(h, base);
 }
 
-static __attribute__((noinline)) HRESULT free_general(hostmem_malloc *h, void *ptr, uintptr_t caller)
+static HRESULT free_general_body(hostmem_malloc *h, void *ptr, uintptr_t caller)
 {
     uintptr_t p = (uintptr_t)ptr;
     enum hostmem__reason why;
@@ -275,17 +287,29 @@ invalid:
     return hostmem__heap_fail(h, HOSTMEM_OP_malloc_free, E_INVALIDARG, why, p, 0, -1);
 }
 
+static __attribute__((noinline)) HRESULT free_general(hostmem_malloc *h, void *ptr, uintptr_t caller)
+{
+    uintptr_t outer = hostmem__heap_caller;
+    hostmem__heap_caller = caller;
+    HRESULT hr = free_general_body(h, ptr, caller);
+    hostmem__heap_caller = outer;
+    return hr;
+}
+
 /* After a free on the fast path: what a full cache, a turn to Low or an
  * enabled event still asks for. */
 static __attribute__((noinline)) void free_tail(hostmem_malloc *h, heap_cache *c, uint32_t cls, uintptr_t p,
                                                 size_t usable, uintptr_t caller)
 {
+    uintptr_t outer = hostmem__heap_caller;
+    hostmem__heap_caller = caller;
     if (c->bin[cls].count >= hostmem__heap_cache_cap(cls) && hostmem__heap_cache_flush_class(h, c, cls, hostmem__heap_cache_cap(cls) / 2))
         hostmem__heap_trim(h, HEAP_RETAIN / 2);
     if (c->low_seen != hostmem__heap_low_count(h))
         hostmem__heap_low(h, c);
     if (trace_on(&hostmem__trace_malloc_free_on))
         hostmem__trace_malloc_free(h, p, usable, caller);
+    hostmem__heap_caller = outer;
 }
 
 HRESULT hostmem_malloc_free(hostmem_malloc *h, void *ptr)

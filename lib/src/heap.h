@@ -170,6 +170,23 @@ size_t hostmem__heap_trim(hostmem_malloc *h, size_t keep);
 /* A region of the manager for the heap (reserve, then commit `commit` bytes of
  * it with `protect`); the region is tagged as the heap's.  S_OK or the
  * manager's HRESULT. */
+/* The host's return address into the hostmem_malloc_* call running on this
+ * thread (0: none): the heap's own calls on the manager report it as their
+ * caller (hostmem__caller_next), so the heap's regions belong to the host's
+ * call site, not to the heap's internals. */
+extern __thread uintptr_t hostmem__heap_caller __attribute__((tls_model("initial-exec")));
+static inline HRESULT hostmem__heap_virtual_alloc(hostmem_manager *m, void *address, SIZE_T size, DWORD type,
+                                                  DWORD protect, EMemoryCriticalLevel level, void **out)
+{
+    hostmem__caller_next = hostmem__heap_caller;
+    return hostmem_virtual_alloc(m, address, size, type, protect, level, out);
+}
+static inline HRESULT hostmem__heap_virtual_free(hostmem_manager *m, void *address, SIZE_T size, DWORD type)
+{
+    hostmem__caller_next = hostmem__heap_caller;
+    return hostmem_virtual_free(m, address, size, type);
+}
+
 HRESULT hostmem__heap_region_new(hostmem_malloc *h, size_t size, size_t commit, DWORD protect,
                                  EMemoryCriticalLevel level, uintptr_t *out);
 void hostmem__heap_region_free(hostmem_malloc *h, uintptr_t base);

@@ -22,6 +22,7 @@
 #define RELAXED memory_order_relaxed
 
 __thread heap_slot hostmem__heap_tls[HEAP_TLS_SLOTS] __attribute__((tls_model("initial-exec")));
+__thread uintptr_t hostmem__heap_caller __attribute__((tls_model("initial-exec")));
 static __thread bool tls_exit_armed __attribute__((tls_model("initial-exec")));
 
 static pthread_mutex_t heap_registry_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -121,7 +122,7 @@ heap_cache *hostmem__heap_cache_new(hostmem_malloc *h, uintptr_t owner, EMemoryC
         pthread_mutex_unlock(&h->pool_lock);
         uintptr_t lo = h->meta + want * HEAP_META_CHUNK;
         void *q;
-        HRESULT hr = hostmem_virtual_alloc(h->m, (void *)lo, HEAP_META_CHUNK, MEM_COMMIT, PAGE_READWRITE,
+        HRESULT hr = hostmem__heap_virtual_alloc(h->m, (void *)lo, HEAP_META_CHUNK, MEM_COMMIT, PAGE_READWRITE,
                                            level, &q);
         if (SUCCEEDED(hr))
             atomic_fetch_add_explicit(&h->committed, HEAP_META_CHUNK, RELAXED);

@@ -13,7 +13,7 @@
 
 static _Atomic uint64_t heap_next_id = 1;
 
-HRESULT hostmem_create_malloc(hostmem_manager *m, DWORD malloc_type, hostmem_malloc **out)
+static HRESULT create_malloc(hostmem_manager *m, DWORD malloc_type, hostmem_malloc **out)
 {
     if (out)
         *out = NULL;
@@ -32,11 +32,11 @@ HRESULT hostmem_create_malloc(hostmem_manager *m, DWORD malloc_type, hostmem_mal
     /* The heap itself lives in its meta region: reserve it, commit the pages
      * under the struct, then tag the region once the struct exists. */
     void *p, *q;
-    HRESULT hr = hostmem_virtual_alloc(m, NULL, HEAP_META_SIZE, MEM_RESERVE, PAGE_READWRITE, eTaskCritical, &p);
+    HRESULT hr = hostmem__heap_virtual_alloc(m, NULL, HEAP_META_SIZE, MEM_RESERVE, PAGE_READWRITE, eTaskCritical, &p);
     if (FAILED(hr))
         return hr;
-    if (FAILED(hr = hostmem_virtual_alloc(m, p, HEAP_META_CHUNK, MEM_COMMIT, PAGE_READWRITE, eTaskCritical, &q))) {
-        hostmem_virtual_free(m, p, 0, MEM_RELEASE);
+    if (FAILED(hr = hostmem__heap_virtual_alloc(m, p, HEAP_META_CHUNK, MEM_COMMIT, PAGE_READWRITE, eTaskCritical, &q))) {
+        hostmem__heap_virtual_free(m, p, 0, MEM_RELEASE);
         return hr;
     }
     hostmem_malloc *h = p;
@@ -90,7 +90,7 @@ HRESULT hostmem_malloc_get_stats(hostmem_malloc *h, hostmem_malloc_stats *out)
     return S_OK;
 }
 
-HRESULT hostmem_malloc_trim(hostmem_malloc *h)
+static HRESULT malloc_trim(hostmem_malloc *h)
 {
     if (!h)
         return E_POINTER;
@@ -101,7 +101,7 @@ HRESULT hostmem_malloc_trim(hostmem_malloc *h)
     return S_OK;
 }
 
-void hostmem_malloc_destroy(hostmem_malloc *h)
+static void malloc_destroy(hostmem_malloc *h)
 {
     if (!h)
         return;
@@ -116,5 +116,33 @@ void hostmem_malloc_destroy(hostmem_malloc *h)
     pthread_mutex_destroy(&h->pool_lock);
     uintptr_t meta = h->meta;
     hostmem__trace_malloc_region(m, h, meta, HEAP_META_SIZE, false);
-    hostmem_virtual_free(m, (void *)meta, 0, MEM_RELEASE);
+    hostmem__heap_virtual_free(m, (void *)meta, 0, MEM_RELEASE);
+}
+
+/* The entry points that ask the manager for the heap's own memory, as the
+ * host's calls (heap.h: hostmem__heap_caller). */
+HRESULT hostmem_create_malloc(hostmem_manager *m, DWORD malloc_type, hostmem_malloc **out)
+{
+    uintptr_t outer = hostmem__heap_caller;
+    hostmem__heap_caller = (uintptr_t)__builtin_return_address(0);
+    HRESULT hr = create_malloc(m, malloc_type, out);
+    hostmem__heap_caller = outer;
+    return hr;
+}
+
+HRESULT hostmem_malloc_trim(hostmem_malloc *h)
+{
+    uintptr_t outer = hostmem__heap_caller;
+    hostmem__heap_caller = (uintptr_t)__builtin_return_address(0);
+    HRESULT hr = malloc_trim(h);
+    hostmem__heap_caller = outer;
+    return hr;
+}
+
+void hostmem_malloc_destroy(hostmem_malloc *h)
+{
+    uintptr_t outer = hostmem__heap_caller;
+    hostmem__heap_caller = (uintptr_t)__builtin_return_address(0);
+    malloc_destroy(h);
+    hostmem__heap_caller = outer;
 }

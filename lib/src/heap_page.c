@@ -76,7 +76,7 @@ HRESULT hostmem__heap_region_new(hostmem_malloc *h, size_t size, size_t commit, 
      * child's destroy finds it even if this call never finished there). */
     DWORD type = commit == size ? MEM_RESERVE | MEM_COMMIT : MEM_RESERVE;
     hostmem__region_owner_next = heap_unlisted(h);
-    HRESULT hr = hostmem_virtual_alloc(h->m, NULL, size, type, protect, level, &p);
+    HRESULT hr = hostmem__heap_virtual_alloc(h->m, NULL, size, type, protect, level, &p);
     hostmem__region_owner_next = NULL;
     if (FAILED(hr))
         return hr;
@@ -84,9 +84,9 @@ HRESULT hostmem__heap_region_new(hostmem_malloc *h, size_t size, size_t commit, 
         atomic_fetch_add_explicit(&h->committed, round_page(h, commit), RELAXED);
     } else if (commit) {
         void *q;
-        hr = hostmem_virtual_alloc(h->m, p, commit, MEM_COMMIT, protect, level, &q);
+        hr = hostmem__heap_virtual_alloc(h->m, p, commit, MEM_COMMIT, protect, level, &q);
         if (FAILED(hr)) {
-            hostmem_virtual_free(h->m, p, 0, MEM_RELEASE);
+            hostmem__heap_virtual_free(h->m, p, 0, MEM_RELEASE);
             return hr;
         }
         atomic_fetch_add_explicit(&h->committed, round_page(h, commit), RELAXED);
@@ -121,14 +121,14 @@ void hostmem__heap_region_free(hostmem_malloc *h, uintptr_t base)
     }
     hostmem__trace_malloc_region(h->m, h, base, size, false);
     atomic_fetch_sub_explicit(&h->reserved, size, RELAXED);
-    hostmem_virtual_free(h->m, (void *)base, 0, MEM_RELEASE);
+    hostmem__heap_virtual_free(h->m, (void *)base, 0, MEM_RELEASE);
 }
 
 static HRESULT heap_commit(hostmem_malloc *h, uintptr_t lo, uintptr_t hi, DWORD protect,
                            EMemoryCriticalLevel level)
 {
     void *q;
-    HRESULT hr = hostmem_virtual_alloc(h->m, (void *)lo, hi - lo, MEM_COMMIT, protect, level, &q);
+    HRESULT hr = hostmem__heap_virtual_alloc(h->m, (void *)lo, hi - lo, MEM_COMMIT, protect, level, &q);
     if (SUCCEEDED(hr))
         atomic_fetch_add_explicit(&h->committed, hi - lo, RELAXED);
     return hr;
@@ -368,7 +368,7 @@ size_t hostmem__heap_trim(hostmem_malloc *h, size_t keep)
         heap_span *s = list;
         list = s->next;
         uintptr_t lo = atomic_load_explicit(&s->start, RELAXED), hi = span_end(s);
-        HRESULT hr = hostmem_virtual_free(h->m, (void *)lo, hi - lo, MEM_DECOMMIT);
+        HRESULT hr = hostmem__heap_virtual_free(h->m, (void *)lo, hi - lo, MEM_DECOMMIT);
         pthread_mutex_lock(&h->pool_lock);
         if (SUCCEEDED(hr)) {
             s->state = HEAP_SPAN_UNCOMMITTED;

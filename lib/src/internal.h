@@ -331,6 +331,21 @@ extern __thread int hostmem__region_writing __attribute__((tls_model("initial-ex
  * region carries it from birth, so a region whose maker never finished (its
  * thread does not exist in a forked child) is still known to be the heap's. */
 extern __thread const void *hostmem__region_owner_next __attribute__((tls_model("initial-exec")));
+/* The host's return address for a call hostmem makes on the host's behalf
+ * (the heap's own regions, made inside a hostmem_malloc_* call): the next
+ * public call on this thread reports it as its caller -- the stack of T7
+ * starts there too -- and clears it, so a nested call of the host's own (a
+ * notification callback's) reports its own.  hostmem__caller(own): the
+ * caller to report, `own` being the entry point's return address. */
+extern __thread uintptr_t hostmem__caller_next __attribute__((tls_model("initial-exec")));
+static inline uintptr_t hostmem__caller(uintptr_t own)
+{
+    uintptr_t c = hostmem__caller_next;
+    if (__builtin_expect(c == 0, 1))
+        return own;
+    hostmem__caller_next = 0;
+    return c;
+}
 /* fork() (lifecycle.c) takes every heap lock before the managers' locks
  * (heap_cache.c); the heap never holds one across a call into a manager. */
 void hostmem__heap_fork_prepare(void);

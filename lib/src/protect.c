@@ -126,7 +126,7 @@ HRESULT hostmem_virtual_protect(hostmem_manager *m, void *address, SIZE_T size, 
                                 DWORD *old_protect)
 {
     hostmem__call c;
-    hostmem__call_start(&c, m, HOSTMEM_OP_protect, (uintptr_t)__builtin_return_address(0), (uintptr_t)address,
+    hostmem__call_start(&c, m, HOSTMEM_OP_protect, hostmem__caller((uintptr_t)__builtin_return_address(0)), (uintptr_t)address,
                         size, -1);
     return hostmem__call_finish(&c, protect_virtual(&c, m, (uintptr_t)address, size, new_protect, old_protect));
 }

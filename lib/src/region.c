@@ -19,6 +19,7 @@
  * query from a signal handler that interrupted it does not wait for itself. */
 __thread int hostmem__region_writing __attribute__((tls_model("initial-exec")));
 __thread const void *hostmem__region_owner_next __attribute__((tls_model("initial-exec")));
+__thread uintptr_t hostmem__caller_next __attribute__((tls_model("initial-exec")));
 
 /* Find the region holding addr and lock it.  NULL with *hr = S_OK: addr is in
  * no region of this manager.  NULL with a failed *hr: the lock failed. */
