@@ -227,7 +227,7 @@ static inline HRESULT alloc_commit_once(hostmem__call *c, uintptr_t addr, size_t
     size_t npages = hostmem__region_pages(m, r);
     size_t newly = count - hostmem__runs_pages(&r->runs, npages, first, count,
                                                HOSTMEM_STATE_COMMITTED, HOSTMEM_STATE_COMMITTED);
-    if (hostmem__runs_grow(&r->runs, 2 + hostmem__guard_headroom(protect))) {
+    if (hostmem__region_runs_room(m, r, 2, (protect & PAGE_GUARD) ? count : 0)) {
         hr = hostmem__call_fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
         goto out;
     }
@@ -264,6 +264,7 @@ static inline HRESULT alloc_commit_once(hostmem__call *c, uintptr_t addr, size_t
     }
     hostmem__region_write_begin(r);
     hostmem__runs_apply(&r->runs, npages, first, count, HOSTMEM_PAGES_COMMIT, protect);
+    hostmem__guard_forget(r);
     atomic_fetch_add_explicit(&r->committed_pages, newly, RELAXED);
     atomic_store_explicit(&r->making, false, RELAXED); /* made: visible at last */
     hostmem__region_write_end(r);
@@ -370,7 +371,7 @@ static HRESULT alloc_reset(hostmem__call *c, uintptr_t addr, size_t size, bool u
     if (!hostmem__runs_pages(&r->runs, npages, first, count, HOSTMEM_STATE_COMMITTED,
                              HOSTMEM_STATE_COMMITTED))
         goto out; /* only reserved pages: nothing to discard */
-    if (hostmem__runs_grow(&r->runs, 2)) {
+    if (hostmem__region_runs_room(m, r, 2, 0)) {
         hr = hostmem__call_fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
         goto out;
     }

@@ -123,7 +123,7 @@ static HRESULT free_decommit(hostmem__call *c, uintptr_t addr, size_t size)
         hr = hostmem__call_fail_os(c, err, HOSTMEM_REASON_os_watch);
         goto out;
     }
-    if (hostmem__runs_grow(&r->runs, 2)) {
+    if (hostmem__region_runs_room(m, r, 2, 0)) {
         hr = hostmem__call_fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
         goto out;
     }
@@ -135,6 +135,7 @@ static HRESULT free_decommit(hostmem__call *c, uintptr_t addr, size_t size)
     }
     hostmem__region_write_begin(r);
     hostmem__runs_apply(&r->runs, npages, first, count, HOSTMEM_PAGES_DECOMMIT, 0);
+    hostmem__guard_forget(r);
     atomic_fetch_sub_explicit(&r->committed_pages, committed, RELAXED);
     hostmem__region_write_end(r);
     hostmem__call_order(c);

@@ -17,12 +17,13 @@
  *     whoever holds the lock is another thread that releases it without
  *     waiting for this one (the mutex is a plain one: trylock is one atomic
  *     exchange, no syscall);
- *   - the runs need room for two more entries to clear one page: every commit
- *     or protect that sets PAGE_GUARD reserves GUARD_HEADROOM spare entries
- *     beforehand (hostmem__guard_headroom).  Should the room run out anyway
- *     (more than GUARD_HEADROOM / 2 hits in one region between two calls on
- *     it), the hit clears the guard of the whole run of like pages around it,
- *     which needs no room.
+ *   - the runs need room for two more entries to clear one page: every
+ *     operation on a region that has guard pages keeps two spare entries per
+ *     guard page beforehand (hostmem__region_runs_room), up to
+ *     GUARD_ROOM_PAGES guard pages per region.  Should the room run out anyway
+ *     (more guard pages than that, hit one by one with no call on the region
+ *     in between), the hit clears the guard of the whole run of like pages
+ *     around it, which needs no room.
  */
 #include <errno.h>
 #include <sched.h>
@@ -30,7 +31,7 @@
 #include "internal.h"
 
 #define RELAXED memory_order_relaxed
-#define GUARD_HEADROOM 32u
+#define GUARD_ROOM_PAGES 65536u /* 1 MiB of runs at most, per region */
 
 #ifdef __SANITIZE_THREAD__
 #define guard_fence(order) atomic_signal_fence(order)
@@ -38,9 +39,20 @@
 #define guard_fence(order) atomic_thread_fence(order)
 #endif
 
-uint32_t hostmem__guard_headroom(DWORD protect)
+int hostmem__region_runs_room(hostmem_manager *m, hostmem__region *r, uint64_t extra, size_t adding)
 {
-    return (protect & PAGE_GUARD) ? GUARD_HEADROOM : 0;
+    uint64_t guards = adding;
+    if (adding)
+        atomic_store_explicit(&r->guarded, true, RELAXED);
+    if (atomic_load_explicit(&r->guarded, RELAXED)) {
+        const uint32_t mask = HOSTMEM_STATE_COMMITTED | PAGE_GUARD;
+        size_t npages = hostmem__region_pages(m, r);
+        guards += hostmem__runs_pages(&r->runs, npages, 0, npages, mask, mask);
+    }
+    if (guards > GUARD_ROOM_PAGES)
+        guards = GUARD_ROOM_PAGES;
+    extra += 2 * guards;
+    return extra > UINT32_MAX ? ENOMEM : hostmem__runs_grow(&r->runs, (uint32_t)extra);
 }
 
 /* ---- the managers a fault may belong to ------------------------------------ */

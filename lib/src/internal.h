@@ -466,9 +466,18 @@ int hostmem__watch_latch(struct hostmem_manager *m, hostmem__region *r, size_t f
 void hostmem__win32_stats(struct hostmem_manager *m, SIZE_T *watched_bytes, SIZE_T *guard_pages);
 
 /* ---- guard.c: guard pages and faults (W2) ------------------------ */
-/* Spare runs a commit or protect with `protect` keeps, so that the fault
- * handler can clear guards without allocating. */
-uint32_t hostmem__guard_headroom(DWORD protect);
+/* Room in r's page runs (r's lock held) for `extra` entries of the calling
+ * operation, plus two for every guard page r holds or the call may add
+ * (`adding`), so that the fault handler can clear each guard page alone
+ * without allocating.  Every operation that edits r's runs takes its room
+ * here.  0 or ENOMEM. */
+int hostmem__region_runs_room(struct hostmem_manager *m, hostmem__region *r, uint64_t extra, size_t adding);
+/* A call changed r's pages (commit, decommit, protect): a fault from now on
+ * is judged by the new state, not as a late report of the last guard hit. */
+static inline void hostmem__guard_forget(hostmem__region *r)
+{
+    atomic_store_explicit(&r->guard_retry, 0, memory_order_relaxed);
+}
 /* Make m's regions visible to hostmem_handle_fault() / take them away
  * (unregister returns once no fault handler can still read m). */
 void hostmem__fault_register(struct hostmem_manager *m);

@@ -95,7 +95,7 @@ static HRESULT protect_virtual(hostmem__call *c, hostmem_manager *m, uintptr_t a
         hr = hostmem__call_fail(c, HOSTMEM_E_INVALID_ADDRESS, HOSTMEM_REASON_not_committed);
         goto out;
     }
-    if (hostmem__runs_grow(&r->runs, 2 + hostmem__guard_headroom(new_protect))) {
+    if (hostmem__region_runs_room(m, r, 2, (new_protect & PAGE_GUARD) ? count : 0)) {
         hr = hostmem__call_fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
         goto out;
     }
@@ -114,6 +114,7 @@ static HRESULT protect_virtual(hostmem__call *c, hostmem_manager *m, uintptr_t a
     hostmem__region_write_begin(r);
     hostmem__runs_apply(&r->runs, npages, first, count, HOSTMEM_PAGES_PROTECT, new_protect);
     hostmem__region_write_end(r);
+    hostmem__guard_forget(r);
     *old_protect = st & HOSTMEM_STATE_PROTECT_MASK;
     c->ev.old_protect = *old_protect;
 out:

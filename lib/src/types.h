@@ -102,6 +102,7 @@ typedef struct hostmem__region {
      * granule after the region is mapped too, and is unmapped with it. */
     _Atomic bool tail_mapped;
     _Atomic bool watched;      /* a write-watch region (MEM_WRITE_WATCH, W1) */
+    _Atomic bool guarded;      /* has had guard pages: its runs keep room for their hits (guard.c) */
     struct hostmem__arena *_Atomic arena; /* carved from this arena, or NULL (own mapping) */
     hostmem__runs runs;
     /* Its summaries in the map (region_map.c, one per granule, 2 words

@@ -143,7 +143,7 @@ static HRESULT get_pages(watch_call *c, hostmem__region *r, size_t first, size_t
     size_t npages = atomic_load_explicit(&r->size, RELAXED) >> m->page_shift, end = first + count;
     size_t n = 0, pos = first;
     /* Clearing marks is the only step that needs memory: room first. */
-    if (reset && hostmem__runs_grow(&r->runs, 2 * written_runs(r, npages, first, end)))
+    if (reset && hostmem__region_runs_room(m, r, 2 * (uint64_t)written_runs(r, npages, first, end), 0))
         return watch_fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
     while (pos < end && n < max) {
         size_t rf, rc;
@@ -239,7 +239,7 @@ static HRESULT watch_reset_range(watch_call *c, hostmem_manager *m)
         return hr;
     size_t npages = atomic_load_explicit(&r->size, RELAXED) >> m->page_shift;
     int err;
-    if (hostmem__runs_grow(&r->runs, 2)) {
+    if (hostmem__region_runs_room(m, r, 2, 0)) {
         hr = watch_fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
     } else if ((err = hostmem__os_get()->watch_reset(page_at(m, r, first), pages << m->page_shift))) {
         hr = watch_fail_os(c, err);
@@ -272,7 +272,7 @@ int hostmem__watch_latch(hostmem_manager *m, hostmem__region *r, size_t first, s
         int err = os->watch_scan((void *)at, stop - at, false, 0, v, sizeof v / sizeof v[0], &nv, &next);
         if (err)
             return err;
-        if (hostmem__runs_grow(&r->runs, (uint32_t)(2 * nv)))
+        if (hostmem__region_runs_room(m, r, 2 * (uint64_t)nv, 0))
             return ENOMEM;
         hostmem__region_write_begin(r);
         for (size_t i = 0; i < nv; i++)

@@ -127,6 +127,58 @@ Test(w2_guard, plain_protection_after_the_hit)
     hostmem_destroy(m);
 }
 
+/* One-shot page by page however many hits come with no call on the region
+ * in between: every other page of 512 hit, the others keep their guard. */
+Test(w2_guard, many_hits_one_page_each)
+{
+    size_t P = pg(), n = 512;
+    hostmem_manager *m = mk(NULL);
+    g_install();
+    char *base = alloc_ok(m, NULL, n * P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE | PAGE_GUARD);
+    for (size_t i = 0; i < n; i += 2)
+        cr_assert_eq(g_touch(base + i * P, 0), 0);
+    cr_assert_eq(g_guards, n / 2);
+    cr_assert_eq(st(m).guard_pages, n / 2);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(q(m, base + i * P).Protect, PAGE_READWRITE | (i % 2 ? PAGE_GUARD : 0), "page %zu", i);
+    for (size_t i = 1; i < n; i += 2)
+        cr_assert_eq(g_touch(base + i * P, 1), 0);
+    cr_assert_eq(g_guards, n, "each page's first access, once");
+    cr_assert_eq(st(m).guard_pages, 0);
+    hostmem_destroy(m);
+}
+
+/* After a hit and a call that changes the page, another thread's fault there
+ * is judged by the new protection: not a late report of that hit. */
+static char *g_late_page;
+static void *g_late_writer(void *arg)
+{
+    (void)arg;
+    g_install();
+    int refused = g_touch(g_late_page, 1);
+    return (void *)(uintptr_t)(refused && g_guards == 0 && g_access == 1);
+}
+
+Test(w2_guard, a_later_fault_after_a_call_is_not_the_hit)
+{
+    size_t P = pg();
+    hostmem_manager *m = mk(NULL);
+    g_install();
+    char *base = alloc_ok(m, NULL, P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE | PAGE_GUARD);
+    cr_assert_eq(g_touch(base, 0), 0);
+    cr_assert_eq(g_guards, 1);
+    DWORD old = 0;
+    HR_OK(hostmem_virtual_protect(m, base, P, PAGE_READONLY, &old));
+    cr_assert_eq(old, PAGE_READWRITE);
+    g_late_page = base;
+    pthread_t t;
+    void *ok = NULL;
+    cr_assert_eq(pthread_create(&t, NULL, g_late_writer, NULL), 0);
+    pthread_join(t, &ok);
+    cr_assert(ok, "the other thread's write: one access violation, no guard report");
+    hostmem_destroy(m);
+}
+
 Test(w2_guard, guard_pages_count_and_survive_nothing)
 {
     size_t P = pg();

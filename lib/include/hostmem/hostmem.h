@@ -364,9 +364,10 @@ HOSTMEM_API HRESULT hostmem_reset_write_watch(hostmem_manager *m, void *base, SI
  * region without a lock, and serves every manager of the process.  When two
  * threads touch one guard page at the same instant, one clears it and both
  * see HOSTMEM_FAULT_GUARD (a third one at that instant may see
- * HOSTMEM_FAULT_ACCESS).  A region takes 16 hits with no call on it in
- * between one page at a time; past that, a hit clears the guard of the whole
- * run of like guard pages around the page. */
+ * HOSTMEM_FAULT_ACCESS).  Each guard page is cleared alone, however many
+ * hits come with no call in between, for up to 65536 guard pages per region;
+ * past that many, a hit clears the guard of the whole run of like guard pages
+ * around the page. */
 typedef enum hostmem_fault {
     HOSTMEM_FAULT_NOT_OURS = 0,
     HOSTMEM_FAULT_GUARD = 1,
