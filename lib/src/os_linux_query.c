@@ -83,6 +83,28 @@ static unsigned access_of_pmq(uint64_t f)
            ((f & PMQ_EXECUTABLE) ? HOSTMEM_ACCESS_EXEC : 0);
 }
 
+/* A MAP_SHARED | MAP_ANONYMOUS mapping: the kernel backs it with a deleted
+ * shmem file it names "/dev/zero (deleted)".  It is anonymous memory to the
+ * process that made it (S9: MEM_PRIVATE), not a file mapping. */
+#define SHARED_ANON_NAME "/dev/zero (deleted)"
+
+static bool shared_anon_pmq(int fd, const struct hostmem_procmap_query *q)
+{
+    if (!(q->vma_flags & PMQ_SHARED) || q->dev_major != 0 || !q->inode)
+        return false;
+    char name[sizeof SHARED_ANON_NAME + 1];
+    struct hostmem_procmap_query n;
+    memset(&n, 0, sizeof n);
+    n.size = sizeof n;
+    n.query_flags = 0; /* the mapping covering the address */
+    n.query_addr = q->vma_start;
+    n.vma_name_addr = (uintptr_t)name;
+    n.vma_name_size = sizeof name;
+    if (ioctl(fd, HOSTMEM_PROCMAP_QUERY, &n) || n.vma_start != q->vma_start || n.inode != q->inode)
+        return false; /* a longer name (ENAMETOOLONG) or a mapping that changed: a file */
+    return n.vma_name_size > 0 && strcmp(name, SHARED_ANON_NAME) == 0;
+}
+
 static int query_ioctl(int fd, uintptr_t addr, hostmem__os_mapping *out)
 {
     struct hostmem_procmap_query q;
@@ -98,7 +120,7 @@ static int query_ioctl(int fd, uintptr_t addr, hostmem__os_mapping *out)
     out->end = q.vma_end;
     out->access = access_of_pmq(q.vma_flags);
     out->shared = q.vma_flags & PMQ_SHARED;
-    out->file = q.inode != 0;
+    out->file = q.inode != 0 && !shared_anon_pmq(fd, &q);
     out->image = false;
     if (out->file) {
         /* An image: the same file also has an executable mapping here. */
@@ -126,6 +148,7 @@ typedef struct maps_line {
     uintptr_t start, end;
     unsigned access;
     bool shared;
+    bool shared_anon; /* named SHARED_ANON_NAME */
     unsigned long dev_major, dev_minor, inode;
 } maps_line;
 
@@ -171,6 +194,9 @@ static bool parse_line(const char *s, maps_line *l)
     while (*s >= '0' && *s <= '9')
         ino = ino * 10 + (unsigned long)(*s++ - '0');
     l->inode = ino;
+    while (*s == ' ')
+        s++;
+    l->shared_anon = l->shared && l->dev_major == 0 && strcmp(s, SHARED_ANON_NAME) == 0;
     return true;
 }
 
@@ -244,7 +270,7 @@ static bool find_covering(const maps_line *l, void *ctx)
     f->out->end = l->end;
     f->out->access = l->access;
     f->out->shared = l->shared;
-    f->out->file = l->inode != 0;
+    f->out->file = l->inode != 0 && !l->shared_anon;
     f->dev_major = l->dev_major;
     f->dev_minor = l->dev_minor;
     f->inode = l->inode;

@@ -146,6 +146,21 @@ Test(s9_query, foreign_anonymous_is_private)
     hostmem_destroy(m);
 }
 
+Test(s9_query, foreign_shared_anonymous_is_private)
+{
+    size_t P = pg();
+    hostmem_manager *m = mk(NULL);
+    char *f = mmap(NULL, 2 * P, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    cr_assert_neq(f, MAP_FAILED);
+    MEMORY_BASIC_INFORMATION mbi = q(m, f + P);
+    cr_assert_eq(mbi.AllocationBase, f);
+    cr_assert_eq(mbi.State, MEM_COMMIT);
+    cr_assert_eq(mbi.Type, MEM_PRIVATE, "anonymous, though the kernel backs it with a file");
+    cr_assert_eq(mbi.Protect, PAGE_READWRITE);
+    munmap(f, 2 * P);
+    hostmem_destroy(m);
+}
+
 Test(s9_query, foreign_file_is_mapped)
 {
     size_t P = pg();

@@ -61,6 +61,9 @@ Test(os_query, ioctl_and_maps_file_agree)
     cr_assert(m.file && m.image, "a file with an executable mapping here is an image");
     hostmem__os_query_maps_file((uintptr_t)anon, &m);
     cr_assert(!m.file && !m.image);
+    /* MAP_SHARED | MAP_ANONYMOUS: anonymous, though the kernel gives it a file */
+    hostmem__os_query_maps_file((uintptr_t)shared, &m);
+    cr_assert(m.found && m.shared && !m.file && !m.image);
     munmap(anon, 3 * 4096);
     munmap(shared, 4096);
     munmap(file, 4096);
