@@ -137,13 +137,13 @@ Test(w2_guard, many_hits_one_page_each)
     char *base = alloc_ok(m, NULL, n * P, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE | PAGE_GUARD);
     for (size_t i = 0; i < n; i += 2)
         cr_assert_eq(g_touch(base + i * P, 0), 0);
-    cr_assert_eq(g_guards, n / 2);
+    cr_assert_eq((size_t)g_guards, n / 2);
     cr_assert_eq(st(m).guard_pages, n / 2);
     for (size_t i = 0; i < n; i++)
         cr_assert_eq(q(m, base + i * P).Protect, PAGE_READWRITE | (i % 2 ? PAGE_GUARD : 0), "page %zu", i);
     for (size_t i = 1; i < n; i += 2)
         cr_assert_eq(g_touch(base + i * P, 1), 0);
-    cr_assert_eq(g_guards, n, "each page's first access, once");
+    cr_assert_eq((size_t)g_guards, n, "each page's first access, once");
     cr_assert_eq(st(m).guard_pages, 0);
     hostmem_destroy(m);
 }
