@@ -207,6 +207,7 @@ undo_region:
 typedef struct alloc_retry {
     bool told_low;             /* the host was told Low (once per call) */
     uint64_t started, waited;  /* eProcessCritical: when the wait began, how long so far */
+    size_t denied;             /* the charge the last try was denied */
 } alloc_retry;
 
 /* alloc_commit_once's answer to a denial: the state lock is still held. */
@@ -216,7 +217,7 @@ typedef struct alloc_retry {
  * failure, or ALLOC_DENIED with the state lock held (and the region's lock
  * dropped: it is never held while waiting). */
 static inline HRESULT alloc_commit_once(hostmem__call *c, uintptr_t addr, size_t size, DWORD protect,
-                                        EMemoryCriticalLevel level, uint64_t waited, uintptr_t *out_base)
+                                        EMemoryCriticalLevel level, alloc_retry *w, uintptr_t *out_base)
 {
     hostmem_manager *m = c->m;
     HRESULT hr;
@@ -239,9 +240,10 @@ static inline HRESULT alloc_commit_once(hostmem__call *c, uintptr_t addr, size_t
     } else {
         pthread_mutex_lock(&m->state_lock);
         if (newly)
-            d = hostmem__policy_charge(m, level, newly << m->page_shift, waited);
+            d = hostmem__policy_charge(m, level, newly << m->page_shift, w->waited);
     }
     if (d == HOSTMEM_DECISION_denied) {
+        w->denied = newly << m->page_shift;
         hr = ALLOC_DENIED; /* the state lock stays held */
         goto out;
     }
@@ -300,6 +302,10 @@ static HRESULT alloc_commit_denied(hostmem__call *c, EMemoryCriticalLevel level,
         if ((waiting = now < deadline))
             hr = hostmem__policy_wait(m, deadline);
     }
+    /* Denied for good: the request's one decision (the tries before it were
+     * not decisions yet). */
+    if (!low && (!waiting || FAILED(hr)))
+        hostmem__policy_denied(m, level, w->denied, w->started ? hostmem__now_ns() - w->started : 0);
     pthread_mutex_unlock(&m->state_lock);
     if (low || waiting)
         hostmem__trace_flush();
@@ -319,9 +325,9 @@ static HRESULT alloc_commit_denied(hostmem__call *c, EMemoryCriticalLevel level,
 static inline HRESULT alloc_commit(hostmem__call *c, uintptr_t addr, size_t size, DWORD protect,
                                    EMemoryCriticalLevel level, uintptr_t *out_base)
 {
-    alloc_retry w = {.told_low = false, .started = 0, .waited = 0};
+    alloc_retry w = {.told_low = false, .started = 0, .waited = 0, .denied = 0};
     HRESULT hr;
-    while ((hr = alloc_commit_once(c, addr, size, protect, level, w.waited, out_base)) == ALLOC_DENIED)
+    while ((hr = alloc_commit_once(c, addr, size, protect, level, &w, out_base)) == ALLOC_DENIED)
         if (FAILED(hr = alloc_commit_denied(c, level, &w)))
             break;
     return hr;

@@ -220,11 +220,17 @@ typedef struct hostmem__notice {
 
 void hostmem__policy_init(hostmem__policy *p, const hostmem_config *config);
 /* Decide a commit of `bytes` at `level` (P1) and, when granted, charge
- * it (in flight until settled).  State lock held.  Emits the critical_decision
- * event when a limit applies. */
+ * it (in flight until settled).  State lock held.  A grant under a limit
+ * emits its critical_decision event here; a denial only once the call gives
+ * up (hostmem__policy_denied): P2 may look again, and a request has one
+ * decision. */
 enum hostmem__decision hostmem__policy_charge(struct hostmem_manager *m,
                                               EMemoryCriticalLevel level, size_t bytes,
                                               uint64_t waited_ns);
+/* The commit of `bytes` at `level` is denied for good, after `waited_ns`
+ * of waiting: its critical_decision event.  State lock held. */
+void hostmem__policy_denied(struct hostmem_manager *m, EMemoryCriticalLevel level, size_t bytes,
+                            uint64_t waited_ns);
 /* After the OS granted a charge or a reservation: raise the peaks and follow
  * the memory state (P4).  `locked`: the caller holds the state lock. */
 void hostmem__policy_settle(struct hostmem_manager *m, bool locked, hostmem__notice *notice);

@@ -113,8 +113,9 @@ enum hostmem__decision hostmem__policy_charge(struct hostmem_manager *m,
             d = HOSTMEM_DECISION_denied;
         else if (p->committed + bytes > task)
             d = HOSTMEM_DECISION_granted_from_reserve;
-        hostmem__trace_decision(m, HOSTMEM_RESOURCE_commit, level, bytes, p->committed, cap, limit,
-                                d, waited_ns);
+        if (d != HOSTMEM_DECISION_denied)
+            hostmem__trace_decision(m, HOSTMEM_RESOURCE_commit, level, bytes, p->committed, cap, limit,
+                                    d, waited_ns);
     }
     if (d != HOSTMEM_DECISION_denied) {
         /* In flight: peaks and the memory state move only once the OS said
@@ -123,6 +124,18 @@ enum hostmem__decision hostmem__policy_charge(struct hostmem_manager *m,
         policy_publish(p);
     }
     return d;
+}
+
+void hostmem__policy_denied(struct hostmem_manager *m, EMemoryCriticalLevel level, size_t bytes,
+                            uint64_t waited_ns)
+{
+    hostmem__assert(hostmem__lock_held(&m->state_lock));
+    hostmem__policy *p = &m->policy;
+    size_t limit = p->config.commit_limit;
+    if (limit)
+        hostmem__trace_decision(m, HOSTMEM_RESOURCE_commit, level, bytes, p->committed,
+                                policy_ceiling(&p->config, limit, level), limit,
+                                HOSTMEM_DECISION_denied, waited_ns);
 }
 
 void hostmem__policy_charge_unlimited(struct hostmem_manager *m, size_t bytes)
