@@ -402,6 +402,24 @@ class TraceTest(unittest.TestCase):
 
         self.expect(events[-1], "manager_destroy", regions=0, reserved_bytes=0, committed_bytes=0)
 
+    def test_wait(self):
+        """P2: a process-critical commit over the limit waits until another thread
+        decommits and is then granted: its one critical_decision says so, with the
+        time it waited (the looks before it are not decisions of their own)."""
+        with Session() as s:
+            lines = run_workload("wait")
+            s.stop()
+            header, calls = lines[0], lines[1:]
+            events, discarded = s.read(header["pid"])
+        self.assertEqual(discarded, 0)
+        P = header["page"]
+        self.assertEqual([c["hr"] for c in calls if c["call"] == "commit"], ["S_OK", "S_OK"])
+        got = [(d["level"], d["request_bytes"] // P, d["decision"])
+               for d in events if d["event"] == "critical_decision"]
+        self.assertEqual(got, [("task", 8, "granted"), ("process", 4, "granted")])
+        last = [d for d in events if d["event"] == "critical_decision"][-1]
+        self.assertGreaterEqual(last["waited_ns"], 50 * 1000 * 1000)
+
     def test_halves(self):
         """A reserve-and-commit's two events come when the call ends: MEM_COMMIT at no
         address is one too (its commit names the new region), and when the commit is

@@ -4,7 +4,7 @@
  * recorded.  It prints one JSON object per line on stdout: what it did and
  * what each call returned, so the checker can compare field by field.
  *
- *   trace_workload basic | limits | halves | statedump | threads | heap
+ *   trace_workload basic | limits | halves | wait | statedump | threads | heap
  *
  * statedump: after building its regions it prints {"ready": true} and waits
  * for a line on stdin (the checker starts its session meanwhile), then makes
@@ -14,6 +14,7 @@
 #include <inttypes.h>
 #include <link.h>
 #include <pthread.h>
+#include <time.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,6 +176,44 @@ static void limits(void)
 
     CHECK(hostmem_virtual_free(m, r, 0, MEM_RELEASE) == S_OK);
     emit("release", r, 0, S_OK, NULL);
+    hostmem_destroy(m);
+    emit("destroy", NULL, 0, S_OK, NULL);
+}
+
+/* P2's wait: a process-critical commit over the limit waits until another
+ * thread decommits, then is granted: one request, one decision. */
+static void *wait_freer(void *arg)
+{
+    void **a = arg;
+    struct timespec ts = {0, 100 * 1000000};
+    nanosleep(&ts, NULL);
+    CHECK(hostmem_virtual_free(a[0], a[1], 4 * page, MEM_DECOMMIT) == S_OK);
+    return NULL;
+}
+
+static void waited(void)
+{
+    hostmem_config cfg;
+    hostmem_config_init(&cfg);
+    cfg.commit_limit = 10 * page;
+    cfg.process_critical_wait_ms = 10000;
+    hostmem_manager *m;
+    CHECK(hostmem_create(&cfg, &m) == S_OK);
+    emit_header("wait", m);
+    void *r = NULL, *q = NULL;
+    CHECK(hostmem_virtual_alloc(m, NULL, 16 * page, MEM_RESERVE, PAGE_NOACCESS, eTaskCritical, &r) == S_OK);
+    char *b = r;
+    CHECK(hostmem_virtual_alloc(m, b, 8 * page, MEM_COMMIT, PAGE_READWRITE, eTaskCritical, &q) == S_OK);
+    emit("commit", b, 8 * page, S_OK, q);
+    void *arg[2] = {m, b};
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, wait_freer, arg) == 0);
+    HRESULT hr = hostmem_virtual_alloc(m, b + 8 * page, 4 * page, MEM_COMMIT, PAGE_READWRITE,
+                                       eProcessCritical, &q);
+    emit("commit", b + 8 * page, 4 * page, hr, q);
+    CHECK(hr == S_OK);
+    pthread_join(t, NULL);
+    CHECK(hostmem_virtual_free(m, r, 0, MEM_RELEASE) == S_OK);
     hostmem_destroy(m);
     emit("destroy", NULL, 0, S_OK, NULL);
 }
@@ -409,6 +448,8 @@ int main(int argc, char **argv)
         limits();
     else if (strcmp(s, "halves") == 0)
         halves();
+    else if (strcmp(s, "wait") == 0)
+        waited();
     else if (strcmp(s, "statedump") == 0)
         statedump();
     else if (strcmp(s, "threads") == 0)
@@ -420,7 +461,7 @@ int main(int argc, char **argv)
     else if (strcmp(s, "win32") == 0)
         win32();
     else {
-        fprintf(stderr, "usage: %s basic|limits|halves|statedump|threads|fork|heap|win32\n", argv[0]);
+        fprintf(stderr, "usage: %s basic|limits|halves|wait|statedump|threads|fork|heap|win32\n", argv[0]);
         return 2;
     }
     return 0;
