@@ -136,9 +136,9 @@ static HRESULT commit(void *at, SIZE_T size, EMemoryCriticalLevel level, SIZE_T 
             x.from_reserve++;
     } else {
         failed(OP_COMMIT, hr, (int)level);
-        /* Above eTaskCritical the manager signals Low and checks again (P2):
-         * one decision per check. */
-        x.denied += level == eTaskCritical ? 1 : 2;
+        /* Above eTaskCritical the manager signals Low and checks again (P2);
+         * the request still has one decision. */
+        x.denied++;
     }
     return hr;
 }
