@@ -255,6 +255,25 @@ class EndToEnd(unittest.TestCase):
         self.assertIn('src="memory.svg"', page)
         self.assertIn("leak_site_a", page)
 
+    def test_threads_on_one_manager_peak_as_the_library(self):
+        """R1: four threads on one manager; the peaks are the library's,
+        exactly.  Each hostmem:totals event is read while other threads'
+        calls are in flight (charged, their events still to come): the
+        replay of a manager it saw from its creation keeps its own totals
+        (following those events, it counted such calls twice)."""
+        trace = os.path.join(self.tmp, "threads")
+        expect = os.path.join(self.tmp, "threads.json")
+        record(trace, ("threads", expect))
+        with open(expect) as f:
+            exp = json.load(f)
+        got = summary_json(trace)
+        self.assertTrue(got["trust"]["complete"], got["trust"])
+        self.assertGreater(got["events_by_name"].get("totals", 0), 4)
+        self.assertEqual(got["ops"]["reserve"]["count"], exp["regions"])
+        for k in ("peak_reserved_bytes", "peak_committed_bytes"):
+            self.assertEqual(got[k], exp[k], k)
+        self.assertEqual((got["end_reserved_bytes"], got["end_committed_bytes"]), (0, 0))
+
     def test_two_processes_kept_apart(self):
         trace = os.path.join(self.tmp, "two")
         exps = [os.path.join(self.tmp, "two-%d.json" % i) for i in range(2)]

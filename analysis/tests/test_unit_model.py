@@ -496,6 +496,40 @@ class LayoutV2Test(unittest.TestCase):
         self.assertEqual(s["end_committed_bytes"], 2 * MiB)
         self.assertEqual(s["end_reserved_bytes"], 2 * MiB + 64 * KiB)
 
+    def test_totals_do_not_move_a_replay_seen_from_the_creation(self):
+        # Another thread's reserve is charged when this totals event reads
+        # the books, and its event comes after (the library reads them
+        # racily): replay alone says what was reserved.
+        h = Host()
+        h.reserve(0x10000, 1 * MiB)
+        h.ev("totals", reserved_bytes=1 * MiB + 64 * KiB, committed_bytes=0)
+        h.reserve(0x200000, 64 * KiB)
+        h.release(0x200000, 64 * KiB, 0)
+        s = summary.build(model.Model().feed_all(to_v2(h.events)))
+        self.assertEqual(s["peak_reserved_bytes"], 1 * MiB + 64 * KiB)
+        self.assertEqual(s["end_reserved_bytes"], 1 * MiB)
+
+    def test_a_manager_met_late_takes_its_first_totals_then_replays(self):
+        h = Host()
+        del h.events[:]  # the session began after the creation and 2 MiB of regions
+        h.reserve(0x400000, 64 * KiB)
+        h.ev("totals", reserved_bytes=2 * MiB + 64 * KiB, committed_bytes=0)
+        h.reserve(0x500000, 64 * KiB)
+        h.ev("totals", reserved_bytes=2 * MiB + 192 * KiB, committed_bytes=0)  # racy
+        s = summary.build(model.Model().feed_all(to_v2(h.events)))
+        self.assertEqual(s["end_reserved_bytes"], 2 * MiB + 128 * KiB)
+        self.assertEqual(s["peak_reserved_bytes"], 2 * MiB + 128 * KiB)
+
+    def test_totals_set_the_books_after_an_operation_on_an_unseen_region(self):
+        h = Host()
+        h.reserve(0x10000, 1 * MiB)
+        h.commit(0x800000, 16 * KiB)  # in a region reserved untraced (A5)
+        h.ev("totals", reserved_bytes=1 * MiB + 64 * KiB, committed_bytes=16 * KiB)
+        s = summary.build(model.Model().feed_all(to_v2(h.events)))
+        self.assertEqual(s["untracked_ops"], 1)
+        self.assertEqual((s["end_reserved_bytes"], s["end_committed_bytes"]),
+                         (1 * MiB + 64 * KiB, 16 * KiB))
+
     def test_failed_reserve_and_commit_gives_its_region_back(self):
         h = Host()
         h.reserve(0x10000, 1 * MiB)["alloc_type"] = 0x3000
