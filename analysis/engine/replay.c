@@ -522,6 +522,7 @@ struct proc {
     struct opstats ops[NOPS];
     struct map managers; /* addr -> index into mgrs */
     int32_t none_manager;  /* the manager of events without one, -1 */
+    int32_t null_manager;  /* the events of manager 0 (NULL), which is not one, -1 */
     struct manager *mgrs;
     int32_t nmgrs, capmgrs;
     int64_t mgr_order;
@@ -828,6 +829,7 @@ static int32_t proc_new(hme_engine *e, int32_t host, int32_t has_pid, int64_t pi
     p->procname = procname ? strdup(procname) : NULL;
     stats_init(&p->st, 1);
     p->none_manager = -1;
+    p->null_manager = -1;
     if (map_init(&p->managers, 16) < 0 || map_init(&p->temp, 16) < 0 ||
         map_init(&p->heaps, 16) < 0)
         return -1;
@@ -876,7 +878,8 @@ static int32_t replay_process(hme_engine *e, int32_t host, int32_t has_pid, int6
 static struct manager *replay_manager(hme_engine *e, struct proc *p, int has, uint64_t addr,
                                       int64_t ts)
 {
-    int32_t i = has ? map_get(&p->managers, addr) : p->none_manager;
+    int null = has && addr == 0;
+    int32_t i = null ? p->null_manager : has ? map_get(&p->managers, addr) : p->none_manager;
     if (i < 0) {
         if (GROW(p->mgrs, p->nmgrs, p->capmgrs) < 0)
             return NULL;
@@ -891,6 +894,14 @@ static struct manager *replay_manager(hme_engine *e, struct proc *p, int has, ui
         g->state_since = ts;
         g->page_size = 4096;
         g->order = p->mgr_order++;
+        if (null) {
+            /* Model.feed: a call without a manager, or a hostmem_create that
+             * failed; its events count, but it is no manager: not counted,
+             * never to be destroyed (T8) */
+            g->alive = 0;
+            p->null_manager = i;
+            return g;
+        }
         if (has) {
             if (map_put(&p->managers, addr, i) < 0)
                 return NULL;

@@ -504,6 +504,8 @@ class Process(Stats):
         # The signal that killed the process, when the recorder knows it.
         self.crash_signal = None
         self.stacks = StackBook()  # R5: committed bytes by the stack that reserved them
+        # The events of manager 0 (NULL), which is not one (Model.feed).
+        self.null_manager = None
 
     def move(self, ts, d_reserved, d_committed):
         peak = self.peak_committed
@@ -629,9 +631,17 @@ class Model:
         if name in _HEAP_HANDLERS:
             _HEAP_HANDLERS[name](self, p, ev, ts)
             return
-        m = p.managers_by_addr.get(ev.get("manager"))
-        if m is None:
-            m = Manager(ev.get("manager"), ts)
+        addr = ev.get("manager")
+        m = p.managers_by_addr.get(addr)
+        if m is None and addr == 0:
+            # NULL: a call without a manager, or a hostmem_create that
+            # failed.  Its events count (a failure is a failure), but it is
+            # no manager: not counted, never to be destroyed (T8).
+            m = p.null_manager
+            if m is None:
+                m = p.null_manager = Manager(0, ts)
+        elif m is None:
+            m = Manager(addr, ts)
             p.managers_by_addr[m.addr] = m
             p.managers += 1
             self.all.managers += 1
@@ -868,7 +878,7 @@ class Model:
         p.move(ts, dr, dc)
         self.all.move(ts, dr, dc)
         # A later manager may reuse the address: start afresh.
-        del p.managers_by_addr[m.addr]
+        p.managers_by_addr.pop(m.addr, None)  # (manager 0 is not there)
 
     def _region_state(self, p, m, ev, ts):
         base = ev.get("base")

@@ -46,6 +46,11 @@
  *                                      the manager and writes the library's
  *                                      peaks (reached at the wait, when no
  *                                      call is in flight: exact)
+ *   scripted_host nullmgr              a reserve with a NULL manager and a
+ *                                      hostmem_create refused (E_POINTER,
+ *                                      E_INVALIDARG: both trace manager 0),
+ *                                      beside one clean reserve/release on a
+ *                                      manager it destroys
  *
  * Every mode prints "ready" and waits for a line on stdin before the part
  * that is to be recorded.
@@ -581,6 +586,26 @@ static int threads(const char *expect)
     return 0;
 }
 
+static int nullmgr(void)
+{
+    mgr = create(0);
+    void *p = NULL;
+    HRESULT hr = hostmem_virtual_alloc(NULL, NULL, 64 * KiB, MEM_RESERVE, PAGE_READWRITE,
+                                       eTaskCritical, &p);
+    if (hr != E_POINTER)
+        die("reserve with a NULL manager", hr);
+    hostmem_config bad;
+    hostmem_config_init(&bad);
+    bad.task_percent = 200;
+    hostmem_manager *refused = NULL;
+    hr = hostmem_create(&bad, &refused);
+    if (hr != E_INVALIDARG)
+        die("create with task_percent 200", hr);
+    release(reserve(64 * KiB), 64 * KiB);
+    hostmem_destroy(mgr);
+    return 0;
+}
+
 /* The recorder tracks this process only (other programs of the machine may
  * use hostmem too): it learns the pid from "ready" and answers when the
  * session records. */
@@ -620,8 +645,10 @@ int main(int argc, char **argv)
         return wait_for_go() ? ahead() : 1;
     if (argc == 3 && strcmp(argv[1], "threads") == 0)
         return wait_for_go() ? threads(argv[2]) : 1;
+    if (argc == 2 && strcmp(argv[1], "nullmgr") == 0)
+        return wait_for_go() ? nullmgr() : 1;
     fprintf(stderr, "usage: scripted_host run|midrun EXPECT.json | churn ROUNDS"
                     " | crash SIGNAL [heap] | exit STATUS | lose N | hold | live N | ahead"
-                    " | threads EXPECT.json\n");
+                    " | threads EXPECT.json | nullmgr\n");
     return 2;
 }

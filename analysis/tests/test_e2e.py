@@ -274,6 +274,22 @@ class EndToEnd(unittest.TestCase):
             self.assertEqual(got[k], exp[k], k)
         self.assertEqual((got["end_reserved_bytes"], got["end_committed_bytes"]), (0, 0))
 
+    def test_calls_without_a_manager_name_no_manager(self):
+        """T8: a reserve with a NULL manager and a refused hostmem_create
+        trace manager 0; their failures count, but 0 is no manager (it was
+        counted as one never destroyed, and this complete trace read as
+        incomplete)."""
+        trace = os.path.join(self.tmp, "nullmgr")
+        record(trace, ("nullmgr",))
+        got = summary_json(trace)
+        self.assertEqual(got["trust"], {"complete": True, "reasons": [], "duplicates": []})
+        self.assertEqual((got["managers"], got["processes"][0]["managers"]), (1, 1))
+        self.assertEqual(got["failures"]["by_hresult"], {"E_POINTER": 1, "E_INVALIDARG": 1})
+        self.assertEqual(got["failures"]["by_op"], {"reserve": 1, "create": 1})
+        self.assertEqual((got["ops"]["reserve"]["count"], got["ops"]["reserve"]["failed"]),
+                         (2, 1))
+        self.assertEqual(got["leaks"]["regions"], 0)
+
     def test_two_processes_kept_apart(self):
         trace = os.path.join(self.tmp, "two")
         exps = [os.path.join(self.tmp, "two-%d.json" % i) for i in range(2)]

@@ -530,6 +530,21 @@ class LayoutV2Test(unittest.TestCase):
         self.assertEqual((s["end_reserved_bytes"], s["end_committed_bytes"]),
                          (1 * MiB + 64 * KiB, 16 * KiB))
 
+    def test_manager_0_is_no_manager(self):
+        # A call with a NULL manager and a refused hostmem_create.
+        h = Host()
+        h.manager = 0
+        h.fail("reserve", 0, 64 * KiB, "E_POINTER", "null_pointer", level="task")
+        h.ev("failure", op="create", hr="E_INVALIDARG", reason="bad_type", os_errno=0,
+             address=0, size=0, level="none")
+        h.manager = 0x5000
+        h.ev("manager_destroy", regions=0, reserved_bytes=0, committed_bytes=0)
+        s = summary.build(model.Model().feed_all(to_v2(h.events)))
+        self.assertEqual(s["managers"], 1)
+        self.assertEqual(s["trust"]["reasons"], [])
+        self.assertEqual(s["failures"]["total"], 2)
+        self.assertEqual((s["ops"]["reserve"]["count"], s["ops"]["reserve"]["failed"]), (1, 1))
+
     def test_failed_reserve_and_commit_gives_its_region_back(self):
         h = Host()
         h.reserve(0x10000, 1 * MiB)["alloc_type"] = 0x3000
