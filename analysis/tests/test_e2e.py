@@ -295,7 +295,20 @@ class EndToEnd(unittest.TestCase):
             self.assertTrue(any(t and t.startswith(op + " (") for t in texts["latency.svg"]), op)
         with open(os.path.join(out, "index.html")) as f:
             page = f.read()
-        self.assertIn('src="memory.svg"', page)
+        # R5: index.html alone is the report (it opens offline, sent on its
+        # own): every plot inline, no reference to a file beside it or afar.
+        import re
+        refs = re.findall(r"""\b(?:src|href)\s*=\s*["']?([^"'\s>]*)""", page)
+        self.assertTrue(refs, page[:2000])
+        self.assertEqual([r for r in refs if not r.startswith("#")], [])
+        self.assertNotIn("url(", page.replace("url(#", ""))
+        self.assertEqual(page.count('<svg class="plot"'), 5)
+        for name, want in texts.items():
+            svg = re.search(r'<h2 id="%s">.*?(<svg class="plot".*?</svg>)' % name[:-4], page,
+                            re.S).group(1)
+            root = ElementTree.fromstring(svg)
+            self.assertEqual([t.text for t in root.iter("{http://www.w3.org/2000/svg}text")],
+                             want, name)
         self.assertIn("leak_site_a", page)
 
     def test_threads_on_one_manager_peak_as_the_library(self):

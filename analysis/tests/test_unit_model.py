@@ -671,8 +671,12 @@ class ReportTest(unittest.TestCase):
                 got[name] = [t.text for t in root.iter(self.SVG + "text")]
         with open(os.path.join(out, "index.html")) as f:
             page = f.read()
+        # R5: one self-contained page: each plot inline, nothing to fetch
+        refs = re.findall(r"""\b(?:src|href)\s*=\s*["']?([^"'\s>]*)""", page)
+        self.assertEqual([r for r in refs if not r.startswith("#")], [])
+        self.assertEqual(page.count('<svg class="plot"'), len(got))
         for name in got:
-            self.assertIn('src="%s"' % name, page)
+            self.assertIn('<h2 id="%s">' % name[:-4], page)
         return got
 
     def test_many_processes_states_failures_and_one_latency(self):
