@@ -164,9 +164,9 @@ def as_other_host(trace, dst):
     return names
 
 
-def analyze(*args, env=None):
+def analyze(*args, env=None, cwd=None):
     r = subprocess.run([sys.executable, TOOL] + list(args), capture_output=True, text=True,
-                       timeout=300, env=env)
+                       timeout=300, env=env, cwd=cwd)
     return r
 
 
@@ -701,7 +701,13 @@ class Fleet(unittest.TestCase):
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                           dashboard_address=None, local_directory=work) as cluster:
             got = self.summary("--scheduler", cluster.scheduler_address)
+            # Trace directories named relative to the client's directory,
+            # which is not the workers' (they failed: "no such file").
+            r = analyze("summary", "--json", "--scheduler", cluster.scheduler_address,
+                        *[os.path.relpath(t, self.tmp) for t in self.traces], cwd=self.tmp)
         self.assertEqual(got, serial)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout), serial)
 
     def test_dask_workers_without_the_engine_library(self):
         """Workers that do not have libhostmem_engine.so (a remote machine
