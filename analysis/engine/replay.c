@@ -466,6 +466,15 @@ struct statens {
     int64_t state, ns;
 };
 
+/* How far a manager's replay holds (model.py, REPLAY_*): while it is exact
+ * its totals are its own, and hostmem:totals (read racily by the library)
+ * sets them only when it cannot be. */
+enum {
+    REPLAY_LATE = 0,  /* met after its creation: its first totals event sets its books */
+    REPLAY_EXACT = 1, /* replayed from its creation or from that first totals event */
+    REPLAY_LOST = 2,  /* events lost since: every totals event sets its books again */
+};
+
 struct manager {
     uint64_t addr;
     int32_t has_addr;
@@ -475,6 +484,7 @@ struct manager {
     int64_t created; /* -1: none */
     int64_t first_ts, last_ts;
     int32_t totals_known;
+    int32_t replay; /* REPLAY_* */
     int32_t has_state;
     int64_t state, state_since;
     struct statens *sns;
@@ -512,6 +522,7 @@ struct proc {
     struct opstats ops[NOPS];
     struct map managers; /* addr -> index into mgrs */
     int32_t none_manager;  /* the manager of events without one, -1 */
+    int32_t null_manager;  /* the events of manager 0 (NULL), which is not one, -1 */
     struct manager *mgrs;
     int32_t nmgrs, capmgrs;
     int64_t mgr_order;
@@ -818,6 +829,7 @@ static int32_t proc_new(hme_engine *e, int32_t host, int32_t has_pid, int64_t pi
     p->procname = procname ? strdup(procname) : NULL;
     stats_init(&p->st, 1);
     p->none_manager = -1;
+    p->null_manager = -1;
     if (map_init(&p->managers, 16) < 0 || map_init(&p->temp, 16) < 0 ||
         map_init(&p->heaps, 16) < 0)
         return -1;
@@ -866,7 +878,8 @@ static int32_t replay_process(hme_engine *e, int32_t host, int32_t has_pid, int6
 static struct manager *replay_manager(hme_engine *e, struct proc *p, int has, uint64_t addr,
                                       int64_t ts)
 {
-    int32_t i = has ? map_get(&p->managers, addr) : p->none_manager;
+    int null = has && addr == 0;
+    int32_t i = null ? p->null_manager : has ? map_get(&p->managers, addr) : p->none_manager;
     if (i < 0) {
         if (GROW(p->mgrs, p->nmgrs, p->capmgrs) < 0)
             return NULL;
@@ -881,6 +894,14 @@ static struct manager *replay_manager(hme_engine *e, struct proc *p, int has, ui
         g->state_since = ts;
         g->page_size = 4096;
         g->order = p->mgr_order++;
+        if (null) {
+            /* Model.feed: a call without a manager, or a hostmem_create that
+             * failed; its events count, but it is no manager: not counted,
+             * never to be destroyed (T8) */
+            g->alive = 0;
+            p->null_manager = i;
+            return g;
+        }
         if (has) {
             if (map_put(&p->managers, addr, i) < 0)
                 return NULL;
@@ -891,6 +912,13 @@ static struct manager *replay_manager(hme_engine *e, struct proc *p, int has, ui
         e->model->all.managers++;
     }
     return &p->mgrs[i];
+}
+
+/* Manager.lost: events of this manager may be missing. */
+static void manager_lost(struct manager *g)
+{
+    if (g->replay == REPLAY_EXACT)
+        g->replay = REPLAY_LOST;
 }
 
 static int replay_totals(hme_engine *e, struct proc *p, struct manager *g, int64_t ts,
@@ -1104,6 +1132,7 @@ static int replay_region_op(hme_engine *e, struct proc *p, struct manager *g,
         }
         if (x == NULL) {
             p->untracked++;
+            manager_lost(g); /* a region the replay never saw */
             st->bytes += len;
             break;
         }
@@ -1149,6 +1178,7 @@ static int replay_region_op(hme_engine *e, struct proc *p, struct manager *g,
         st->bytes += len;
         if (x == NULL) {
             p->untracked++;
+            manager_lost(g); /* a region the replay never saw */
         } else if (c->kind == HME_K_COMMIT) {
             if (region_commit(x, base, base + len, &dc) < 0)
                 return -1;
@@ -1593,8 +1623,15 @@ static int replay_event(hme_engine *e, int32_t pi, const struct hme_rec *r, cons
         } else {
             if (seq < p->seq_min)
                 p->seq_min = seq;
-            if (seq > p->seq_max)
+            if (seq > p->seq_max) {
+                if ((uint64_t)seq - (uint64_t)p->seq_max > 1) {
+                    /* Process.lost_events: a gap, events of the process are missing */
+                    for (int32_t i = 0; i < p->nmgrs; i++)
+                        if (p->mgrs[i].alive)
+                            manager_lost(&p->mgrs[i]);
+                }
                 p->seq_max = seq;
+            }
         }
         p->seq_count++;
     }
@@ -1616,7 +1653,13 @@ static int replay_event(hme_engine *e, int32_t pi, const struct hme_rec *r, cons
     case HME_K_FWD:
         return hme__fwd_push(e, r, blob, pi);
     case HME_K_TOTALS: {
+        /* Model._resync: the library's books set the replay's only when it
+         * cannot be exact */
         g->totals_known = 1;
+        if (g->replay == REPLAY_EXACT)
+            return 0;
+        if (g->replay == REPLAY_LATE)
+            g->replay = REPLAY_EXACT;
         int64_t dr = HAS(HME_R_RESERVED) ? (int64_t)V(HME_R_RESERVED) - g->reserved : 0;
         int64_t dc = HAS(HME_R_COMMITTED) ? (int64_t)V(HME_R_COMMITTED) - g->committed : 0;
         return replay_totals(e, p, g, ts, dr, dc, 0);
@@ -1639,6 +1682,7 @@ static int replay_event(hme_engine *e, int32_t pi, const struct hme_rec *r, cons
         g->created = ts;
         g->state_since = ts;
         g->totals_known = 1;
+        g->replay = REPLAY_EXACT;
         g->commit_limit = V(HME_R_COMMIT_LIMIT);
         if (g->commit_limit) {
             int found = 0;
@@ -1695,6 +1739,7 @@ static int replay_event(hme_engine *e, int32_t pi, const struct hme_rec *r, cons
         uint64_t base = V(HME_R_BASE);
         if (treap_get(g->root, base) != NULL)
             return 0;
+        manager_lost(g); /* a live region the replay never saw (made untraced, A5) */
         int64_t size = (int64_t)V(HME_R_REGION_SIZE);
         struct region *x = region_add(g, base, size, V(HME_R_CALLER), ts, 1);
         if (x == NULL)

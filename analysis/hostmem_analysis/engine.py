@@ -805,28 +805,30 @@ def _read_metadata_text(path):
 last_cpu = {}
 
 
-def analyse(paths, temporary_ns=model_mod.DEFAULT_TEMPORARY_NS, keep_all_samples=False):
+def analyse(paths, temporary_ns=model_mod.DEFAULT_TEMPORARY_NS, keep_all_samples=False,
+            fields=None):
     """(finished-to-be model, trust) of the traces under `paths`, read by the
     C engine; raises Unsupported when it cannot (nothing is kept then), and
-    reader.TraceError for input that is no trace at all."""
+    reader.TraceError for input that is no trace at all.  `fields`: the
+    events read and their fields (default: all the model's, model.FIELDS)."""
     from . import reader
     trust = reader.new_trust()
     checked = reader._check_all(paths, trust)
     try:
         m = model_mod.Model(temporary_ns=temporary_ns, keep_all_samples=keep_all_samples)
-        read(checked, m, temporary_ns, keep_all_samples)
+        read(checked, m, temporary_ns, keep_all_samples, fields)
     finally:
         for c in checked:
             c.cleanup()
     return m, trust
 
 
-def read(checked, model, temporary_ns, keep_all_samples=False):
+def read(checked, model, temporary_ns, keep_all_samples=False, fields=None):
     """Replay the checked trace directories (ctfcheck.Checked, each read from
     its read_dir) into `model` (a fresh model.Model).  Raises Unsupported
     when the C engine cannot (the model is then to be thrown away)."""
     lib = _load()
-    run = _Run(lib, temporary_ns, keep_all_samples)
+    run = _Run(lib, temporary_ns, keep_all_samples, fields=fields)
     try:
         nstreams = 0
         for c in checked:

@@ -2,12 +2,18 @@
 
 CSV (gzip): one row per hostmem event, in time order, the columns of
 COLUMNS (docs/analysis.md describes each); a field an event does not have
-is an empty cell.  Spark, DuckDB and pandas read it as it is.
+is an empty cell.  Spark, DuckDB and pandas read it as it is.  `procname`
+is the process's name as the summary gives it: the one its
+lttng_ust_statedump:procname event says (read in a first pass: a statedump
+can come after a process's first events), else the procname context.
 
 Perfetto: Chrome trace-event JSON (ui.perfetto.dev, chrome://tracing): per
 process, the counters `committed_bytes` and `reserved_bytes` (the replayed
 totals, at most 16384 points per process), and an instant event per failure
-and per critical-level decision.
+and per critical-level decision.  A process is a (host, pid): it keeps its
+pid unless a process met before it in the trace has the same pid (another
+host), and then takes one above every Linux pid (PERFETTO_PID_BASE + 1, + 2,
+...); its name says its host and real pid.
 
 Both stream: memory does not grow with the number of events.
 """
@@ -38,11 +44,52 @@ for _n in ("failure", "critical_decision", "memory_state", "address_space", "man
     FIELDS[_n] = tuple(_PAYLOAD)
 
 
-def _events(paths, trust):
+# The event that names a process (its payload `procname`), for the name of
+# every row of the process and of each Perfetto process.
+_NAMES = {"lttng_ust_statedump:procname": ("procname",)}
+# Pids Perfetto gives a process whose pid a process of another host already
+# took: above Linux's highest pid_max (PID_MAX_LIMIT, 4,194,304).
+PERFETTO_PID_BASE = 1 << 22
+
+
+def _events(paths, trust, fields=FIELDS):
     from . import reader
-    for ev in reader.read(paths, FIELDS, trust):
+    for ev in reader.read(paths, fields, trust):
         if ev["name"] != "discarded":
             yield ev
+
+
+def _procnames(paths):
+    """(host, pid) -> name of every process a lttng_ust_statedump:procname
+    event names (the summary's rule: the last one), keyed as the rows are
+    (host "" and pid "" when there is none).  Read by the C engine when it
+    can, else through babeltrace2."""
+    import os
+    from . import reader
+    m = None
+    if os.environ.get("HOSTMEM_ANALYZE_ENGINE", "c") == "c":
+        from . import engine
+        try:
+            m, _ = engine.analyse(paths, fields=_NAMES)
+        except engine.Unsupported:
+            m = None  # the rows' pass says why, or fails when strict
+    if m is None:
+        m = model_mod.Model().feed_all(reader.read(paths, _NAMES, reader.new_trust()))
+    return {(host or "", "" if pid is None else pid): p.procname
+            for (host, pid), p in m.processes.items() if p.procname}
+
+
+def _named(rows, names):
+    """The rows, each with its process's name when a statedump gave one."""
+    if not names:
+        yield from rows
+        return
+    get = names.get
+    for row in rows:
+        name = get((row[1], row[2]))
+        if name:
+            row[3] = name
+        yield row
 
 
 def _engine_rows(paths, trust):
@@ -85,15 +132,16 @@ def write_csv(paths, out_path, trust):
     babeltrace2, a few times faster); damage it meets after the first rows
     makes the table start again through babeltrace2."""
     from . import engine, reader
+    names = _procnames(paths)
     rows = _engine_rows(paths, trust)
     if rows is not None:
         try:
-            return _write_csv(rows, out_path)
+            return _write_csv(_named(rows, names), out_path)
         except engine.Unsupported as u:
             _fallback(paths, u)
     trust.clear()
     trust.update(reader.new_trust())
-    return _write_csv(_rows(_events(paths, trust)), out_path)
+    return _write_csv(_named(_rows(_events(paths, trust)), names), out_path)
 
 
 def _rows(events):
@@ -121,6 +169,20 @@ def write_perfetto(paths, out_path, trust, temporary_ns=model_mod.DEFAULT_TEMPOR
     """Write Chrome trace-event JSON; returns (counters, instants) written."""
     m = model_mod.Model(temporary_ns=temporary_ns)
     instants = 0
+    pids = {}      # (host, pid) -> its Perfetto pid, in the order processes appear
+    taken = set()  # real pids given
+
+    def perfetto_pid(host, pid):
+        v = pids.get((host, pid))
+        if v is None:
+            v = pid or 0
+            if v in taken:  # the pid of a process of another host, met before
+                v = PERFETTO_PID_BASE + len(pids) - len(taken) + 1
+            else:
+                taken.add(v)
+            pids[(host, pid)] = v
+        return v
+
     with open(out_path, "w") as f:
         f.write('{"displayTimeUnit": "ns", "traceEvents": [\n')
         first = True
@@ -132,18 +194,19 @@ def write_perfetto(paths, out_path, trust, temporary_ns=model_mod.DEFAULT_TEMPOR
             first = False
             f.write(json.dumps(obj, separators=(",", ":")))
 
-        for ev in _events(paths, trust):
+        for ev in _events(paths, trust, dict(FIELDS, **_NAMES)):
             m.feed(ev)
+            pid = perfetto_pid(ev.get("host"), ev.get("pid"))
             name = ev["name"]
             if name == "failure":
-                put({"ph": "i", "s": "p", "pid": ev.get("pid") or 0, "tid": 0,
+                put({"ph": "i", "s": "p", "pid": pid, "tid": 0,
                      "ts": ev["ts"] / 1000.0, "cat": "failure",
                      "name": "failure %s %s" % (ev.get("op"), ev.get("hr")),
                      "args": {k: ev.get(k) for k in ("op", "hr", "reason", "level", "os_errno",
                                                      "address", "size")}})
                 instants += 1
             elif name == "critical_decision":
-                put({"ph": "i", "s": "p", "pid": ev.get("pid") or 0, "tid": 0,
+                put({"ph": "i", "s": "p", "pid": pid, "tid": 0,
                      "ts": ev["ts"] / 1000.0, "cat": "decision",
                      "name": "%s %s" % (ev.get("decision"), ev.get("level")),
                      "args": {k: ev.get(k) for k in ("resource", "level", "decision",
@@ -153,8 +216,9 @@ def write_perfetto(paths, out_path, trust, temporary_ns=model_mod.DEFAULT_TEMPOR
         m.finish()
         counters = 0
         for p in m.sorted_processes():
-            pid = p.pid or 0
-            put({"ph": "M", "name": "process_name", "pid": pid, "args": {"name": p.label()}})
+            pid = perfetto_pid(p.host, p.pid)
+            put({"ph": "M", "name": "process_name", "pid": pid,
+                 "args": {"name": p.label(), "host": p.host, "pid": p.pid}})
             for t, r, c in zip(p.t_ts, p.t_reserved, p.t_committed):
                 put({"ph": "C", "name": "committed_bytes", "pid": pid, "ts": t / 1000.0,
                      "args": {"committed_bytes": c}})

@@ -146,6 +146,11 @@ def _run_dask(dirs, temporary_ns, address, engine, strict):
     except ImportError as e:
         raise RuntimeError("--scheduler needs Dask distributed (python3-distributed): %s" % e)
     import tempfile
+    # A worker runs in a directory of its own (on a machine of its own): it
+    # gets each trace directory by its absolute path (on a shared file
+    # system, the same on every machine), and what it says of one is said
+    # back in the words the user gave.
+    absolute = [os.path.abspath(d) for d in dirs]
     client = Client(address)
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -153,8 +158,13 @@ def _run_dask(dirs, temporary_ns, address, engine, strict):
             with open(z, "wb") as f:
                 f.write(_package_zip())
             client.upload_file(z)
-        futures = client.map(analyse_one, dirs, temporary_ns=temporary_ns, engine=engine,
+        futures = client.map(analyse_one, absolute, temporary_ns=temporary_ns, engine=engine,
                              strict=strict, pure=False)
-        return client.gather(futures)
+        parts = client.gather(futures)
     finally:
         client.close()
+    for m, d, a in zip(parts, dirs, absolute):
+        if a != d:
+            for notes in [m.engine_notes] + list(m.input_trust.values()):
+                notes[:] = [n.replace(a, d) for n in notes]
+    return parts

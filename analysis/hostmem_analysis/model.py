@@ -94,6 +94,15 @@ FIELDS.update({
 })
 
 MEM_RESERVE = 0x2000
+# How far a manager's replay holds (Manager.replay; replay.c: the same values).
+# Its totals are the replay's own while it is exact; hostmem:totals is read
+# racily by the library (another thread's charge may already be in it while
+# that thread's region event comes later in seq order), so it only sets them
+# when the replay cannot be exact (docs/tracing.md, "Totals").
+REPLAY_LATE = 0   # met after its creation: its first totals event sets its books
+REPLAY_EXACT = 1  # replayed from its creation or from that first totals event
+REPLAY_LOST = 2   # events lost since (a seq gap, an operation on a region it
+                  # never saw): every totals event sets its books again
 # Samples a process keeps for the memory plot (more than a plot has pixels).
 MAX_SAMPLES = 16384
 
@@ -190,7 +199,7 @@ class Manager:
     __slots__ = ("addr", "regions", "bases", "reserved", "committed", "created",
                  "destroyed", "commit_limit", "address_space_limit", "page_size",
                  "state", "state_since", "state_ns", "first_ts", "last_ts",
-                 "totals_known")
+                 "totals_known", "replay")
 
     def __init__(self, addr, ts):
         self.addr = addr
@@ -209,6 +218,7 @@ class Manager:
         self.first_ts = ts
         self.last_ts = ts
         self.totals_known = False
+        self.replay = REPLAY_LATE
 
     def find(self, addr):
         """The live region holding `addr`, or None."""
@@ -230,6 +240,13 @@ class Manager:
             i = bisect.bisect_left(self.bases, base)
             del self.bases[i]
         return r
+
+    def lost(self):
+        """Events of this manager may be missing: from now on its totals
+        events set its books (REPLAY_LOST); a manager met late still waits
+        for its first."""
+        if self.replay == REPLAY_EXACT:
+            self.replay = REPLAY_LOST
 
     def set_state(self, state, ts):
         if self.state is not None:
@@ -487,12 +504,20 @@ class Process(Stats):
         # The signal that killed the process, when the recorder knows it.
         self.crash_signal = None
         self.stacks = StackBook()  # R5: committed bytes by the stack that reserved them
+        # The events of manager 0 (NULL), which is not one (Model.feed).
+        self.null_manager = None
 
     def move(self, ts, d_reserved, d_committed):
         peak = self.peak_committed
         super().move(ts, d_reserved, d_committed)
         if self.peak_committed > peak:
             self.stacks.new_peak()
+
+    def lost_events(self):
+        """Events of this process are missing (a gap in its seq): no replay
+        of its managers is exact any more."""
+        for m in self.managers_by_addr.values():
+            m.lost()
 
     def heap_moved(self, delta):
         h = self.heap
@@ -593,6 +618,8 @@ class Model:
                 if seq < p.seq_min:
                     p.seq_min = seq
                 if seq > p.seq_max:
+                    if seq > p.seq_max + 1:
+                        p.lost_events()
                     p.seq_max = seq
             p.seq_count += 1
         p.events += 1
@@ -604,9 +631,17 @@ class Model:
         if name in _HEAP_HANDLERS:
             _HEAP_HANDLERS[name](self, p, ev, ts)
             return
-        m = p.managers_by_addr.get(ev.get("manager"))
-        if m is None:
-            m = Manager(ev.get("manager"), ts)
+        addr = ev.get("manager")
+        m = p.managers_by_addr.get(addr)
+        if m is None and addr == 0:
+            # NULL: a call without a manager, or a hostmem_create that
+            # failed.  Its events count (a failure is a failure), but it is
+            # no manager: not counted, never to be destroyed (T8).
+            m = p.null_manager
+            if m is None:
+                m = p.null_manager = Manager(0, ts)
+        elif m is None:
+            m = Manager(addr, ts)
             p.managers_by_addr[m.addr] = m
             p.managers += 1
             self.all.managers += 1
@@ -665,8 +700,14 @@ class Model:
             self.all.move(ts, dr, dc)
 
     def _resync(self, p, m, ev, ts):
-        """hostmem:totals: the manager's own books; replay joins them."""
+        """hostmem:totals: the manager's own books, read racily by the library
+        (see REPLAY_EXACT); they set the replay's only when it cannot be exact."""
+        if m.replay == REPLAY_EXACT:
+            m.totals_known = True
+            return
         self._totals(p, m, ev, ts)
+        if m.replay == REPLAY_LATE:
+            m.replay = REPLAY_EXACT
 
     @staticmethod
     def _span(ev, m, op):
@@ -733,6 +774,7 @@ class Model:
                     m.remove(reg.base)
             if reg is None:
                 p.untracked += 1
+                m.lost()  # a region the replay never saw
                 st.bytes += size
             else:
                 if reg.heap is not None:
@@ -761,6 +803,7 @@ class Model:
             st.bytes += size
             if reg is None:
                 p.untracked += 1
+                m.lost()  # a region the replay never saw
             elif op == "commit":
                 dc = reg.commit(base, base + size)
             else:
@@ -802,6 +845,7 @@ class Model:
         m.created = ts
         m.state_since = ts
         m.totals_known = True
+        m.replay = REPLAY_EXACT
         m.commit_limit = ev.get("commit_limit") or 0
         if m.commit_limit:
             p.commit_limits.add(m.commit_limit)
@@ -834,12 +878,13 @@ class Model:
         p.move(ts, dr, dc)
         self.all.move(ts, dr, dc)
         # A later manager may reuse the address: start afresh.
-        del p.managers_by_addr[m.addr]
+        p.managers_by_addr.pop(m.addr, None)  # (manager 0 is not there)
 
     def _region_state(self, p, m, ev, ts):
         base = ev.get("base")
         if base in m.regions:
             return
+        m.lost()  # a live region the replay never saw (made untraced, A5)
         reg = Region(base, ev.get("region_size") or 0, ev.get("caller"), ts,
                      from_statedump=True)
         reg.unplaced = ev.get("committed_bytes") or 0

@@ -8,8 +8,10 @@
   leaks.svg      bytes still reserved at the end, by call site
   sizes.svg      reserve sizes (power-of-two buckets)
 
-and, inline in index.html, the flame graph of committed bytes at the peak
-(flame.py).
+and index.html, one page that holds them all (each plot inline as <svg>,
+so that the page alone is the whole report and opens offline, hover texts
+included) with the flame graph of committed bytes at the peak (flame.py).
+The plots are also written as files beside it, to be used on their own.
 
 The plots are written as SVG here, a few thousand elements each, with no
 plotting library: a series is drawn at most two points per horizontal pixel
@@ -599,7 +601,7 @@ def _trust_html(s, banner, warn):
 def write(model, s, outdir):
     """Write the plots, summary.txt, summary.json and index.html; return index.html's path."""
     os.makedirs(outdir, exist_ok=True)
-    images = []
+    images = []  # (file name, title, the SVG)
     plots = (("memory.svg", "Reserved and committed bytes over time",
               lambda p: plot_memory(model, s, p) or True),
              ("latency.svg", "Latency per operation", lambda p: plot_latency(model, s, p)),
@@ -609,7 +611,8 @@ def write(model, s, outdir):
     for name, title, fn in plots:
         target = os.path.join(outdir, name)
         if fn(target):
-            images.append((name, title))
+            with open(target) as f:
+                images.append((name, title, f.read()))
         elif os.path.exists(target):
             os.remove(target)
     text = summary_mod.format_text(s)
@@ -628,7 +631,8 @@ def write(model, s, outdir):
         f.write("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>hostmem report</title>\n"
                 "<style>body{font-family:sans-serif;max-width:1400px;margin:1.5em auto;padding:0 1em}"
                 "pre{font-size:12px;background:#f6f6f6;padding:1em;overflow-x:auto}"
-                "img{max-width:100%;border:1px solid #ddd;margin:0.5em 0}"
+                "svg.plot{display:block;max-width:100%;height:auto;border:1px solid #ddd;"
+                "margin:0.5em 0}"
                 ".box{padding:0.6em;margin:0.4em 0;white-space:pre-wrap}"
                 ".warn{background:#fbe3e3;border:1px solid #c44e52}"
                 ".ok{background:#e3f4e3;border:1px solid #55a868}"
@@ -640,19 +644,22 @@ def write(model, s, outdir):
             f.write("<div class=\"box cmd%s\">Command: %s</div>\n"
                     % (" warn" if crashed else "", esc(cmd)))
         f.write(_trust_html(s, banner, warn))
-        f.write("<p>%s .. %s; hosts: %s; %s; %d hostmem events. "
-                "<a href=\"summary.json\">summary.json</a> "
-                "<a href=\"summary.txt\">summary.txt</a></p>\n"
+        # R5: this page is the whole report (no link to a file beside it).
+        f.write("<p>%s .. %s; hosts: %s; %s; %d hostmem events. The summary is at the end of "
+                "this page; summary.json and summary.txt, written beside it, hold the "
+                "same.</p>\n"
                 % (esc(summary_mod.wall(s["time_span"]["start_ns"])),
                    esc(summary_mod.wall(s["time_span"]["end_ns"])),
                    esc(", ".join(s["hosts"])), summary_mod.plural(len(s["processes"]), "process",
                                                                   "processes"), s["events"]))
         f.write("<nav>%s<a href=\"#summary\">Summary</a></nav>\n"
                 % "".join("<a href=\"#%s\">%s</a>" % (name.split(".")[0], esc(title))
-                          for name, title in images))
-        for name, title in images:
-            f.write("<h2 id=\"%s\">%s</h2>\n<img src=\"%s\" alt=\"%s\">\n"
-                    % (name.split(".")[0], esc(title), name, esc(title)))
+                          for name, title, _ in images))
+        for name, title, svg in images:
+            f.write("<h2 id=\"%s\">%s</h2>\n%s"
+                    % (name.split(".")[0], esc(title),
+                       svg.replace("<svg ", "<svg class=\"plot\" role=\"img\" aria-label=\"%s\" "
+                                   % esc(title), 1)))
             if name == "memory.svg":
                 f.write(flame.section(s))  # R5, under the peak it explains: inline SVG
         f.write("<h2 id=\"summary\">Summary</h2>\n<pre>%s</pre>\n</body></html>\n" % esc(text))

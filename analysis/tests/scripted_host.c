@@ -39,6 +39,18 @@
  *                                      worker's events are stamped 50 ms
  *                                      ahead: in time order they come last,
  *                                      in seq order first (as they happened)
+ *   scripted_host threads EXPECT.json  4 threads on one manager, 32 rounds:
+ *                                      each reserves and commits 64 regions
+ *                                      of 64 KiB, all wait for each other,
+ *                                      then each releases its own; destroys
+ *                                      the manager and writes the library's
+ *                                      peaks (reached at the wait, when no
+ *                                      call is in flight: exact)
+ *   scripted_host nullmgr              a reserve with a NULL manager and a
+ *                                      hostmem_create refused (E_POINTER,
+ *                                      E_INVALIDARG: both trace manager 0),
+ *                                      beside one clean reserve/release on a
+ *                                      manager it destroys
  *
  * Every mode prints "ready" and waits for a line on stdin before the part
  * that is to be recorded.
@@ -516,6 +528,84 @@ static __attribute__((noinline)) int ahead(void)
     return 0;
 }
 
+/* threads: the peak is the state while every thread waits at the barrier,
+ * all its regions made and none released, so no call is in flight when it is
+ * reached and the library's peak is exact; before it, and after it, other
+ * threads' calls are in flight whenever a thread emits hostmem:totals. */
+#define THREADS 4
+#define THREAD_ROUNDS 32
+#define THREAD_REGIONS 64
+static pthread_barrier_t threads_barrier;
+
+static void *threads_worker(void *arg)
+{
+    void **r = arg;
+    for (int round = 0; round < THREAD_ROUNDS; round++) {
+        for (int i = 0; i < THREAD_REGIONS; i++) {
+            void *p = NULL, *q = NULL;
+            if (FAILED(hostmem_virtual_alloc(mgr, NULL, 64 * KiB, MEM_RESERVE, PAGE_READWRITE,
+                                             eTaskCritical, &p)) ||
+                FAILED(hostmem_virtual_alloc(mgr, p, 64 * KiB, MEM_COMMIT, PAGE_READWRITE,
+                                             eTaskCritical, &q)))
+                die("reserve and commit", E_FAIL);
+            r[i] = p;
+        }
+        pthread_barrier_wait(&threads_barrier);
+        for (int i = 0; i < THREAD_REGIONS; i++)
+            if (FAILED(hostmem_virtual_free(mgr, r[i], 0, MEM_RELEASE)))
+                die("release", E_FAIL);
+        pthread_barrier_wait(&threads_barrier);
+    }
+    return NULL;
+}
+
+static int threads(const char *expect)
+{
+    static void *regions[THREADS][THREAD_REGIONS];
+    pthread_t t[THREADS];
+    mgr = create(0);
+    pthread_barrier_init(&threads_barrier, NULL, THREADS);
+    for (int i = 0; i < THREADS; i++)
+        if (pthread_create(&t[i], NULL, threads_worker, regions[i]) != 0)
+            return 1;
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(t[i], NULL);
+    hostmem_stats st;
+    if (FAILED(hostmem_get_stats(mgr, &st)))
+        die("get_stats", E_FAIL);
+    FILE *f = fopen(expect, "w");
+    if (!f) {
+        perror(expect);
+        return 1;
+    }
+    fprintf(f, "{\"peak_reserved_bytes\": %zu, \"peak_committed_bytes\": %zu, "
+               "\"regions\": %d}\n", st.peak_reserved_bytes, st.peak_committed_bytes,
+            THREADS * THREAD_ROUNDS * THREAD_REGIONS);
+    fclose(f);
+    hostmem_destroy(mgr);
+    return 0;
+}
+
+static int nullmgr(void)
+{
+    mgr = create(0);
+    void *p = NULL;
+    HRESULT hr = hostmem_virtual_alloc(NULL, NULL, 64 * KiB, MEM_RESERVE, PAGE_READWRITE,
+                                       eTaskCritical, &p);
+    if (hr != E_POINTER)
+        die("reserve with a NULL manager", hr);
+    hostmem_config bad;
+    hostmem_config_init(&bad);
+    bad.task_percent = 200;
+    hostmem_manager *refused = NULL;
+    hr = hostmem_create(&bad, &refused);
+    if (hr != E_INVALIDARG)
+        die("create with task_percent 200", hr);
+    release(reserve(64 * KiB), 64 * KiB);
+    hostmem_destroy(mgr);
+    return 0;
+}
+
 /* The recorder tracks this process only (other programs of the machine may
  * use hostmem too): it learns the pid from "ready" and answers when the
  * session records. */
@@ -553,7 +643,12 @@ int main(int argc, char **argv)
         return wait_for_go() ? exit_with(atoi(argv[2])) : 1;
     if (argc == 2 && strcmp(argv[1], "ahead") == 0)
         return wait_for_go() ? ahead() : 1;
+    if (argc == 3 && strcmp(argv[1], "threads") == 0)
+        return wait_for_go() ? threads(argv[2]) : 1;
+    if (argc == 2 && strcmp(argv[1], "nullmgr") == 0)
+        return wait_for_go() ? nullmgr() : 1;
     fprintf(stderr, "usage: scripted_host run|midrun EXPECT.json | churn ROUNDS"
-                    " | crash SIGNAL [heap] | exit STATUS | lose N | hold | live N | ahead\n");
+                    " | crash SIGNAL [heap] | exit STATUS | lose N | hold | live N | ahead"
+                    " | threads EXPECT.json | nullmgr\n");
     return 2;
 }

@@ -33,17 +33,22 @@ def lttng(*args, check=True):
     return r
 
 
+CONTEXTS = ("vpid", "vtid", "procname")
+
+
 class Session:
     """One uniquely named session writing under `out`, recording only the
     processes `pids` (the machine may run other programs that use hostmem),
     destroyed on exit."""
 
-    def __init__(self, out, pids, events=("hostmem:*", "lttng_ust_statedump:*"), subbuf="4M"):
+    def __init__(self, out, pids, events=("hostmem:*", "lttng_ust_statedump:*"), subbuf="4M",
+                 contexts=CONTEXTS):
         self.name = "hostmem-analysis-%d-%s" % (os.getpid(), os.path.basename(out))
         self.out = out
         self.pids = pids
         self.events = events
         self.subbuf = subbuf
+        self.contexts = contexts
 
     def __enter__(self):
         lttng("create", self.name, "--output=" + self.out)
@@ -52,8 +57,8 @@ class Session:
                   "--num-subbuf=8")
             for ev in self.events:
                 lttng("enable-event", "-u", ev, "-s", self.name, "-c", "ch")
-            lttng("add-context", "-u", "-s", self.name, "-c", "ch", "-t", "vpid", "-t", "vtid",
-                  "-t", "procname")
+            types = [a for c in self.contexts for a in ("-t", c)]
+            lttng("add-context", "-u", "-s", self.name, "-c", "ch", *types)
             lttng("untrack", "-u", "-s", self.name, "--vpid", "--all")
             for pid in self.pids:
                 lttng("track", "-u", "-s", self.name, "--vpid=%d" % pid)
@@ -103,14 +108,14 @@ class Host:
 
 
 def record(trace, *hosts_args, events=("hostmem:*", "lttng_ust_statedump:*"), subbuf="4M",
-           env=None):
+           env=None, contexts=CONTEXTS):
     """Run hosts (each an argument tuple, in environment `env`) while a
-    session records only them."""
+    session records only them, with these contexts."""
     hosts = []
     try:
         for args in hosts_args:
             hosts.append(Host(*args, env=env))
-        with Session(trace, [h.pid for h in hosts], events, subbuf):
+        with Session(trace, [h.pid for h in hosts], events, subbuf, contexts):
             for h in hosts:
                 h.go()
             for h in hosts:
@@ -121,9 +126,47 @@ def record(trace, *hosts_args, events=("hostmem:*", "lttng_ust_statedump:*"), su
     return [h.pid for h in hosts]
 
 
-def analyze(*args, env=None):
+def as_other_host(trace, dst):
+    """A copy of `trace` at `dst` that reads as recorded on another host:
+    the hostname and the trace's UUID rewritten in place (same lengths) in
+    the metadata and the packet headers, and its clock 1 ms off (no event
+    of the copy has the time of one of the original).  Returns (old, new)
+    hostnames."""
+    import re
+    shutil.copytree(trace, dst)
+    names = None
+    for root, _, files in os.walk(dst):
+        if "metadata" not in files:
+            continue
+        meta = os.path.join(root, "metadata")
+        with open(meta, "rb") as f:
+            data = f.read()
+        old = re.search(rb'hostname = "([^"]*)";', data).group(1)
+        new = bytes(ord("b") if c == ord("a") else ord("a") for c in old)
+        uuid = re.search(rb'uuid = "([0-9a-f-]{36})";', data).group(1)  # the trace's, first
+        other = uuid[:-1] + (b"1" if uuid[-1:] == b"0" else b"0")
+        raw, raw_other = (bytes.fromhex(u.decode().replace("-", "")) for u in (uuid, other))
+        data = data.replace(b'hostname = "%s";' % old, b'hostname = "%s";' % new)
+        offset = re.search(rb"\boffset = (\d{7,});", data)
+        digits = bytearray(offset.group(1))
+        digits[-7] += 1 if digits[-7] < ord("9") else -1  # the ms digit
+        data = data[:offset.start(1)] + bytes(digits) + data[offset.end(1):]
+        with open(meta, "wb") as f:
+            f.write(data.replace(uuid, other).replace(raw, raw_other))
+        for name in files:
+            if name != "metadata":  # a stream
+                path = os.path.join(root, name)
+                with open(path, "rb") as f:
+                    data = f.read()
+                with open(path, "wb") as f:
+                    f.write(data.replace(raw, raw_other))
+        names = (old.decode(), new.decode())
+    return names
+
+
+def analyze(*args, env=None, cwd=None):
     r = subprocess.run([sys.executable, TOOL] + list(args), capture_output=True, text=True,
-                       timeout=300, env=env)
+                       timeout=300, env=env, cwd=cwd)
     return r
 
 
@@ -252,8 +295,56 @@ class EndToEnd(unittest.TestCase):
             self.assertTrue(any(t and t.startswith(op + " (") for t in texts["latency.svg"]), op)
         with open(os.path.join(out, "index.html")) as f:
             page = f.read()
-        self.assertIn('src="memory.svg"', page)
+        # R5: index.html alone is the report (it opens offline, sent on its
+        # own): every plot inline, no reference to a file beside it or afar.
+        import re
+        refs = re.findall(r"""\b(?:src|href)\s*=\s*["']?([^"'\s>]*)""", page)
+        self.assertTrue(refs, page[:2000])
+        self.assertEqual([r for r in refs if not r.startswith("#")], [])
+        self.assertNotIn("url(", page.replace("url(#", ""))
+        self.assertEqual(page.count('<svg class="plot"'), 5)
+        for name, want in texts.items():
+            svg = re.search(r'<h2 id="%s">.*?(<svg class="plot".*?</svg>)' % name[:-4], page,
+                            re.S).group(1)
+            root = ElementTree.fromstring(svg)
+            self.assertEqual([t.text for t in root.iter("{http://www.w3.org/2000/svg}text")],
+                             want, name)
         self.assertIn("leak_site_a", page)
+
+    def test_threads_on_one_manager_peak_as_the_library(self):
+        """R1: four threads on one manager; the peaks are the library's,
+        exactly.  Each hostmem:totals event is read while other threads'
+        calls are in flight (charged, their events still to come): the
+        replay of a manager it saw from its creation keeps its own totals
+        (following those events, it counted such calls twice)."""
+        trace = os.path.join(self.tmp, "threads")
+        expect = os.path.join(self.tmp, "threads.json")
+        record(trace, ("threads", expect))
+        with open(expect) as f:
+            exp = json.load(f)
+        got = summary_json(trace)
+        self.assertTrue(got["trust"]["complete"], got["trust"])
+        self.assertGreater(got["events_by_name"].get("totals", 0), 4)
+        self.assertEqual(got["ops"]["reserve"]["count"], exp["regions"])
+        for k in ("peak_reserved_bytes", "peak_committed_bytes"):
+            self.assertEqual(got[k], exp[k], k)
+        self.assertEqual((got["end_reserved_bytes"], got["end_committed_bytes"]), (0, 0))
+
+    def test_calls_without_a_manager_name_no_manager(self):
+        """T8: a reserve with a NULL manager and a refused hostmem_create
+        trace manager 0; their failures count, but 0 is no manager (it was
+        counted as one never destroyed, and this complete trace read as
+        incomplete)."""
+        trace = os.path.join(self.tmp, "nullmgr")
+        record(trace, ("nullmgr",))
+        got = summary_json(trace)
+        self.assertEqual(got["trust"], {"complete": True, "reasons": [], "duplicates": []})
+        self.assertEqual((got["managers"], got["processes"][0]["managers"]), (1, 1))
+        self.assertEqual(got["failures"]["by_hresult"], {"E_POINTER": 1, "E_INVALIDARG": 1})
+        self.assertEqual(got["failures"]["by_op"], {"reserve": 1, "create": 1})
+        self.assertEqual((got["ops"]["reserve"]["count"], got["ops"]["reserve"]["failed"]),
+                         (2, 1))
+        self.assertEqual(got["leaks"]["regions"], 0)
 
     def test_two_processes_kept_apart(self):
         trace = os.path.join(self.tmp, "two")
@@ -366,6 +457,56 @@ class EndToEnd(unittest.TestCase):
         self.assertEqual(sum(1 for e in instants if e["cat"] == "decision"),
                          dec["granted"] + dec["granted_from_reserve"] + dec["denied"])
         self.assertTrue(any(e["ph"] == "M" and e["pid"] == pid for e in evs))
+
+    def test_export_names_processes_and_keeps_hosts_apart(self):
+        """R2, R7: the same pid on two hosts is two Perfetto processes, each
+        named host/procname[pid]; without the procname context (as
+        hostmem-profile records), every row and process still has the name
+        the statedump gives (the CSV's was empty, Perfetto's "?", and both
+        hosts' counters went to one process)."""
+        import csv
+        import gzip
+        trace = os.path.join(self.tmp, "named")
+        (pid,) = record(trace, ("run", os.path.join(self.tmp, "named.json")),
+                        contexts=("vpid",))
+        other = os.path.join(self.tmp, "named-elsewhere")
+        host, host2 = as_other_host(trace, other)
+        r = analyze_both("summary", "--json", trace, other)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        s = json.loads(r.stdout)
+        self.assertEqual(sorted((p["host"], p["pid"], p["procname"]) for p in s["processes"]),
+                         sorted([(host, pid, "hostmem_scripte"), (host2, pid, "hostmem_scripte")]))
+        peaks = {p["host"]: p["peak_committed_bytes"] for p in s["processes"]}
+
+        tables = []
+        for engine, env in (((), dict(os.environ, HOSTMEM_ANALYZE_ENGINE_STRICT="1")),
+                            (("--engine", "python"), None)):
+            out = os.path.join(self.tmp, "named%s.csv.gz" % "".join(engine))
+            r = analyze("export", *engine, trace, other, "-o", out, env=env)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with gzip.open(out, "rt") as f:
+                tables.append(list(csv.DictReader(f)))
+        self.assertEqual(tables[0], tables[1])
+        self.assertEqual(len(tables[0]), s["events"])
+        self.assertEqual({(row["host"], row["procname"]) for row in tables[0]},
+                         {(host, "hostmem_scripte"), (host2, "hostmem_scripte")})
+
+        pf = os.path.join(self.tmp, "named.json")
+        r = analyze("export", "--perfetto", trace, other, "-o", pf)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(pf) as f:
+            evs = json.load(f)["traceEvents"]
+        names = {e["pid"]: e["args"] for e in evs if e["ph"] == "M" and e["name"] == "process_name"}
+        self.assertEqual(len(names), 2, names)
+        self.assertIn(pid, names)
+        self.assertEqual(sorted(a["name"] for a in names.values()),
+                         sorted("%s/hostmem_scripte[%d]" % (h, pid) for h in (host, host2)))
+        self.assertEqual({a["pid"] for a in names.values()}, {pid})
+        self.assertGreater(max(names), 4194304)  # above every Linux pid
+        for ppid, a in names.items():
+            committed = [e["args"]["committed_bytes"] for e in evs
+                         if e["ph"] == "C" and e["pid"] == ppid and e["name"] == "committed_bytes"]
+            self.assertEqual(max(committed), peaks[a["host"]], a)
 
     def test_bad_input_one_line_errors(self):
         empty = os.path.join(self.tmp, "not-a-trace")
@@ -560,7 +701,13 @@ class Fleet(unittest.TestCase):
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                           dashboard_address=None, local_directory=work) as cluster:
             got = self.summary("--scheduler", cluster.scheduler_address)
+            # Trace directories named relative to the client's directory,
+            # which is not the workers' (they failed: "no such file").
+            r = analyze("summary", "--json", "--scheduler", cluster.scheduler_address,
+                        *[os.path.relpath(t, self.tmp) for t in self.traces], cwd=self.tmp)
         self.assertEqual(got, serial)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout), serial)
 
     def test_dask_workers_without_the_engine_library(self):
         """Workers that do not have libhostmem_engine.so (a remote machine

@@ -496,6 +496,55 @@ class LayoutV2Test(unittest.TestCase):
         self.assertEqual(s["end_committed_bytes"], 2 * MiB)
         self.assertEqual(s["end_reserved_bytes"], 2 * MiB + 64 * KiB)
 
+    def test_totals_do_not_move_a_replay_seen_from_the_creation(self):
+        # Another thread's reserve is charged when this totals event reads
+        # the books, and its event comes after (the library reads them
+        # racily): replay alone says what was reserved.
+        h = Host()
+        h.reserve(0x10000, 1 * MiB)
+        h.ev("totals", reserved_bytes=1 * MiB + 64 * KiB, committed_bytes=0)
+        h.reserve(0x200000, 64 * KiB)
+        h.release(0x200000, 64 * KiB, 0)
+        s = summary.build(model.Model().feed_all(to_v2(h.events)))
+        self.assertEqual(s["peak_reserved_bytes"], 1 * MiB + 64 * KiB)
+        self.assertEqual(s["end_reserved_bytes"], 1 * MiB)
+
+    def test_a_manager_met_late_takes_its_first_totals_then_replays(self):
+        h = Host()
+        del h.events[:]  # the session began after the creation and 2 MiB of regions
+        h.reserve(0x400000, 64 * KiB)
+        h.ev("totals", reserved_bytes=2 * MiB + 64 * KiB, committed_bytes=0)
+        h.reserve(0x500000, 64 * KiB)
+        h.ev("totals", reserved_bytes=2 * MiB + 192 * KiB, committed_bytes=0)  # racy
+        s = summary.build(model.Model().feed_all(to_v2(h.events)))
+        self.assertEqual(s["end_reserved_bytes"], 2 * MiB + 128 * KiB)
+        self.assertEqual(s["peak_reserved_bytes"], 2 * MiB + 128 * KiB)
+
+    def test_totals_set_the_books_after_an_operation_on_an_unseen_region(self):
+        h = Host()
+        h.reserve(0x10000, 1 * MiB)
+        h.commit(0x800000, 16 * KiB)  # in a region reserved untraced (A5)
+        h.ev("totals", reserved_bytes=1 * MiB + 64 * KiB, committed_bytes=16 * KiB)
+        s = summary.build(model.Model().feed_all(to_v2(h.events)))
+        self.assertEqual(s["untracked_ops"], 1)
+        self.assertEqual((s["end_reserved_bytes"], s["end_committed_bytes"]),
+                         (1 * MiB + 64 * KiB, 16 * KiB))
+
+    def test_manager_0_is_no_manager(self):
+        # A call with a NULL manager and a refused hostmem_create.
+        h = Host()
+        h.manager = 0
+        h.fail("reserve", 0, 64 * KiB, "E_POINTER", "null_pointer", level="task")
+        h.ev("failure", op="create", hr="E_INVALIDARG", reason="bad_type", os_errno=0,
+             address=0, size=0, level="none")
+        h.manager = 0x5000
+        h.ev("manager_destroy", regions=0, reserved_bytes=0, committed_bytes=0)
+        s = summary.build(model.Model().feed_all(to_v2(h.events)))
+        self.assertEqual(s["managers"], 1)
+        self.assertEqual(s["trust"]["reasons"], [])
+        self.assertEqual(s["failures"]["total"], 2)
+        self.assertEqual((s["ops"]["reserve"]["count"], s["ops"]["reserve"]["failed"]), (1, 1))
+
     def test_failed_reserve_and_commit_gives_its_region_back(self):
         h = Host()
         h.reserve(0x10000, 1 * MiB)["alloc_type"] = 0x3000
@@ -622,8 +671,12 @@ class ReportTest(unittest.TestCase):
                 got[name] = [t.text for t in root.iter(self.SVG + "text")]
         with open(os.path.join(out, "index.html")) as f:
             page = f.read()
+        # R5: one self-contained page: each plot inline, nothing to fetch
+        refs = re.findall(r"""\b(?:src|href)\s*=\s*["']?([^"'\s>]*)""", page)
+        self.assertEqual([r for r in refs if not r.startswith("#")], [])
+        self.assertEqual(page.count('<svg class="plot"'), len(got))
         for name in got:
-            self.assertIn('src="%s"' % name, page)
+            self.assertIn('<h2 id="%s">' % name[:-4], page)
         return got
 
     def test_many_processes_states_failures_and_one_latency(self):
