@@ -92,7 +92,7 @@ static bool shared_anon_pmq(int fd, const struct hostmem_procmap_query *q)
 {
     if (!(q->vma_flags & PMQ_SHARED) || q->dev_major != 0 || !q->inode)
         return false;
-    char name[sizeof SHARED_ANON_NAME + 1];
+    char name[sizeof SHARED_ANON_NAME + 1] = {0}; /* (valgrind cannot see the kernel write it) */
     struct hostmem_procmap_query n;
     memset(&n, 0, sizeof n);
     n.size = sizeof n;
