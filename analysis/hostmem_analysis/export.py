@@ -5,7 +5,11 @@ COLUMNS (docs/analysis.md describes each); a field an event does not have
 is an empty cell.  Spark, DuckDB and pandas read it as it is.  `procname`
 is the process's name as the summary gives it: the one its
 lttng_ust_statedump:procname event says (read in a first pass: a statedump
-can come after a process's first events), else the procname context.
+can come after a process's first events), else the procname context.  A
+region operation's row also holds what the layout leaves to the analysis
+(T6), where its event does not carry it: the pages the call acted on and
+the manager's books after it, from the summary's replay (model.py, or the
+C engine's replay.c).
 
 Perfetto: Chrome trace-event JSON (ui.perfetto.dev, chrome://tracing): per
 process, the counters `committed_bytes` and `reserved_bytes` (the replayed
@@ -43,6 +47,10 @@ for _n in ("failure", "critical_decision", "memory_state", "address_space", "man
            "malloc_alloc", "malloc_free", "malloc_region"):
     FIELDS[_n] = tuple(_PAYLOAD)
 
+
+# A region operation's cells the replay fills where its event has none, in
+# the order of Model.last_op (and of replay.c's facts: engine.FACTS).
+DERIVED = ("base", "region_size", "reserved_bytes", "committed_bytes")
 
 # The event that names a process (its payload `procname`), for the name of
 # every row of the process and of each Perfetto process.
@@ -145,12 +153,20 @@ def write_csv(paths, out_path, trust):
 
 
 def _rows(events):
+    """The rows of the events, replayed by model.py as the summary does."""
+    m = model_mod.Model()
+    derived = [COLUMNS.index(c) for c in DERIVED]
     for ev in events:
+        m.feed(ev)
         row = [ev["ts"], ev.get("host") or "", "" if ev.get("pid") is None else ev["pid"],
                ev.get("procname") or "", ev["name"]]
         for c in _PAYLOAD:
             v = ev.get(c)
             row.append("" if v is None else v)
+        if ev["name"] in model_mod.REGION_OPS:
+            for i, v in zip(derived, m.last_op):
+                if row[i] == "" and v is not None:
+                    row[i] = v
         yield row
 
 
