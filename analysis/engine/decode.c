@@ -72,6 +72,11 @@ hme_engine *hme_new(int threads, int64_t temporary_ns, int keep_all_samples)
     return e;
 }
 
+void hme_forward_all(hme_engine *e)
+{
+    e->forward_all = 1;
+}
+
 static void *decode_grow(void *p, size_t elem, int32_t *cap, int32_t need)
 {
     if (need <= *cap)
@@ -778,7 +783,8 @@ static void decode_sift_up(hme_engine *e, int32_t i)
     }
 }
 
-int hme__fwd_push(hme_engine *e, const struct hme_rec *r, const char *blob, int32_t proc)
+int hme__fwd_push(hme_engine *e, const struct hme_rec *r, const char *blob, int32_t proc,
+                  const int64_t *facts)
 {
     if (e->nfwd == e->capfwd) {
         int64_t cap = e->capfwd ? e->capfwd * 2 : 1024;
@@ -804,6 +810,8 @@ int hme__fwd_push(hme_engine *e, const struct hme_rec *r, const char *blob, int3
     f->clock = r->clock;
     f->cls = r->cls;
     f->proc = proc;
+    for (int i = 0; i < HME_FACT_COUNT; i++)
+        f->facts[i] = facts != NULL ? facts[i] : HME_UNKNOWN;
     const struct hme_class_desc *c = &e->classes[r->cls];
     int32_t nv = c->nfields < HME_NV ? c->nfields : HME_NV;
     for (int32_t i = 0; i < nv; i++) {

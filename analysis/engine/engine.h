@@ -175,7 +175,17 @@ struct hme_trace_desc {
 /* A rare event for Python (every hostmem event, for export): its class,
  * time, process, payload values and the procname its stream gives it
  * (strings and bytes: offset << 32 | length into the batch's blob; procname
- * UINT64_MAX: none). */
+ * UINT64_MAX: none).  Export's region operations also carry what the replay
+ * derived of them (HME_FACT_*, HME_UNKNOWN where it does not know). */
+enum hme_fact {
+    HME_FACT_BASE = 0,    /* the pages the call acted on */
+    HME_FACT_REGION_SIZE,
+    HME_FACT_RESERVED,    /* the manager's books after it */
+    HME_FACT_COMMITTED,
+    HME_FACT_COUNT
+};
+#define HME_UNKNOWN INT64_MIN
+
 struct hme_fwd {
     int64_t ts;
     uint64_t clock;
@@ -183,6 +193,7 @@ struct hme_fwd {
     int32_t proc;
     uint64_t v[HME_NV];
     uint64_t procname;
+    int64_t facts[HME_FACT_COUNT];
 };
 
 struct hme_batch {
@@ -201,6 +212,9 @@ HME_EXPORT int hme_add_stream_class(hme_engine *e, const struct hme_stream_class
 HME_EXPORT int hme_add_class(hme_engine *e, const struct hme_class_desc *c);
 /* A stream file of `trace`, read up to `length` bytes (its sound prefix). */
 HME_EXPORT int hme_add_stream(hme_engine *e, int trace, const char *path, int64_t length);
+/* Export: every hostmem event goes to Python once replayed, a region
+ * operation with its facts (call before hme_run). */
+HME_EXPORT void hme_forward_all(hme_engine *e);
 /* Decode and replay.  Returns 1 with `out` holding rare events (valid until
  * the next call), 0 at the end, -1 on an error (hme_error says what). */
 HME_EXPORT int hme_run(hme_engine *e, struct hme_batch *out);

@@ -76,6 +76,7 @@ struct hme_engine {
     int threads;
     int64_t temporary_ns;
     int keep_all_samples;
+    int forward_all; /* hme_forward_all */
     /* layout */
     struct hme_trace_desc *traces;
     char **trace_procnames;
@@ -121,8 +122,9 @@ HME_HIDDEN int hme__model_event(hme_engine *e, const struct hme_rec *r, const ch
 HME_HIDDEN void hme__model_discarded(hme_engine *e, int trace, int64_t events, int64_t packets);
 HME_HIDDEN int hme__model_finish(hme_engine *e);
 
-/* decode.c: hand an event to Python (copies its strings). 0 or -1. */
+/* decode.c: hand an event to Python (copies its strings), with its facts
+ * (HME_FACT_COUNT of them; NULL: none). 0 or -1. */
 HME_HIDDEN int hme__fwd_push(hme_engine *e, const struct hme_rec *r, const char *blob,
-                             int32_t proc);
+                             int32_t proc, const int64_t *facts);
 
 #endif

@@ -573,6 +573,9 @@ struct held {
 };
 
 struct hme_model {
+    /* The last region operation's facts (Model.last_op): the pages it acted
+     * on, the manager's books after it; HME_UNKNOWN where not known. */
+    int64_t facts[HME_FACT_COUNT];
     int64_t held_total, held_order;
     struct stats all;
     struct proc *procs;
@@ -1070,6 +1073,8 @@ static int replay_region_op(hme_engine *e, struct proc *p, struct manager *g,
     int op = c->kind - HME_K_RESERVE;
     struct opstats *st = &p->ops[op];
     int64_t ts = r->ts;
+    int64_t *facts = e->model->facts;
+    facts[HME_FACT_BASE] = facts[HME_FACT_REGION_SIZE] = HME_UNKNOWN; /* a failure: none */
     st->count++;
     if (HAS(HME_R_START_NS)) {
         uint64_t start = V(HME_R_START_NS), end = r->clock;
@@ -1121,6 +1126,8 @@ static int replay_region_op(hme_engine *e, struct proc *p, struct manager *g,
         dr = len;
         uint64_t a = len < 0 ? (uint64_t)-len : (uint64_t)len;
         p->size_hist[a ? 64 - __builtin_clzll(a) : 0]++;
+        facts[HME_FACT_BASE] = base;
+        facts[HME_FACT_REGION_SIZE] = len;
         break;
     }
     case HME_K_RELEASE: {
@@ -1134,8 +1141,11 @@ static int replay_region_op(hme_engine *e, struct proc *p, struct manager *g,
             p->untracked++;
             manager_lost(g); /* a region the replay never saw */
             st->bytes += len;
+            facts[HME_FACT_BASE] = (int64_t)(addr - addr % (uint64_t)page); /* its base page (S7) */
             break;
         }
+        facts[HME_FACT_BASE] = (int64_t)x->base;
+        facts[HME_FACT_REGION_SIZE] = x->size;
         int64_t cb = region_committed(x);
         if (x->has_heap)
             heap_moved(p, -cb);
@@ -1171,9 +1181,16 @@ static int replay_region_op(hme_engine *e, struct proc *p, struct manager *g,
         if (c->kind == HME_K_COMMIT)
             hme__stacks_drop(&p->stacks, V(HME_R_SEQ));
         struct region *x = treap_find(g->root, (uint64_t)base);
-        if (c->kind == HME_K_DECOMMIT && size == 0 && x != NULL) {
-            len = x->size; /* size 0: the whole region (S6) */
-            base = (int64_t)x->base;
+        facts[HME_FACT_BASE] = base;
+        facts[HME_FACT_REGION_SIZE] = len;
+        if (c->kind == HME_K_DECOMMIT && size == 0) {
+            /* size 0: the whole region (S6), which starts at that page */
+            if (x != NULL) {
+                len = facts[HME_FACT_REGION_SIZE] = x->size;
+                base = facts[HME_FACT_BASE] = (int64_t)x->base;
+            } else {
+                facts[HME_FACT_REGION_SIZE] = HME_UNKNOWN;
+            }
         }
         st->bytes += len;
         if (x == NULL) {
@@ -1196,9 +1213,11 @@ static int replay_region_op(hme_engine *e, struct proc *p, struct manager *g,
         break;
     }
     case HME_K_QUERY:
-        break;
+        break; /* the event names the run it found */
     default:
         st->bytes += len;
+        facts[HME_FACT_BASE] = base;
+        facts[HME_FACT_REGION_SIZE] = len;
     }
     return replay_totals(e, p, g, ts, dr, dc, 0);
 }
@@ -1580,12 +1599,12 @@ int hme__model_event(hme_engine *e, const struct hme_rec *r, const char *blob)
 }
 
 /* One event of process pi, in its process's seq order. */
-static int replay_event(hme_engine *e, int32_t pi, const struct hme_rec *r, const char *blob)
+static int replay_apply(hme_engine *e, int32_t pi, const struct hme_rec *r, const char *blob)
 {
     struct hme_model *m = e->model;
     const struct hme_class_desc *c = &e->classes[r->cls];
     if (c->kind == HME_K_FWD_OTHER)
-        return hme__fwd_push(e, r, blob, pi);
+        return hme__fwd_push(e, r, blob, pi, NULL);
     struct proc *p = &m->procs[pi];
     if (c->kind == HME_K_MALLOC_DEBUG) {
         struct debug_pending *d = &p->dbg[p->dbg_next];
@@ -1651,7 +1670,7 @@ static int replay_event(hme_engine *e, int32_t pi, const struct hme_rec *r, cons
     g->last_ts = ts;
     switch (c->kind) {
     case HME_K_FWD:
-        return hme__fwd_push(e, r, blob, pi);
+        return hme__fwd_push(e, r, blob, pi, NULL);
     case HME_K_TOTALS: {
         /* Model._resync: the library's books set the replay's only when it
          * cannot be exact */
@@ -1676,7 +1695,7 @@ static int replay_event(hme_engine *e, int32_t pi, const struct hme_rec *r, cons
             return -1;
         g->state = (int64_t)V(HME_R_STATE);
         g->state_since = ts;
-        return hme__fwd_push(e, r, blob, pi);
+        return hme__fwd_push(e, r, blob, pi, NULL);
     }
     case HME_K_CREATE:
         g->created = ts;
@@ -1752,9 +1771,30 @@ static int replay_event(hme_engine *e, int32_t pi, const struct hme_rec *r, cons
             return replay_totals(e, p, g, ts, x->size, x->unplaced, 1);
         return 0;
     }
-    default:
-        return replay_region_op(e, p, g, c, r);
+    default: {
+        if (replay_region_op(e, p, g, c, r) < 0)
+            return -1;
+        /* the books after the call, when the replay knows them: not before
+         * a manager met late has had its first totals (REPLAY_LATE) */
+        int known = g->replay != REPLAY_LATE;
+        m->facts[HME_FACT_RESERVED] = known ? g->reserved : HME_UNKNOWN;
+        m->facts[HME_FACT_COMMITTED] = known ? g->committed : HME_UNKNOWN;
+        return 0;
     }
+    }
+}
+
+/* replay_apply, then, for export, the event to Python (those Python handles
+ * went in replay_apply), a region operation with its facts. */
+static int replay_event(hme_engine *e, int32_t pi, const struct hme_rec *r, const char *blob)
+{
+    int kind = e->classes[r->cls].kind;
+    if (replay_apply(e, pi, r, blob) < 0)
+        return -1;
+    if (!e->forward_all || kind == HME_K_FWD || kind == HME_K_FWD_OTHER || kind == HME_K_MEMSTATE)
+        return 0;
+    int op = kind >= HME_K_RESERVE && kind <= HME_K_QUERY;
+    return hme__fwd_push(e, r, blob, pi, op ? e->model->facts : NULL);
 }
 
 void hme__model_discarded(hme_engine *e, int trace, int64_t events, int64_t packets)

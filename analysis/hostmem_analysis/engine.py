@@ -353,10 +353,17 @@ class _TraceDesc(ctypes.Structure):
                 ("env_procname", ctypes.c_char_p), ("packet_header", _StructDesc)]
 
 
+# enum hme_fact: the columns of what the replay derived of a region operation
+# (export.DERIVED, Model.last_op), HME_UNKNOWN where it does not know
+FACTS = ("base", "region_size", "reserved_bytes", "committed_bytes")
+NFACTS = len(FACTS)
+UNKNOWN = -(1 << 63)
+
+
 class _Fwd(ctypes.Structure):
     _fields_ = [("ts", ctypes.c_int64), ("clock", ctypes.c_uint64), ("cls", ctypes.c_int32),
                 ("proc", ctypes.c_int32), ("v", ctypes.c_uint64 * NV),
-                ("procname", ctypes.c_uint64)]
+                ("procname", ctypes.c_uint64), ("facts", ctypes.c_int64 * NFACTS)]
 
 
 class _Batch(ctypes.Structure):
@@ -442,6 +449,7 @@ def _load():
     lib.hme_add_stream_class.argtypes = [P, ctypes.POINTER(_StreamClassDesc)]
     lib.hme_add_class.argtypes = [P, ctypes.POINTER(_ClassDesc)]
     lib.hme_add_stream.argtypes = [P, ctypes.c_int, ctypes.c_char_p, _I64]
+    lib.hme_forward_all.argtypes = [P]
     lib.hme_run.argtypes = [P, ctypes.POINTER(_Batch)]
     lib.hme_error.restype = ctypes.c_char_p
     lib.hme_error.argtypes = [P]
@@ -631,12 +639,13 @@ class _Run:
     def __init__(self, lib, temporary_ns, keep_all_samples, fields=None, forward_all=False):
         self.lib = lib
         # the fields read of each event (model.py's), and whether every
-        # hostmem event goes to Python (export.py) instead of the replay
+        # hostmem event goes to Python (export.py) once replayed
         self.fields = fields if fields is not None else model_mod.FIELDS
-        self.forward_all = forward_all
         self.e = lib.hme_new(os.cpu_count() or 1, temporary_ns, 1 if keep_all_samples else 0)
         if not self.e:
             raise MemoryError("cannot create the C engine")
+        if forward_all:
+            lib.hme_forward_all(self.e)
         self.hosts = []
         self.host_ids = {}
         self.names = []
@@ -741,7 +750,7 @@ class _Run:
             kind = "skip"
         elif not own:
             kind = "fwd_other"
-        elif name in C_KINDS and not self.forward_all:
+        elif name in C_KINDS:
             kind = name
         else:
             kind = "fwd"
@@ -880,8 +889,9 @@ def export_rows(paths, fields, columns, trust):
             c.cleanup()
 
 
-# struct hme_fwd (engine.h): ts, clock, cls, proc, v[HME_NV], procname
-_FWD_LAYOUT = struct.Struct("<qQii%dQQ" % NV)
+# struct hme_fwd (engine.h): ts, clock, cls, proc, v[HME_NV], procname, facts
+_FWD_LAYOUT = struct.Struct("<qQii%dQQ%dq" % (NV, NFACTS))
+_PROCNAME = 4 + NV
 assert _FWD_LAYOUT.size == ctypes.sizeof(_Fwd)
 _NONE = (1 << 64) - 1
 
@@ -896,7 +906,8 @@ def _export_rows(run, columns):
     col = {c: 5 + k for k, c in enumerate(columns)}
     blank = [""] * len(columns)
     dur, fcol, lcol = col.get("duration_ns"), col.get("file"), col.get("line")
-    plans = {}  # class -> (plan, plain setters, other setters, start_ns j, seq j, has file)
+    plans = {}  # class -> (plan, plain setters, other setters, start_ns j, seq j, has file,
+    #                        the replay's facts for the cells the event does not have)
     while True:
         rc = lib.hme_run(e, ctypes.byref(batch))
         if rc < 0:
@@ -905,7 +916,8 @@ def _export_rows(run, columns):
         if n:
             blob = ctypes.string_at(batch.blob, batch.blob_n) if batch.blob_n else b""
             pnames = {}  # procname blob slot -> text, in this batch
-            # the records as tuples (ts, clock, cls, proc, v0 .. v15): no ctypes object each
+            # the records as tuples (ts, clock, cls, proc, v0 .. v15, procname, facts): no
+            # ctypes object each
             for r in _FWD_LAYOUT.iter_unpack(ctypes.string_at(batch.recs, n * _FWD_LAYOUT.size)):
                 cls, proc = r[2], r[3]
                 cp = plans.get(cls)
@@ -918,9 +930,11 @@ def _export_rows(run, columns):
                          if conv is _plain and name in col],
                         [(col[name], 4 + j, conv) for name, j, conv in plan.plan
                          if conv is not _plain and name in col],
-                        js.get("start_ns", -1), js.get("seq", -1), "file" in js)
-                plan, plain, other, start_j, seq_j, has_file = cp
-                if plan.kind != "fwd":
+                        js.get("start_ns", -1), js.get("seq", -1), "file" in js,
+                        [(col[c], _PROCNAME + 1 + k) for k, c in enumerate(FACTS)
+                         if c in col and c not in js] if plan.kind in REGION_OPS else ())
+                plan, plain, other, start_j, seq_j, has_file, facts = cp
+                if plan.kind == "fwd_other":
                     continue  # another provider's event (the statedump)
                 p = procs.get(proc)
                 if p is None:
@@ -928,7 +942,7 @@ def _export_rows(run, columns):
                     p = procs[proc] = (run.hosts[info.host] or "",
                                        info.pid if info.has_pid else "")
                 # the procname of the record's stream and pid (reader.py's rule)
-                pn = r[-1]
+                pn = r[_PROCNAME]
                 name = pnames.get(pn)
                 if name is None:
                     name = pnames[pn] = "" if pn == _NONE else blob[
@@ -947,6 +961,9 @@ def _export_rows(run, columns):
                     # layout v2: the call's start travels, its end is the event's clock
                     start, end = r[start_j], r[1]
                     row[dur] = (end - start if start <= end else 0) if start > 0 else ""
+                for pos, j in facts:  # what the replay derived of a region operation
+                    if r[j] != UNKNOWN:
+                        row[pos] = r[j]
                 if plan.name == "malloc_alloc" and not has_file:
                     f, ln = debug.pop((proc, seq), ("", 0))
                     if fcol:

@@ -5,7 +5,11 @@ COLUMNS (docs/analysis.md describes each); a field an event does not have
 is an empty cell.  Spark, DuckDB and pandas read it as it is.  `procname`
 is the process's name as the summary gives it: the one its
 lttng_ust_statedump:procname event says (read in a first pass: a statedump
-can come after a process's first events), else the procname context.
+can come after a process's first events), else the procname context.  A
+region operation's row also holds what the layout leaves to the analysis
+(T6), where its event does not carry it: the pages the call acted on and
+the manager's books after it, from the summary's replay (model.py, or the
+C engine's replay.c), and the free type its name says.
 
 Perfetto: Chrome trace-event JSON (ui.perfetto.dev, chrome://tracing): per
 process, the counters `committed_bytes` and `reserved_bytes` (the replayed
@@ -26,8 +30,8 @@ import sys
 from . import model as model_mod
 
 COLUMNS = ("ts_ns", "host", "pid", "procname", "event", "seq", "manager", "address", "size",
-           "base", "region_size", "alloc_type", "protect", "old_protect", "level", "hr",
-           "duration_ns", "caller", "op", "reason", "os_errno", "resource", "decision",
+           "base", "region_size", "alloc_type", "free_type", "protect", "old_protect", "level",
+           "hr", "duration_ns", "caller", "op", "reason", "os_errno", "resource", "decision",
            "request_bytes", "level_ceiling", "limit", "waited_ns", "committed_bytes",
            "reserved_bytes", "old_state", "state", "action", "start", "external_bytes",
            "commit_limit", "address_space_limit", "page_size", "regions",
@@ -43,6 +47,12 @@ for _n in ("failure", "critical_decision", "memory_state", "address_space", "man
            "malloc_alloc", "malloc_free", "malloc_region"):
     FIELDS[_n] = tuple(_PAYLOAD)
 
+
+# A region operation's cells the replay fills where its event has none, in
+# the order of Model.last_op (and of replay.c's facts: engine.FACTS).
+DERIVED = ("base", "region_size", "reserved_bytes", "committed_bytes")
+MEM_DECOMMIT, MEM_RELEASE = 0x4000, 0x8000
+_FREE_TYPES = {"decommit": MEM_DECOMMIT, "release": MEM_RELEASE}
 
 # The event that names a process (its payload `procname`), for the name of
 # every row of the process and of each Perfetto process.
@@ -79,16 +89,20 @@ def _procnames(paths):
             for (host, pid), p in m.processes.items() if p.procname}
 
 
-def _named(rows, names):
-    """The rows, each with its process's name when a statedump gave one."""
-    if not names:
-        yield from rows
-        return
+def _completed(rows, names):
+    """The rows, each with its process's name when a statedump gave one, and
+    a decommit's or release's free type: the event's name says it (a release
+    refused may have been given another, invalid one: left empty)."""
     get = names.get
+    ft, hr = COLUMNS.index("free_type"), COLUMNS.index("hr")
     for row in rows:
         name = get((row[1], row[2]))
         if name:
             row[3] = name
+        free = _FREE_TYPES.get(row[4])
+        if free is not None and row[ft] == "" and (free == MEM_DECOMMIT
+                                                   or row[hr] in ("S_OK", "")):
+            row[ft] = free
         yield row
 
 
@@ -136,21 +150,29 @@ def write_csv(paths, out_path, trust):
     rows = _engine_rows(paths, trust)
     if rows is not None:
         try:
-            return _write_csv(_named(rows, names), out_path)
+            return _write_csv(_completed(rows, names), out_path)
         except engine.Unsupported as u:
             _fallback(paths, u)
     trust.clear()
     trust.update(reader.new_trust())
-    return _write_csv(_named(_rows(_events(paths, trust)), names), out_path)
+    return _write_csv(_completed(_rows(_events(paths, trust)), names), out_path)
 
 
 def _rows(events):
+    """The rows of the events, replayed by model.py as the summary does."""
+    m = model_mod.Model()
+    derived = [COLUMNS.index(c) for c in DERIVED]
     for ev in events:
+        m.feed(ev)
         row = [ev["ts"], ev.get("host") or "", "" if ev.get("pid") is None else ev["pid"],
                ev.get("procname") or "", ev["name"]]
         for c in _PAYLOAD:
             v = ev.get(c)
             row.append("" if v is None else v)
+        if ev["name"] in model_mod.REGION_OPS:
+            for i, v in zip(derived, m.last_op):
+                if row[i] == "" and v is not None:
+                    row[i] = v
         yield row
 
 

@@ -572,6 +572,9 @@ class Model:
         self.discarded_packets = 0
         self.other_events = 0
         self.finished = False
+        # The last region operation: (base, region_size, reserved, committed),
+        # None where unknown (Model._region_op).
+        self.last_op = None
 
     # -- dispatch ---------------------------------------------------------
     def process(self, ev):
@@ -733,6 +736,17 @@ class Model:
         return start, -(-(addr + size) // page) * page - start
 
     def _region_op(self, p, m, ev, ts):
+        """Replay a region operation; `last_op` keeps what export's row says of
+        it (docs/analysis.md; replay.c keeps the same in hme_model.facts): the
+        pages it acted on, and the manager's books after it when the replay
+        knows them (not before a manager met late has had its first totals)."""
+        base, size = self._region_replay(p, m, ev, ts)
+        books = (None, None) if m.replay == REPLAY_LATE else (m.reserved, m.committed)
+        self.last_op = (base, size) + books
+
+    def _region_replay(self, p, m, ev, ts):
+        """(base, size) of the pages a successful operation acted on (size
+        None: a region the replay never saw), (None, None) for a failure."""
         op = ev["name"]
         st = p.ops[op]
         st.count += 1
@@ -754,8 +768,9 @@ class Model:
                 if reg is not None:
                     book.release(reg.stack, reg.committed_bytes())
                     self._replay(p, m, ts, -reg.size, -reg.committed_bytes())
-            return
+            return None, None
         base, size = self._span(ev, m, op)
+        span = (base, size)
         dr = dc = 0
         if op == "reserve":
             st.bytes += size
@@ -776,7 +791,9 @@ class Model:
                 p.untracked += 1
                 m.lost()  # a region the replay never saw
                 st.bytes += size
+                span = (base - base % (m.page_size or 4096), None)  # its base page (S7)
             else:
+                span = (reg.base, reg.size)
                 if reg.heap is not None:
                     p.heap_moved(-reg.committed_bytes())
                 book.release(reg.stack, reg.committed_bytes())
@@ -797,9 +814,12 @@ class Model:
             if op == "commit":
                 book.drop(ev.get("seq"))
             reg = m.find(base)
-            if op == "decommit" and not v1 and not ev.get("size") and reg is not None:
-                size = reg.size  # size 0: the whole region (S6)
-                base = reg.base
+            if op == "decommit" and not v1 and not ev.get("size"):
+                # size 0: the whole region (S6), which starts at that page
+                if reg is None:
+                    span = (base, None)
+                else:
+                    base, size = span = (reg.base, reg.size)
             st.bytes += size
             if reg is None:
                 p.untracked += 1
@@ -814,10 +834,13 @@ class Model:
                     p.heap_moved(dc)
         elif op != "query":
             st.bytes += size
+        else:
+            span = (None, None)  # the event names the run it found
         if v1:
             self._totals(p, m, ev, ts)
         else:
             self._replay(p, m, ts, dr, dc)
+        return span
 
     def _failure(self, p, m, ev, ts):
         key = (ev.get("op"), ev.get("level"), ev.get("hr"), ev.get("reason"))

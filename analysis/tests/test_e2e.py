@@ -376,6 +376,38 @@ class EndToEnd(unittest.TestCase):
         self.assertEqual(got["untracked_ops"], 0)
         self.assertEqual(got["end_reserved_bytes"], exp["end_reserved_bytes"])
 
+    def test_export_books_of_a_manager_met_late(self):
+        """T1, T6: a session attached mid-run meets the manager after its
+        creation.  The export names the range of a region its statedump showed,
+        leaves the manager's books empty on the rows before its first
+        hostmem:totals (the replay does not know them yet) and gives them after,
+        as hostmem_get_stats has them; both engines write the same table."""
+        import csv
+        import gzip
+        trace = os.path.join(self.tmp, "mid-export")
+        expect = os.path.join(self.tmp, "mid-export.json")
+        record(trace, ("midrun", expect))
+        with open(expect) as f:
+            exp = json.load(f)
+        tables = []
+        for engine, env in (((), dict(os.environ, HOSTMEM_ANALYZE_ENGINE_STRICT="1")),
+                            (("--engine", "python"), None)):
+            out = os.path.join(self.tmp, "mid-export%s.csv.gz" % "".join(engine))
+            r = analyze("export", *engine, trace, "-o", out, env=env)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with gzip.open(out, "rt") as f:
+                tables.append(list(csv.DictReader(f)))
+        self.assertEqual(tables[0], tables[1])
+        ops = [row for row in tables[0] if row["event"] in ("reserve", "release")]
+        self.assertEqual([row["event"] for row in ops], ["release", "reserve"])
+        release, reserve = ops
+        self.assertEqual((release["hr"], release["base"], release["region_size"]),
+                         ("S_OK", release["address"], str(512 * 1024)))
+        self.assertEqual((release["reserved_bytes"], release["committed_bytes"]), ("", ""))
+        self.assertEqual((reserve["hr"], reserve["region_size"]), ("S_OK", str(1024 * 1024)))
+        self.assertEqual((reserve["reserved_bytes"], reserve["committed_bytes"]),
+                         (str(exp["end_reserved_bytes"]), str(exp["end_committed_bytes"])))
+
     def test_profile_records_the_command_and_passes_its_status(self):
         profile = os.path.join(ANALYSIS, "hostmem-profile")
         out = os.path.join(self.tmp, "profile")

@@ -555,6 +555,31 @@ class LayoutV2Test(unittest.TestCase):
         self.assertEqual(s["end_reserved_bytes"], 0)
         self.assertEqual(s["leaks"]["regions"], 0)
 
+    def test_export_rows_say_what_the_replay_knows(self):
+        # A manager met late, regions made before the session: a whole-region
+        # decommit and a release name the region's base page but not its size,
+        # and the books stay unknown until the first totals event.
+        from hostmem_analysis import export
+        h = Host()
+        del h.events[:]
+        h.ev("decommit", address=0x300005, size=0, hr="S_OK")
+        h.ev("release", address=0x300005, hr="S_OK")
+        h.ev("totals", reserved_bytes=2 * MiB, committed_bytes=64 * KiB)
+        h.ev("reserve", address=0, size=100000, base=0x400000, hr="S_OK", caller=0x1234)
+        h.ev("commit", address=0x400005, size=4096, hr="S_OK")
+        h.ev("commit", address=0x800000, size=4096, hr="E_OUTOFMEMORY")
+        rows = [dict(zip(export.COLUMNS, r)) for r in export._rows(h.events)]
+        got = [(r["event"], r["base"], r["region_size"], r["reserved_bytes"], r["committed_bytes"])
+               for r in rows]
+        self.assertEqual(got, [
+            ("decommit", 0x300000, "", "", ""),
+            ("release", 0x300000, "", "", ""),
+            ("totals", "", "", 2 * MiB, 64 * KiB),
+            ("reserve", 0x400000, 102400, 2 * MiB + 102400, 64 * KiB),
+            ("commit", 0x400000, 2 * 4096, 2 * MiB + 102400, 64 * KiB + 2 * 4096),
+            ("commit", "", "", 2 * MiB + 102400, 64 * KiB + 2 * 4096),
+        ])
+
 
 
 class BoundedTest(unittest.TestCase):

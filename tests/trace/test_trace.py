@@ -128,15 +128,18 @@ class Session:
             shutil.rmtree(self.tmp, ignore_errors=True)
         return False
 
-    def read(self, pid):
-        """Events of process `pid` in trace order, as dicts; and the discarded count."""
-        events, discarded = [], 0
-        # ust/pid/NAME-PID-DATE-TIME: the trace of process `pid` (none when it
-        # never loaded the provider).
+    def dirs(self, pid):
+        """The trace directories of process `pid`: ust/pid/NAME-PID-DATE-TIME
+        (none when it never loaded the provider)."""
         top = os.path.join(self.path, "ust", "pid")
         mine = [os.path.join(top, d) for d in sorted(os.listdir(top)) if d.split("-")[-3:-2] == [str(pid)]] \
             if os.path.isdir(top) else []
-        mine = [d for d in mine if os.path.exists(os.path.join(d, "metadata"))]
+        return [d for d in mine if os.path.exists(os.path.join(d, "metadata"))]
+
+    def read(self, pid):
+        """Events of process `pid` in trace order, as dicts; and the discarded count."""
+        events, discarded = [], 0
+        mine = self.dirs(pid)
         if not mine:
             return events, discarded
         it = bt2.TraceCollectionMessageIterator(mine)
@@ -198,6 +201,21 @@ def analyze_json(trace_dir, engine="python"):
     out = subprocess.run([sys.executable, tool, "summary", "--json", "--engine", engine, trace_dir],
                          check=True, stdout=subprocess.PIPE, timeout=TIMEOUT, text=True, env=env).stdout
     return json.loads(out)
+
+
+def export_rows(trace_dirs, out, engine="python"):
+    """hostmem-analyze export of the trace directories into `out`, by one engine (the C
+    engine strictly: no fallback to babeltrace2); the table's text."""
+    import gzip
+    tool = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "analysis", "hostmem-analyze")
+    env = dict(os.environ)
+    if engine == "c":
+        env["HOSTMEM_ENGINE_LIB"] = engine_lib()
+        env["HOSTMEM_ANALYZE_ENGINE_STRICT"] = "1"
+    subprocess.run([sys.executable, tool, "export", "--engine", engine, *trace_dirs, "-o", out],
+                   check=True, stdout=subprocess.DEVNULL, timeout=TIMEOUT, env=env)
+    with gzip.open(out, "rt") as f:
+        return f.read()
 
 
 def round_up(n, to):
@@ -460,6 +478,94 @@ class TraceTest(unittest.TestCase):
             self.assertEqual(summary["peak_committed_bytes"], 2 * P)
             self.assertEqual(summary["leaks"]["regions"], 0)
             self.assertTrue(summary["trust"]["complete"], summary["trust"])
+
+    def test_export(self):
+        """T1 through T6: every region operation's row of `hostmem-analyze export`
+        holds the facts the layout leaves to the analysis: the page-rounded range
+        the call acted on (base, region_size; empty for a refused call unless its
+        event names one), the manager's books after it (reserved_bytes,
+        committed_bytes: what hostmem_get_stats said then; a reserve-and-commit's
+        reserve row, after its reserve half) and the free type; both engines write
+        the same table."""
+        try:
+            import pandas as pd
+        except ImportError:
+            self.skipTest("python3-pandas is not installed")
+        with Session() as s:
+            lines = run_workload("books")
+            s.stop()
+            header, calls = lines[0], lines[1:]
+            pid = header["pid"]
+            events, discarded = s.read(pid)
+            engines = ["python"] + (["c"] if engine_lib() else [])
+            tables = {e: export_rows(s.dirs(pid), os.path.join(s.tmp, e + ".csv.gz"), e)
+                      for e in engines}
+            df = pd.read_csv(os.path.join(s.tmp, "python.csv.gz"),
+                             dtype={c: "UInt64" for c in ("base", "region_size", "reserved_bytes",
+                                                          "committed_bytes", "free_type")})
+        self.assertEqual(discarded, 0)
+        self.check_common(header, events)
+        for e in engines[1:]:
+            self.assertEqual(tables[e], tables["python"], "%s engine's table" % e)
+        P = header["page"]
+
+        def value(v):
+            return None if pd.isna(v) else int(v)
+
+        df = df[df["pid"] == pid]
+        self.assertEqual(len(df), len(events))
+        ops = [e for e in events if e["event"] in REGION_OPS]
+        rows = df[df["event"].isin(REGION_OPS)]
+        got = [(r.event, r.hr, value(r.base), value(r.region_size), value(r.reserved_bytes),
+                value(r.committed_bytes), value(r.free_type)) for r in rows.itertuples()]
+        self.assertTrue(df[~df["event"].isin(REGION_OPS)]["free_type"].isna().all())
+
+        # What the host did: its calls, rounded to pages as S4-S7 say, and its books.
+        want = []
+        regions = {}  # base -> size
+        committed = 0
+        it = iter(ops)
+        for c in calls[:-1]:  # the last one is destroy
+            name, ok, addr, size = c["call"], c["hr"] == "S_OK", c["address"], c["size"]
+            books = (c["reserved"], c["committed"])
+            ev = next(it)
+            if name == "reserve_commit":
+                # Two events: the reserve names the region (given back when the
+                # call failed), the commit half commits all of it.
+                psize = round_up(size, P)
+                if ok:
+                    regions[c["result"]] = psize
+                    want.append(("reserve", "S_OK", c["result"], psize, c["reserved"], committed,
+                                 None))
+                    want.append(("commit", "S_OK", c["result"], psize) + books + (None,))
+                else:
+                    self.assertNotEqual(ev["base"], 0, ev)
+                    want.append(("reserve", c["hr"], ev["base"], None) + books + (None,))
+                    want.append(("commit", c["hr"], None, None) + books + (None,))
+                next(it)
+            elif not ok:
+                # A refused decommit was one (the event's name says it); a refused
+                # release may have had any free type (its failure says bad_type then).
+                want.append((ev["event"], c["hr"], None, None) + books
+                            + ((MEM_DECOMMIT,) if ev["event"] == "decommit" else (None,)))
+            elif name == "reserve":
+                regions[c["result"]] = round_up(size, P)
+                want.append(("reserve", "S_OK", c["result"], round_up(size, P)) + books + (None,))
+            elif name == "query":
+                # The event carries the run it found.
+                self.assertEqual(ev["base"], c["result"])
+                want.append(("query", "S_OK", ev["base"], ev["region_size"]) + books + (None,))
+            elif name == "release":
+                base = addr - addr % P
+                want.append(("release", "S_OK", base, regions.pop(base)) + books + (MEM_RELEASE,))
+            elif name == "decommit" and size == 0:
+                want.append(("decommit", "S_OK", addr, regions[addr]) + books + (MEM_DECOMMIT,))
+            else:
+                base = addr - addr % P
+                want.append((name, "S_OK", base, round_up(addr + size, P) - base) + books
+                            + ((MEM_DECOMMIT,) if name == "decommit" else (None,)))
+            committed = c["committed"]
+        self.assertEqual(got, want)
 
     def test_statedump(self):
         """A session started mid-run sees every live region once, before the next event."""

@@ -4,7 +4,7 @@
  * recorded.  It prints one JSON object per line on stdout: what it did and
  * what each call returned, so the checker can compare field by field.
  *
- *   trace_workload basic | limits | halves | wait | statedump | threads | heap
+ *   trace_workload basic | limits | halves | wait | statedump | threads | heap | books
  *
  * statedump: after building its regions it prints {"ready": true} and waits
  * for a line on stdin (the checker starts its session meanwhile), then makes
@@ -34,12 +34,21 @@ static size_t page;
         }                                                                            \
     } while (0)
 
+/* The manager whose books (hostmem_get_stats) each call line carries, or NULL. */
+static hostmem_manager *books_of;
+
 /* One JSON line per call: the checker pairs it with the call's events. */
 static void emit(const char *op, const void *address, size_t size, HRESULT hr, const void *result)
 {
     printf("{\"call\": \"%s\", \"address\": %" PRIuPTR ", \"size\": %zu, \"hr\": \"%s\", "
-           "\"result\": %" PRIuPTR "}\n",
+           "\"result\": %" PRIuPTR,
            op, (uintptr_t)address, size, hostmem_hresult_name(hr), (uintptr_t)result);
+    if (books_of != NULL) {
+        hostmem_stats st;
+        CHECK(hostmem_get_stats(books_of, &st) == S_OK);
+        printf(", \"reserved\": %zu, \"committed\": %zu", st.reserved_bytes, st.committed_bytes);
+    }
+    printf("}\n");
 }
 
 /* The main program's executable segment: where `caller` must point. */
@@ -241,6 +250,78 @@ static void halves(void)
     CHECK(st.region_count == 1 && st.committed_bytes == 2 * page);
     CHECK(hostmem_virtual_free(m, p, 0, MEM_RELEASE) == S_OK);
     emit("release", p, 0, S_OK, NULL);
+    hostmem_destroy(m);
+    emit("destroy", NULL, 0, S_OK, NULL);
+}
+
+/* Every region operation, each call line with the manager's books after it
+ * (the rows of hostmem-analyze export): ranges off the page boundaries, a
+ * whole-region decommit, a release at an address inside the base page, and
+ * refused calls, a reserve-and-commit among them. */
+static void books(void)
+{
+    hostmem_config cfg;
+    hostmem_config_init(&cfg);
+    cfg.commit_limit = 64 * page;
+    hostmem_manager *m;
+    CHECK(hostmem_create(&cfg, &m) == S_OK);
+    emit_header("books", m);
+    books_of = m;
+    void *p = NULL, *r = NULL, *q = NULL;
+    HRESULT hr = hostmem_virtual_alloc(m, NULL, 100000, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE,
+                                       eTaskCritical, &p);
+    CHECK(hr == S_OK);
+    emit("reserve_commit", NULL, 100000, hr, p);
+    hr = hostmem_virtual_alloc(m, NULL, 1 << 20, MEM_RESERVE, PAGE_NOACCESS, eTaskCritical, &r);
+    CHECK(hr == S_OK);
+    emit("reserve", NULL, 1 << 20, hr, r);
+
+    char *c = (char *)r + page + 100; /* pages 1-3 of r */
+    hr = hostmem_virtual_alloc(m, c, 2 * page, MEM_COMMIT, PAGE_READWRITE, eTaskCritical, &q);
+    CHECK(hr == S_OK);
+    emit("commit", c, 2 * page, hr, q);
+    DWORD old = 0;
+    hr = hostmem_virtual_protect(m, c + page, 10, PAGE_READONLY, &old); /* page 2 */
+    CHECK(hr == S_OK);
+    emit("protect", c + page, 10, hr, NULL);
+    MEMORY_BASIC_INFORMATION mbi;
+    SIZE_T written = 0;
+    hr = hostmem_virtual_query(m, c, &mbi, sizeof mbi, &written);
+    CHECK(hr == S_OK);
+    emit("query", c, sizeof mbi, hr, mbi.BaseAddress);
+    hr = hostmem_virtual_alloc(m, c, page, MEM_RESET, PAGE_NOACCESS, eTaskCritical, &q); /* 1-2 */
+    CHECK(hr == S_OK);
+    emit("reset", c, page, hr, q);
+    hr = hostmem_virtual_alloc(m, c, page, MEM_RESET_UNDO, PAGE_NOACCESS, eTaskCritical, &q);
+    emit("reset_undo", c, page, hr, q); /* S_OK or E_OUTOFMEMORY (S10) */
+    hr = hostmem_virtual_free(m, c + page, page, MEM_DECOMMIT); /* pages 2-3 */
+    CHECK(hr == S_OK);
+    emit("decommit", c + page, page, hr, NULL);
+    hr = hostmem_virtual_free(m, r, 0, MEM_DECOMMIT); /* the whole region */
+    CHECK(hr == S_OK);
+    emit("decommit", r, 0, hr, NULL);
+
+    /* Refused: a commit past the region's end, a release with a size, a
+     * reserve-and-commit over the commit limit (its region is given back). */
+    char *end = (char *)r + (1 << 20) - page;
+    hr = hostmem_virtual_alloc(m, end, 2 * page, MEM_COMMIT, PAGE_READWRITE, eTaskCritical, &q);
+    CHECK(FAILED(hr));
+    emit("commit", end, 2 * page, hr, q);
+    hr = hostmem_virtual_free(m, r, 5, MEM_RELEASE);
+    CHECK(hr == E_INVALIDARG);
+    emit("release", r, 5, hr, NULL);
+    hr = hostmem_virtual_alloc(m, NULL, 100 * page, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE,
+                               eTaskCritical, &q);
+    CHECK(hr == E_OUTOFMEMORY);
+    emit("reserve_commit", NULL, 100 * page, hr, q);
+
+    hr = hostmem_virtual_free(m, p, 0, MEM_RELEASE);
+    CHECK(hr == S_OK);
+    emit("release", p, 0, hr, NULL);
+    hr = hostmem_virtual_free(m, (char *)r + 100, 0, MEM_RELEASE); /* rounds down to r */
+    CHECK(hr == S_OK);
+    emit("release", (char *)r + 100, 0, hr, NULL);
+    books_of = NULL;
     hostmem_destroy(m);
     emit("destroy", NULL, 0, S_OK, NULL);
 }
@@ -460,8 +541,10 @@ int main(int argc, char **argv)
         heap();
     else if (strcmp(s, "win32") == 0)
         win32();
+    else if (strcmp(s, "books") == 0)
+        books();
     else {
-        fprintf(stderr, "usage: %s basic|limits|halves|wait|statedump|threads|fork|heap|win32\n", argv[0]);
+        fprintf(stderr, "usage: %s basic|limits|halves|wait|statedump|threads|fork|heap|win32|books\n", argv[0]);
         return 2;
     }
     return 0;
