@@ -5,7 +5,9 @@ One graph per process (the first MAX_GRAPHS), built from the summary's
 its peak; above it, the host's outermost callers; each box is a function on
 the way to the reserves, as wide as the committed bytes of the regions
 reserved through it; the top of each tower is the call that reserved.
-hostmem's own frames (the heap growing itself) are drawn in blue.  Every box
+Boxes that group the smaller stacks ("(other ...)") are drawn in blue, as
+are frames of hostmem's own in traces of versions that recorded them (the
+heap's regions now start at the host's call).  Every box
 has a tooltip (SVG <title>) with the frame, its bytes and its share, so the
 page needs no script and fetches nothing: it opens offline as it is.
 """
@@ -61,7 +63,8 @@ def _depth(node):
 
 
 def _colour(name):
-    """Warm hues for the host, blue for hostmem's own frames; stable per name."""
+    """Warm hues for the host, blue for grouped boxes (and hostmem's own frames in
+    older traces); stable per name."""
     h = zlib.crc32(name.encode())
     if name.startswith(("hostmem_", "hostmem__", "heap_", "(other")):
         return "hsl(%d,55%%,%d%%)" % (205 + h % 20, 62 + (h >> 8) % 12)
@@ -123,7 +126,7 @@ def section(s):
         "region holding them (docs/analysis.md, R5). Read from the bottom up: the "
         "bottom bar is all of it, each bar above is a function on the way to the reserve, "
         "as wide as the bytes reserved through it; the top of each tower is the call that "
-        "reserved. Blue boxes are hostmem's own frames (its heap growing). Hover over a "
+        "reserved. Blue boxes group the smaller stacks. Hover over a "
         "box for its bytes.%s</p>"
         % ("" if any(len(e["stack"]) > 1 for p in procs for e in p["peak"]["by_stack"])
            else " <b>Only the caller of each reserve is known:</b> record with "
