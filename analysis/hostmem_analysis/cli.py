@@ -179,6 +179,10 @@ def _report(args):
 
 def _export(args):
     from . import export, reader
+    if args.scheduler:
+        # One table, written here in trace order: nothing to hand to workers.
+        raise UsageError("export: --scheduler is for summary and report; export reads its "
+                         "traces in this process")
     trust = reader.new_trust()
     if args.perfetto:
         counters, instants = export.write_perfetto(args.traces, args.output, trust)

@@ -443,6 +443,13 @@ class EndToEnd(unittest.TestCase):
         py_path = os.path.join(self.tmp, "events-python.csv.gz")
         r = analyze("export", "--engine", "python", trace, "-o", py_path)
         self.assertEqual(r.returncode, 0, r.stderr)
+        # --scheduler is for summary and report: refused in one line, nothing written
+        bad = os.path.join(self.tmp, "events-scheduler.csv.gz")
+        r = analyze("export", "--scheduler", "tcp://127.0.0.1:1", trace, "-o", bad)
+        self.assertEqual(r.returncode, 2)
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+        self.assertIn("--scheduler", r.stderr)
+        self.assertFalse(os.path.exists(bad))
         import gzip
         with gzip.open(csv_path, "rt") as a, gzip.open(py_path, "rt") as b:
             self.assertEqual(a.read(), b.read())
