@@ -74,6 +74,20 @@ static void emit_header(const char *scenario, hostmem_manager *m)
            scenario, (uintptr_t)m, page, (int)getpid(), text[0], text[1]);
 }
 
+/* A manager with a commit limit of `limit` bytes and P2's process-critical
+ * wait of `wait_ms`, announced as `scenario`. */
+static hostmem_manager *limited(const char *scenario, size_t limit, DWORD wait_ms)
+{
+    hostmem_config cfg;
+    hostmem_config_init(&cfg);
+    cfg.commit_limit = limit;
+    cfg.process_critical_wait_ms = wait_ms;
+    hostmem_manager *m;
+    CHECK(hostmem_create(&cfg, &m) == S_OK);
+    emit_header(scenario, m);
+    return m;
+}
+
 static void basic(void)
 {
     hostmem_manager *m;
@@ -144,13 +158,8 @@ static void on_state(void *context, EMemoryAvailable state)
 
 static void limits(void)
 {
-    hostmem_config cfg;
-    hostmem_config_init(&cfg);
-    cfg.commit_limit = 100 * page; /* task 90 pages, appdomain 97, process 100 */
-    cfg.address_space_limit = 0;
-    hostmem_manager *m;
-    CHECK(hostmem_create(&cfg, &m) == S_OK);
-    emit_header("limits", m);
+    /* task 90 pages, appdomain 97, process 100 */
+    hostmem_manager *m = limited("limits", 100 * page, 0);
     CHECK(hostmem_register_memory_notification_callback(m, on_state, NULL) == S_OK);
 
     void *r = NULL, *q = NULL;
@@ -202,13 +211,7 @@ static void *wait_freer(void *arg)
 
 static void waited(void)
 {
-    hostmem_config cfg;
-    hostmem_config_init(&cfg);
-    cfg.commit_limit = 10 * page;
-    cfg.process_critical_wait_ms = 10000;
-    hostmem_manager *m;
-    CHECK(hostmem_create(&cfg, &m) == S_OK);
-    emit_header("wait", m);
+    hostmem_manager *m = limited("wait", 10 * page, 10000);
     void *r = NULL, *q = NULL;
     CHECK(hostmem_virtual_alloc(m, NULL, 16 * page, MEM_RESERVE, PAGE_NOACCESS, eTaskCritical, &r) == S_OK);
     char *b = r;
@@ -231,12 +234,7 @@ static void waited(void)
  * reserve-and-commit the commit limit refuses leaves nothing behind. */
 static void halves(void)
 {
-    hostmem_config cfg;
-    hostmem_config_init(&cfg);
-    cfg.commit_limit = 10 * page;
-    hostmem_manager *m;
-    CHECK(hostmem_create(&cfg, &m) == S_OK);
-    emit_header("halves", m);
+    hostmem_manager *m = limited("halves", 10 * page, 0);
     void *p = NULL, *q = (void *)1;
     HRESULT hr = hostmem_virtual_alloc(m, NULL, 2 * page, MEM_COMMIT, PAGE_READWRITE, eTaskCritical, &p);
     CHECK(hr == S_OK);
@@ -260,12 +258,7 @@ static void halves(void)
  * refused calls, a reserve-and-commit among them. */
 static void books(void)
 {
-    hostmem_config cfg;
-    hostmem_config_init(&cfg);
-    cfg.commit_limit = 64 * page;
-    hostmem_manager *m;
-    CHECK(hostmem_create(&cfg, &m) == S_OK);
-    emit_header("books", m);
+    hostmem_manager *m = limited("books", 64 * page, 0);
     books_of = m;
     void *p = NULL, *r = NULL, *q = NULL;
     HRESULT hr = hostmem_virtual_alloc(m, NULL, 100000, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE,
@@ -423,12 +416,7 @@ static void forked(void)
  * refused calls, a limit reached, a destroy with blocks still live. */
 static void heap(void)
 {
-    hostmem_config c;
-    hostmem_config_init(&c);
-    c.commit_limit = 4u << 20;
-    hostmem_manager *m;
-    CHECK(hostmem_create(&c, &m) == S_OK);
-    emit_header("heap", m);
+    hostmem_manager *m = limited("heap", 4u << 20, 0);
     hostmem_malloc *h;
     HRESULT hr = hostmem_create_malloc(m, MALLOC_THREADSAFE, &h);
     CHECK(hr == S_OK);
