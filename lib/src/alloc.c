@@ -432,9 +432,9 @@ static HRESULT alloc_undo_reserve(hostmem__call *c, hostmem__region *r, uintptr_
 }
 
 /* A MEM_RESERVE, or a MEM_RESERVE | MEM_COMMIT: two calls in one (S9), the
- * reserve's event then the commit's.  The reserve's record is finished here
- * and the same record starts again for the commit, which the entry point
- * finishes.  *out_base: the region's base. */
+ * reserve's event then the commit's.  The reserve's record is held here and
+ * the call records the commit from there; the entry point's finish emits
+ * both (hostmem__call_commit_half).  *out_base: the region's base. */
 static HRESULT alloc_reserve_commit(hostmem__call *c, uintptr_t addr, size_t size, DWORD type, DWORD protect,
                                     EMemoryCriticalLevel level, uintptr_t caller, uintptr_t *out_base)
 {
@@ -448,18 +448,7 @@ static HRESULT alloc_reserve_commit(hostmem__call *c, uintptr_t addr, size_t siz
     c->ev.base = base;
     c->ev.region_size = rsize;
     if (type & MEM_COMMIT) {
-        /* The reserve's event waits for the commit (hostmem__call_finish):
-         * what was decided before the reserve took effect goes out now, the
-         * rest with the events, in seq order; its notices stay with the call. */
-        bool traced = c->traced;
-        hostmem__trace_op_event reserved = c->ev;
-        hostmem__notice notice[3];
-        memcpy(notice, c->notice, sizeof notice);
-        hostmem__trace_flush_before(traced ? reserved.seq : 0);
-        hostmem__call_start(c, c->m, HOSTMEM_OP_commit, caller, addr, size, (int32_t)level);
-        memcpy(c->notice, notice, sizeof notice);
-        c->holding = traced;
-        c->held = reserved;
+        hostmem__call_commit_half(c, caller, addr, size, (int32_t)level);
         c->ev.alloc_type = type;
         c->ev.protect = protect;
         c->ev.base = base; /* the event names the region even if the commit fails */

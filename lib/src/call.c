@@ -14,8 +14,9 @@
  * single way out (goto out / goto undo), never an early return.  A failure
  * records its reason (and errno) in the record on the way out; an OS refusal
  * to restore state makes the manager unavailable (P7).  A reserve-and-commit
- * is two calls in one: its worker finishes the reserve's record and starts
- * the same record again for the commit, which the entry point finishes.  The
+ * is two calls in one: its worker holds the reserve's record and records the
+ * commit from there (hostmem__call_commit_half); the entry point's finish
+ * emits both, the reserve's with the call's outcome.  The
  * docs.shape test keeps the entry points to this shape.
  *
  * Locks: the state lock guards the map's structure, the pools, the arenas and
@@ -35,21 +36,40 @@
 
 #define RELAXED memory_order_relaxed
 
-void hostmem__call_start(hostmem__call *c, hostmem_manager *m, enum hostmem__op op, uintptr_t caller,
-                         uintptr_t address, uint64_t size, int32_t level)
+/* The record of op on c->m, from its start (notices aside). */
+static inline void call_record(hostmem__call *c, enum hostmem__op op, uintptr_t caller, uintptr_t address,
+                               uint64_t size, int32_t level)
 {
     /* Field by field: this runs on every call, query included. */
-    c->m = m;
     c->op = op;
-    c->ev = (hostmem__trace_op_event){.manager = (uintptr_t)m, .address = address, .size = size,
+    c->ev = (hostmem__trace_op_event){.manager = (uintptr_t)c->m, .address = address, .size = size,
                                       .caller = caller, .level = level};
     c->traced = hostmem__trace_begin(op, &c->ev);
-    for (unsigned i = 0; i < 3; i++)
-        c->notice[i].state = 0;
     c->reason = HOSTMEM_REASON_none;
     c->os_errno = 0;
     c->maker = NULL;
+}
+
+void hostmem__call_start(hostmem__call *c, hostmem_manager *m, enum hostmem__op op, uintptr_t caller,
+                         uintptr_t address, uint64_t size, int32_t level)
+{
+    c->m = m;
+    call_record(c, op, caller, address, size, level);
+    for (unsigned i = 0; i < 3; i++)
+        c->notice[i].state = 0;
     c->holding = false;
+}
+
+void hostmem__call_commit_half(hostmem__call *c, uintptr_t caller, uintptr_t address, uint64_t size,
+                               int32_t level)
+{
+    /* The reserve's record waits for the call's outcome (hostmem__call_finish);
+     * what was decided before the reserve took effect goes out now, the rest
+     * with the events, in seq order.  Its notices stay with the call. */
+    hostmem__trace_flush_before(c->traced ? c->ev.seq : 0);
+    c->holding = c->traced;
+    c->held = c->ev;
+    call_record(c, HOSTMEM_OP_commit, caller, address, size, level);
 }
 
 hostmem__notice *hostmem__call_notice(hostmem__call *c)

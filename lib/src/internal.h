@@ -284,6 +284,10 @@ typedef struct hostmem__call {
 
 void hostmem__call_start(hostmem__call *c, hostmem_manager *m, enum hostmem__op op, uintptr_t caller,
                          uintptr_t address, uint64_t size, int32_t level);
+/* A reserve-and-commit's commit half: the reserve's record (c->ev) is held,
+ * and c records the commit from here on. */
+void hostmem__call_commit_half(hostmem__call *c, uintptr_t caller, uintptr_t address, uint64_t size,
+                               int32_t level);
 /* A free notice slot of the call (the newest state wins when all are used). */
 hostmem__notice *hostmem__call_notice(hostmem__call *c);
 /* The one exit: events, then notifications (no internal lock is held here). */
