@@ -227,6 +227,15 @@ class EndToEnd(unittest.TestCase):
     def tearDownClass(cls):
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
+    def record_scripted(self, name, mode):
+        """Record the scripted host alone in `mode` as trace `name`: the trace,
+        the host's pid and what the host says it did."""
+        trace = os.path.join(self.tmp, name)
+        expect = trace + ".json"
+        (pid,) = record(trace, (mode, expect))
+        with open(expect) as f:
+            return trace, pid, json.load(f)
+
     def check_against(self, got, exp):
         for op, e in exp["ops"].items():
             g = got["ops"][op]
@@ -247,11 +256,7 @@ class EndToEnd(unittest.TestCase):
             self.assertEqual(got["leaks"][k], exp["leaks"][k], "leaks." + k)
 
     def test_scripted_host(self):
-        trace = os.path.join(self.tmp, "run")
-        expect = os.path.join(self.tmp, "run.json")
-        (pid,) = record(trace, ("run", expect))
-        with open(expect) as f:
-            exp = json.load(f)
+        trace, pid, exp = self.record_scripted("run", "run")
         got = summary_json(trace)
         self.assertEqual(got["processes"][0]["pid"], pid)
         self.assertEqual((got["discarded_events"], got["seq_gaps"]), (0, 0))
@@ -317,11 +322,7 @@ class EndToEnd(unittest.TestCase):
         calls are in flight (charged, their events still to come): the
         replay of a manager it saw from its creation keeps its own totals
         (following those events, it counted such calls twice)."""
-        trace = os.path.join(self.tmp, "threads")
-        expect = os.path.join(self.tmp, "threads.json")
-        record(trace, ("threads", expect))
-        with open(expect) as f:
-            exp = json.load(f)
+        trace, _, exp = self.record_scripted("threads", "threads")
         got = summary_json(trace)
         self.assertTrue(got["trust"]["complete"], got["trust"])
         self.assertGreater(got["events_by_name"].get("totals", 0), 4)
@@ -364,11 +365,7 @@ class EndToEnd(unittest.TestCase):
         self.assertEqual(got["leaks"]["regions"], sum(e["leaks"]["regions"] for e in exp))
 
     def test_session_attached_mid_run_finds_leaks_through_region_state(self):
-        trace = os.path.join(self.tmp, "mid")
-        expect = os.path.join(self.tmp, "mid.json")
-        record(trace, ("midrun", expect))
-        with open(expect) as f:
-            exp = json.load(f)
+        trace, _, exp = self.record_scripted("mid", "midrun")
         got = summary_json(trace)
         for k in ("regions", "reserved_bytes", "committed_bytes"):
             self.assertEqual(got["leaks"][k], exp["leaks"][k], "leaks." + k)
@@ -384,11 +381,7 @@ class EndToEnd(unittest.TestCase):
         as hostmem_get_stats has them; both engines write the same table."""
         import csv
         import gzip
-        trace = os.path.join(self.tmp, "mid-export")
-        expect = os.path.join(self.tmp, "mid-export.json")
-        record(trace, ("midrun", expect))
-        with open(expect) as f:
-            exp = json.load(f)
+        trace, _, exp = self.record_scripted("mid-export", "midrun")
         tables = []
         for engine, env in (((), dict(os.environ, HOSTMEM_ANALYZE_ENGINE_STRICT="1")),
                             (("--engine", "python"), None)):
