@@ -251,6 +251,12 @@ static inline HRESULT alloc_commit_once(hostmem__call *c, uintptr_t addr, size_t
         pthread_mutex_unlock(&m->state_lock);
     void *lo = hostmem__region_page_addr(m, r, first);
     int err = hostmem__os_get()->protect(lo, count << m->page_shift, hostmem__protect_access(protect));
+    enum hostmem__reason reason = HOSTMEM_REASON_os_protect;
+    /* W1: pages new to the commit start unwritten.  After the kernel took
+     * the commit: marking the pages costs per page, a refusal must not. */
+    if (!err && newly && atomic_load_explicit(&r->watched, RELAXED) &&
+        (err = hostmem__watch_protect(m, r, first, count, false)))
+        reason = HOSTMEM_REASON_os_watch;
     if (err) {
         /* Even a fresh region: the kernel may have applied part of it. */
         int rerr = hostmem__region_restore_access(m, r, first, count);
@@ -261,7 +267,7 @@ static inline HRESULT alloc_commit_once(hostmem__call *c, uintptr_t addr, size_t
             hostmem__policy_uncharge(m, newly << m->page_shift, hostmem__call_notice(c));
             pthread_mutex_unlock(&m->state_lock);
         }
-        hr = rerr ? hostmem__call_unrecoverable(c, rerr) : hostmem__call_fail_os(c, err, HOSTMEM_REASON_os_protect);
+        hr = rerr ? hostmem__call_unrecoverable(c, rerr) : hostmem__call_fail_os(c, err, reason);
         goto out;
     }
     hostmem__region_write_begin(r);

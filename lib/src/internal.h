@@ -472,6 +472,13 @@ HRESULT hostmem__free_region(hostmem__call *c, hostmem__region *r);
  * (region lock held): mark the pages the kernel saw written in the runs, since
  * the new mapping forgets them.  0 or errno (nothing else changed but marks). */
 int hostmem__watch_latch(struct hostmem_manager *m, hostmem__region *r, size_t first, size_t count);
+/* Protect the pages of [first, first + count) of a write-watch region whose
+ * committed state is `committed` (region lock held): afterwards none of them
+ * reads as written.  The kernel keeps a mark per protected page, page tables
+ * included, so only committed pages are ever protected: a reservation costs
+ * nothing per page until its pages are committed.  0 or errno. */
+int hostmem__watch_protect(struct hostmem_manager *m, hostmem__region *r, size_t first, size_t count,
+                           bool committed);
 /* Bytes of live write-watch regions and committed PAGE_GUARD pages (state lock held). */
 void hostmem__win32_stats(struct hostmem_manager *m, SIZE_T *watched_bytes, SIZE_T *guard_pages);
 

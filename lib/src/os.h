@@ -70,9 +70,11 @@ typedef struct hostmem__os {
      * page written.  A tracked range loses its tracking when its mapping is
      * replaced (decommit): watch it again.  Ranges page-aligned, size > 0,
      * owned by the manager. */
-    /* Track writes to [addr, addr+size); afterwards no page of it reads as written. */
+    /* Track writes to [addr, addr+size), nothing per page yet: a page reads
+     * as written once touched, until watch_reset protects it. */
     int (*watch)(void *addr, size_t size);
-    /* No page of the tracked range [addr, addr+size) reads as written any more. */
+    /* No page of the tracked range [addr, addr+size) reads as written any
+     * more (costs per page, touched or not: committed pages only). */
     int (*watch_reset)(void *addr, size_t size);
     /* The written pages of the tracked range [addr, addr+size), in address
      * order, as at most `len` ranges holding at most `max_pages` pages.  With

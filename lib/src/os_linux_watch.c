@@ -22,7 +22,10 @@
  * too), keeps one bit per page: protected = not written since the last
  * reset.  The PAGEMAP_SCAN ioctl of /proc/self/pagemap lists the pages whose
  * bit is clear (PAGE_IS_WRITTEN) and, with PM_SCAN_WP_MATCHING, protects
- * exactly the pages it listed again.  Both arrived in Linux 6.7; the
+ * exactly the pages it listed again.  Protecting a page the process never
+ * touched leaves a marker in its page table: registering costs nothing per
+ * page, protecting does (8 bytes of page table a page, and time), so the
+ * library protects committed pages only.  Both arrived in Linux 6.7; the
  * structures and constants below are from include/uapi/linux/fs.h and
  * userfaultfd.h of that version, which older headers lack.
  */
@@ -116,7 +119,7 @@ int hostmem__linux_watch(void *addr, size_t size)
         err = ioctl(atomic_load(&watch_uffd), UFFDIO_REGISTER, &reg) ? errno : 0;
     }
     errno = saved;
-    return err ? err : hostmem__linux_watch_reset(addr, size);
+    return err;
 }
 
 int hostmem__linux_watch_scan(void *addr, size_t size, bool reset, size_t max_pages,
@@ -172,6 +175,8 @@ int hostmem__linux_watch_probe(size_t page_size)
     size_t n;
     uintptr_t next;
     int err = hostmem__linux_watch(p, pages * ps);
+    if (!err)
+        err = hostmem__linux_watch_reset(p, pages * ps);
     if (!err) {
         ((volatile char *)p)[ps] = 1;
         err = hostmem__linux_watch_scan(p, pages * ps, true, 0, r, 4, &n, &next);

@@ -241,7 +241,7 @@ static HRESULT watch_reset_range(watch_call *c, hostmem_manager *m)
     int err;
     if (hostmem__region_runs_room(m, r, 2, 0)) {
         hr = watch_fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
-    } else if ((err = hostmem__os_get()->watch_reset(page_at(m, r, first), pages << m->page_shift))) {
+    } else if ((err = hostmem__watch_protect(m, r, first, pages, true))) {
         hr = watch_fail_os(c, err);
     } else {
         hostmem__region_write_begin(r);
@@ -257,6 +257,27 @@ HRESULT hostmem_reset_write_watch(hostmem_manager *m, void *base, SIZE_T size)
     watch_call c;
     watch_start(&c, m, HOSTMEM_OP_reset_write_watch, (uintptr_t)base, size, true);
     return watch_finish(&c, watch_reset_range(&c, m));
+}
+
+int hostmem__watch_protect(hostmem_manager *m, hostmem__region *r, size_t first, size_t count, bool committed)
+{
+    const hostmem__os *os = hostmem__os_get();
+    size_t npages = atomic_load_explicit(&r->size, RELAXED) >> m->page_shift, end = first + count;
+    uint32_t n = hostmem__runs_count(&r->runs);
+    for (uint32_t i = hostmem__runs_find(&r->runs, first); i < n; i++) {
+        size_t rf, rc;
+        uint32_t st;
+        hostmem__runs_get(&r->runs, npages, i, &rf, &rc, &st);
+        if (rf >= end)
+            break;
+        if (((st & HOSTMEM_STATE_COMMITTED) != 0) != committed)
+            continue;
+        size_t lo = rf > first ? rf : first, hi = rf + rc < end ? rf + rc : end;
+        int err = os->watch_reset(page_at(m, r, lo), (hi - lo) << m->page_shift);
+        if (err)
+            return err;
+    }
+    return 0;
 }
 
 int hostmem__watch_latch(hostmem_manager *m, hostmem__region *r, size_t first, size_t count)

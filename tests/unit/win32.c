@@ -108,6 +108,40 @@ Test(w1_caps, watch_refused_the_reservation_is_undone)
     hostmem_destroy(m);
 }
 
+/* A commit's new pages are marked unwritten after the kernel took the
+ * commit: a refusal there undoes the commit, and the pages stay reserved. */
+Test(w1_caps, commit_whose_pages_cannot_be_marked_changes_nothing)
+{
+    size_t P = pg();
+    hostmem_manager *m = mk(NULL);
+    hostmem_stats before = st(m);
+    W.fail_reset = ENOMEM;
+    HR_EQ(alloc_fail(m, NULL, GRAN, MEM_RESERVE | MEM_COMMIT | MEM_WRITE_WATCH, PAGE_READWRITE, eTaskCritical),
+          E_OUTOFMEMORY);
+    hostmem_stats after = st(m);
+    stats_eq(&before, &after);
+    char *b = alloc_ok(m, NULL, 16 * P, MEM_RESERVE | MEM_WRITE_WATCH, PAGE_READWRITE);
+    before = st(m);
+    snap s0, s1;
+    snap_take(m, b, 16 * P, &s0);
+    W.fail_reset = ENOMEM;
+    HR_EQ(alloc_fail(m, b + 4 * P, 4 * P, MEM_COMMIT, PAGE_READWRITE, eTaskCritical), E_OUTOFMEMORY);
+    snap_take(m, b, 16 * P, &s1);
+    snap_eq(&s0, &s1);
+    after = st(m);
+    stats_eq(&before, &after);
+    void *out = NULL, *res[16];
+    HR_OK(hostmem_virtual_alloc(m, b + 4 * P, 4 * P, MEM_COMMIT, PAGE_READWRITE, eTaskCritical, &out));
+    cr_assert_eq(((volatile char *)b)[5 * P], 0);
+    b[6 * P] = 1;
+    ULONG_PTR count = 16;
+    DWORD gran = 0;
+    HR_OK(hostmem_get_write_watch(m, 0, b, 16 * P, res, &count, &gran));
+    cr_assert_eq(count, 1);
+    cr_assert_eq(res[0], b + 6 * P);
+    hostmem_destroy(m);
+}
+
 Test(w1_caps, scan_refused)
 {
     size_t P = pg();
