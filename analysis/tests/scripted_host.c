@@ -67,6 +67,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include <hostmem/hostmem.h>
 
@@ -525,6 +526,12 @@ static __attribute__((noinline)) int ahead(void)
         die("reserve at the released address", hr);
     if (FAILED(commit(q, 32 * KiB, eTaskCritical, 0)))
         die("commit", E_FAIL);
+    /* The session's stop closes each stream's packet with the true clock:
+     * were it to come within the 50 ms, the worker's packet would end before
+     * its own events and no reader would accept the trace.  Outlive them. */
+    struct timespec outlive = {.tv_sec = 0, .tv_nsec = 150 * 1000 * 1000};
+    while (nanosleep(&outlive, &outlive) != 0)
+        ;
     return 0;
 }
 
