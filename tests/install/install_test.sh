@@ -34,7 +34,10 @@ for std in c99 c11 c17; do
         "$cc" -std=$std -pedantic -Wall -Wextra -Werror -I"$tmp/prefix/include" -x c -c - -o /dev/null
 done
 if command -v c++ >/dev/null; then
-    printf '#define COBJMACROS\n#include <hostmem/mscoree.h>\nint main() { return IsEqualIID(&IID_IUnknown, &IID_IHostMalloc); }\n' |
+    # The SDK's class form, and with CINTERFACE the C form.
+    printf '#include <hostmem/mscoree.h>\nint f(IHostMemoryManager *m, void **p) { return m->VirtualAlloc(0, 1, MEM_RESERVE, PAGE_NOACCESS, eTaskCritical, p) + IsEqualIID(IID_IUnknown, IID_IHostMalloc) + IsEqualIID(&IID_IUnknown, &IID_IHostMalloc); }\n' |
+        c++ -std=c++11 -pedantic -Wall -Wextra -Werror -I"$tmp/prefix/include" -x c++ -c - -o /dev/null
+    printf '#define CINTERFACE\n#define COBJMACROS\n#include <hostmem/mscoree.h>\nint f(IHostMemoryManager *m) { return IHostMemoryManager_Release(m) + IsEqualIID(&IID_IUnknown, &IID_IHostMalloc); }\n' |
         c++ -std=c++11 -pedantic -Wall -Wextra -Werror -I"$tmp/prefix/include" -x c++ -c - -o /dev/null
 fi
 # The documentation the header cites is installed with it.

@@ -11,8 +11,15 @@
  * header with only its includes changed.  The COM basics such a host uses
  * come with it where no Windows header has defined them: GUID, IID, REFIID,
  * IUnknown (and its COBJMACROS), IsEqualGUID and IsEqualIID (pointers, as
- * in C).  C only: the SDK's C++ class form (manager->VirtualAlloc(...)) is
- * not declared.
+ * in C).
+ *
+ * In C++ the interfaces are the SDK's classes instead, unless CINTERFACE is
+ * defined (as with the SDK): IUnknown and the three interfaces are abstract
+ * classes of pure virtual STDMETHODCALLTYPE methods, so a C++ host calls
+ * manager->VirtualAlloc(...) and implements its callback as a class; REFIID
+ * is `const IID &`, and IsEqualGUID / IsEqualIID take references (or
+ * pointers).  Both forms name the same objects: a class's virtual table
+ * lists the methods in the order of the C form's lpVtbl.
  *
  * hostmem_com_create() makes a manager with one reference.  AddRef and
  * Release return the new count; the last Release destroys the manager (and
@@ -52,8 +59,15 @@ typedef struct _GUID {
 #define __IID_DEFINED__
 typedef GUID IID;
 #endif
+#if defined(__cplusplus) && !defined(CINTERFACE)
+#define HOSTMEM_COM_CLASSES 1 /* the SDK's C++ form */
+#endif
 #ifndef REFIID
+#ifdef HOSTMEM_COM_CLASSES
+#define REFIID const IID &
+#else
 #define REFIID const IID *
+#endif
 #endif
 #ifndef _ULONG_DEFINED
 #define _ULONG_DEFINED
@@ -80,7 +94,15 @@ static inline int hostmem_guid_equal(const GUID *a, const GUID *b)
             return 0;
     return 1;
 }
+#ifdef HOSTMEM_COM_CLASSES
+} /* extern "C" */
+/* References, as the SDK's C++ form; pointers as well, as in C. */
+inline int IsEqualGUID(const GUID &a, const GUID &b) { return hostmem_guid_equal(&a, &b); }
+inline int IsEqualGUID(const GUID *a, const GUID *b) { return hostmem_guid_equal(a, b); }
+extern "C" {
+#else
 #define IsEqualGUID(rguid1, rguid2) hostmem_guid_equal(rguid1, rguid2)
+#endif
 #endif
 #ifndef IsEqualIID
 #define IsEqualIID(riid1, riid2) IsEqualGUID(riid1, riid2)
@@ -89,6 +111,13 @@ static inline int hostmem_guid_equal(const GUID *a, const GUID *b)
 /* IUnknown: the first three methods of every interface below. */
 #ifndef __IUnknown_INTERFACE_DEFINED__
 #define __IUnknown_INTERFACE_DEFINED__
+#ifdef HOSTMEM_COM_CLASSES
+struct IUnknown {
+    virtual HRESULT STDMETHODCALLTYPE QueryInterface(REFIID riid, void **ppvObject) = 0;
+    virtual ULONG STDMETHODCALLTYPE AddRef(void) = 0;
+    virtual ULONG STDMETHODCALLTYPE Release(void) = 0;
+};
+#else
 typedef struct IUnknown IUnknown;
 typedef struct IUnknownVtbl {
     HRESULT(STDMETHODCALLTYPE *QueryInterface)(IUnknown *This, REFIID riid, void **ppvObject);
@@ -103,6 +132,7 @@ struct IUnknown {
 #define IUnknown_AddRef(This) ((This)->lpVtbl->AddRef(This))
 #define IUnknown_Release(This) ((This)->lpVtbl->Release(This))
 #endif
+#endif /* HOSTMEM_COM_CLASSES */
 #endif
 
 /* The real IIDs: {00000000-0000-0000-C000-000000000046},
@@ -117,6 +147,36 @@ typedef struct IHostMalloc IHostMalloc;
 typedef struct IHostMemoryManager IHostMemoryManager;
 typedef struct ICLRMemoryNotificationCallback ICLRMemoryNotificationCallback;
 
+#ifdef HOSTMEM_COM_CLASSES
+/* ---- the SDK's C++ form ----------------------------------------------------- */
+/* Implemented by the host. */
+struct ICLRMemoryNotificationCallback : public IUnknown {
+    virtual HRESULT STDMETHODCALLTYPE OnMemoryNotification(EMemoryAvailable eMemoryAvailable) = 0;
+};
+struct IHostMalloc : public IUnknown {
+    virtual HRESULT STDMETHODCALLTYPE Alloc(SIZE_T cbSize, EMemoryCriticalLevel eCriticalLevel, void **ppMem) = 0;
+    virtual HRESULT STDMETHODCALLTYPE DebugAlloc(SIZE_T cbSize, EMemoryCriticalLevel eCriticalLevel,
+                                                 char *pszFileName, int iLineNo, void **ppMem) = 0;
+    virtual HRESULT STDMETHODCALLTYPE Free(void *pMem) = 0;
+};
+struct IHostMemoryManager : public IUnknown {
+    virtual HRESULT STDMETHODCALLTYPE CreateMalloc(DWORD dwMallocType, IHostMalloc **ppMalloc) = 0;
+    virtual HRESULT STDMETHODCALLTYPE VirtualAlloc(void *pAddress, SIZE_T dwSize, DWORD flAllocationType,
+                                                   DWORD flProtect, EMemoryCriticalLevel eCriticalLevel,
+                                                   void **ppMem) = 0;
+    virtual HRESULT STDMETHODCALLTYPE VirtualFree(LPVOID lpAddress, SIZE_T dwSize, DWORD dwFreeType) = 0;
+    virtual HRESULT STDMETHODCALLTYPE VirtualQuery(void *lpAddress, void *lpBuffer, SIZE_T dwLength,
+                                                   SIZE_T *pResult) = 0;
+    virtual HRESULT STDMETHODCALLTYPE VirtualProtect(void *lpAddress, SIZE_T dwSize, DWORD flNewProtect,
+                                                     DWORD *pflOldProtect) = 0;
+    virtual HRESULT STDMETHODCALLTYPE GetMemoryLoad(DWORD *pMemoryLoad, SIZE_T *pAvailableBytes) = 0;
+    virtual HRESULT STDMETHODCALLTYPE RegisterMemoryNotificationCallback(
+        ICLRMemoryNotificationCallback *pCallback) = 0;
+    virtual HRESULT STDMETHODCALLTYPE NeedsVirtualAddressSpace(LPVOID startAddress, SIZE_T size) = 0;
+    virtual HRESULT STDMETHODCALLTYPE AcquiredVirtualAddressSpace(LPVOID startAddress, SIZE_T size) = 0;
+    virtual HRESULT STDMETHODCALLTYPE ReleasedVirtualAddressSpace(LPVOID startAddress) = 0;
+};
+#else
 /* ---- ICLRMemoryNotificationCallback: implemented by the host ------------ */
 typedef struct ICLRMemoryNotificationCallbackVtbl {
     HRESULT(STDMETHODCALLTYPE *QueryInterface)(ICLRMemoryNotificationCallback *This, REFIID riid,
@@ -176,6 +236,7 @@ typedef struct IHostMemoryManagerVtbl {
 struct IHostMemoryManager {
     const IHostMemoryManagerVtbl *lpVtbl;
 };
+#endif /* HOSTMEM_COM_CLASSES */
 
 /* A manager behind IHostMemoryManager (config NULL: defaults), one reference.
  * E_POINTER for a NULL out; otherwise what hostmem_create returns. */
@@ -184,7 +245,7 @@ HOSTMEM_API HRESULT hostmem_com_create(const hostmem_config *config, IHostMemory
  * calls the interface lacks: stats, write watch...); NULL for NULL. */
 HOSTMEM_API hostmem_manager *hostmem_com_manager(IHostMemoryManager *manager);
 
-#ifdef COBJMACROS
+#if defined(COBJMACROS) && !defined(HOSTMEM_COM_CLASSES)
 #define IHostMemoryManager_QueryInterface(This, riid, ppv) ((This)->lpVtbl->QueryInterface(This, riid, ppv))
 #define IHostMemoryManager_AddRef(This) ((This)->lpVtbl->AddRef(This))
 #define IHostMemoryManager_Release(This) ((This)->lpVtbl->Release(This))
