@@ -157,38 +157,14 @@ static HRESULT alloc_reserve(hostmem__call *c, uintptr_t addr, size_t size, DWOR
         hostmem__inflight_end();
     }
     m->policy.regions++;
-    if (!making && !watch)
+    /* A write-watch region's pages are tracked as they are committed
+     * (hostmem__watch_protect): a reservation costs the kernel nothing. */
+    if (!making)
         hostmem__policy_settle(m, true, hostmem__call_notice(c));
     pthread_mutex_unlock(&m->state_lock);
-    if (watch) {
-        /* Still under the region's lock: nobody has touched its pages yet. */
-        err = os->watch((void *)base, rsize);
-        if (err) {
-            hr = hostmem__call_fail_os(c, err, HOSTMEM_REASON_os_watch);
-            goto undo_mapped;
-        }
-        if (!making)
-            hostmem__policy_settle(m, false, hostmem__call_notice(c));
-    }
     pthread_mutex_unlock(&r->lock);
     *out = r;
     return S_OK;
-
-    /* The way back once the region is in the map (its lock held, the state
-     * lock not): it goes as a release does.  Should the OS refuse, the region
-     * stays, and the release's failure is the call's. */
-undo_mapped: {
-    HRESULT hr2 = hostmem__free_region(c, r);
-    pthread_mutex_unlock(&r->lock);
-    if (FAILED(hr2)) {
-        hr = hr2;
-    } else {
-        pthread_mutex_lock(&m->state_lock);
-        hostmem__region_recycle(m, r);
-        pthread_mutex_unlock(&m->state_lock);
-    }
-    return hr;
-}
 
     /* The way back before the region is in the map (state lock held, the
      * region's lock too): the address space counted, then the struct. */

@@ -115,7 +115,8 @@ static HRESULT free_decommit(hostmem__call *c, uintptr_t addr, size_t size)
         goto out; /* reserved pages stay reserved: nothing to do */
     bool watched = atomic_load_explicit(&r->watched, RELAXED);
     int err;
-    /* W1: the new mapping forgets what was written; the books remember it.
+    /* W1: the new mapping forgets what was written (and is not tracked until
+     * its pages are committed again); the books remember it.
      * (Marking pages the kernel already reports written changes nothing a
      * caller can see, so a failure below leaves the state as it was.)  The
      * latch splits runs of its own: the decommit's room is taken after it. */
@@ -140,8 +141,6 @@ static HRESULT free_decommit(hostmem__call *c, uintptr_t addr, size_t size)
     hostmem__region_write_end(r);
     hostmem__call_order(c);
     hostmem__assert(hostmem__region_charge_ok(m, r));
-    if (watched && (err = hostmem__os_get()->watch((void *)c->ev.base, count << m->page_shift)))
-        hr = hostmem__call_unrecoverable(c, err); /* the range can no longer be tracked */
     if (hostmem__policy_unlimited(&m->policy)) {
         hostmem__policy_uncharge_unlimited(m, committed << m->page_shift);
     } else {

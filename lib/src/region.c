@@ -102,10 +102,19 @@ int hostmem__region_restore_access(hostmem_manager *m, hostmem__region *r, size_
         if (rf >= end)
             break;
         size_t lo = rf > first ? rf : first, hi = rf + rc < end ? rf + rc : end;
-        unsigned access = (st & HOSTMEM_STATE_COMMITTED)
-                              ? hostmem__protect_access(st & HOSTMEM_STATE_PROTECT_MASK)
-                              : HOSTMEM_ACCESS_NONE;
-        int err = os->protect(hostmem__region_page_addr(m, r, lo), (hi - lo) << m->page_shift, access);
+        void *at = hostmem__region_page_addr(m, r, lo);
+        size_t len = (hi - lo) << m->page_shift;
+        int err;
+        if (st & HOSTMEM_STATE_COMMITTED) {
+            err = os->protect(at, len, hostmem__protect_access(st & HOSTMEM_STATE_PROTECT_MASK));
+        } else {
+            /* Reserved: a new mapping, as a decommit makes (S6), since once
+             * accessible the old one keeps the kernel's commit charge under
+             * PROT_NONE.  Its contents were never the host's to keep. */
+            err = os->decommit(at, len);
+            if (err)
+                err = os->protect(at, len, HOSTMEM_ACCESS_NONE);
+        }
         if (err)
             return err;
     }

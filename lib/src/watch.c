@@ -4,11 +4,19 @@
  *
  * The kernel keeps the record for committed pages (os.h: watch, watch_scan,
  * watch_reset): a write costs the host nothing visible, no fault reaches the
- * process.  Decommit replaces the mapping and the kernel forgets, but Windows
- * keeps reporting a page written before its decommit until the next reset, so
- * decommit first copies the kernel's record of its range into the runs
- * (HOSTMEM_STATE_WRITTEN, hostmem__watch_latch).  A page is written when the
- * kernel says so or its run carries the mark; a reset clears both.
+ * process.  Only committed pages are ever tracked -- a commit registers and
+ * marks the pages new to it (hostmem__watch_commit) -- since the kernel's
+ * mark costs page tables per page.  Decommit replaces the mapping and the
+ * kernel forgets, but Windows keeps reporting a page written before its
+ * decommit until the next reset, so decommit first copies the kernel's
+ * record of its committed runs into the runs (HOSTMEM_STATE_WRITTEN,
+ * hostmem__watch_latch).  A page is written when its run is committed and
+ * the kernel says so, or its run carries the mark; a reset clears both.
+ *
+ * A failed call leaves every page's record as it was: get_write_watch with
+ * reset puts back, as marks, the pages it had reset before failing
+ * (get_rollback); reset_write_watch latches the kernel's record into the
+ * marks before it resets the kernel's, and clears the marks last.
  *
  * The entry points take the manager's shape with a record of their own
  * (watch_call): watch_start, one worker (the checks, the region's lock, one
@@ -119,20 +127,34 @@ static void *page_at(const hostmem_manager *m, const hostmem__region *r, size_t 
     return (void *)(atomic_load_explicit(&r->base, RELAXED) + (page << m->page_shift));
 }
 
-/* Runs of [first, end) carrying the written mark. */
-static uint32_t written_runs(const hostmem__region *r, size_t npages, size_t first, size_t end)
+/* A failed get_write_watch with reset: the pages it reset so far (the first
+ * n of `addresses`, in address order) read as written again, through the
+ * written mark.  Its room was taken before each reset (get_room). */
+static void get_rollback(hostmem_manager *m, hostmem__region *r, void **addresses, size_t n)
 {
-    uint32_t n = hostmem__runs_count(&r->runs), k = 0;
-    for (uint32_t i = hostmem__runs_find(&r->runs, first); i < n; i++) {
-        size_t rf, rc;
-        uint32_t st;
-        hostmem__runs_get(&r->runs, npages, i, &rf, &rc, &st);
-        if (rf >= end)
-            break;
-        k += (st & HOSTMEM_STATE_WRITTEN) != 0;
+    size_t npages = atomic_load_explicit(&r->size, RELAXED) >> m->page_shift;
+    uintptr_t base = atomic_load_explicit(&r->base, RELAXED);
+    hostmem__region_write_begin(r);
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        while (j < n && (uintptr_t)addresses[j] == (uintptr_t)addresses[j - 1] + m->page_size)
+            j++;
+        hostmem__runs_apply(&r->runs, npages, ((uintptr_t)addresses[i] - base) >> m->page_shift, j - i,
+                            HOSTMEM_PAGES_MARK_WRITTEN, 0);
+        i = j;
     }
-    return k;
+    hostmem__region_write_end(r);
 }
+
+/* Room for what a reset may have to put back: two entries for every range
+ * reset so far and for every range the next step may reset, and for the
+ * step's own splits. */
+static int get_room(hostmem_manager *m, hostmem__region *r, size_t ranges, size_t next)
+{
+    return hostmem__region_runs_room(m, r, 2 * ((uint64_t)ranges + next) + 2, 0);
+}
+
+#define GET_VEC 256 /* ranges per scan: one ioctl per 256 written runs */
 
 /* The worker of get_write_watch (region lock held). */
 static HRESULT get_pages(watch_call *c, hostmem__region *r, size_t first, size_t count, bool reset,
@@ -142,9 +164,15 @@ static HRESULT get_pages(watch_call *c, hostmem__region *r, size_t first, size_t
     const hostmem__os *os = hostmem__os_get();
     size_t npages = atomic_load_explicit(&r->size, RELAXED) >> m->page_shift, end = first + count;
     size_t n = 0, pos = first;
-    /* Clearing marks is the only step that needs memory: room first. */
-    if (reset && hostmem__region_runs_room(m, r, 2 * (uint64_t)written_runs(r, npages, first, end), 0))
-        return watch_fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
+    int err = 0;
+    bool no_room = false;
+    size_t ranges = 0; /* runs of consecutive pages among addresses[0, n) */
+#define GET_ADD(a)                                                                                 \
+    do {                                                                                           \
+        void *a_ = (a);                                                                            \
+        ranges += n == 0 || (uintptr_t)a_ != (uintptr_t)addresses[n - 1] + m->page_size;           \
+        addresses[n++] = a_;                                                                       \
+    } while (0)
     while (pos < end && n < max) {
         size_t rf, rc;
         uint32_t st;
@@ -153,16 +181,14 @@ static HRESULT get_pages(watch_call *c, hostmem__region *r, size_t first, size_t
         if (st & HOSTMEM_STATE_WRITTEN) {
             /* Written before a decommit: every page of the run counts. */
             size_t take = run_end - pos < max - n ? run_end - pos : max - n;
+            if (reset && (no_room = get_room(m, r, ranges, 1) != 0))
+                break;
+            if (reset && (st & HOSTMEM_STATE_COMMITTED) &&
+                (err = os->watch_reset(page_at(m, r, pos), take << m->page_shift)))
+                break;
             for (size_t k = 0; k < take; k++)
-                addresses[n++] = page_at(m, r, pos + k);
+                GET_ADD(page_at(m, r, pos + k));
             if (reset) {
-                int err = (st & HOSTMEM_STATE_COMMITTED)
-                              ? os->watch_reset(page_at(m, r, pos), take << m->page_shift)
-                              : 0;
-                if (err) {
-                    c->pages = n;
-                    return watch_fail_os(c, err);
-                }
                 hostmem__region_write_begin(r);
                 hostmem__runs_apply(&r->runs, npages, pos, take, HOSTMEM_PAGES_CLEAR_WRITTEN, 0);
                 hostmem__region_write_end(r);
@@ -170,23 +196,29 @@ static HRESULT get_pages(watch_call *c, hostmem__region *r, size_t first, size_t
             pos += take;
         } else if (st & HOSTMEM_STATE_COMMITTED) {
             /* The kernel's record, at most the room left. */
-            hostmem__os_range v[256];
+            hostmem__os_range v[GET_VEC];
             size_t nv;
             uintptr_t next, stop = (uintptr_t)page_at(m, r, run_end);
-            int err = os->watch_scan(page_at(m, r, pos), (run_end - pos) << m->page_shift, reset,
-                                     max - n, v, sizeof v / sizeof v[0], &nv, &next);
-            if (err) {
-                c->pages = n;
-                return watch_fail_os(c, err);
-            }
+            if (reset && (no_room = get_room(m, r, ranges, GET_VEC) != 0))
+                break;
+            err = os->watch_scan(page_at(m, r, pos), (run_end - pos) << m->page_shift, reset, max - n, v,
+                                 GET_VEC, &nv, &next);
+            if (err)
+                break;
             for (size_t i = 0; i < nv; i++)
                 for (uintptr_t a = v[i].start; a < v[i].end && n < max; a += m->page_size)
-                    addresses[n++] = (void *)a;
+                    GET_ADD((void *)a);
             size_t at = next >= stop ? run_end : (next - atomic_load_explicit(&r->base, RELAXED)) >> m->page_shift;
             pos = at > pos ? at : run_end; /* the walk always moves on */
         } else {
             pos = run_end; /* reserved and never written since its decommit */
         }
+    }
+#undef GET_ADD
+    if (err || no_room) {
+        if (reset && n)
+            get_rollback(m, r, addresses, n);
+        return no_room ? watch_fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata) : watch_fail_os(c, err);
     }
     c->pages = n;
     return S_OK;
@@ -239,7 +271,11 @@ static HRESULT watch_reset_range(watch_call *c, hostmem_manager *m)
         return hr;
     size_t npages = atomic_load_explicit(&r->size, RELAXED) >> m->page_shift;
     int err;
-    if (hostmem__region_runs_room(m, r, 2, 0)) {
+    /* The kernel's record into the marks first: should resetting it fail
+     * part-way, every written page still reads as written. */
+    if ((err = hostmem__watch_latch(m, r, first, pages))) {
+        hr = err == ENOMEM ? watch_fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata) : watch_fail_os(c, err);
+    } else if (hostmem__region_runs_room(m, r, 2, 0)) {
         hr = watch_fail(c, E_OUTOFMEMORY, HOSTMEM_REASON_no_metadata);
     } else if ((err = hostmem__watch_protect(m, r, first, pages, true))) {
         hr = watch_fail_os(c, err);
@@ -273,7 +309,13 @@ int hostmem__watch_protect(hostmem_manager *m, hostmem__region *r, size_t first,
         if (((st & HOSTMEM_STATE_COMMITTED) != 0) != committed)
             continue;
         size_t lo = rf > first ? rf : first, hi = rf + rc < end ? rf + rc : end;
-        int err = os->watch_reset(page_at(m, r, lo), (hi - lo) << m->page_shift);
+        void *at = page_at(m, r, lo);
+        size_t len = (hi - lo) << m->page_shift;
+        /* Pages new to a commit are not tracked yet (a reservation never is,
+         * and a decommit's new mapping is not): register them first. */
+        int err = committed ? 0 : os->watch(at, len);
+        if (!err)
+            err = os->watch_reset(at, len);
         if (err)
             return err;
     }
@@ -283,24 +325,35 @@ int hostmem__watch_protect(hostmem_manager *m, hostmem__region *r, size_t first,
 int hostmem__watch_latch(hostmem_manager *m, hostmem__region *r, size_t first, size_t count)
 {
     const hostmem__os *os = hostmem__os_get();
-    size_t npages = atomic_load_explicit(&r->size, RELAXED) >> m->page_shift;
+    size_t npages = atomic_load_explicit(&r->size, RELAXED) >> m->page_shift, end = first + count;
     uintptr_t base = atomic_load_explicit(&r->base, RELAXED);
-    uintptr_t at = base + (first << m->page_shift), stop = at + (count << m->page_shift);
-    while (at < stop) {
-        hostmem__os_range v[256];
-        size_t nv;
-        uintptr_t next;
-        int err = os->watch_scan((void *)at, stop - at, false, 0, v, sizeof v / sizeof v[0], &nv, &next);
-        if (err)
-            return err;
-        if (hostmem__region_runs_room(m, r, 2 * (uint64_t)nv, 0))
-            return ENOMEM;
-        hostmem__region_write_begin(r);
-        for (size_t i = 0; i < nv; i++)
-            hostmem__runs_apply(&r->runs, npages, (v[i].start - base) >> m->page_shift,
-                                (v[i].end - v[i].start) >> m->page_shift, HOSTMEM_PAGES_MARK_WRITTEN, 0);
-        hostmem__region_write_end(r);
-        at = next > at ? next : stop;
+    for (size_t pos = first; pos < end;) {
+        size_t rf, rc;
+        uint32_t st;
+        hostmem__runs_get(&r->runs, npages, hostmem__runs_find(&r->runs, pos), &rf, &rc, &st);
+        size_t run_end = rf + rc < end ? rf + rc : end;
+        /* Reserved pages have no record in the kernel (their marks are in
+         * the runs already), and marked ones have theirs. */
+        if ((st & HOSTMEM_STATE_COMMITTED) && !(st & HOSTMEM_STATE_WRITTEN)) {
+            uintptr_t at = base + (pos << m->page_shift), stop = base + (run_end << m->page_shift);
+            while (at < stop) {
+                hostmem__os_range v[GET_VEC];
+                size_t nv;
+                uintptr_t next;
+                int err = os->watch_scan((void *)at, stop - at, false, 0, v, GET_VEC, &nv, &next);
+                if (err)
+                    return err;
+                if (hostmem__region_runs_room(m, r, 2 * (uint64_t)nv, 0))
+                    return ENOMEM;
+                hostmem__region_write_begin(r);
+                for (size_t i = 0; i < nv; i++)
+                    hostmem__runs_apply(&r->runs, npages, (v[i].start - base) >> m->page_shift,
+                                        (v[i].end - v[i].start) >> m->page_shift, HOSTMEM_PAGES_MARK_WRITTEN, 0);
+                hostmem__region_write_end(r);
+                at = next > at ? next : stop;
+            }
+        }
+        pos = run_end;
     }
     return 0;
 }

@@ -350,7 +350,36 @@ Test(w1_write_watch, a_large_reservation_costs_nothing_per_page_until_committed)
     WW_IS(n, res, 1, mid + 3 * P);
     cr_assert_lt(page_table_bytes() - before, limit, "page tables grew by %zu bytes",
                  page_table_bytes() - before);
+    /* A decommit of all of it keeps what was written, and only that. */
+    mid[P] = 1;
+    HR_OK(hostmem_virtual_free(m, base, 0, MEM_DECOMMIT));
+    n = ww(m, 0, base, size, res, 8);
+    WW_IS(n, res, 1, mid + P);
     HR_OK(hostmem_virtual_free(m, base, 0, MEM_RELEASE));
+    hostmem_destroy(m);
+}
+
+/* A decommit over committed and reserved pages reports afterwards the pages
+ * written, not the reserved ones it covered. */
+Test(w1_write_watch, decommit_over_reserved_pages_reports_only_writes)
+{
+    size_t P = pg(), size = 16 * P;
+    hostmem_manager *m = mk(NULL);
+    char *b = alloc_ok(m, NULL, size, MEM_RESERVE | MEM_WRITE_WATCH, PAGE_READWRITE);
+    void *out = NULL, *res[16];
+    HR_OK(hostmem_virtual_alloc(m, b, 4 * P, MEM_COMMIT, PAGE_READWRITE, eTaskCritical, &out));
+    b[P] = 1;
+    HR_OK(hostmem_virtual_free(m, b, 8 * P, MEM_DECOMMIT));
+    size_t n = ww(m, 0, b, size, res, 16);
+    WW_IS(n, res, 1, b + P);
+    HR_OK(hostmem_virtual_alloc(m, b, size, MEM_COMMIT, PAGE_READWRITE, eTaskCritical, &out));
+    n = ww(m, 0, b, size, res, 16);
+    WW_IS(n, res, 1, b + P);
+    HR_OK(hostmem_virtual_free(m, b, 0, MEM_DECOMMIT));
+    n = ww(m, RESET, b, size, res, 16);
+    WW_IS(n, res, 1, b + P);
+    n = ww(m, 0, b, size, res, 16);
+    cr_assert_eq(n, 0);
     hostmem_destroy(m);
 }
 

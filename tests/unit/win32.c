@@ -11,7 +11,9 @@
 #include <pthread.h>
 
 static struct {
-    int fail_watch, fail_scan, fail_reset, fail_protect; /* errno for the next call, 0: pass */
+    int fail_watch, fail_scan, fail_reset, fail_protect; /* errno for a coming call, 0: pass */
+    int skip_scan, skip_reset;  /* calls that pass before fail_scan / fail_reset applies */
+    bool protect_half;          /* a failing protect applies to the first half of its range */
     int watch_calls;
 } W;
 
@@ -24,6 +26,10 @@ static int w_watch(void *addr, size_t size)
 }
 static int w_reset(void *addr, size_t size)
 {
+    if (W.skip_reset > 0) {
+        W.skip_reset--;
+        return hostmem__os_linux.watch_reset(addr, size);
+    }
     int e = W.fail_reset;
     W.fail_reset = 0;
     return e ? e : hostmem__os_linux.watch_reset(addr, size);
@@ -31,6 +37,10 @@ static int w_reset(void *addr, size_t size)
 static int w_scan(void *addr, size_t size, bool reset, size_t max_pages, hostmem__os_range *out, size_t len,
                   size_t *out_n, uintptr_t *out_next)
 {
+    if (W.skip_scan > 0) {
+        W.skip_scan--;
+        return hostmem__os_linux.watch_scan(addr, size, reset, max_pages, out, len, out_n, out_next);
+    }
     int e = W.fail_scan;
     W.fail_scan = 0;
     return e ? e : hostmem__os_linux.watch_scan(addr, size, reset, max_pages, out, len, out_n, out_next);
@@ -39,6 +49,8 @@ static int w_protect(void *addr, size_t size, unsigned access)
 {
     int e = W.fail_protect;
     W.fail_protect = 0;
+    if (e && W.protect_half) /* as the kernel may: part of the range, then the error */
+        (void)hostmem__os_linux.protect(addr, size / 2 & ~(pg() - 1), access);
     return e ? e : hostmem__os_linux.protect(addr, size, access);
 }
 
@@ -93,6 +105,9 @@ Test(w1_caps, without_the_kernels_support_not_implemented)
     hostmem_destroy(m);
 }
 
+/* Pages are tracked as they are committed: a reservation asks the kernel
+ * for nothing, and a reserve-and-commit whose pages cannot be tracked is
+ * undone whole. */
 Test(w1_caps, watch_refused_the_reservation_is_undone)
 {
     hostmem_manager *m = mk(NULL);
@@ -100,11 +115,13 @@ Test(w1_caps, watch_refused_the_reservation_is_undone)
     W.fail_watch = ENOMEM;
     HR_EQ(alloc_fail(m, NULL, GRAN, MEM_RESERVE | MEM_COMMIT | MEM_WRITE_WATCH, PAGE_READWRITE, eTaskCritical),
           E_OUTOFMEMORY);
-    W.fail_watch = ENOMEM;
-    HR_EQ(alloc_fail(m, NULL, 4 * MiB, MEM_RESERVE | MEM_WRITE_WATCH, PAGE_READWRITE, eTaskCritical),
-          E_OUTOFMEMORY);
     hostmem_stats after = st(m);
     stats_eq(&before, &after);
+    W.fail_watch = ENOMEM;
+    char *b = alloc_ok(m, NULL, 4 * MiB, MEM_RESERVE | MEM_WRITE_WATCH, PAGE_READWRITE);
+    cr_assert_eq(W.watch_calls, 1, "a reservation registers nothing");
+    W.fail_watch = 0;
+    HR_OK(hostmem_virtual_free(m, b, 0, MEM_RELEASE));
     hostmem_destroy(m);
 }
 
@@ -142,6 +159,104 @@ Test(w1_caps, commit_whose_pages_cannot_be_marked_changes_nothing)
     hostmem_destroy(m);
 }
 
+/* A get with reset that fails part-way gives back as written the pages it
+ * had reset already (the caller never saw them), and a reset_write_watch
+ * that fails part-way loses no write either. */
+Test(w1_caps, reset_failing_part_way_loses_no_write)
+{
+    size_t P = pg();
+    hostmem_manager *m = mk(NULL);
+    char *b = alloc_ok(m, NULL, 16 * P, MEM_RESERVE | MEM_COMMIT | MEM_WRITE_WATCH, PAGE_READWRITE);
+    DWORD old = 0;
+    HR_OK(hostmem_virtual_protect(m, b + 8 * P, 8 * P, PAGE_EXECUTE_READWRITE, &old)); /* two runs */
+    b[0] = 1;
+    b[9 * P] = 1;
+    void *res[16];
+    ULONG_PTR count = 16;
+    DWORD gran = 0;
+    W.skip_scan = 1; /* the first run's scan (and its reset) works, the second fails */
+    W.fail_scan = ENOMEM;
+    HR_EQ(hostmem_get_write_watch(m, WRITE_WATCH_FLAG_RESET, b, 16 * P, res, &count, &gran), E_OUTOFMEMORY);
+    cr_assert_eq(count, 16, "a failed call leaves *count");
+    HR_OK(hostmem_get_write_watch(m, 0, b, 16 * P, res, &count, &gran));
+    cr_assert_eq(count, 2, "written pages after the failed reset: %lu", (unsigned long)count);
+    cr_assert(res[0] == b && res[1] == b + 9 * P);
+    /* and the pages put back read as written until a reset that works */
+    b[3 * P] = 1;
+    count = 16;
+    HR_OK(hostmem_get_write_watch(m, WRITE_WATCH_FLAG_RESET, b, 16 * P, res, &count, &gran));
+    cr_assert_eq(count, 3);
+    cr_assert(res[0] == b && res[1] == b + 3 * P && res[2] == b + 9 * P);
+    count = 16;
+    HR_OK(hostmem_get_write_watch(m, 0, b, 16 * P, res, &count, &gran));
+    cr_assert_eq(count, 0);
+
+    b[P] = 1;
+    b[12 * P] = 1;
+    W.skip_reset = 1;
+    W.fail_reset = ENOMEM;
+    HR_EQ(hostmem_reset_write_watch(m, b, 16 * P), E_OUTOFMEMORY);
+    count = 16;
+    HR_OK(hostmem_get_write_watch(m, 0, b, 16 * P, res, &count, &gran));
+    cr_assert_eq(count, 2, "written pages after the failed reset_write_watch: %lu", (unsigned long)count);
+    cr_assert(res[0] == b + P && res[1] == b + 12 * P);
+    HR_OK(hostmem_reset_write_watch(m, b, 16 * P));
+    count = 16;
+    HR_OK(hostmem_get_write_watch(m, 0, b, 16 * P, res, &count, &gran));
+    cr_assert_eq(count, 0);
+    hostmem_destroy(m);
+}
+
+/* Whether any mapping overlapping [p, p + size) that has no access carries
+ * the kernel's commit charge (VmFlags "ac" in /proc/self/smaps). */
+static bool inaccessible_charged(const void *p, size_t size)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    cr_assert(f);
+    char line[512], perms[8] = "";
+    unsigned long lo = 0, hi = 0;
+    bool in = false, charged = false;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long a, z;
+        if (sscanf(line, "%lx-%lx %7s", &a, &z, perms) == 3) {
+            lo = a;
+            hi = z;
+            in = lo < (uintptr_t)p + size && hi > (uintptr_t)p && strncmp(perms, "---", 3) == 0;
+        } else if (in && strncmp(line, "VmFlags:", 8) == 0 && strstr(line, " ac")) {
+            charged = true;
+        }
+    }
+    fclose(f);
+    return charged;
+}
+
+/* A commit refused after the kernel applied part of it puts the pages back
+ * as reserved pages are: without the kernel's commit charge (S6), plain and
+ * write-watch regions alike. */
+Test(w1_caps, refused_commit_leaves_no_commit_charge)
+{
+    size_t P = pg();
+    hostmem_manager *m = mk(NULL);
+    for (int watch = 0; watch < 2; watch++) {
+        size_t size = 32 * MiB;
+        char *b = alloc_ok(m, NULL, size, MEM_RESERVE | (watch ? MEM_WRITE_WATCH : 0), PAGE_READWRITE);
+        void *out = NULL;
+        HR_OK(hostmem_virtual_alloc(m, b, P, MEM_COMMIT, PAGE_READWRITE, eTaskCritical, &out));
+        b[0] = 1;
+        cr_assert(!inaccessible_charged(b + P, size - P), "charged before");
+        W.protect_half = true;
+        W.fail_protect = ENOMEM;
+        HR_EQ(alloc_fail(m, b + P, size - P, MEM_COMMIT, PAGE_READWRITE, eTaskCritical), E_OUTOFMEMORY);
+        W.protect_half = false;
+        cr_assert(!inaccessible_charged(b + P, size - P), "reserved pages left charged (write watch %d)", watch);
+        MEMORY_BASIC_INFORMATION mbi = q(m, b + P);
+        cr_assert_eq(mbi.State, MEM_RESERVE);
+        cr_assert_eq(b[0], 1, "the committed page kept its contents");
+        HR_OK(hostmem_virtual_free(m, b, 0, MEM_RELEASE));
+    }
+    hostmem_destroy(m);
+}
+
 Test(w1_caps, scan_refused)
 {
     size_t P = pg();
@@ -170,14 +285,35 @@ Test(w1_caps, scan_refused)
     hostmem_destroy(m);
 }
 
-Test(w1_caps, decommitted_range_cannot_be_watched_again)
+/* A decommit needs no tracking of its pages (they are reserved again); the
+ * commit that brings them back asks for it, and one refused changes
+ * nothing: what was written before the decommit still reads as written. */
+Test(w1_caps, recommit_whose_pages_cannot_be_tracked_changes_nothing)
 {
     size_t P = pg();
     hostmem_manager *m = mk(NULL);
     char *b = alloc_ok(m, NULL, 16 * P, MEM_RESERVE | MEM_COMMIT | MEM_WRITE_WATCH, PAGE_READWRITE);
+    b[P] = 1;
+    int calls = W.watch_calls;
+    HR_OK(hostmem_virtual_free(m, b, 4 * P, MEM_DECOMMIT));
+    cr_assert_eq(W.watch_calls, calls, "a decommit registers nothing");
+    hostmem_stats before = st(m);
+    snap s0, s1;
+    snap_take(m, b, 16 * P, &s0);
     W.fail_watch = ENOMEM;
-    HR_EQ(hostmem_virtual_free(m, b, 2 * P, MEM_DECOMMIT), E_FAIL);
-    HR_EQ(hostmem_virtual_free(m, b, 0, MEM_RELEASE), HOST_E_CLRNOTAVAILABLE);
+    HR_EQ(alloc_fail(m, b, 4 * P, MEM_COMMIT, PAGE_READWRITE, eTaskCritical), E_OUTOFMEMORY);
+    snap_take(m, b, 16 * P, &s1);
+    snap_eq(&s0, &s1);
+    hostmem_stats after = st(m);
+    stats_eq(&before, &after);
+    void *out = NULL, *res[16];
+    HR_OK(hostmem_virtual_alloc(m, b, 4 * P, MEM_COMMIT, PAGE_READWRITE, eTaskCritical, &out));
+    cr_assert_eq(((volatile char *)b)[2 * P], 0);
+    ULONG_PTR count = 16;
+    DWORD gran = 0;
+    HR_OK(hostmem_get_write_watch(m, 0, b, 16 * P, res, &count, &gran));
+    cr_assert_eq(count, 1);
+    cr_assert_eq(res[0], b + P);
     hostmem_destroy(m);
 }
 
