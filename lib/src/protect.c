@@ -115,11 +115,14 @@ static HRESULT protect_virtual(hostmem__call *c, hostmem_manager *m, uintptr_t a
     hostmem__runs_apply(&r->runs, npages, first, count, HOSTMEM_PAGES_PROTECT, new_protect);
     hostmem__region_write_end(r);
     hostmem__guard_forget(r);
-    *old_protect = st & HOSTMEM_STATE_PROTECT_MASK;
-    c->ev.old_protect = *old_protect;
+    c->ev.old_protect = st & HOSTMEM_STATE_PROTECT_MASK;
 out:
     hostmem__call_order(c);
     pthread_mutex_unlock(&r->lock);
+    /* After the lock: *old_protect may lie in a guard page of this region,
+     * whose fault handler takes the lock (W2). */
+    if (SUCCEEDED(hr))
+        *old_protect = c->ev.old_protect;
     return hr;
 }
 

@@ -237,6 +237,20 @@ static HRESULT watch_get(watch_call *c, hostmem_manager *m, DWORD flags, void **
         return watch_fail(c, E_INVALIDARG, HOSTMEM_REASON_zero_count);
     if (!addresses)
         return watch_fail(c, E_POINTER, HOSTMEM_REASON_null_pointer);
+    /* The results are written under the region's lock, and `addresses` may
+     * lie in a guard page of that region, whose fault handler takes the lock
+     * (W2): touch the pages they can reach first, with the lock free. */
+    if (c->size) {
+        size_t reach = (size_t)*count, in_range = c->size / m->page_size + 2;
+        if (reach > in_range)
+            reach = in_range;
+        uintptr_t lo = (uintptr_t)addresses & ~(uintptr_t)(m->page_size - 1);
+        uintptr_t hi = (uintptr_t)(addresses + reach);
+        for (uintptr_t a = lo; a < hi; a += m->page_size) {
+            volatile char *t = (volatile char *)(a < (uintptr_t)addresses ? (uintptr_t)addresses : a);
+            *t = *t;
+        }
+    }
     hostmem__region *r;
     size_t first, pages;
     HRESULT hr = watch_enter(c, &r, &first, &pages);

@@ -179,6 +179,43 @@ Test(w2_guard, a_later_fault_after_a_call_is_not_the_hit)
     hostmem_destroy(m);
 }
 
+/* The results a call writes may lie in a guard page of the very region it
+ * works on: the guard hit is handled as any other (the handler takes the
+ * region's lock, so the call writes them with the lock free). */
+Test(w2_guard, out_parameters_in_a_guard_page_of_the_same_region, .timeout = 20)
+{
+    size_t P = pg();
+    hostmem_manager *m = mk(NULL);
+    g_install();
+    for (int watch = 0; watch < 2; watch++) {
+        char *b = alloc_ok(m, NULL, 16 * P, MEM_RESERVE | (watch ? MEM_WRITE_WATCH : 0), PAGE_READWRITE);
+        void *o = NULL;
+        HR_OK(hostmem_virtual_alloc(m, b, 8 * P, MEM_COMMIT, PAGE_READWRITE, eTaskCritical, &o));
+        HR_OK(hostmem_virtual_alloc(m, b + 8 * P, P, MEM_COMMIT, PAGE_READWRITE | PAGE_GUARD, eTaskCritical, &o));
+        int guards = g_guards;
+        if (!watch) {
+            DWORD *old = (DWORD *)(b + 8 * P);
+            HR_OK(hostmem_virtual_protect(m, b, P, PAGE_READONLY, old));
+            cr_assert_eq(*old, PAGE_READWRITE);
+        } else {
+            b[2 * P] = 1;
+            void **res = (void **)(b + 8 * P);
+            ULONG_PTR n = 4;
+            DWORD gran = 0;
+            HR_OK(hostmem_get_write_watch(m, 0, b, 8 * P, res, &n, &gran));
+            cr_assert_eq(n, 1);
+            cr_assert_eq(res[0], b + 2 * P);
+        }
+        cr_assert_eq(g_guards, guards + 1, "one guard hit");
+        MEMORY_BASIC_INFORMATION mbi = q(m, b + 8 * P);
+        cr_assert_eq(mbi.Protect, PAGE_READWRITE, "the guard is spent");
+        HR_OK(hostmem_virtual_free(m, b, 0, MEM_RELEASE));
+    }
+    signal(SIGSEGV, SIG_DFL);
+    signal(SIGBUS, SIG_DFL);
+    hostmem_destroy(m);
+}
+
 Test(w2_guard, guard_pages_count_and_survive_nothing)
 {
     size_t P = pg();
