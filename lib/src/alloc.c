@@ -248,7 +248,7 @@ static inline HRESULT alloc_commit_once(hostmem__call *c, uintptr_t addr, size_t
     }
     hostmem__region_write_begin(r);
     hostmem__runs_apply(&r->runs, npages, first, count, HOSTMEM_PAGES_COMMIT, protect);
-    hostmem__guard_forget(r);
+    hostmem__guard_forget(r, lo, count << m->page_shift);
     atomic_fetch_add_explicit(&r->committed_pages, newly, RELAXED);
     atomic_store_explicit(&r->making, false, RELAXED); /* made: visible at last */
     hostmem__region_write_end(r);

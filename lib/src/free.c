@@ -136,7 +136,7 @@ static HRESULT free_decommit(hostmem__call *c, uintptr_t addr, size_t size)
     }
     hostmem__region_write_begin(r);
     hostmem__runs_apply(&r->runs, npages, first, count, HOSTMEM_PAGES_DECOMMIT, 0);
-    hostmem__guard_forget(r);
+    hostmem__guard_forget(r, (void *)c->ev.base, count << m->page_shift);
     atomic_fetch_sub_explicit(&r->committed_pages, committed, RELAXED);
     hostmem__region_write_end(r);
     hostmem__call_order(c);

@@ -92,7 +92,8 @@ static void *guard_page_at(const hostmem_manager *m, const hostmem__region *r, s
 
 /* The region of m holding addr and the state of addr's page, read without a
  * lock.  False: addr is in no region of m. */
-static bool guard_page_state(hostmem_manager *m, uintptr_t addr, hostmem__region **out_r, uint32_t *out_state)
+static bool guard_page_state(hostmem_manager *m, uintptr_t addr, hostmem__region **out_r, uint32_t *out_state,
+                             uint32_t *out_seq)
 {
     uintptr_t e = hostmem__map_lookup(&m->map, addr);
     if ((e & HOSTMEM_MAP_TAG_MASK) != HOSTMEM_MAP_TAG_REGION)
@@ -112,6 +113,7 @@ static bool guard_page_state(hostmem_manager *m, uintptr_t addr, hostmem__region
                               &rc, out_state);
         }
         guard_fence(memory_order_acquire);
+        *out_seq = s0;
         if (atomic_load_explicit(&r->seq, RELAXED) == s0)
             break;
     }
@@ -119,7 +121,6 @@ static bool guard_page_state(hostmem_manager *m, uintptr_t addr, hostmem__region
     return found;
 }
 
-/* Clear the guard of addr's page (it was a guard page when the fault was read). */
 /* Names the calling thread, async-signal-safely (a TLS address). */
 static __thread char guard_tls_self __attribute__((tls_model("initial-exec")));
 static uintptr_t guard_self(void) { return (uintptr_t)&guard_tls_self; }
@@ -127,26 +128,33 @@ static uintptr_t guard_self(void) { return (uintptr_t)&guard_tls_self; }
 /* The fault answers; RETRY is GUARD for the host, without a hit of its own. */
 enum { FAULT_NOT_OURS, FAULT_ACCESS, FAULT_HIT, FAULT_RETRY };
 
-static int guard_clear(hostmem_manager *m, hostmem__region *r, uintptr_t addr)
+/* The region's lock, from a fault: trylock in a loop (see the top). */
+static void guard_lock(hostmem__region *r)
 {
-    int res = FAULT_ACCESS;
-    size_t page = 0, rf, rc;
-    uint32_t st;
     while (pthread_mutex_trylock(&r->lock))
         sched_yield();
+}
+
+/* With r's lock held: clear the guard of addr's page if it has one.  *page:
+ * addr's page in r. */
+static int guard_clear_locked(hostmem_manager *m, hostmem__region *r, uintptr_t addr, size_t *out_page)
+{
+    size_t page = 0, rf, rc;
+    uint32_t st;
     uintptr_t base = atomic_load_explicit(&r->base, RELAXED);
     size_t size = atomic_load_explicit(&r->size, RELAXED), npages = size >> m->page_shift;
+    *out_page = 0;
     if (!atomic_load_explicit(&r->live, RELAXED) || addr < base || addr >= base + size)
-        goto out; /* released meanwhile */
+        return FAULT_ACCESS; /* released meanwhile */
     page = (addr - base) >> m->page_shift;
+    *out_page = page;
     hostmem__runs_get(&r->runs, npages, hostmem__runs_find(&r->runs, page), &rf, &rc, &st);
     if (!(st & HOSTMEM_STATE_COMMITTED))
-        goto out; /* decommitted meanwhile */
+        return FAULT_ACCESS; /* decommitted meanwhile */
     if (!(st & PAGE_GUARD)) {
-        /* Another thread's hit cleared it after this fault: retrying behaves
-         * as the plain protection says. */
-        res = FAULT_RETRY;
-        goto out;
+        /* Another thread's hit cleared it after this fault, or a call made
+         * the page accessible: retrying behaves as the protection now says. */
+        return (st & HOSTMEM_STATE_PROTECT_MASK) == PAGE_NOACCESS ? FAULT_ACCESS : FAULT_RETRY;
     }
     size_t first = page, count = 1;
     if (hostmem__runs_room(&r->runs) < 2) {
@@ -155,23 +163,82 @@ static int guard_clear(hostmem_manager *m, hostmem__region *r, uintptr_t addr)
     }
     unsigned access = hostmem__protect_access(st & HOSTMEM_STATE_PROTECT_MASK & ~(uint32_t)PAGE_GUARD);
     if (hostmem__os_get()->protect(guard_page_at(m, r, first), count << m->page_shift, access))
-        goto out; /* the kernel refused: it stays a guard page */
+        return FAULT_ACCESS; /* the kernel refused: it stays a guard page */
+    /* Other threads that faulted on this page before the guard went report
+     * it once each: published before the books, so that whoever reads the
+     * page unguarded also finds the hit (guard_late). */
+    uint32_t epoch = atomic_load_explicit(&r->guard_epoch, RELAXED) + 1;
+    unsigned slot = epoch % HOSTMEM_GUARD_RECENT;
+    atomic_store_explicit(&r->guard_epoch, epoch, RELAXED);
+    atomic_store_explicit(&r->guard_recent[slot], 0, RELAXED);
+    atomic_store_explicit(&r->guard_recent_by[slot], guard_self(), RELAXED);
+    atomic_store_explicit(&r->guard_recent_epoch[slot], epoch, RELAXED);
+    atomic_store_explicit(&r->guard_recent[slot], (uintptr_t)guard_page_at(m, r, page), memory_order_release);
     hostmem__region_write_begin(r);
     hostmem__runs_apply(&r->runs, npages, first, count, HOSTMEM_PAGES_UNGUARD, 0);
     hostmem__region_write_end(r);
-    res = FAULT_HIT;
-out:
+    return FAULT_HIT;
+}
+
+/* After a hit, with the lock free: the trace. */
+static void guard_hit(hostmem_manager *m, hostmem__region *r, uintptr_t addr, size_t page)
+{
+    hostmem__trace_guard_hit(m, addr, (uintptr_t)guard_page_at(m, r, page));
+}
+
+/* Clear the guard of addr's page (it was a guard page when the fault was read). */
+static int guard_clear(hostmem_manager *m, hostmem__region *r, uintptr_t addr)
+{
+    size_t page;
+    guard_lock(r);
+    int res = guard_clear_locked(m, r, addr, &page);
     pthread_mutex_unlock(&r->lock);
-    if (res == FAULT_HIT) {
-        /* Another thread that faulted on this page before the guard went
-         * reports it once more: that report retries instead of being an
-         * access violation (this thread's own next fault there is one: the
-         * plain protection). */
-        atomic_store_explicit(&r->guard_retry_by, guard_self(), RELAXED);
-        atomic_store_explicit(&r->guard_retry, (uintptr_t)guard_page_at(m, r, page), memory_order_release);
-        hostmem__trace_guard_hit(m, addr, (uintptr_t)guard_page_at(m, r, page));
-    }
+    if (res == FAULT_HIT)
+        guard_hit(m, r, addr, page);
     return res;
+}
+
+/* A fault on a page the books do not call a guard page may come from a call
+ * between its kernel change and its books (protect sets the kernel's view
+ * first).  Under the region's lock no call is half done: if the region
+ * changed since the fault read it, the page is judged as it is now (a guard
+ * page is a hit, an accessible one is retried); otherwise the access is one
+ * the protection refuses.  Each retry needs a change of the region, so none
+ * loops. */
+static int guard_settle(hostmem_manager *m, hostmem__region *r, uintptr_t addr, uint32_t seq)
+{
+    size_t page;
+    guard_lock(r);
+    int res = FAULT_ACCESS;
+    if (atomic_load_explicit(&r->seq, RELAXED) != seq)
+        res = guard_clear_locked(m, r, addr, &page);
+    pthread_mutex_unlock(&r->lock);
+    if (res == FAULT_HIT)
+        guard_hit(m, r, addr, page);
+    return res;
+}
+
+/* The region and hit of this thread's last late report (initial-exec TLS:
+ * async-signal-safe). */
+static __thread const hostmem__region *guard_tls_late_region __attribute__((tls_model("initial-exec")));
+static __thread uint32_t guard_tls_late_epoch __attribute__((tls_model("initial-exec")));
+
+/* A late report of another thread's recent hit on this page: true once per
+ * thread and hit. */
+static bool guard_late(hostmem__region *r, uintptr_t page)
+{
+    for (unsigned i = 0; i < HOSTMEM_GUARD_RECENT; i++) {
+        if (atomic_load_explicit(&r->guard_recent[i], memory_order_acquire) != page ||
+            atomic_load_explicit(&r->guard_recent_by[i], RELAXED) == guard_self())
+            continue;
+        uint32_t epoch = atomic_load_explicit(&r->guard_recent_epoch[i], RELAXED);
+        if (guard_tls_late_region == r && guard_tls_late_epoch == epoch)
+            continue;
+        guard_tls_late_region = r;
+        guard_tls_late_epoch = epoch;
+        return true;
+    }
+    return false;
 }
 
 static int fault_handle(const siginfo_t *info, hostmem_manager **out_m)
@@ -186,17 +253,16 @@ static int fault_handle(const siginfo_t *info, hostmem_manager **out_m)
         if (addr >= m->user_end)
             continue;
         hostmem__region *r;
-        uint32_t st;
-        if (!guard_page_state(m, addr, &r, &st))
+        uint32_t st, seq = 0;
+        if (!guard_page_state(m, addr, &r, &st, &seq))
             continue;
         *out_m = m;
-        if ((st & HOSTMEM_STATE_COMMITTED) && (st & PAGE_GUARD)) {
+        if ((st & HOSTMEM_STATE_COMMITTED) && (st & PAGE_GUARD))
             res = guard_clear(m, r, addr);
-        } else {
-            uintptr_t page = addr & ~(uintptr_t)(m->page_size - 1);
-            bool other = atomic_load_explicit(&r->guard_retry_by, RELAXED) != guard_self();
-            res = atomic_compare_exchange_strong(&r->guard_retry, &page, 0) && other ? FAULT_RETRY : FAULT_ACCESS;
-        }
+        else if (guard_late(r, addr & ~(uintptr_t)(m->page_size - 1)))
+            res = FAULT_RETRY;
+        else
+            res = guard_settle(m, r, addr, seq);
         break;
     }
     atomic_fetch_sub(&fault_readers, 1);

@@ -489,11 +489,16 @@ void hostmem__win32_stats(struct hostmem_manager *m, SIZE_T *watched_bytes, SIZE
  * without allocating.  Every operation that edits r's runs takes its room
  * here.  0 or ENOMEM. */
 int hostmem__region_runs_room(struct hostmem_manager *m, hostmem__region *r, uint64_t extra, size_t adding);
-/* A call changed r's pages (commit, decommit, protect): a fault from now on
- * is judged by the new state, not as a late report of the last guard hit. */
-static inline void hostmem__guard_forget(hostmem__region *r)
+/* A call changed r's pages [lo, lo + bytes) (commit, decommit, protect): a
+ * fault there from now on is judged by the new state, not as a late report
+ * of a guard hit. */
+static inline void hostmem__guard_forget(hostmem__region *r, const void *lo, size_t bytes)
 {
-    atomic_store_explicit(&r->guard_retry, 0, memory_order_relaxed);
+    for (unsigned i = 0; i < HOSTMEM_GUARD_RECENT; i++) {
+        uintptr_t page = atomic_load_explicit(&r->guard_recent[i], memory_order_relaxed);
+        if (page - (uintptr_t)lo < bytes)
+            atomic_store_explicit(&r->guard_recent[i], 0, memory_order_relaxed);
+    }
 }
 /* Make m's regions visible to hostmem_handle_fault() / take them away
  * (unregister returns once no fault handler can still read m). */

@@ -114,7 +114,7 @@ static HRESULT protect_virtual(hostmem__call *c, hostmem_manager *m, uintptr_t a
     hostmem__region_write_begin(r);
     hostmem__runs_apply(&r->runs, npages, first, count, HOSTMEM_PAGES_PROTECT, new_protect);
     hostmem__region_write_end(r);
-    hostmem__guard_forget(r);
+    hostmem__guard_forget(r, (void *)c->ev.base, count << m->page_shift);
     c->ev.old_protect = st & HOSTMEM_STATE_PROTECT_MASK;
 out:
     hostmem__call_order(c);

@@ -87,6 +87,9 @@ struct hostmem__arena;
 /* One reservation.  Region structs are never freed while the manager lives
  * (a free list recycles them), so a lock-free reader may always dereference
  * one it found in the map; `seq` tells it whether what it read is consistent. */
+/* Guard hits a region remembers for threads that report them late (W2). */
+#define HOSTMEM_GUARD_RECENT 8
+
 typedef struct hostmem__region {
     /* First line (the struct sits on a cache line, meta.c): what a query
      * reads.  Second: what a commit or decommit adds.  The rest after. */
@@ -115,8 +118,13 @@ typedef struct hostmem__region {
     uint64_t summary_value;
     uint32_t summaries;
     uint64_t summary_fixed;
-    _Atomic uintptr_t guard_retry; /* page whose guard a hit just cleared (W2, guard.c) */
-    _Atomic uintptr_t guard_retry_by; /* the thread whose hit it was */
+    /* The last HOSTMEM_GUARD_RECENT guard hits (W2, guard.c): the page whose
+     * guard each cleared (0: none, or forgotten by a call), the thread whose
+     * hit it was, and its number among the region's hits. */
+    _Atomic uintptr_t guard_recent[HOSTMEM_GUARD_RECENT];
+    _Atomic uintptr_t guard_recent_by[HOSTMEM_GUARD_RECENT];
+    _Atomic uint32_t guard_recent_epoch[HOSTMEM_GUARD_RECENT];
+    _Atomic uint32_t guard_epoch; /* hits so far */
     uintptr_t caller;          /* who reserved it (for region_state and leaks) */
     _Atomic(const void *) owner; /* the heap (heap.h) that reserved it, else NULL */
     struct hostmem__region *next_free;

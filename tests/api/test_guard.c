@@ -8,6 +8,8 @@
  */
 #include "util.h"
 
+#include <sched.h>
+
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -245,6 +247,87 @@ Test(w2_guard, guard_pages_count_and_survive_nothing)
     HR_OK(hostmem_virtual_free(m, r, 0, MEM_RELEASE));
     cr_assert_eq(st(m).guard_pages, 0);
     hostmem_destroy(m);
+}
+
+/* ---- guard pages re-armed while other threads read them ------------------------ */
+/* Every page is always PAGE_READWRITE or PAGE_READWRITE | PAGE_GUARD, so no
+ * read of it may be an access violation: not while a protect is between the
+ * kernel's change and its books, nor when another thread's hit (on this page
+ * or another) cleared the guard under a read that had already faulted. */
+static atomic_long g_race_access, g_race_guards;
+static void g_race_handler(int sig, siginfo_t *info, void *ctx)
+{
+    (void)sig;
+    (void)ctx;
+    switch (hostmem_handle_fault(info)) {
+    case HOSTMEM_FAULT_GUARD:
+        atomic_fetch_add(&g_race_guards, 1);
+        return;
+    case HOSTMEM_FAULT_ACCESS:
+        atomic_fetch_add(&g_race_access, 1); /* wrong: counted, then retried */
+        sched_yield();
+        return;
+    default:
+        abort();
+    }
+}
+
+#define G_RACE_PAGES 4
+typedef struct g_race {
+    hostmem_manager *m;
+    char *pages;
+    atomic_int done;
+} g_race;
+
+static void *g_race_reader(void *arg)
+{
+    g_race *g = arg;
+    unsigned s = (unsigned)(uintptr_t)&s;
+    while (!atomic_load(&g->done)) {
+        s = s * 1103515245u + 12345u;
+        (void)*(volatile char *)(g->pages + ((s >> 8) % G_RACE_PAGES) * pg() + 64);
+    }
+    return NULL;
+}
+
+static void *g_race_arm(void *arg)
+{
+    g_race *g = arg;
+    unsigned s = 7;
+    DWORD old;
+    for (int i = 0; i < 20000; i++) {
+        s = s * 1103515245u + 12345u;
+        cr_assert_eq(hostmem_virtual_protect(g->m, g->pages + ((s >> 8) % G_RACE_PAGES) * pg(), pg(),
+                                             PAGE_READWRITE | PAGE_GUARD, &old),
+                     S_OK);
+    }
+    atomic_store(&g->done, 1);
+    return NULL;
+}
+
+Test(w2_guard, reads_racing_re_armed_guard_pages_are_never_access_violations)
+{
+    struct sigaction sa, prev_segv, prev_bus;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = g_race_handler;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &prev_segv);
+    sigaction(SIGBUS, &sa, &prev_bus);
+    g_race g = {.m = mk(NULL)};
+    g.pages = alloc_ok(g.m, NULL, G_RACE_PAGES * pg(), MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+    pthread_t t[3];
+    cr_assert_eq(pthread_create(&t[0], NULL, g_race_reader, &g), 0);
+    cr_assert_eq(pthread_create(&t[1], NULL, g_race_reader, &g), 0);
+    cr_assert_eq(pthread_create(&t[2], NULL, g_race_arm, &g), 0);
+    for (int i = 0; i < 3; i++)
+        pthread_join(t[i], NULL);
+    sigaction(SIGSEGV, &prev_segv, NULL);
+    sigaction(SIGBUS, &prev_bus, NULL);
+    cr_assert_eq(atomic_load(&g_race_access), 0, "%ld reads judged access violations (%ld guard hits)",
+                 atomic_load(&g_race_access), atomic_load(&g_race_guards));
+    cr_assert_gt(atomic_load(&g_race_guards), 0);
+    hostmem_destroy(g.m);
 }
 
 /* ---- threads: each has its own guard page, all hit at once -------------------- */

@@ -361,10 +361,11 @@ HOSTMEM_API HRESULT hostmem_reset_write_watch(hostmem_manager *m, void *base, SI
  * manager (reserved or decommitted pages included).  HOSTMEM_FAULT_NOT_OURS:
  * anything else (chain to the next handler).  Call it from a SIGSEGV or SIGBUS
  * handler with the handler's siginfo: it is async-signal-safe, finds the
- * region without a lock, and serves every manager of the process.  When two
- * threads touch one guard page at the same instant, one clears it and both
- * see HOSTMEM_FAULT_GUARD (a third one at that instant may see
- * HOSTMEM_FAULT_ACCESS).  Each guard page is cleared alone, however many
+ * region without a lock, and serves every manager of the process.  When
+ * threads touch one guard page at the same instant, one clears it and all see
+ * HOSTMEM_FAULT_GUARD (the region remembers its last 8 hits for them), and a
+ * fault racing a call that changes the page (a protect that re-arms a guard)
+ * is judged by the page as the call leaves it.  Each guard page is cleared alone, however many
  * hits come with no call in between, for up to 65536 guard pages per region;
  * past that many, a hit clears the guard of the whole run of like guard pages
  * around the page. */
