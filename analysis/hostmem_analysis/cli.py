@@ -52,9 +52,10 @@ def find_command(paths):
 def load(paths, temporary_ms=None, stats=None, jobs=None, scheduler=None):
     """Read the traces under `paths` and return (model, summary dict).
 
-    Several trace directories are read apart and merged (fleet.py): on
-    `jobs` local processes (default: every core), or on the Dask cluster
-    at `scheduler`.  One directory is read here, in this process."""
+    Several traces are read apart and merged (fleet.py): on `jobs` local
+    processes (default: every core; 1: one after the other, here), or on the
+    Dask cluster at `scheduler`, so damage in one trace stops that trace
+    alone.  One trace (and its copies) is read here, in this process."""
     try:
         from . import reader  # bt2 is needed only here: diff and the unit tests run without it
     except ImportError as e:
@@ -63,8 +64,9 @@ def load(paths, temporary_ms=None, stats=None, jobs=None, scheduler=None):
     tns = model_mod.DEFAULT_TEMPORARY_NS if temporary_ms is None else int(temporary_ms * 1e6)
     t0 = time.monotonic()
     n = 0
-    dirs, _ = reader.unique_traces(paths)
-    if scheduler or (len(dirs) > 1 and jobs != 1):
+    groups, _ = reader.unique_traces(paths)
+    dirs = [d for g in groups for d in g]
+    if scheduler or len(groups) > 1:
         from . import fleet
         try:
             m = fleet.run(paths, tns, jobs=jobs, scheduler=scheduler)
@@ -89,6 +91,11 @@ def load(paths, temporary_ms=None, stats=None, jobs=None, scheduler=None):
                 feed(ev)
                 n += 1
     t1 = time.monotonic()
+    bad = trust["damage"] + trust["stopped"]
+    if m.all.events == 0 and bad:
+        # Nothing readable before the damage: the damage is the news.
+        more = " (and %d more damaged files)" % (len(bad) - 1) if len(bad) > 1 else ""
+        raise NoHostmemEvents("%s%s; no hostmem events before the damage" % (bad[0], more))
     if m.all.events == 0:
         raise NoHostmemEvents("%s: no hostmem events in the trace (was 'hostmem:*' enabled, "
                                 "and did the program use libhostmem?)" % ", ".join(paths))

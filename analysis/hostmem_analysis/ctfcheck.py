@@ -14,8 +14,10 @@ A stream cut exactly at a packet boundary looks whole to the packet walk;
 the index lttng writes beside it (`index/NAME.idx`, one entry per packet)
 still lists the packets that are gone, so it is compared with the file.
 
-It also names each trace (the metadata's UUID and its streams), so the same
-trace given twice is read once.
+It also names each trace (the metadata's UUID and environment), so the same
+trace given twice is read once, even when a copy lacks some of its streams
+or has them damaged: per file (the metadata, each stream by its name), the
+copy with more whole packets is read, the undamaged one on a tie.
 
 Only LTTng-UST's packet layout is checked (the packet header and context of
 lttng-ust 2.x, verified against the metadata text); a trace with another
@@ -47,8 +49,11 @@ _HEADER_TEXT = re.compile(
 _CONTEXT_TEXT = re.compile(
     r"struct\s+packet_context\s*\{\s*uint64_clock_monotonic_t\s+timestamp_begin;\s*"
     r"uint64_clock_monotonic_t\s+timestamp_end;\s*uint64_t\s+content_size;\s*"
-    r"uint64_t\s+packet_size;")
+    r"uint64_t\s+packet_size;(\s*uint64_t\s+packet_seq_num;)?")
+_SEQ = struct.Struct("<Q")  # packet_seq_num, right after packet_size when the context has it
 _UUID_TEXT = re.compile(r'\buuid\s*=\s*"([0-9a-fA-F-]{36})"')
+_ENV_TEXT = re.compile(r'\b(hostname|trace_name|trace_creation_datetime|tracer_buffering_scheme|'
+                       r'tracer_buffering_id|architecture_bit_width|vpid)\s*=\s*("[^"]*"|\d+)\s*;')
 
 
 class Damage:
@@ -66,7 +71,8 @@ class Checked:
 
     ``read_dir``: the directory to decode (the trace itself, or a repaired
     view of it); ``damage``: list of Damage; ``key``: identity of the trace
-    (equal for two copies of one trace)."""
+    (equal for every copy of one trace, complete or not).  Several copies
+    of one trace are read as one: per file, the most complete copy."""
 
     def __init__(self, path):
         self.path = path
@@ -75,11 +81,94 @@ class Checked:
         self.key = None
         self.uuid = None
         self._tmp = None
+        self.files = {}      # file name -> _File: the copy of it to read
+        self.copies = [path]  # the directories holding this trace, in the order given
+        self.text = {}       # copy -> its metadata text
+        self.others = []     # the _File of the copies joined
 
     def cleanup(self):
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
+
+    def join(self, other):
+        """Take `other` (a Checked copy of the same trace) in: per file, the
+        more complete of the two copies is read."""
+        self.copies.append(other.path)
+        self.text.update(other.text)
+        self.others.extend(other.files.values())
+        for name, f in other.files.items():
+            mine = self.files.get(name)
+            if mine is None or f.rank() > mine.rank():
+                self.files[name] = f
+
+    def _used(self):
+        """{copy: [file names read from it]}, in the order the copies came."""
+        used = {d: [] for d in self.copies}
+        for name in sorted(self.files):
+            used[self.files[name].owner].append(name)
+        return used
+
+    def duplicates(self):
+        """One line per copy of this trace beyond the one it is named after:
+        which copy is read, and what of each other copy (if anything)."""
+        if len(self.copies) < 2:
+            return []
+        used = self._used()
+        # Named after the copy most of what is read comes from (ties: the first given).
+        main = max(self.copies, key=lambda d: sum(self.files[n].good for n in used[d]))
+        for f in self.others + list(self.files.values()):
+            # A file as complete in that copy as the one chosen: from that copy.
+            if f.owner == main and f.rank() == self.files[os.path.basename(f.path)].rank():
+                self.files[os.path.basename(f.path)] = f
+        used = self._used()
+        self.path = main
+        out = []
+        for d in self.copies:
+            if d == main:
+                continue
+            what = "%s: the same trace as %s (uuid %s), read once" % (d, main, self.uuid)
+            if used[d]:
+                what += "; from this copy, the more complete: %s" % ", ".join(used[d])
+            else:
+                what += "; this copy is ignored"
+            out.append(what)
+        return out
+
+    def build(self):
+        """Make the view to read (the trace itself when it is one undamaged
+        copy); returns the damage of the files read."""
+        self.damage = [f.damage for _, f in sorted(self.files.items()) if f.damage]
+        if len(self.copies) == 1 and not self.damage:
+            self.read_dir = self.path
+            return self.damage
+        self._tmp = tempfile.mkdtemp(prefix="hostmem-repaired-")
+        view = os.path.join(self._tmp, os.path.basename(self.path.rstrip("/")) or "trace")
+        os.makedirs(view)
+        meta = self.files["metadata"]
+        if meta.damage:
+            text = self.text[meta.owner]
+            with open(os.path.join(view, "metadata"), "w") as f:
+                f.write(text if text.startswith("/* CTF") else "/* CTF 1.8 */\n" + text)
+        else:
+            os.symlink(os.path.abspath(meta.path), os.path.join(view, "metadata"))
+        for name, s in sorted(self.files.items()):
+            if name == "metadata":
+                continue
+            dst = os.path.join(view, name)
+            if s.good >= os.path.getsize(s.path):  # whole (or cut at a packet boundary)
+                os.symlink(os.path.abspath(s.path), dst)
+            elif s.good > 0:
+                with open(s.path, "rb") as fi, open(dst, "wb") as fo:
+                    left = s.good
+                    while left:
+                        chunk = fi.read(min(left, 1 << 22))
+                        if not chunk:
+                            break
+                        fo.write(chunk)
+                        left -= len(chunk)
+        self.read_dir = view
+        return self.damage
 
 
 def _read_metadata(path):
@@ -130,11 +219,15 @@ def _stream_files(trace_dir):
     return out
 
 
-def _check_stream(path, uuid_bytes):
-    """(bytes of whole packets from the start, Damage or None)."""
+def _check_stream(path, uuid_bytes, has_seq=False):
+    """(bytes of whole packets from the start, Damage or None).  `has_seq`:
+    the packet context has packet_seq_num after packet_size; a packet whose
+    number does not follow the one before (a packet repeated or from
+    elsewhere) is damage: the stream is read up to it."""
     size = os.path.getsize(path)
     off = 0
-    need = _PACKET.size
+    need = _PACKET.size + (_SEQ.size if has_seq else 0)
+    last = None
     with open(path, "rb") as f:
         while off < size:
             f.seek(off)
@@ -142,12 +235,19 @@ def _check_stream(path, uuid_bytes):
             if len(head) < need:
                 return off, Damage(path, off, "stream cut mid-packet at byte %d (%d bytes of a "
                                    "packet header)" % (off, len(head)))
-            magic, uuid, _, _, _, _, content, psize = _PACKET.unpack(head)
+            magic, uuid, _, _, _, _, content, psize = _PACKET.unpack_from(head)
             if magic != CTF_MAGIC or (uuid_bytes and uuid != uuid_bytes):
                 return off, Damage(path, off, "garbage after byte %d (%d bytes that are not a "
                                    "packet of this trace)" % (off, size - off))
             if psize == 0 or psize % 8 or content > psize or content < need * 8:
                 return off, Damage(path, off, "damaged packet header at byte %d" % off)
+            if has_seq:
+                (seq,) = _SEQ.unpack_from(head, _PACKET.size)
+                if last is not None and seq <= last:
+                    return off, Damage(path, off, "packet at byte %d out of sequence (packet "
+                                       "number %d after %d: a packet repeated or from elsewhere; "
+                                       "%d bytes left out)" % (off, seq, last, size - off))
+                last = seq
             end = off + psize // 8
             if end > size:
                 return off, Damage(path, off, "stream cut mid-packet at byte %d (packet at byte %d "
@@ -182,66 +282,61 @@ def _check_index(path, whole):
                   "packets, up to byte %d)" % (whole, listed, end))
 
 
-def identify(trace_dir):
-    """The identity of a trace (metadata UUID and stream names), or None."""
-    try:
-        text, _ = _read_metadata(os.path.join(trace_dir, "metadata"))
-    except OSError:
-        return None, None
+def _identity(text):
+    """(key, uuid) of a trace from its metadata text, or (None, None): the
+    trace's UUID with its environment (host, session, buffers), equal for
+    every copy of one trace, whichever of its streams a copy holds."""
     m = _UUID_TEXT.search(text)
     if not m:
         return None, None
     uuid = m.group(1).lower()
-    return (uuid, tuple(sorted(os.path.basename(s) for s in _stream_files(trace_dir)))), uuid
+    return (uuid,) + tuple(sorted(_ENV_TEXT.findall(text))), uuid
+
+
+def identify(trace_dir):
+    """The identity of a trace (metadata UUID and environment), or (None, None)."""
+    try:
+        text, _ = _read_metadata(os.path.join(trace_dir, "metadata"))
+    except OSError:
+        return None, None
+    return _identity(text)
+
+
+class _File:
+    """One file of a trace as a copy holds it: `good` bytes usable (whole
+    packets; the metadata's text length), `damage` (Damage or None)."""
+
+    def __init__(self, owner, path, good, damage):
+        self.owner, self.path, self.good, self.damage = owner, path, good, damage
+
+    def rank(self):
+        # The copy with more to read; on a tie, the undamaged one.
+        return (self.good, self.damage is None)
 
 
 def check(trace_dir):
-    """Check one trace directory (one holding `metadata`); returns Checked."""
+    """Check one trace directory (one holding `metadata`); returns Checked.
+    Further copies of the same trace join it with Checked.join(); then
+    Checked.build() makes the view to read."""
     c = Checked(trace_dir)
     meta = os.path.join(trace_dir, "metadata")
     text, meta_damage = _read_metadata(meta)
-    m = _UUID_TEXT.search(text)
-    c.uuid = m.group(1).lower() if m else None
+    c.key, c.uuid = _identity(text)
+    c.files["metadata"] = _File(trace_dir, meta, len(text), meta_damage)
+    c.text = {trace_dir: text}
     uuid_bytes = bytes.fromhex(c.uuid.replace("-", "")) if c.uuid else b""
-    streams = _stream_files(trace_dir)
-    c.key = (c.uuid, tuple(sorted(os.path.basename(s) for s in streams))) if c.uuid else None
-    if meta_damage:
-        c.damage.append(meta_damage)
-    cuts = {}
-    if _HEADER_TEXT.search(text) and _CONTEXT_TEXT.search(text):
-        for s in streams:
-            good, dmg = _check_stream(s, uuid_bytes)
-            if dmg:
-                c.damage.append(dmg)
-                cuts[s] = good
-                continue
+    walk = _HEADER_TEXT.search(text) and _CONTEXT_TEXT.search(text)
+    has_seq = bool(walk and walk.group(1)) if walk else False
+    for s in _stream_files(trace_dir):
+        name = os.path.basename(s)
+        if not walk:
+            c.files[name] = _File(trace_dir, s, os.path.getsize(s), None)
+            continue
+        good, dmg = _check_stream(s, uuid_bytes, has_seq)
+        if not dmg:
+            # Whole packets only: nothing to repair, but events may be gone.
             dmg = _check_index(s, good)
-            if dmg:
-                # Whole packets only: nothing to repair, but events are gone.
-                c.damage.append(dmg)
-    if not c.damage:
-        return c
-    # The repaired view: what is whole, nothing else.
-    c._tmp = tempfile.mkdtemp(prefix="hostmem-repaired-")
-    view = os.path.join(c._tmp, os.path.basename(trace_dir.rstrip("/")) or "trace")
-    os.makedirs(view)
-    if meta_damage:
-        with open(os.path.join(view, "metadata"), "w") as f:
-            f.write(text if text.startswith("/* CTF") else "/* CTF 1.8 */\n" + text)
-    else:
-        os.symlink(os.path.abspath(meta), os.path.join(view, "metadata"))
-    for s in streams:
-        dst = os.path.join(view, os.path.basename(s))
-        if s not in cuts:
-            os.symlink(os.path.abspath(s), dst)
-        elif cuts[s] > 0:
-            with open(s, "rb") as fi, open(dst, "wb") as fo:
-                left = cuts[s]
-                while left:
-                    chunk = fi.read(min(left, 1 << 22))
-                    if not chunk:
-                        break
-                    fo.write(chunk)
-                    left -= len(chunk)
-    c.read_dir = view
+        c.files[name] = _File(trace_dir, s, good, dmg)
     return c
+
+

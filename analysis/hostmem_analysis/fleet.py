@@ -31,7 +31,9 @@ def _worker_name():
 
 
 def analyse_one(path, temporary_ns=model_mod.DEFAULT_TEMPORARY_NS, engine=None, strict=None):
-    """Read one trace directory into a finished model (runs in a worker).
+    """Read one trace into a finished model (runs in a worker).  `path`: its
+    directory, or the directories of its copies (a list: each file is read
+    from the most complete copy, reader.py).
 
     `engine` ("c" or "python") and `strict` are the client's choices (a
     remote worker's environment does not carry them; default: this
@@ -41,21 +43,34 @@ def analyse_one(path, temporary_ns=model_mod.DEFAULT_TEMPORARY_NS, engine=None, 
     when strict, it fails with the reason instead."""
     from . import reader
     from .cli import _c_engine, engine_name
+    paths = list(path) if isinstance(path, (list, tuple)) else [path]
+    path = paths[0]
     m = None
     notes = []
     if (engine or engine_name()) == "c":
-        m, trust = _c_engine([path], temporary_ns, keep_all_samples=True, strict=strict,
+        m, trust = _c_engine(paths, temporary_ns, keep_all_samples=True, strict=strict,
                              notes=notes, where=_worker_name())
     if m is None:
         m = model_mod.Model(temporary_ns=temporary_ns, keep_all_samples=True)
         trust = reader.new_trust()
-        for ev in reader.read([path], model_mod.FIELDS, trust):
+        for ev in reader.read(paths, model_mod.FIELDS, trust):
             m.feed(ev)
     m.finish()
     m.input_trust = trust
     m.engine_notes = ["%s%s" % (path, n if n.startswith(" on worker") else ": " + n)
                       for n in notes]
     return m
+
+
+def analyse_or_reason(path, temporary_ns=model_mod.DEFAULT_TEMPORARY_NS, engine=None,
+                      strict=None):
+    """analyse_one(), or the one line saying why this trace cannot be read
+    (a str): one unreadable trace among several does not stop the others."""
+    from .errors import TraceError
+    try:
+        return analyse_one(path, temporary_ns, engine, strict)
+    except TraceError as e:
+        return str(e)
 
 
 def merge(models, temporary_ns=model_mod.DEFAULT_TEMPORARY_NS):
@@ -129,12 +144,19 @@ def run(paths, temporary_ns, jobs=None, scheduler=None):
         from concurrent.futures import ProcessPoolExecutor
         n = len(dirs)
         with ProcessPoolExecutor(max_workers=min(n, jobs or os.cpu_count() or 1)) as ex:
-            parts = list(ex.map(analyse_one, dirs, [temporary_ns] * n, [engine] * n,
+            parts = list(ex.map(analyse_or_reason, dirs, [temporary_ns] * n, [engine] * n,
                                 [strict] * n))
     else:
-        parts = [analyse_one(d, temporary_ns, engine, strict) for d in dirs]
-    m = merge(parts, temporary_ns)
+        parts = [analyse_or_reason(d, temporary_ns, engine, strict) for d in dirs]
+    # A trace that cannot be read at all: the others are summarised, and the
+    # result is incomplete for want of it (all unreadable: nothing to say).
+    unreadable = [p for p in parts if isinstance(p, str)]
+    if len(unreadable) == len(parts):
+        raise reader.TraceError(unreadable[0])
+    m = merge([p for p in parts if not isinstance(p, str)], temporary_ns)
     m.input_trust["duplicates"][:0] = dups
+    m.input_trust["stopped"].extend("%s (the other traces are summarised without it)" % u
+                                    for u in unreadable)
     for note in m.engine_notes:
         sys.stderr.write("hostmem-analyze: %s\n" % note)
     return m
@@ -150,7 +172,7 @@ def _run_dask(dirs, temporary_ns, address, engine, strict):
     # gets each trace directory by its absolute path (on a shared file
     # system, the same on every machine), and what it says of one is said
     # back in the words the user gave.
-    absolute = [os.path.abspath(d) for d in dirs]
+    absolute = [[os.path.abspath(x) for x in d] for d in dirs]
     client = Client(address)
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -158,13 +180,20 @@ def _run_dask(dirs, temporary_ns, address, engine, strict):
             with open(z, "wb") as f:
                 f.write(_package_zip())
             client.upload_file(z)
-        futures = client.map(analyse_one, absolute, temporary_ns=temporary_ns, engine=engine,
+        futures = client.map(analyse_or_reason, absolute, temporary_ns=temporary_ns, engine=engine,
                              strict=strict, pure=False)
         parts = client.gather(futures)
     finally:
         client.close()
-    for m, d, a in zip(parts, dirs, absolute):
-        if a != d:
+    out = []
+    for m, ds, As in zip(parts, dirs, absolute):
+        for d, a in zip(ds, As):
+            if a == d:
+                continue
+            if isinstance(m, str):
+                m = m.replace(a, d)
+                continue
             for notes in [m.engine_notes] + list(m.input_trust.values()):
                 notes[:] = [n.replace(a, d) for n in notes]
-    return parts
+        out.append(m)
+    return out

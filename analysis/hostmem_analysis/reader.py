@@ -17,6 +17,7 @@ event class and per stream, never per event.
 """
 
 import os
+import re
 
 import bt2
 from bt2 import native_bt as _nbt
@@ -31,8 +32,12 @@ def find_traces(path):
     """Every CTF trace directory (one holding `metadata`) under `path`."""
     if not os.path.exists(path):
         raise TraceError("%s: no such file or directory" % path)
-    if os.path.isfile(path):
-        path = os.path.dirname(path) or "."
+    if not os.path.isdir(path):
+        # Only a trace's own metadata file stands for its directory: any
+        # other file is no trace, whatever lies beside it.
+        if os.path.basename(path) != "metadata":
+            raise TraceError("%s: not an LTTng trace" % path)
+        return [os.path.dirname(path) or "."]
     out = []
     for root, dirs, files in os.walk(path):
         dirs.sort()
@@ -315,8 +320,12 @@ class _Sink(bt2._UserSinkComponent):
                          "procname": procname})
 
 
-def _one_line(err):
-    """The most useful single line of a bt2 error (the root cause)."""
+def _one_line(err, checked=()):
+    """The most useful single line of a bt2 error: its root cause.
+
+    A bt2 error's causes run from the innermost (what went wrong: "No event
+    class with ID ...") outwards (each component that gave up because of
+    it: "Component's "consume" method failed ...")."""
     text = str(err)
     causes = []
     try:
@@ -324,9 +333,19 @@ def _one_line(err):
             causes.append(c.message)
     except TypeError:
         pass
-    msg = (causes[-1] if causes else text).strip().splitlines()
-    msg = msg[0] if msg else "unknown error"
-    return msg
+    for m in causes + [text]:
+        lines = [x.strip() for x in m.strip().splitlines() if x.strip()]
+        if lines:
+            # The same words for the same damage: no addresses of this run,
+            # and a repaired view named as the trace it stands for.
+            line = re.sub(r"(,\s*)?\b[\w-]+-addr=0x[0-9a-fA-F]+", "", " ".join(lines))
+            line = re.sub(r":\s*(,\s*)*$", "", line)
+            for c in checked:
+                if c.read_dir != c.path:
+                    line = line.replace(c.read_dir, c.path)
+                    line = line.replace(os.path.dirname(c.read_dir), c.path)
+            return line
+    return "unknown error"
 
 
 def new_trust():
@@ -334,9 +353,10 @@ def new_trust():
     return {"damage": [], "duplicates": [], "stopped": []}
 
 
-def unique_traces(paths):
-    """(trace directories under `paths`, each trace once; duplicate notes)."""
-    dirs, dups, by_real, by_key = [], [], {}, {}
+def _find_all(paths):
+    """(trace directories under `paths`, each directory once; notes on the
+    directories given twice)."""
+    dirs, dups, by_real = [], [], {}
     for p in paths:
         for d in find_traces(p):
             real = os.path.realpath(d)
@@ -344,41 +364,55 @@ def unique_traces(paths):
                 dups.append("%s: the same trace as %s, read once" % (d, by_real[real]))
                 continue
             by_real[real] = d
-            key, uuid = ctfcheck.identify(d)
-            if key is not None and key in by_key:
-                dups.append("%s: the same trace as %s (uuid %s), read once" % (d, by_key[key], uuid))
-                continue
-            if key is not None:
-                by_key[key] = d
             dirs.append(d)
     return dirs, dups
 
 
-def _check_all(paths, trust):
-    """Checked traces under `paths`, each trace once."""
-    dirs = []
-    for p in paths:
-        dirs.extend(find_traces(p))
-    out, by_real, by_key = [], {}, {}
+def unique_traces(paths):
+    """(trace directories under `paths`, one per trace; duplicate notes).
+
+    Copies of one trace (ctfcheck's identity: UUID and environment) are
+    grouped: the directory given stands for the group (fleet.py hands each
+    group to one reader, which takes every copy and reads each file from
+    the most complete one)."""
+    dirs, dups = _find_all(paths)
+    out, by_key = [], {}
     for d in dirs:
-        real = os.path.realpath(d)
-        if real in by_real:
-            trust["duplicates"].append("%s: the same trace as %s, read once" % (d, by_real[real]))
+        key, _ = ctfcheck.identify(d)
+        if key is not None and key in by_key:
+            by_key[key].append(d)
             continue
-        by_real[real] = d
-        try:
-            c = ctfcheck.check(d)
-        except OSError as e:
-            raise TraceError("%s: cannot read the trace: %s" % (d, e.strerror or e)) from None
-        if c.key is not None and c.key in by_key:
-            trust["duplicates"].append("%s: the same trace as %s (uuid %s), read once"
-                                       % (d, by_key[c.key], c.uuid))
+        group = [d]
+        if key is not None:
+            by_key[key] = group
+        out.append(group)
+    return out, dups
+
+
+def _check_all(paths, trust):
+    """Checked traces under `paths`, each trace once (its copies joined)."""
+    dirs, dups = _find_all(paths)
+    trust["duplicates"].extend(dups)
+    out, by_key = [], {}
+    try:
+        for d in dirs:
+            try:
+                c = ctfcheck.check(d)
+            except OSError as e:
+                raise TraceError("%s: cannot read the trace: %s" % (d, e.strerror or e)) from None
+            if c.key is not None and c.key in by_key:
+                by_key[c.key].join(c)
+                continue
+            if c.key is not None:
+                by_key[c.key] = c
+            out.append(c)
+        for c in out:
+            trust["duplicates"].extend(c.duplicates())
+            trust["damage"].extend(str(x) for x in c.build())
+    except BaseException:
+        for c in out:
             c.cleanup()
-            continue
-        if c.key is not None:
-            by_key[c.key] = d
-        trust["damage"].extend(str(x) for x in c.damage)
-        out.append(c)
+        raise
     return out
 
 
@@ -422,8 +456,13 @@ def _read(checked, paths, fields, trust):
                 n += 1
         graph.connect_ports(mux.output_ports["out"], sink.input_ports["in"])
     except bt2._Error as e:
-        raise TraceError("%s: cannot open the trace: %s" % (names, _one_line(e))) from None
+        raise TraceError("%s: cannot open the trace: %s" % (names, _one_line(e, checked))) from None
     if n == 0:
+        damage = [str(d) for c in checked for d in c.damage]
+        if damage:
+            # Nothing readable before the damage: the damage is the news.
+            more = " (and %d more damaged files)" % (len(damage) - 1) if len(damage) > 1 else ""
+            raise TraceError("%s%s; no hostmem events before the damage" % (damage[0], more))
         raise TraceError("%s: the trace has no data streams" % names)
     got = 0
     while True:
@@ -440,8 +479,8 @@ def _read(checked, paths, fields, trust):
             # whole packet, an unknown event class): keep what came before.
             if not got and not out:
                 raise TraceError("%s: truncated or corrupt trace: %s"
-                                 % (names, _one_line(e))) from None
-            trust["stopped"].append("%s: decoding stopped: %s" % (names, _one_line(e)))
+                                 % (names, _one_line(e, checked))) from None
+            trust["stopped"].append("%s: decoding stopped: %s" % (names, _one_line(e, checked)))
             break
         if out:
             got += len(out)

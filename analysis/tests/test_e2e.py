@@ -689,6 +689,133 @@ class DamagedInput(unittest.TestCase):
             self.assertTrue(got["trust"]["complete"])
 
 
+class Input(unittest.TestCase):
+    """What is given to read: a file that is no trace, copies of one trace
+    (incomplete or damaged), one damaged or unreadable trace among others,
+    damage before any event; in both engines."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="hostmem-analysis-input.")
+        cls.trace = os.path.join(cls.tmp, "intact")
+        record(cls.trace, ("churn", "4000"), subbuf="256K")
+        cls.intact = summary_json(cls.trace)
+        cls.other = os.path.join(cls.tmp, "other")
+        as_other_host(cls.trace, cls.other)
+        cls.both = json.loads(analyze_both("summary", "--json", cls.trace, cls.other).stdout)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def copy(self, name):
+        dst = os.path.join(self.tmp, name)
+        shutil.rmtree(dst, ignore_errors=True)
+        shutil.copytree(self.trace, dst)
+        return dst, max(streams_of(dst), key=os.path.getsize)
+
+    def run_both(self, *args, code):
+        r = analyze_both("summary", "--json", *args, strict=False)
+        self.assertEqual(r.returncode, code, r.stderr)
+        return (json.loads(r.stdout) if r.stdout else None), r.stderr
+
+    def test_a_file_is_no_trace_but_its_metadata(self):
+        notes = os.path.join(self.trace, "notes.txt")
+        with open(notes, "w") as f:
+            f.write("x\n")
+        try:
+            _, err = self.run_both(notes, code=2)
+            self.assertEqual(err, "hostmem-analyze: %s: not an LTTng trace\n" % notes)
+        finally:
+            os.unlink(notes)
+        meta = os.path.join(os.path.dirname(max(streams_of(self.trace))), "metadata")
+        got, _ = self.run_both(meta, code=0)
+        self.assertEqual(got["events"], self.intact["events"])
+
+    def test_a_copy_lacking_a_stream_is_the_same_trace(self):
+        part, stream = self.copy("part")
+        os.unlink(stream)
+        for jobs in ("1", "2"):
+            for args in ((self.trace, part), (part, self.trace)):
+                got, err = self.run_both("-j", jobs, *args, code=0)
+                self.assertEqual(got["events"], self.intact["events"], (jobs, args))
+                self.assertEqual(got["ops"], self.intact["ops"])
+                self.assertEqual(got["peak_committed_bytes"], self.intact["peak_committed_bytes"])
+                self.assertTrue(got["trust"]["complete"], got["trust"])
+                self.assertEqual(len(got["trust"]["duplicates"]), 1, got["trust"])
+                self.assertIn("the same trace as", err)
+
+    def test_the_most_complete_copy_is_read(self):
+        for name, damage in (("empty", lambda f, ends: f.truncate(0)),
+                             ("cut", lambda f, ends: f.truncate(ends[0] + 100))):
+            bad, stream = self.copy(name)
+            with open(stream, "r+b") as f:
+                damage(f, packet_ends(stream))
+            for args in ((bad, self.trace), (self.trace, bad)):
+                got, err = self.run_both(*args, code=0)
+                self.assertEqual(got["events"], self.intact["events"], (name, args))
+                self.assertEqual(got["ops"], self.intact["ops"])
+                self.assertTrue(got["trust"]["complete"], got["trust"])
+                dup, = got["trust"]["duplicates"]
+                self.assertTrue(dup.startswith(bad) and dup.endswith("this copy is ignored"), dup)
+
+    def test_damage_stops_only_its_trace(self):
+        bad, stream = self.copy("garbled")
+        ends = packet_ends(stream)
+        # Garbage inside the first packet's events: decoding of that stream stops there.
+        with open(stream, "r+b") as f:
+            f.seek(ends[0] // 2)
+            f.write(b"\xff" * 4096)
+        alone, _ = self.run_both(bad, code=3)
+        for jobs in ("1", "2"):
+            got, err = self.run_both("-j", jobs, bad, self.other, code=3)
+            self.assertFalse(got["trust"]["complete"])
+            self.assertEqual(got["ops"]["reserve"]["count"],
+                             alone["ops"]["reserve"]["count"] + 4000, jobs)
+            self.assertNotIn("method failed", err)
+
+    def test_an_unreadable_trace_among_others(self):
+        for name, cut in (("meta-empty", 0), ("meta-cut", 20)):
+            bad, stream = self.copy(name)
+            meta = os.path.join(os.path.dirname(stream), "metadata")
+            with open(meta, "r+b") as f:
+                f.truncate(cut)
+            for jobs in ("1", "2"):
+                got, err = self.run_both("-j", jobs, bad, self.other, code=3)
+                self.assertFalse(got["trust"]["complete"])
+                self.assertEqual(got["ops"]["reserve"]["count"], 4000)
+                self.assertTrue(any(x.startswith(os.path.dirname(meta))
+                                    for x in got["trust"]["reasons"]), got["trust"])
+                self.assertEqual(len(err.strip().splitlines()), 1, err)
+
+    def test_damage_before_any_event_is_said(self):
+        bad, stream = self.copy("garbage-first")
+        for s in streams_of(bad):
+            with open(s, "r+b") as f:
+                f.write(os.urandom(64))
+        _, err = self.run_both(bad, code=2)
+        lines = err.strip().splitlines()
+        self.assertEqual(len(lines), 1, err)
+        self.assertTrue(any(s + ": garbage after byte 0" in lines[0] for s in streams_of(bad)),
+                        lines[0])
+        self.assertNotIn("was 'hostmem:*' enabled", err)
+
+    def test_a_packet_repeated_is_damage(self):
+        bad, stream = self.copy("repeated")
+        ends = packet_ends(stream)
+        with open(stream, "rb") as f:
+            first = f.read(ends[0])
+        with open(stream, "ab") as f:
+            f.write(first)
+        got, err = self.run_both(bad, code=3)
+        self.assertEqual(got["events"], self.intact["events"])
+        self.assertEqual(got["ops"], self.intact["ops"])
+        self.assertFalse(got["trust"]["complete"])
+        self.assertTrue(any(x.startswith(stream + ": packet at byte %d out of sequence" % ends[-1])
+                            for x in got["trust"]["reasons"]), got["trust"])
+        self.assertNotIn("packets lost", json.dumps(got))
+
+
 class Fleet(unittest.TestCase):
     """R7: several trace directories read apart (local processes, a Dask
     cluster) and merged give what one reader of all of them finds."""
