@@ -3,12 +3,14 @@
 import argparse
 import json
 import os
+import signal
 import sys
 import threading
 import time
 
 from . import model as model_mod
 from . import progress
+from .output import OutputError
 
 
 class UsageError(Exception):
@@ -21,6 +23,10 @@ class NoHostmemEvents(UsageError):
 
 # The summary was printed, but some input file was damaged (docs/analysis.md).
 EXIT_DAMAGED = 3
+# Bad input, a bad option, an output that cannot be written.
+EXIT_USAGE = 2
+# Ctrl-C (SIGINT), as a shell reports it: 128 + 2.
+EXIT_INTERRUPTED = 128 + signal.SIGINT
 # What hostmem-profile writes into the trace directory about the command it
 # ran (argv, pid, host, exit_status or signal): the summary reports it (T8).
 COMMAND_FILE = "hostmem-command.json"
@@ -167,6 +173,8 @@ def _summary(args):
 
 
 def _report(args):
+    from . import output
+    output.check_dir(args.output, args.traces)  # before the reading: it may take minutes
     stats = {}
     m, s = load(args.traces, args.temporary_ms, stats, args.jobs, args.scheduler)
     from . import report
@@ -178,18 +186,25 @@ def _report(args):
 
 
 def _export(args):
-    from . import export, reader
     if args.scheduler:
         # One table, written here in trace order: nothing to hand to workers.
         raise UsageError("export: --scheduler is for summary and report; export reads its "
                          "traces in this process")
+    from . import output
+    output.check_file(args.output, args.traces)  # before anything is read or written
+    from . import export, reader
     trust = reader.new_trust()
-    if args.perfetto:
-        counters, instants = export.write_perfetto(args.traces, args.output, trust)
-        what = "%d counter points, %d instants" % (counters, instants)
-    else:
-        rows = export.write_csv(args.traces, args.output, trust)
-        what = "%d rows" % rows
+    try:
+        if args.perfetto:
+            counters, instants = export.write_perfetto(args.traces, args.output, trust)
+            what = "%d counter points, %d instants" % (counters, instants)
+        else:
+            rows = export.write_csv(args.traces, args.output, trust)
+            what = "%d rows" % rows
+    except export.NoEvents:
+        _say_input_trust(trust)
+        raise NoHostmemEvents("%s: no hostmem events in the trace; nothing written to %s"
+                              % (", ".join(args.traces), args.output))
     _say_input_trust(trust)
     sys.stderr.write("export: %s (%s)\n" % (args.output, what))
     return EXIT_DAMAGED if (trust["damage"] or trust["stopped"]) else 0
@@ -292,20 +307,34 @@ def main(argv=None):
         os.environ["HOSTMEM_ANALYZE_ENGINE"] = args.engine
     try:
         return args.func(args)
-    except UsageError as e:
+    except (UsageError, OutputError) as e:
         sys.stderr.write("hostmem-analyze: %s\n" % e)
-        return 2
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        # Ctrl-C: quietly, as a shell reports it; outputs were written to
+        # temporary files, removed on the way here (output.atomic).
+        _quiet_stdout()
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
     except Exception as e:
         # Trace errors carry one line; everything else is a bug worth a traceback.
         if type(e).__name__ == "TraceError":
             sys.stderr.write("hostmem-analyze: %s\n" % e)
-            return 2
+            return EXIT_USAGE
         raise
     finally:
         try:
             sys.stdout.flush()
-        except BrokenPipeError:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+        except OSError:
+            _quiet_stdout()
+
+
+def _quiet_stdout():
+    """Point stdout at /dev/null, so that what is left in its buffer cannot
+    fail again at exit (a closed pipe, a full disk)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

@@ -128,9 +128,18 @@ def run(paths, temporary_ns, jobs=None, scheduler=None):
     elif (jobs or os.cpu_count() or 1) > 1 and len(dirs) > 1:
         from concurrent.futures import ProcessPoolExecutor
         n = len(dirs)
-        with ProcessPoolExecutor(max_workers=min(n, jobs or os.cpu_count() or 1)) as ex:
+        ex = ProcessPoolExecutor(max_workers=min(n, jobs or os.cpu_count() or 1),
+                                 initializer=_worker_init)
+        try:
             parts = list(ex.map(analyse_one, dirs, [temporary_ns] * n, [engine] * n,
                                 [strict] * n))
+        except BaseException:
+            # Ctrl-C or an error: the workers' reading is of no use any more.
+            for proc in list(getattr(ex, "_processes", {}).values()):
+                proc.terminate()
+            ex.shutdown(wait=False, cancel_futures=True)
+            raise
+        ex.shutdown()
     else:
         parts = [analyse_one(d, temporary_ns, engine, strict) for d in dirs]
     m = merge(parts, temporary_ns)
@@ -138,6 +147,16 @@ def run(paths, temporary_ns, jobs=None, scheduler=None):
     for note in m.engine_notes:
         sys.stderr.write("hostmem-analyze: %s\n" % note)
     return m
+
+
+def _worker_init():
+    """A local worker leaves Ctrl-C to the client, which ends it."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# Seconds the client waits to reach the scheduler (Dask's own default is 30).
+CONNECT_TIMEOUT_S = 10
 
 
 def _run_dask(dirs, temporary_ns, address, engine, strict):

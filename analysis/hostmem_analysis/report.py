@@ -28,6 +28,7 @@ import os
 
 from . import flame
 from . import summary as summary_mod
+from .output import atomic, check_dir, write_text
 
 MAX_PANELS = 8
 STATE_COLOURS = {"high": "#d8f0d8", "neutral": "#fbf3cc", "low": "#f7d0d0"}
@@ -131,8 +132,7 @@ class Svg:
                 % (self.w, self.h, self.w, self.h, "\n".join(self.parts)))
 
     def save(self, path):
-        with open(path, "w") as f:
-            f.write(self.render())
+        write_text(path, self.render())
 
 
 class Scale:
@@ -599,8 +599,9 @@ def _trust_html(s, banner, warn):
 
 
 def write(model, s, outdir):
-    """Write the plots, summary.txt, summary.json and index.html; return index.html's path."""
-    os.makedirs(outdir, exist_ok=True)
+    """Write the plots, summary.txt, summary.json and index.html; return index.html's path.
+    Each file is written whole or not at all (output.atomic)."""
+    check_dir(outdir, ())
     images = []  # (file name, title, the SVG)
     plots = (("memory.svg", "Reserved and committed bytes over time",
               lambda p: plot_memory(model, s, p) or True),
@@ -616,9 +617,8 @@ def write(model, s, outdir):
         elif os.path.exists(target):
             os.remove(target)
     text = summary_mod.format_text(s)
-    with open(os.path.join(outdir, "summary.txt"), "w") as f:
-        f.write(text)
-    with open(os.path.join(outdir, "summary.json"), "w") as f:
+    write_text(os.path.join(outdir, "summary.txt"), text)
+    with atomic(os.path.join(outdir, "summary.json")) as f:
         json.dump(s, f, indent=2)
         f.write("\n")
     index = os.path.join(outdir, "index.html")
@@ -627,7 +627,7 @@ def write(model, s, outdir):
     cmd = summary_mod.command_line(s.get("command"))
     crashed = bool(s.get("command") and s["command"].get("signal") is not None)
     esc = html.escape
-    with open(index, "w") as f:
+    with atomic(index) as f:
         f.write("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>hostmem report</title>\n"
                 "<style>body{font-family:sans-serif;max-width:1400px;margin:1.5em auto;padding:0 1em}"
                 "pre{font-size:12px;background:#f6f6f6;padding:1em;overflow-x:auto}"

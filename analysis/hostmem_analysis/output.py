@@ -1,0 +1,100 @@
+"""Output files written whole or not at all, and checked before any reading.
+
+Every file the analysis writes (export's table and Perfetto JSON, the
+report's pages and plots) is written to a temporary file beside it and
+renamed over its name when complete: an error, a damaged input or Ctrl-C
+leaves the file that was there (or none), never half of a new one.
+"""
+
+import contextlib
+import os
+
+
+class OutputError(Exception):
+    """An output that cannot be written where asked; the message is one line."""
+
+
+def _why(e):
+    return e.strerror or str(e)
+
+
+@contextlib.contextmanager
+def atomic(path, mode="w", **kwargs):
+    """open(path, mode) on a temporary file beside `path`, renamed to `path`
+    when the block ends normally, removed when it raises (KeyboardInterrupt
+    too).  The new file's permissions follow the umask, as open()'s do."""
+    d, base = os.path.split(os.path.abspath(path))
+    tmp = None
+    for i in range(100):
+        name = os.path.join(d, ".%s.%d.%d.tmp" % (base, os.getpid(), i))
+        try:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise OutputError("%s: cannot write (%s)" % (path, _why(e)))
+        tmp = name
+        break
+    if tmp is None:
+        raise OutputError("%s: cannot make a temporary file beside it" % path)
+    try:
+        with os.fdopen(fd, mode, **kwargs) as f:
+            yield f
+        try:
+            os.replace(tmp, path)
+        except OSError as e:
+            raise OutputError("%s: cannot write (%s)" % (path, _why(e)))
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_text(path, text):
+    with atomic(path) as f:
+        f.write(text)
+
+
+def _inside(child, parent):
+    try:
+        return os.path.commonpath([child, parent]) == parent
+    except ValueError:
+        return False
+
+
+def check_not_input(path, inputs, option="-o"):
+    """Refuse an output that is one of the input traces or lies inside one:
+    writing it would replace (or grow inside) what is being read."""
+    out = os.path.realpath(path)
+    for t in inputs:
+        real = os.path.realpath(t)
+        if _inside(out, real):
+            raise OutputError("%s %s: inside the input trace %s; write it elsewhere"
+                              % (option, path, t))
+
+
+def check_file(path, inputs, option="-o"):
+    """Before any reading: `path` can be written as a file."""
+    check_not_input(path, inputs, option)
+    if os.path.isdir(path):
+        raise OutputError("%s %s: is a directory" % (option, path))
+    d = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(d):
+        raise OutputError("%s %s: no such directory %s" % (option, path, d))
+    if not os.access(d, os.W_OK | os.X_OK):
+        raise OutputError("%s %s: cannot write in %s (permission denied)" % (option, path, d))
+
+
+def check_dir(path, inputs, option="-o"):
+    """Before any reading: `path` is a directory, or one can be made there."""
+    check_not_input(path, inputs, option)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise OutputError("%s %s: not a directory" % (option, path))
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise OutputError("%s %s: cannot make the directory (%s)" % (option, path, _why(e)))
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OutputError("%s %s: cannot write in it (permission denied)" % (option, path))
