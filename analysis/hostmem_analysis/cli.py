@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -150,14 +151,25 @@ def _say_input_trust(trust):
                          "and is marked incomplete\n" % (bad[0], more))
 
 
+def _out(text):
+    """Write `text` on stdout, flushed: a write error (a full disk, a closed
+    pipe's other errors) is one line, not a traceback."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise UsageError("cannot write the standard output (%s)" % (e.strerror or e))
+
+
 def _summary(args):
     stats = {}
     _, s = load(args.traces, args.temporary_ms, stats, args.jobs, args.scheduler)
     if args.json:
-        json.dump(s, sys.stdout, indent=2, sort_keys=False)
-        sys.stdout.write("\n")
+        _out(json.dumps(s, indent=2, sort_keys=False) + "\n")
     else:
-        sys.stdout.write(_summary_module().format_text(s))
+        _out(_summary_module().format_text(s))
     if args.speed:
         rate = stats["records"] / stats["read_s"] if stats["read_s"] else 0.0
         sys.stderr.write("read %d events in %.2f s (%.0f events/s); total with summary %.2f s\n"
@@ -180,8 +192,8 @@ def _report(args):
     from . import report
     index = report.write(m, s, args.output)
     if not args.quiet:
-        sys.stdout.write(_summary_module().format_text(s))
-    sys.stdout.write("report: %s\n" % index)
+        _out(_summary_module().format_text(s))
+    _out("report: %s\n" % index)
     return EXIT_DAMAGED if stats.get("damaged") else 0
 
 
@@ -228,24 +240,57 @@ def _diff(args):
     for path in (args.base, args.new):
         try:
             with open(path) as f:
-                docs.append(json.load(f))
+                doc = json.load(f)
         except (OSError, ValueError) as e:
-            raise UsageError("%s: not a summary JSON file (%s)" % (path, e))
+            raise UsageError("%s: not a summary JSON file (%s)"
+                             % (path, getattr(e, "strerror", None) or e))
+        why = diff.not_a_summary(doc)
+        if why:
+            raise UsageError("%s: not a summary JSON file (%s; `summary --json` writes one)"
+                             % (path, why))
+        docs.append(doc)
     text, regressions = diff.diff(docs[0], docs[1], threshold=args.threshold / 100.0)
-    sys.stdout.write(text)
+    _out(text)
     return 1 if (regressions and args.fail_on_regression) else 0
 
 
+def _positive_int(text):
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a whole number" % text)
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more, not %d" % n)
+    return n
+
+
+def _milliseconds(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a number" % text)
+    if not math.isfinite(v) or v < 0:
+        raise argparse.ArgumentTypeError("must be a finite number >= 0, not %r" % text)
+    return v
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, naming the option, with the documented status 2."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, "%s: %s (see %s --help)\n" % (self.prog, message, self.prog))
+
+
 def parser():
-    p = argparse.ArgumentParser(prog="hostmem-analyze",
+    p = _Parser(prog="hostmem-analyze",
                                 description="Analyse LTTng traces of programs using hostmem.")
     sub = p.add_subparsers(dest="command", required=True)
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("traces", nargs="+", metavar="TRACE",
                         help="trace directory (an lttng output or relayd tree; several allowed)")
-    common.add_argument("--temporary-ms", type=float, default=None,
+    common.add_argument("--temporary-ms", type=_milliseconds, default=None,
                         help="a region released within this many ms is temporary (default 100)")
-    common.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
+    common.add_argument("-j", "--jobs", type=_positive_int, default=None, metavar="N",
                         help="trace directories read in parallel (default: every core)")
     common.add_argument("--scheduler", metavar="ADDRESS",
                         help="read the trace directories on this Dask distributed scheduler "

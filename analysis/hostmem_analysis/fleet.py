@@ -170,7 +170,12 @@ def _run_dask(dirs, temporary_ns, address, engine, strict):
     # system, the same on every machine), and what it says of one is said
     # back in the words the user gave.
     absolute = [os.path.abspath(d) for d in dirs]
-    client = Client(address)
+    try:
+        client = Client(address, timeout=CONNECT_TIMEOUT_S)
+    except Exception as e:  # noqa: BLE001 -- OSError, TimeoutError, ValueError for a bad address
+        why = str(e).strip().splitlines()
+        raise RuntimeError("--scheduler %s: cannot reach the Dask scheduler (%s)"
+                           % (address, why[0] if why else type(e).__name__))
     try:
         with tempfile.TemporaryDirectory() as tmp:
             z = os.path.join(tmp, "hostmem_analysis.zip")
