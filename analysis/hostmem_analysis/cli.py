@@ -38,22 +38,57 @@ def _summary_module():
     return summary
 
 
-def find_command(paths):
-    """The command record under `paths` (the first found), or None."""
+# A command record's fields and the types they must have (None allowed).
+_COMMAND_TYPES = {"pid": int, "host": str, "exit_status": int, "signal": int,
+                  "signal_name": str}
+
+
+def _command_problem(c):
+    """Why `c` is not a command record as hostmem-profile writes it, or None."""
+    if not isinstance(c, dict):
+        return "not a JSON object"
+    argv = c.get("argv")
+    if argv is not None and not (isinstance(argv, list) and all(isinstance(a, str) for a in argv)):
+        return "argv is not a list of strings"
+    for k, t in _COMMAND_TYPES.items():
+        v = c.get(k)
+        if v is not None and (not isinstance(v, t) or isinstance(v, bool)):
+            return "%s is not a %s" % (k, "number" if t is int else "string")
+    return None
+
+
+def find_commands(paths, notes=None):
+    """The command records under `paths`, one per trace directory that holds
+    one (hostmem-profile writes it beside the trace it recorded), in path
+    order.  A record that cannot be read or has fields of the wrong types is
+    damaged: it is left out, and a one-line note naming it goes to `notes`."""
+    found, seen = [], set()
     for path in paths:
         if os.path.isfile(path):
             path = os.path.dirname(path) or "."
         for root, dirs, files in os.walk(path):
             dirs.sort()
-            if COMMAND_FILE in files:
-                try:
-                    with open(os.path.join(root, COMMAND_FILE)) as f:
-                        c = json.load(f)
-                except (OSError, ValueError) as e:
-                    raise UsageError("%s: unreadable command record (%s)"
-                                     % (os.path.join(root, COMMAND_FILE), e))
-                return c if isinstance(c, dict) else None
-    return None
+            if COMMAND_FILE not in files:
+                continue
+            name = os.path.join(root, COMMAND_FILE)
+            real = os.path.realpath(name)
+            if real in seen:
+                continue
+            seen.add(real)
+            try:
+                with open(name) as f:
+                    c = json.load(f)
+                why = _command_problem(c)
+            except (OSError, ValueError) as e:
+                why = getattr(e, "strerror", None) or str(e)
+            if why:
+                if notes is not None:
+                    notes.append("%s: damaged command record (%s); the summary goes on "
+                                 "without it" % (name, why))
+                continue
+            if c not in found:  # a copy of a trace (read once) holds the same record
+                found.append(c)
+    return found
 
 
 def load(paths, temporary_ms=None, stats=None, jobs=None, scheduler=None):
@@ -100,11 +135,14 @@ def load(paths, temporary_ms=None, stats=None, jobs=None, scheduler=None):
         raise NoHostmemEvents("%s: no hostmem events in the trace (was 'hostmem:*' enabled, "
                                 "and did the program use libhostmem?)" % ", ".join(paths))
     from . import summary as summary_mod
-    s = summary_mod.build(m, trust, find_command(paths))
+    notes = []
+    s = summary_mod.build(m, trust, find_commands(paths, notes))
     _say_input_trust(trust)
+    for note in notes:
+        sys.stderr.write("hostmem-analyze: %s\n" % note)
     if stats is not None:
         stats.update(records=n, read_s=t1 - t0, total_s=time.monotonic() - t0,
-                     damaged=bool(trust["damage"] or trust["stopped"]))
+                     damaged=bool(trust["damage"] or trust["stopped"] or notes))
     return m, s
 
 

@@ -624,8 +624,8 @@ def write(model, s, outdir):
     index = os.path.join(outdir, "index.html")
     banner = summary_mod.trust_banner(s)
     warn = not banner.startswith("Trust: complete")
-    cmd = summary_mod.command_line(s.get("command"))
-    crashed = bool(s.get("command") and s["command"].get("signal") is not None)
+    cmds = [(summary_mod.command_line(c), c.get("signal") is not None)
+            for c in s.get("commands") or ([s["command"]] if s.get("command") else [])]
     esc = html.escape
     with atomic(index) as f:
         f.write("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>hostmem report</title>\n"
@@ -640,7 +640,7 @@ def write(model, s, outdir):
                 ".cmd.warn{background:#fbe3e3;border-color:#c44e52}"
                 "ul{margin:0.3em 0}nav a{margin-right:1em}</style>\n"
                 "</head><body>\n<h1>hostmem report</h1>\n")
-        if cmd:
+        for cmd, crashed in cmds:
             f.write("<div class=\"box cmd%s\">Command: %s</div>\n"
                     % (" warn" if crashed else "", esc(cmd)))
         f.write(_trust_html(s, banner, warn))
