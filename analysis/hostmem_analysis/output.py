@@ -88,13 +88,25 @@ def check_file(path, inputs, option="-o"):
 
 
 def check_dir(path, inputs, option="-o"):
-    """Before any reading: `path` is a directory, or one can be made there."""
+    """Before any reading: `path` is a directory that can be written, or one
+    can be made there (it is made when written: make_dir)."""
     check_not_input(path, inputs, option)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise OutputError("%s %s: not a directory" % (option, path))
+    d = os.path.abspath(path)
+    while not os.path.exists(d):
+        d = os.path.dirname(d)
+    if not os.path.isdir(d):
+        raise OutputError("%s %s: %s is not a directory" % (option, path, d))
+    if not os.access(d, os.W_OK | os.X_OK):
+        raise OutputError("%s %s: cannot write in %s (permission denied)" % (option, path, d))
+
+
+def make_dir(path, option="-o"):
+    """The directory `path`, made with its parents when missing."""
     if os.path.exists(path) and not os.path.isdir(path):
         raise OutputError("%s %s: not a directory" % (option, path))
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as e:
         raise OutputError("%s %s: cannot make the directory (%s)" % (option, path, _why(e)))
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise OutputError("%s %s: cannot write in it (permission denied)" % (option, path))

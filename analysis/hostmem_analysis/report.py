@@ -28,7 +28,7 @@ import os
 
 from . import flame
 from . import summary as summary_mod
-from .output import atomic, check_dir, write_text
+from .output import atomic, make_dir, write_text
 
 MAX_PANELS = 8
 STATE_COLOURS = {"high": "#d8f0d8", "neutral": "#fbf3cc", "low": "#f7d0d0"}
@@ -601,7 +601,7 @@ def _trust_html(s, banner, warn):
 def write(model, s, outdir):
     """Write the plots, summary.txt, summary.json and index.html; return index.html's path.
     Each file is written whole or not at all (output.atomic)."""
-    check_dir(outdir, ())
+    make_dir(outdir)
     images = []  # (file name, title, the SVG)
     plots = (("memory.svg", "Reserved and committed bytes over time",
               lambda p: plot_memory(model, s, p) or True),
