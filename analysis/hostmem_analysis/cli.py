@@ -11,6 +11,7 @@ import time
 
 from . import model as model_mod
 from . import progress
+from . import output
 from .output import OutputError
 
 
@@ -127,10 +128,14 @@ def load(paths, temporary_ms=None, stats=None, jobs=None, scheduler=None):
             m = model_mod.Model(temporary_ns=tns)
             feed = m.feed
             trust = reader.new_trust()
+            interrupts = output.interrupts
             for ev in progress.wrap(reader.read(paths, model_mod.FIELDS, trust), dirs):
+                if interrupts:  # a Ctrl-C noted while babeltrace2 ran (output.on_sigint)
+                    raise KeyboardInterrupt
                 feed(ev)
                 n += 1
     t1 = time.monotonic()
+    output.check_interrupted()  # a Ctrl-C babeltrace2 took for damage: not a summary
     if m.all.events == 0:
         raise NoHostmemEvents("%s: no hostmem events in the trace (was 'hostmem:*' enabled, "
                                 "and did the program use libhostmem?)" % ", ".join(paths))
@@ -223,7 +228,6 @@ def _summary(args):
 
 
 def _report(args):
-    from . import output
     output.check_dir(args.output, args.traces)  # before the reading: it may take minutes
     stats = {}
     m, s = load(args.traces, args.temporary_ms, stats, args.jobs, args.scheduler)
@@ -240,7 +244,6 @@ def _export(args):
         # One table, written here in trace order: nothing to hand to workers.
         raise UsageError("export: --scheduler is for summary and report; export reads its "
                          "traces in this process")
-    from . import output
     output.check_file(args.output, args.traces)  # before anything is read or written
     from . import export, reader
     trust = reader.new_trust()
@@ -388,8 +391,12 @@ def main(argv=None):
     if getattr(args, "engine", None):
         # the environment carries it to fleet.py's worker processes
         os.environ["HOSTMEM_ANALYZE_ENGINE"] = args.engine
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, output.on_sigint)
     try:
-        return args.func(args)
+        status = args.func(args)
+        output.check_interrupted()
+        return status
     except (UsageError, OutputError) as e:
         sys.stderr.write("hostmem-analyze: %s\n" % e)
         return EXIT_USAGE

@@ -67,7 +67,10 @@ PERFETTO_PID_BASE = 1 << 22
 
 def _events(paths, trust, fields=FIELDS):
     from . import reader
+    from .output import interrupts
     for ev in reader.read(paths, fields, trust):
+        if interrupts:  # a Ctrl-C noted while babeltrace2 ran (output.on_sigint)
+            raise KeyboardInterrupt
         if ev["name"] != "discarded":
             yield ev
 
@@ -88,6 +91,8 @@ def _procnames(paths):
             m = None  # the rows' pass says why, or fails when strict
     if m is None:
         m = model_mod.Model().feed_all(reader.read(paths, _NAMES, reader.new_trust()))
+    from .output import check_interrupted
+    check_interrupted()
     return {(host or "", "" if pid is None else pid): p.procname
             for (host, pid), p in m.processes.items() if p.procname}
 

@@ -8,10 +8,39 @@ leaves the file that was there (or none), never half of a new one.
 
 import contextlib
 import os
+import signal
+import threading
 
 
 class OutputError(Exception):
     """An output that cannot be written where asked; the message is one line."""
+
+
+# SIGINTs received (on_sigint).  A KeyboardInterrupt raised while babeltrace2
+# runs Python code of ours (its sink's callbacks) would be taken for an error
+# of the trace's (the reading ends as if the trace were damaged), or crash
+# it; there the interrupt is only noted, and raised by the reading loops
+# (`if interrupts: raise KeyboardInterrupt`, once per event) and before any
+# output is kept (check_interrupted).
+interrupts = []
+_BT2 = os.sep + "bt2" + os.sep
+
+
+def on_sigint(sig, frame):
+    """SIGINT handler: note it; raise KeyboardInterrupt, as Python's own
+    does, unless babeltrace2 is running (a frame of its bindings below)."""
+    interrupts.append(sig)
+    while frame is not None:
+        if _BT2 in frame.f_code.co_filename:
+            return
+        frame = frame.f_back
+    raise KeyboardInterrupt
+
+
+def check_interrupted():
+    """Raise KeyboardInterrupt when a SIGINT came, even if it was swallowed."""
+    if interrupts:
+        raise KeyboardInterrupt
 
 
 def _why(e):
@@ -25,21 +54,34 @@ def atomic(path, mode="w", **kwargs):
     too).  The new file's permissions follow the umask, as open()'s do."""
     d, base = os.path.split(os.path.abspath(path))
     tmp = None
-    for i in range(100):
-        name = os.path.join(d, ".%s.%d.%d.tmp" % (base, os.getpid(), i))
-        try:
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:
-            continue
-        except OSError as e:
-            raise OutputError("%s: cannot write (%s)" % (path, _why(e)))
-        tmp = name
-        break
-    if tmp is None:
-        raise OutputError("%s: cannot make a temporary file beside it" % path)
+    # No Ctrl-C between the temporary file's creation and the cleanup that
+    # removes it on one: SIGINT waits until then.
+    masked = threading.current_thread() is threading.main_thread()
+    if masked:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
+        for i in range(100):
+            name = os.path.join(d, ".%s.%d.%d.tmp" % (base, os.getpid(), i))
+            try:
+                fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                continue
+            except OSError as e:
+                raise OutputError("%s: cannot write (%s)" % (path, _why(e)))
+            tmp = name
+            break
+        if tmp is None:
+            raise OutputError("%s: cannot make a temporary file beside it" % path)
+    except BaseException:
+        if masked:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        raise
+    try:
+        if masked:  # a Ctrl-C that waited comes here, where the cleanup sees it
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
+        check_interrupted()
         try:
             os.replace(tmp, path)
         except OSError as e:
