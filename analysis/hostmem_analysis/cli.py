@@ -2,13 +2,17 @@
 
 import argparse
 import json
+import math
 import os
+import signal
 import sys
 import threading
 import time
 
 from . import model as model_mod
 from . import progress
+from . import output
+from .output import OutputError
 
 
 class UsageError(Exception):
@@ -21,6 +25,10 @@ class NoHostmemEvents(UsageError):
 
 # The summary was printed, but some input file was damaged (docs/analysis.md).
 EXIT_DAMAGED = 3
+# Bad input, a bad option, an output that cannot be written.
+EXIT_USAGE = 2
+# Ctrl-C (SIGINT), as a shell reports it: 128 + 2.
+EXIT_INTERRUPTED = 128 + signal.SIGINT
 # What hostmem-profile writes into the trace directory about the command it
 # ran (argv, pid, host, exit_status or signal): the summary reports it (T8).
 COMMAND_FILE = "hostmem-command.json"
@@ -31,22 +39,57 @@ def _summary_module():
     return summary
 
 
-def find_command(paths):
-    """The command record under `paths` (the first found), or None."""
+# A command record's fields and the types they must have (None allowed).
+_COMMAND_TYPES = {"pid": int, "host": str, "exit_status": int, "signal": int,
+                  "signal_name": str}
+
+
+def _command_problem(c):
+    """Why `c` is not a command record as hostmem-profile writes it, or None."""
+    if not isinstance(c, dict):
+        return "not a JSON object"
+    argv = c.get("argv")
+    if argv is not None and not (isinstance(argv, list) and all(isinstance(a, str) for a in argv)):
+        return "argv is not a list of strings"
+    for k, t in _COMMAND_TYPES.items():
+        v = c.get(k)
+        if v is not None and (not isinstance(v, t) or isinstance(v, bool)):
+            return "%s is not a %s" % (k, "number" if t is int else "string")
+    return None
+
+
+def find_commands(paths, notes=None):
+    """The command records under `paths`, one per trace directory that holds
+    one (hostmem-profile writes it beside the trace it recorded), in path
+    order.  A record that cannot be read or has fields of the wrong types is
+    damaged: it is left out, and a one-line note naming it goes to `notes`."""
+    found, seen = [], set()
     for path in paths:
         if os.path.isfile(path):
             path = os.path.dirname(path) or "."
         for root, dirs, files in os.walk(path):
             dirs.sort()
-            if COMMAND_FILE in files:
-                try:
-                    with open(os.path.join(root, COMMAND_FILE)) as f:
-                        c = json.load(f)
-                except (OSError, ValueError) as e:
-                    raise UsageError("%s: unreadable command record (%s)"
-                                     % (os.path.join(root, COMMAND_FILE), e))
-                return c if isinstance(c, dict) else None
-    return None
+            if COMMAND_FILE not in files:
+                continue
+            name = os.path.join(root, COMMAND_FILE)
+            real = os.path.realpath(name)
+            if real in seen:
+                continue
+            seen.add(real)
+            try:
+                with open(name) as f:
+                    c = json.load(f)
+                why = _command_problem(c)
+            except (OSError, ValueError) as e:
+                why = getattr(e, "strerror", None) or str(e)
+            if why:
+                if notes is not None:
+                    notes.append("%s: damaged command record (%s); the summary goes on "
+                                 "without it" % (name, why))
+                continue
+            if c not in found:  # a copy of a trace (read once) holds the same record
+                found.append(c)
+    return found
 
 
 def load(paths, temporary_ms=None, stats=None, jobs=None, scheduler=None):
@@ -87,10 +130,14 @@ def load(paths, temporary_ms=None, stats=None, jobs=None, scheduler=None):
             m = model_mod.Model(temporary_ns=tns)
             feed = m.feed
             trust = reader.new_trust()
+            interrupts = output.interrupts
             for ev in progress.wrap(reader.read(paths, model_mod.FIELDS, trust), dirs):
+                if interrupts:  # a Ctrl-C noted while babeltrace2 ran (output.on_sigint)
+                    raise KeyboardInterrupt
                 feed(ev)
                 n += 1
     t1 = time.monotonic()
+    output.check_interrupted()  # a Ctrl-C babeltrace2 took for damage: not a summary
     bad = trust["damage"] + trust["stopped"]
     if m.all.events == 0 and bad:
         # Nothing readable before the damage: the damage is the news.
@@ -100,11 +147,14 @@ def load(paths, temporary_ms=None, stats=None, jobs=None, scheduler=None):
         raise NoHostmemEvents("%s: no hostmem events in the trace (was 'hostmem:*' enabled, "
                                 "and did the program use libhostmem?)" % ", ".join(paths))
     from . import summary as summary_mod
-    s = summary_mod.build(m, trust, find_command(paths))
+    notes = []
+    s = summary_mod.build(m, trust, find_commands(paths, notes))
     _say_input_trust(trust)
+    for note in notes:
+        sys.stderr.write("hostmem-analyze: %s\n" % note)
     if stats is not None:
         stats.update(records=n, read_s=t1 - t0, total_s=time.monotonic() - t0,
-                     damaged=bool(trust["damage"] or trust["stopped"]))
+                     damaged=bool(trust["damage"] or trust["stopped"] or notes))
     return m, s
 
 
@@ -151,14 +201,25 @@ def _say_input_trust(trust):
                          "and is marked incomplete\n" % (bad[0], more))
 
 
+def _out(text):
+    """Write `text` on stdout, flushed: a write error (a full disk, a closed
+    pipe's other errors) is one line, not a traceback."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise UsageError("cannot write the standard output (%s)" % (e.strerror or e))
+
+
 def _summary(args):
     stats = {}
     _, s = load(args.traces, args.temporary_ms, stats, args.jobs, args.scheduler)
     if args.json:
-        json.dump(s, sys.stdout, indent=2, sort_keys=False)
-        sys.stdout.write("\n")
+        _out(json.dumps(s, indent=2, sort_keys=False) + "\n")
     else:
-        sys.stdout.write(_summary_module().format_text(s))
+        _out(_summary_module().format_text(s))
     if args.speed:
         rate = stats["records"] / stats["read_s"] if stats["read_s"] else 0.0
         sys.stderr.write("read %d events in %.2f s (%.0f events/s); total with summary %.2f s\n"
@@ -174,29 +235,36 @@ def _summary(args):
 
 
 def _report(args):
+    output.check_dir(args.output, args.traces)  # before the reading: it may take minutes
     stats = {}
     m, s = load(args.traces, args.temporary_ms, stats, args.jobs, args.scheduler)
     from . import report
     index = report.write(m, s, args.output)
     if not args.quiet:
-        sys.stdout.write(_summary_module().format_text(s))
-    sys.stdout.write("report: %s\n" % index)
+        _out(_summary_module().format_text(s))
+    _out("report: %s\n" % index)
     return EXIT_DAMAGED if stats.get("damaged") else 0
 
 
 def _export(args):
-    from . import export, reader
     if args.scheduler:
         # One table, written here in trace order: nothing to hand to workers.
         raise UsageError("export: --scheduler is for summary and report; export reads its "
                          "traces in this process")
+    output.check_file(args.output, args.traces)  # before anything is read or written
+    from . import export, reader
     trust = reader.new_trust()
-    if args.perfetto:
-        counters, instants = export.write_perfetto(args.traces, args.output, trust)
-        what = "%d counter points, %d instants" % (counters, instants)
-    else:
-        rows = export.write_csv(args.traces, args.output, trust)
-        what = "%d rows" % rows
+    try:
+        if args.perfetto:
+            counters, instants = export.write_perfetto(args.traces, args.output, trust)
+            what = "%d counter points, %d instants" % (counters, instants)
+        else:
+            rows = export.write_csv(args.traces, args.output, trust)
+            what = "%d rows" % rows
+    except export.NoEvents:
+        _say_input_trust(trust)
+        raise NoHostmemEvents("%s: no hostmem events in the trace; nothing written to %s"
+                              % (", ".join(args.traces), args.output))
     _say_input_trust(trust)
     sys.stderr.write("export: %s (%s)\n" % (args.output, what))
     return EXIT_DAMAGED if (trust["damage"] or trust["stopped"]) else 0
@@ -220,24 +288,57 @@ def _diff(args):
     for path in (args.base, args.new):
         try:
             with open(path) as f:
-                docs.append(json.load(f))
+                doc = json.load(f)
         except (OSError, ValueError) as e:
-            raise UsageError("%s: not a summary JSON file (%s)" % (path, e))
+            raise UsageError("%s: not a summary JSON file (%s)"
+                             % (path, getattr(e, "strerror", None) or e))
+        why = diff.not_a_summary(doc)
+        if why:
+            raise UsageError("%s: not a summary JSON file (%s; `summary --json` writes one)"
+                             % (path, why))
+        docs.append(doc)
     text, regressions = diff.diff(docs[0], docs[1], threshold=args.threshold / 100.0)
-    sys.stdout.write(text)
+    _out(text)
     return 1 if (regressions and args.fail_on_regression) else 0
 
 
+def _positive_int(text):
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a whole number" % text)
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more, not %d" % n)
+    return n
+
+
+def _milliseconds(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a number" % text)
+    if not math.isfinite(v) or v < 0:
+        raise argparse.ArgumentTypeError("must be a finite number >= 0, not %r" % text)
+    return v
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, naming the option, with the documented status 2."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, "%s: %s (see %s --help)\n" % (self.prog, message, self.prog))
+
+
 def parser():
-    p = argparse.ArgumentParser(prog="hostmem-analyze",
+    p = _Parser(prog="hostmem-analyze",
                                 description="Analyse LTTng traces of programs using hostmem.")
     sub = p.add_subparsers(dest="command", required=True)
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("traces", nargs="+", metavar="TRACE",
                         help="trace directory (an lttng output or relayd tree; several allowed)")
-    common.add_argument("--temporary-ms", type=float, default=None,
+    common.add_argument("--temporary-ms", type=_milliseconds, default=None,
                         help="a region released within this many ms is temporary (default 100)")
-    common.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
+    common.add_argument("-j", "--jobs", type=_positive_int, default=None, metavar="N",
                         help="trace directories read in parallel (default: every core)")
     common.add_argument("--scheduler", metavar="ADDRESS",
                         help="read the trace directories on this Dask distributed scheduler "
@@ -297,22 +398,40 @@ def main(argv=None):
     if getattr(args, "engine", None):
         # the environment carries it to fleet.py's worker processes
         os.environ["HOSTMEM_ANALYZE_ENGINE"] = args.engine
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, output.on_sigint)
     try:
-        return args.func(args)
-    except UsageError as e:
+        status = args.func(args)
+        output.check_interrupted()
+        return status
+    except (UsageError, OutputError) as e:
         sys.stderr.write("hostmem-analyze: %s\n" % e)
-        return 2
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        # Ctrl-C: quietly, as a shell reports it; outputs were written to
+        # temporary files, removed on the way here (output.atomic).
+        _quiet_stdout()
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
     except Exception as e:
         # Trace errors carry one line; everything else is a bug worth a traceback.
         if type(e).__name__ == "TraceError":
             sys.stderr.write("hostmem-analyze: %s\n" % e)
-            return 2
+            return EXIT_USAGE
         raise
     finally:
         try:
             sys.stdout.flush()
-        except BrokenPipeError:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+        except OSError:
+            _quiet_stdout()
+
+
+def _quiet_stdout():
+    """Point stdout at /dev/null, so that what is left in its buffer cannot
+    fail again at exit (a closed pipe, a full disk)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

@@ -54,6 +54,19 @@ def _sections(doc):
         yield (k if seen[k] == 1 else "%s#%d" % (k, seen[k])), p
 
 
+def not_a_summary(doc):
+    """Why `doc` is not a `summary --json` document, or None."""
+    if not isinstance(doc, dict):
+        return "a JSON %s, not an object" % type(doc).__name__.replace("dict", "object")
+    missing = [k for k in ("events", "processes") if k not in doc]
+    if missing:
+        return "no %s" % " and no ".join(repr(k) for k in missing)
+    if not isinstance(doc["processes"], list) or not all(isinstance(p, dict)
+                                                         for p in doc["processes"]):
+        return "'processes' is not a list of objects"
+    return None
+
+
 def diff(base, new, threshold=0.10):
     """(text, number of regressions)."""
     lines = []

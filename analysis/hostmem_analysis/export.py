@@ -19,7 +19,9 @@ pid unless a process met before it in the trace has the same pid (another
 host), and then takes one above every Linux pid (PERFETTO_PID_BASE + 1, + 2,
 ...); its name says its host and real pid.
 
-Both stream: memory does not grow with the number of events.
+Both stream: memory does not grow with the number of events.  Both are
+written to a temporary file beside the output, renamed to it when complete
+(output.py); a trace without hostmem events writes nothing (NoEvents).
 """
 
 import csv
@@ -28,6 +30,7 @@ import json
 import sys
 
 from . import model as model_mod
+from .output import atomic
 
 COLUMNS = ("ts_ns", "host", "pid", "procname", "event", "seq", "manager", "address", "size",
            "base", "region_size", "alloc_type", "free_type", "protect", "old_protect", "level",
@@ -64,7 +67,10 @@ PERFETTO_PID_BASE = 1 << 22
 
 def _events(paths, trust, fields=FIELDS):
     from . import reader
+    from .output import interrupts
     for ev in reader.read(paths, fields, trust):
+        if interrupts:  # a Ctrl-C noted while babeltrace2 ran (output.on_sigint)
+            raise KeyboardInterrupt
         if ev["name"] != "discarded":
             yield ev
 
@@ -85,6 +91,8 @@ def _procnames(paths):
             m = None  # the rows' pass says why, or fails when strict
     if m is None:
         m = model_mod.Model().feed_all(reader.read(paths, _NAMES, reader.new_trust()))
+    from .output import check_interrupted
+    check_interrupted()
     return {(host or "", "" if pid is None else pid): p.procname
             for (host, pid), p in m.processes.items() if p.procname}
 
@@ -176,14 +184,21 @@ def _rows(events):
         yield row
 
 
+class NoEvents(Exception):
+    """The input holds no hostmem event: nothing is written (the summary's rule)."""
+
+
 def _write_csv(rows, out_path):
     n = 0
-    with gzip.open(out_path, "wt", newline="", compresslevel=3) as f:
-        w = csv.writer(f)
-        w.writerow(COLUMNS)
-        for row in rows:
-            w.writerow(row)
-            n += 1
+    with atomic(out_path, "wb") as raw:
+        with gzip.open(raw, "wt", newline="", compresslevel=3) as f:
+            w = csv.writer(f)
+            w.writerow(COLUMNS)
+            for row in rows:
+                w.writerow(row)
+                n += 1
+        if n == 0:
+            raise NoEvents()
     return n
 
 
@@ -205,7 +220,7 @@ def write_perfetto(paths, out_path, trust, temporary_ns=model_mod.DEFAULT_TEMPOR
             pids[(host, pid)] = v
         return v
 
-    with open(out_path, "w") as f:
+    with atomic(out_path) as f:
         f.write('{"displayTimeUnit": "ns", "traceEvents": [\n')
         first = True
 
@@ -236,6 +251,8 @@ def write_perfetto(paths, out_path, trust, temporary_ns=model_mod.DEFAULT_TEMPOR
                                                      "level_ceiling", "limit", "waited_ns")}})
                 instants += 1
         m.finish()
+        if m.all.events == 0:
+            raise NoEvents()
         counters = 0
         for p in m.sorted_processes():
             pid = perfetto_pid(p.host, p.pid)

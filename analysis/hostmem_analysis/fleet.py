@@ -143,9 +143,18 @@ def run(paths, temporary_ns, jobs=None, scheduler=None):
     elif (jobs or os.cpu_count() or 1) > 1 and len(dirs) > 1:
         from concurrent.futures import ProcessPoolExecutor
         n = len(dirs)
-        with ProcessPoolExecutor(max_workers=min(n, jobs or os.cpu_count() or 1)) as ex:
+        ex = ProcessPoolExecutor(max_workers=min(n, jobs or os.cpu_count() or 1),
+                                 initializer=_worker_init)
+        try:
             parts = list(ex.map(analyse_or_reason, dirs, [temporary_ns] * n, [engine] * n,
                                 [strict] * n))
+        except BaseException:
+            # Ctrl-C or an error: the workers' reading is of no use any more.
+            for proc in list(getattr(ex, "_processes", {}).values()):
+                proc.terminate()
+            ex.shutdown(wait=False, cancel_futures=True)
+            raise
+        ex.shutdown()
     else:
         parts = [analyse_or_reason(d, temporary_ns, engine, strict) for d in dirs]
     # A trace that cannot be read at all: the others are summarised, and the
@@ -162,6 +171,16 @@ def run(paths, temporary_ns, jobs=None, scheduler=None):
     return m
 
 
+def _worker_init():
+    """A local worker leaves Ctrl-C to the client, which ends it."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# Seconds the client waits to reach the scheduler (Dask's own default is 30).
+CONNECT_TIMEOUT_S = 10
+
+
 def _run_dask(dirs, temporary_ns, address, engine, strict):
     try:
         from distributed import Client
@@ -173,7 +192,12 @@ def _run_dask(dirs, temporary_ns, address, engine, strict):
     # system, the same on every machine), and what it says of one is said
     # back in the words the user gave.
     absolute = [[os.path.abspath(x) for x in d] for d in dirs]
-    client = Client(address)
+    try:
+        client = Client(address, timeout=CONNECT_TIMEOUT_S)
+    except Exception as e:  # noqa: BLE001 -- OSError, TimeoutError, ValueError for a bad address
+        why = str(e).strip().splitlines()
+        raise RuntimeError("--scheduler %s: cannot reach the Dask scheduler (%s)"
+                           % (address, why[0] if why else type(e).__name__))
     try:
         with tempfile.TemporaryDirectory() as tmp:
             z = os.path.join(tmp, "hostmem_analysis.zip")

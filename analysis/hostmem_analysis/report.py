@@ -28,6 +28,7 @@ import os
 
 from . import flame
 from . import summary as summary_mod
+from .output import atomic, make_dir, write_text
 
 MAX_PANELS = 8
 STATE_COLOURS = {"high": "#d8f0d8", "neutral": "#fbf3cc", "low": "#f7d0d0"}
@@ -131,8 +132,7 @@ class Svg:
                 % (self.w, self.h, self.w, self.h, "\n".join(self.parts)))
 
     def save(self, path):
-        with open(path, "w") as f:
-            f.write(self.render())
+        write_text(path, self.render())
 
 
 class Scale:
@@ -599,8 +599,9 @@ def _trust_html(s, banner, warn):
 
 
 def write(model, s, outdir):
-    """Write the plots, summary.txt, summary.json and index.html; return index.html's path."""
-    os.makedirs(outdir, exist_ok=True)
+    """Write the plots, summary.txt, summary.json and index.html; return index.html's path.
+    Each file is written whole or not at all (output.atomic)."""
+    make_dir(outdir)
     images = []  # (file name, title, the SVG)
     plots = (("memory.svg", "Reserved and committed bytes over time",
               lambda p: plot_memory(model, s, p) or True),
@@ -616,18 +617,17 @@ def write(model, s, outdir):
         elif os.path.exists(target):
             os.remove(target)
     text = summary_mod.format_text(s)
-    with open(os.path.join(outdir, "summary.txt"), "w") as f:
-        f.write(text)
-    with open(os.path.join(outdir, "summary.json"), "w") as f:
+    write_text(os.path.join(outdir, "summary.txt"), text)
+    with atomic(os.path.join(outdir, "summary.json")) as f:
         json.dump(s, f, indent=2)
         f.write("\n")
     index = os.path.join(outdir, "index.html")
     banner = summary_mod.trust_banner(s)
     warn = not banner.startswith("Trust: complete")
-    cmd = summary_mod.command_line(s.get("command"))
-    crashed = bool(s.get("command") and s["command"].get("signal") is not None)
+    cmds = [(summary_mod.command_line(c), c.get("signal") is not None)
+            for c in s.get("commands") or ([s["command"]] if s.get("command") else [])]
     esc = html.escape
-    with open(index, "w") as f:
+    with atomic(index) as f:
         f.write("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>hostmem report</title>\n"
                 "<style>body{font-family:sans-serif;max-width:1400px;margin:1.5em auto;padding:0 1em}"
                 "pre{font-size:12px;background:#f6f6f6;padding:1em;overflow-x:auto}"
@@ -640,7 +640,7 @@ def write(model, s, outdir):
                 ".cmd.warn{background:#fbe3e3;border-color:#c44e52}"
                 "ul{margin:0.3em 0}nav a{margin-right:1em}</style>\n"
                 "</head><body>\n<h1>hostmem report</h1>\n")
-        if cmd:
+        for cmd, crashed in cmds:
             f.write("<div class=\"box cmd%s\">Command: %s</div>\n"
                     % (" warn" if crashed else "", esc(cmd)))
         f.write(_trust_html(s, banner, warn))

@@ -281,11 +281,17 @@ def _stacks_json(p, sym):
 def build(model, trust=None, command=None):
     """The summary dict of a finished model; `trust`: reader.new_trust() filled by read();
     `command`: what hostmem-profile knows of the command it ran (its argv, pid,
-    host, and exit_status or signal), or None."""
+    host, and exit_status or signal), or a list of them (one per trace that
+    has one: each applies to its own process, by host and pid), or None."""
     model.finish()
-    if command and command.get("signal") is not None and command.get("pid") is not None:
-        model.mark_crashed(command["pid"], command.get("signal_name") or
-                           "signal %d" % command["signal"], command.get("host"))
+    if isinstance(command, list):
+        commands = [c for c in command if c]
+    else:
+        commands = [command] if command else []
+    for c in commands:
+        if c.get("signal") is not None and c.get("pid") is not None:
+            model.mark_crashed(c["pid"], c.get("signal_name") or "signal %d" % c["signal"],
+                               c.get("host"))
     procs = []
     for p in model.sorted_processes():
         if not p.events:
@@ -340,7 +346,8 @@ def build(model, trust=None, command=None):
         "seq_gaps": sum(j["seq_gaps"] for _, j, _ in procs),
         "hosts": sorted({p.host or "?" for p, _, _ in procs}),
         "trust": trust_of(model, procs, trust),
-        "command": command,
+        "command": commands[0] if commands else None,
+        "commands": commands,
         "processes": [j for _, j, _ in procs],
     })
     return out
@@ -513,9 +520,10 @@ def format_text(s):
     w = out.append
     w("hostmem summary")
     w("=" * 15)
-    cmd = command_line(s.get("command"))
-    if cmd:
-        w("Command: " + cmd)
+    for c in s.get("commands") or [s.get("command")]:
+        cmd = command_line(c)
+        if cmd:
+            w("Command: " + cmd)
     w(trust_banner(s))
     w("")
     ts = s["time_span"]
