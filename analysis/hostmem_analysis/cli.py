@@ -190,15 +190,16 @@ def _c_engine(paths, tns, keep_all_samples=False, strict=None, notes=None, where
         return None, None
 
 
-def _say_input_trust(trust):
-    """One line on stderr for damaged input, one per duplicate trace."""
+def _say_input_trust(trust, result="the summary covers what precedes the damage and is "
+                                   "marked incomplete"):
+    """One line on stderr for damaged input (`result`: what it means for the
+    output), one per duplicate trace."""
     for d in trust["duplicates"]:
         sys.stderr.write("hostmem-analyze: %s\n" % d)
     bad = trust["damage"] + trust["stopped"]
     if bad:
         more = " (and %d more damaged files)" % (len(bad) - 1) if len(bad) > 1 else ""
-        sys.stderr.write("hostmem-analyze: %s%s; the summary covers what precedes the damage "
-                         "and is marked incomplete\n" % (bad[0], more))
+        sys.stderr.write("hostmem-analyze: %s%s; %s\n" % (bad[0], more, result))
 
 
 def _out(text):
@@ -246,6 +247,10 @@ def _report(args):
     return EXIT_DAMAGED if stats.get("damaged") else 0
 
 
+# What damaged input means for export's output (one line naming the file).
+_EXPORT_DAMAGED = "the export holds what precedes the damage"
+
+
 def _export(args):
     if args.scheduler:
         # One table, written here in trace order: nothing to hand to workers.
@@ -262,10 +267,10 @@ def _export(args):
             rows = export.write_csv(args.traces, args.output, trust)
             what = "%d rows" % rows
     except export.NoEvents:
-        _say_input_trust(trust)
+        _say_input_trust(trust, _EXPORT_DAMAGED)
         raise NoHostmemEvents("%s: no hostmem events in the trace; nothing written to %s"
                               % (", ".join(args.traces), args.output))
-    _say_input_trust(trust)
+    _say_input_trust(trust, _EXPORT_DAMAGED)
     sys.stderr.write("export: %s (%s)\n" % (args.output, what))
     return EXIT_DAMAGED if (trust["damage"] or trust["stopped"]) else 0
 

@@ -19,9 +19,12 @@ pid unless a process met before it in the trace has the same pid (another
 host), and then takes one above every Linux pid (PERFETTO_PID_BASE + 1, + 2,
 ...); its name says its host and real pid.
 
-Both stream: memory does not grow with the number of events.  Both are
-written to a temporary file beside the output, renamed to it when complete
-(output.py); a trace without hostmem events writes nothing (NoEvents).
+Both stream: memory does not grow with the number of events.  Several
+traces are read apart, each by a reader of its own, and merged by time
+(reader.read_apart): damage in one stops that trace alone, and one that
+cannot be read is left out (all: reader.TraceError).  Both are written to a
+temporary file beside the output, renamed to it when complete (output.py);
+input without hostmem events writes nothing (NoEvents).
 """
 
 import csv
@@ -76,7 +79,8 @@ def _events(paths, trust, fields=FIELDS):
 
 
 def _procnames(paths):
-    """(host, pid) -> name of every process a lttng_ust_statedump:procname
+    """(host, pid) -> name of every process of one trace (`paths`: it and
+    its copies) a lttng_ust_statedump:procname
     event names (the summary's rule: the last one), keyed as the rows are
     (host "" and pid "" when there is none).  Read by the C engine when it
     can, else through babeltrace2."""
@@ -114,26 +118,44 @@ def _completed(rows, names):
         yield row
 
 
-def _engine_rows(paths, trust):
-    """The rows decoded by the C engine (engine.export_rows), or None when
-    it is not to be used (--engine python) or cannot start on this input."""
+def _trace_rows(group, trust, python, i):
+    """The rows of one trace (and its copies): decoded by the C engine
+    (engine.export_rows) unless it is not to be used (--engine python) or
+    `i` is in `python` (it could not read this trace), else through
+    babeltrace2.  The C engine's damage before the first row hands the trace
+    to babeltrace2 here; after some rows, it raises _Again for the table to
+    start again with this trace read through babeltrace2."""
     import os
-    if os.environ.get("HOSTMEM_ANALYZE_ENGINE", "c") != "c":
-        return None
     from . import engine
-    it = engine.export_rows(paths, FIELDS, _PAYLOAD, trust)
-    try:
-        first = next(it)
-    except StopIteration:
-        return iter(())
-    except engine.Unsupported as u:
-        _fallback(paths, u)
-        return None
+    if os.environ.get("HOSTMEM_ANALYZE_ENGINE", "c") == "c" and i not in python:
+        it = engine.export_rows(group, FIELDS, _PAYLOAD, trust)
+        try:
+            first = next(it)
+        except StopIteration:
+            return
+        except engine.Unsupported as u:
+            _fallback(group, u)
+            python.add(i)
+            for v in trust.values():  # what the engine's check found, found again
+                v.clear()
+        else:
+            yield first
+            try:
+                yield from it
+            except engine.Unsupported as u:
+                _fallback(group, u)
+                raise _Again(i)
+            return
+    yield from _rows(_events(group, trust))
 
-    def events():
-        yield first
-        yield from it
-    return events()
+
+class _Again(Exception):
+    """The C engine met damage after some rows of trace `i`: the table starts
+    again, that trace read through babeltrace2."""
+
+    def __init__(self, i):
+        super().__init__(i)
+        self.i = i
 
 
 def _fallback(paths, u):
@@ -149,21 +171,35 @@ def _fallback(paths, u):
 
 
 def write_csv(paths, out_path, trust):
-    """Write the gzip CSV; returns the number of rows.  The events come from
-    the C engine when it reads the input (the same rows as through
-    babeltrace2, a few times faster); damage it meets after the first rows
-    makes the table start again through babeltrace2."""
-    from . import engine, reader
-    names = _procnames(paths)
-    rows = _engine_rows(paths, trust)
-    if rows is not None:
+    """Write the gzip CSV; returns the number of rows.  Each trace is read
+    apart, by a reader of its own, and their rows merged by time
+    (reader.read_apart):
+    damage in one stops that trace alone, one that cannot be read is left
+    out (its reason in trust["stopped"]), and when none can be, the first
+    reason is raised (reader.TraceError).  The events come from the C engine
+    when it reads the trace (the same rows as through babeltrace2, a few
+    times faster); damage it meets after a trace's first rows makes the
+    table start again with that trace read through babeltrace2."""
+    from . import reader
+    groups, dups = reader.unique_traces(paths)
+    names = {}
+    for group in groups:
+        try:
+            names.update(_procnames(group))
+        except reader.TraceError:
+            pass  # the rows' pass leaves it out and says why
+    index = {id(group): i for i, group in enumerate(groups)}
+    python = set()  # the traces the C engine could not read
+    while True:
+        trust.clear()
+        trust.update(reader.new_trust())
+        rows = reader.read_apart(groups, lambda group, t: _trace_rows(group, t, python,
+                                                                      index[id(group)]),
+                                 lambda row: row[0], trust, dups)
         try:
             return _write_csv(_completed(rows, names), out_path)
-        except engine.Unsupported as u:
-            _fallback(paths, u)
-    trust.clear()
-    trust.update(reader.new_trust())
-    return _write_csv(_completed(_rows(_events(paths, trust)), names), out_path)
+        except _Again as again:
+            python.add(again.i)
 
 
 def _rows(events):

@@ -424,15 +424,76 @@ def read(paths, fields, trust=None):
     skipped.  Raises TraceError for input that is not a readable trace.
     `trust` (from new_trust()) collects damaged files (read up to their
     damage), duplicate traces (read once) and where decoding had to stop.
+
+    Several traces are read apart (one babeltrace2 graph each, all open at
+    once) and merged by time (read_apart): damage in one stops that trace
+    alone, and one that cannot be read leaves the others read.
     """
     if trust is None:
         trust = new_trust()
+    groups, dups = unique_traces(paths)
+    if len(groups) > 1:
+        yield from read_apart(groups, lambda group, t: _read_one(group, fields, t),
+                              lambda ev: ev.get("ts"), trust, dups)
+        return
+    yield from _read_one(paths, fields, trust)
+
+
+def _read_one(paths, fields, trust):
+    """read() of one trace (and its copies)."""
     checked = _check_all(paths, trust)
     try:
         yield from reorder.in_seq_order(_read(checked, paths, fields, trust))
     finally:
         for c in checked:
             c.cleanup()
+
+
+def read_apart(groups, one, key, trust, dups=()):
+    """The items of several traces, each read apart, merged by `key`.
+
+    `groups`: unique_traces()'s (each a trace directory and its copies);
+    `one(group, trust)` yields the items of one, in `key` order, and fills
+    that trust; `key(item)` is a timestamp (None: the item goes with the one
+    before it: a discarded-events note).  The merge streams (one item per
+    trace held), in time order; equal times in the order of `groups`, as
+    one reader of every trace gives them.  A trace whose reading raises
+    TraceError is left out and its reason goes to trust["stopped"], naming
+    it; when no trace can be read, the first reason is raised.  `trust`
+    receives `dups`, then what each trace's reading found, in trace order.
+    """
+    import heapq
+    parts = [new_trust() for _ in groups]
+    unreadable = []
+
+    def apart(i, group):
+        last = 0
+        try:
+            for item in one(group, parts[i]):
+                k = key(item)
+                if k is None:
+                    k = last
+                last = k
+                yield k, item
+        except TraceError as e:
+            unreadable.append((i, str(e)))
+
+    its = [apart(i, g) for i, g in enumerate(groups)]
+    try:
+        for _, item in heapq.merge(*its, key=lambda ki: ki[0]):
+            yield item
+    finally:
+        for it in its:
+            it.close()
+        trust["duplicates"].extend(dups)
+        for t in parts:
+            for k, v in t.items():
+                trust.setdefault(k, []).extend(v)
+        unreadable.sort()
+        trust["stopped"].extend("%s (the other traces are read without it)" % u
+                                for _, u in unreadable)
+    if unreadable and len(unreadable) == len(groups):
+        raise TraceError(unreadable[0][1])
 
 
 def _read(checked, paths, fields, trust):

@@ -816,6 +816,108 @@ class Input(unittest.TestCase):
         self.assertNotIn("packets lost", json.dumps(got))
 
 
+    def export(self, *args, code, perfetto=False):
+        """`export ARGS` (the CSV, or --perfetto) with the C engine (it may
+        hand damage to babeltrace2) and with --engine python: both exit
+        `code`, say the same on stderr, and write the same; returns (the CSV's
+        rows as dicts, or the Perfetto events; None when nothing was
+        written), stderr (the output named FILE)."""
+        import csv
+        import gzip
+        got = []
+        for engine in ((), ("--engine", "python")):
+            out = os.path.join(self.tmp, "export%s.%s" % ("".join(engine),
+                                                          "json" if perfetto else "csv.gz"))
+            if os.path.exists(out):
+                os.unlink(out)
+            r = analyze("export", *engine, *(("--perfetto",) if perfetto else ()), *args,
+                        "-o", out)
+            self.assertEqual(r.returncode, code, (engine, r.stderr))
+            err = r.stderr.replace(out, "FILE")
+            if not os.path.exists(out):
+                got.append((None, err))
+            elif perfetto:
+                with open(out) as f:
+                    got.append((json.load(f)["traceEvents"], err))
+            else:
+                with gzip.open(out, "rt") as f:
+                    got.append((list(csv.DictReader(f)), err))
+        self.assertEqual(got[0][1], got[1][1], "the engines' messages differ")
+        self.assertEqual(got[0][0], got[1][0], "the engines' exports differ")
+        return got[0]
+
+    def of_host(self, table, host, perfetto=False):
+        """The rows of `host`, or its Perfetto process's events (without the
+        Perfetto pid, which depends on the processes met before it)."""
+        if not perfetto:
+            return [row for row in table if row["host"] == host]
+        pids = {e["pid"] for e in table if e["ph"] == "M" and e["args"]["host"] == host}
+        return [dict(e, pid=None) for e in table if e["pid"] in pids]
+
+    def check_export_beside(self, bad, code, *words):
+        """Export of `bad` beside the other host's intact trace: the other's
+        rows (CSV) and its counters and instants (Perfetto) are all there,
+        as exported alone; one line on stderr holds `words`."""
+        for perfetto in (False, True):
+            alone, err = self.export(self.other, code=0, perfetto=perfetto)
+            self.assertEqual(err.count("\n"), 1, err)  # export: FILE (...)
+            host = next(e["args"]["host"] for e in alone if e["ph"] == "M") if perfetto \
+                else alone[0]["host"]
+            want = self.of_host(alone, host, perfetto)
+            self.assertGreater(len(want), 4000 if not perfetto else 2)
+            for args in ((bad, self.other), (self.other, bad))[:1 if perfetto else 2]:
+                got, err = self.export(*args, code=code, perfetto=perfetto)
+                self.assertIsNotNone(got, err)
+                mine = self.of_host(got, host, perfetto)
+                self.assertEqual(len(mine), len(want), (args, perfetto))
+                self.assertEqual(mine, want, (args, perfetto))
+                if not perfetto:
+                    ts = [int(row["ts_ns"]) for row in got]
+                    self.assertEqual(ts, sorted(ts))
+                lines = err.strip().splitlines()
+                self.assertEqual(len(lines), 2, err)  # the damage, then export: FILE (...)
+                for w in words:
+                    self.assertIn(w, lines[0])
+                self.assertNotIn("method failed", err)
+
+    def test_export_damage_stops_only_its_trace(self):
+        bad, stream = self.copy("export-garbled")
+        ends = packet_ends(stream)
+        with open(stream, "r+b") as f:
+            f.seek(ends[0] // 2)
+            f.write(b"\xff" * 4096)
+        self.check_export_beside(bad, 3, bad, "decoding stopped")
+        # reader.read of both, directly: the other's events all there, the damage said
+        from hostmem_analysis import reader
+
+        def reserves(*paths):
+            trust = reader.new_trust()
+            evs = [(ev["host"], ev["seq"]) for ev in reader.read(paths, {"reserve": ("seq",)},
+                                                                  trust)
+                   if ev["name"] == "reserve"]
+            return evs, trust
+        alone, trust = reserves(self.other)
+        self.assertEqual(len(alone), 4000)
+        self.assertEqual(trust, reader.new_trust())
+        got, trust = reserves(bad, self.other)
+        self.assertEqual([ev for ev in got if ev[0] == alone[0][0]], alone)
+        self.assertTrue(trust["stopped"] and trust["stopped"][0].startswith(bad), trust)
+
+    def test_export_of_an_unreadable_trace_among_others(self):
+        for name, cut in (("export-meta-empty", 0), ("export-meta-cut", 20)):
+            bad, stream = self.copy(name)
+            meta = os.path.join(os.path.dirname(stream), "metadata")
+            with open(meta, "r+b") as f:
+                f.truncate(cut)
+            self.check_export_beside(bad, 3, os.path.dirname(meta))
+        # None readable: one line, status 2, nothing written.
+        for perfetto in (False, True):
+            got, err = self.export(os.path.join(self.tmp, "export-meta-empty"), bad, code=2,
+                                   perfetto=perfetto)
+            self.assertIsNone(got)
+            self.assertEqual(len(err.strip().splitlines()), 1, err)
+
+
 class Fleet(unittest.TestCase):
     """R7: several trace directories read apart (local processes, a Dask
     cluster) and merged give what one reader of all of them finds."""
