@@ -199,7 +199,12 @@ static HRESULT get_pages(watch_call *c, hostmem__region *r, size_t first, size_t
             hostmem__os_range v[GET_VEC];
             size_t nv;
             uintptr_t next, stop = (uintptr_t)page_at(m, r, run_end);
-            if (reset && (no_room = get_room(m, r, ranges, GET_VEC) != 0))
+            /* At most one range in two pages, and no more pages than are
+             * left to report: the room a small region needs stays small. */
+            size_t ahead = (run_end - pos + 1) / 2;
+            if (ahead > max - n)
+                ahead = max - n;
+            if (reset && (no_room = get_room(m, r, ranges, ahead < GET_VEC ? ahead : GET_VEC) != 0))
                 break;
             err = os->watch_scan(page_at(m, r, pos), (run_end - pos) << m->page_shift, reset, max - n, v,
                                  GET_VEC, &nv, &next);
