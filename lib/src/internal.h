@@ -96,6 +96,12 @@ uint32_t hostmem__runs_find(const hostmem__runs *runs, size_t page);
 void hostmem__runs_get(const hostmem__runs *runs, size_t npages, uint32_t i, size_t *out_first,
                        size_t *out_count, uint32_t *out_state);
 uint32_t hostmem__runs_count(const hostmem__runs *runs);
+/* The state of page `pos` < `end`, and in *out_hi where its run ends, at most
+ * `end`.  A walk over the runs [first, end) meets:
+ *     for (size_t pos = first, hi; pos < end; pos = hi)
+ *         st = hostmem__runs_at(runs, npages, pos, end, &hi);
+ * (each step finds its place again: the walk may edit the runs as it goes). */
+uint32_t hostmem__runs_at(const hostmem__runs *runs, size_t npages, size_t pos, size_t end, size_t *out_hi);
 /* One run only: true, and its state in *state (writers: region lock held). */
 static inline bool hostmem__runs_single(const hostmem__runs *runs, uint32_t *state)
 {

@@ -90,6 +90,16 @@ uint32_t hostmem__runs_room(const hostmem__runs *runs)
     return b->cap - n;
 }
 
+uint32_t hostmem__runs_at(const hostmem__runs *runs, size_t npages, size_t pos, size_t end, size_t *out_hi)
+{
+    size_t rf, rc;
+    uint32_t st;
+    hostmem__runs_get(runs, npages, hostmem__runs_find(runs, pos), &rf, &rc, &st);
+    size_t hi = rf + rc < end ? rf + rc : end;
+    *out_hi = hi > pos ? hi : end; /* a walk always moves on */
+    return st;
+}
+
 uint32_t hostmem__runs_count(const hostmem__runs *runs)
 {
     return atomic_load_explicit(&((hostmem__runs *)runs)->n, RELAXED);

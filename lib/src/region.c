@@ -94,14 +94,8 @@ int hostmem__region_restore_access(hostmem_manager *m, hostmem__region *r, size_
 {
     const hostmem__os *os = hostmem__os_get();
     size_t npages = hostmem__region_pages(m, r), end = first + count;
-    uint32_t n = hostmem__runs_count(&r->runs);
-    for (uint32_t i = hostmem__runs_find(&r->runs, first); i < n; i++) {
-        size_t rf, rc;
-        uint32_t st;
-        hostmem__runs_get(&r->runs, npages, i, &rf, &rc, &st);
-        if (rf >= end)
-            break;
-        size_t lo = rf > first ? rf : first, hi = rf + rc < end ? rf + rc : end;
+    for (size_t lo = first, hi; lo < end; lo = hi) {
+        uint32_t st = hostmem__runs_at(&r->runs, npages, lo, end, &hi);
         void *at = hostmem__region_page_addr(m, r, lo);
         size_t len = (hi - lo) << m->page_shift;
         int err;

@@ -174,10 +174,8 @@ static HRESULT get_pages(watch_call *c, hostmem__region *r, size_t first, size_t
         addresses[n++] = a_;                                                                       \
     } while (0)
     while (pos < end && n < max) {
-        size_t rf, rc;
-        uint32_t st;
-        hostmem__runs_get(&r->runs, npages, hostmem__runs_find(&r->runs, pos), &rf, &rc, &st);
-        size_t run_end = rf + rc < end ? rf + rc : end;
+        size_t run_end;
+        uint32_t st = hostmem__runs_at(&r->runs, npages, pos, end, &run_end);
         if (st & HOSTMEM_STATE_WRITTEN) {
             /* Written before a decommit: every page of the run counts. */
             size_t take = run_end - pos < max - n ? run_end - pos : max - n;
@@ -318,16 +316,10 @@ int hostmem__watch_protect(hostmem_manager *m, hostmem__region *r, size_t first,
 {
     const hostmem__os *os = hostmem__os_get();
     size_t npages = atomic_load_explicit(&r->size, RELAXED) >> m->page_shift, end = first + count;
-    uint32_t n = hostmem__runs_count(&r->runs);
-    for (uint32_t i = hostmem__runs_find(&r->runs, first); i < n; i++) {
-        size_t rf, rc;
-        uint32_t st;
-        hostmem__runs_get(&r->runs, npages, i, &rf, &rc, &st);
-        if (rf >= end)
-            break;
+    for (size_t lo = first, hi; lo < end; lo = hi) {
+        uint32_t st = hostmem__runs_at(&r->runs, npages, lo, end, &hi);
         if (((st & HOSTMEM_STATE_COMMITTED) != 0) != committed)
             continue;
-        size_t lo = rf > first ? rf : first, hi = rf + rc < end ? rf + rc : end;
         void *at = page_at(m, r, lo);
         size_t len = (hi - lo) << m->page_shift;
         /* Pages new to a commit are not tracked yet (a reservation never is,
@@ -346,11 +338,8 @@ int hostmem__watch_latch(hostmem_manager *m, hostmem__region *r, size_t first, s
     const hostmem__os *os = hostmem__os_get();
     size_t npages = atomic_load_explicit(&r->size, RELAXED) >> m->page_shift, end = first + count;
     uintptr_t base = atomic_load_explicit(&r->base, RELAXED);
-    for (size_t pos = first; pos < end;) {
-        size_t rf, rc;
-        uint32_t st;
-        hostmem__runs_get(&r->runs, npages, hostmem__runs_find(&r->runs, pos), &rf, &rc, &st);
-        size_t run_end = rf + rc < end ? rf + rc : end;
+    for (size_t pos = first, run_end; pos < end; pos = run_end) {
+        uint32_t st = hostmem__runs_at(&r->runs, npages, pos, end, &run_end);
         /* Reserved pages have no record in the kernel (their marks are in
          * the runs already), and marked ones have theirs. */
         if ((st & HOSTMEM_STATE_COMMITTED) && !(st & HOSTMEM_STATE_WRITTEN)) {
@@ -372,7 +361,6 @@ int hostmem__watch_latch(hostmem_manager *m, hostmem__region *r, size_t first, s
                 at = next > at ? next : stop;
             }
         }
-        pos = run_end;
     }
     return 0;
 }
