@@ -180,41 +180,24 @@ static int guard_clear_locked(hostmem_manager *m, hostmem__region *r, uintptr_t 
     return FAULT_HIT;
 }
 
-/* After a hit, with the lock free: the trace. */
-static void guard_hit(hostmem_manager *m, hostmem__region *r, uintptr_t addr, size_t page)
+/* Judge addr's fault under r's lock, where no call is half done: a guard
+ * page is a hit, cleared here.  `seq` NULL: the fault read a guard page.
+ * Otherwise the fault read a page the books do not call a guard page, at
+ * region state *seq; it may come from a call between its kernel change and
+ * its books (protect sets the kernel's view first).  If the region changed
+ * since, the page is judged as it is now (a guard page is a hit, an
+ * accessible one is retried); if not, the access is one the protection
+ * refuses.  Each retry needs a change of the region, so none loops. */
+static int guard_judge(hostmem_manager *m, hostmem__region *r, uintptr_t addr, const uint32_t *seq)
 {
-    hostmem__trace_guard_hit(m, addr, (uintptr_t)guard_page_at(m, r, page));
-}
-
-/* Clear the guard of addr's page (it was a guard page when the fault was read). */
-static int guard_clear(hostmem_manager *m, hostmem__region *r, uintptr_t addr)
-{
-    size_t page;
-    guard_lock(r);
-    int res = guard_clear_locked(m, r, addr, &page);
-    pthread_mutex_unlock(&r->lock);
-    if (res == FAULT_HIT)
-        guard_hit(m, r, addr, page);
-    return res;
-}
-
-/* A fault on a page the books do not call a guard page may come from a call
- * between its kernel change and its books (protect sets the kernel's view
- * first).  Under the region's lock no call is half done: if the region
- * changed since the fault read it, the page is judged as it is now (a guard
- * page is a hit, an accessible one is retried); otherwise the access is one
- * the protection refuses.  Each retry needs a change of the region, so none
- * loops. */
-static int guard_settle(hostmem_manager *m, hostmem__region *r, uintptr_t addr, uint32_t seq)
-{
-    size_t page;
-    guard_lock(r);
+    size_t page = 0;
     int res = FAULT_ACCESS;
-    if (atomic_load_explicit(&r->seq, RELAXED) != seq)
+    guard_lock(r);
+    if (!seq || atomic_load_explicit(&r->seq, RELAXED) != *seq)
         res = guard_clear_locked(m, r, addr, &page);
     pthread_mutex_unlock(&r->lock);
-    if (res == FAULT_HIT)
-        guard_hit(m, r, addr, page);
+    if (res == FAULT_HIT) /* the trace, with the lock free */
+        hostmem__trace_guard_hit(m, addr, (uintptr_t)guard_page_at(m, r, page));
     return res;
 }
 
@@ -258,11 +241,11 @@ static int fault_handle(const siginfo_t *info, hostmem_manager **out_m)
             continue;
         *out_m = m;
         if ((st & HOSTMEM_STATE_COMMITTED) && (st & PAGE_GUARD))
-            res = guard_clear(m, r, addr);
+            res = guard_judge(m, r, addr, NULL);
         else if (guard_late(r, addr & ~(uintptr_t)(m->page_size - 1)))
             res = FAULT_RETRY;
         else
-            res = guard_settle(m, r, addr, seq);
+            res = guard_judge(m, r, addr, &seq);
         break;
     }
     atomic_fetch_sub(&fault_readers, 1);
