@@ -106,9 +106,7 @@ class Analyze(unittest.TestCase):
             self.assertEqual(f.read(), "mine\n")
 
     def test_output_inside_the_input_is_refused(self):
-        copy = os.path.join(self.tmp, "inside")
-        shutil.rmtree(copy, ignore_errors=True)
-        shutil.copytree(self.trace, copy)
+        copy = e2e.fresh_copy(self.trace, self.tmp, "inside")
         before = tree_digest(copy)
         stream = e2e.streams_of(copy)[0]
         for args in (["export", copy, "-o", stream],
@@ -140,9 +138,7 @@ class Analyze(unittest.TestCase):
         self.assertEqual(e2e.analyze("diff", good, good).returncode, 0)
 
     def test_damaged_command_record(self):
-        copy = os.path.join(self.tmp, "badcmd")
-        shutil.rmtree(copy, ignore_errors=True)
-        shutil.copytree(self.trace, copy)
+        copy = e2e.fresh_copy(self.trace, self.tmp, "badcmd")
         record = os.path.join(copy, "hostmem-command.json")
         for text in ('{"pid": "abc", "signal": "x"}', '{"argv": "ls", "exit_status": 0}',
                      "[1, 2]", "{not json"):

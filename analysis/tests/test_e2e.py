@@ -573,6 +573,18 @@ def streams_of(trace):
                   if f.startswith("ch_") and "index" not in r)
 
 
+def biggest_stream(trace):
+    return max(streams_of(trace), key=os.path.getsize)
+
+
+def fresh_copy(trace, tmp, name):
+    """A copy of `trace` at tmp/name, made anew."""
+    dst = os.path.join(tmp, name)
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(trace, dst)
+    return dst
+
+
 def packet_ends(path):
     """Byte offsets where each whole packet of a stream file ends."""
     import struct
@@ -603,13 +615,7 @@ class DamagedInput(unittest.TestCase):
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def copy(self, name):
-        dst = os.path.join(self.tmp, name)
-        shutil.rmtree(dst, ignore_errors=True)
-        shutil.copytree(self.trace, dst)
-        return dst
-
-    def biggest_stream(self, trace):
-        return max(streams_of(trace), key=os.path.getsize)
+        return fresh_copy(self.trace, self.tmp, name)
 
     def damaged_summary(self, trace):
         r = analyze_both("summary", "--json", trace, strict=False)
@@ -625,15 +631,15 @@ class DamagedInput(unittest.TestCase):
 
     def test_stream_cut_mid_packet(self):
         cut = self.copy("cut")
-        s = self.biggest_stream(cut)
+        s = biggest_stream(cut)
         ends = packet_ends(s)
         self.assertGreaterEqual(len(ends), 2, "the stream has a single packet")
         # The same trace cut exactly after its second-to-last packet is whole:
         # it is what the damaged one must summarise.
         whole = self.copy("cut-whole")
-        with open(self.biggest_stream(whole), "r+b") as f:
+        with open(biggest_stream(whole), "r+b") as f:
             f.truncate(ends[-2])
-        shutil.rmtree(os.path.join(os.path.dirname(self.biggest_stream(whole)), "index"),
+        shutil.rmtree(os.path.join(os.path.dirname(biggest_stream(whole)), "index"),
                       ignore_errors=True)
         want = summary_json(whole)
         with open(s, "r+b") as f:
@@ -652,7 +658,7 @@ class DamagedInput(unittest.TestCase):
 
     def test_garbage_appended(self):
         bad = self.copy("garbage")
-        s = self.biggest_stream(bad)
+        s = biggest_stream(bad)
         with open(s, "ab") as f:
             f.write(os.urandom(5000))
         got, line = self.damaged_summary(bad)
@@ -665,7 +671,7 @@ class DamagedInput(unittest.TestCase):
 
     def test_metadata_cut(self):
         bad = self.copy("metadata-cut")
-        meta = os.path.join(os.path.dirname(self.biggest_stream(bad)), "metadata")
+        meta = os.path.join(os.path.dirname(biggest_stream(bad)), "metadata")
         # Cut inside the last declaration: the event classes before it stay.
         with open(meta, "r+b") as f:
             f.truncate(os.path.getsize(meta) - 40)
@@ -709,10 +715,8 @@ class Input(unittest.TestCase):
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def copy(self, name):
-        dst = os.path.join(self.tmp, name)
-        shutil.rmtree(dst, ignore_errors=True)
-        shutil.copytree(self.trace, dst)
-        return dst, max(streams_of(dst), key=os.path.getsize)
+        dst = fresh_copy(self.trace, self.tmp, name)
+        return dst, biggest_stream(dst)
 
     def run_both(self, *args, code):
         r = analyze_both("summary", "--json", *args, strict=False)

@@ -186,10 +186,8 @@ class Truncated(unittest.TestCase):
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def cut(self, name, where):
-        dst = os.path.join(self.tmp, name)
-        shutil.rmtree(dst, ignore_errors=True)
-        shutil.copytree(self.trace, dst)
-        stream = max(e2e.streams_of(dst), key=os.path.getsize)
+        dst = e2e.fresh_copy(self.trace, self.tmp, name)
+        stream = e2e.biggest_stream(dst)
         ends = e2e.packet_ends(stream)
         self.assertGreaterEqual(len(ends), 2, "the stream has a single packet")
         with open(stream, "r+b") as f:
