@@ -148,6 +148,7 @@ static HRESULT alloc_reserve(hostmem__call *c, uintptr_t addr, size_t size, DWOR
     atomic_store_explicit(&r->tail_mapped, tail_mapped, RELAXED);
     atomic_store_explicit(&r->owner, owner, RELAXED); /* a recycled struct may name a heap */
     atomic_store_explicit(&r->watched, watch, RELAXED);
+    hostmem__guard_forget(r, NULL, SIZE_MAX); /* hits of the struct's last life */
     r->caller = caller;
     hostmem__region_write_end(r);
     hostmem__call_order(c); /* in the map now, under the state lock */

@@ -168,6 +168,8 @@ static int guard_clear_locked(hostmem_manager *m, hostmem__region *r, uintptr_t 
      * it once each: published before the books, so that whoever reads the
      * page unguarded also finds the hit (guard_late). */
     uint32_t epoch = atomic_load_explicit(&r->guard_epoch, RELAXED) + 1;
+    if (!epoch)
+        epoch = 1; /* 0: never hit (hostmem__guard_forget) */
     unsigned slot = epoch % HOSTMEM_GUARD_RECENT;
     atomic_store_explicit(&r->guard_epoch, epoch, RELAXED);
     atomic_store_explicit(&r->guard_recent[slot], 0, RELAXED);

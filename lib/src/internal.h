@@ -500,6 +500,8 @@ int hostmem__region_runs_room(struct hostmem_manager *m, hostmem__region *r, uin
  * of a guard hit. */
 static inline void hostmem__guard_forget(hostmem__region *r, const void *lo, size_t bytes)
 {
+    if (!atomic_load_explicit(&r->guard_epoch, memory_order_relaxed))
+        return; /* never hit: nothing to forget (every commit passes here) */
     for (unsigned i = 0; i < HOSTMEM_GUARD_RECENT; i++) {
         uintptr_t page = atomic_load_explicit(&r->guard_recent[i], memory_order_relaxed);
         if (page - (uintptr_t)lo < bytes)
